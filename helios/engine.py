@@ -1,0 +1,201 @@
+"""The streaming generation loop: a request in, decoded segments out, one at a time, as soon as each is ready.
+
+Same math and the same random draws, in the same order, as diffusers' HeliosPyramidPipeline / HeliosPipeline,
+so one seed gives the reference's frames; on top: a live prompt timeline, per-step progress and cancel.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+import torch
+from PIL import Image
+from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
+
+from .control import GenerationControl, StepProgress
+from .denoise import Denoiser, SamplingPlan, SegmentContext
+from .errors import BadInput, Cancelled
+from .loading import HeliosModel
+from .request import GenerationRequest, GenerationSettings
+from .segment import Segment, SegmentTimings, Stopwatch
+from .text import PromptEncoder
+from .timeline import FRAMES_PER_SEGMENT
+
+LATENT_FRAMES = 9
+MAX_SEGMENTS = 120
+NOISE_SIGMA = (0.111, 0.135)
+
+
+class Engine:
+    """One per loaded model; generations run one at a time (the scheduler and the GPU are shared)."""
+
+    def __init__(self, model: HeliosModel):
+        self.model = model
+        self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device, model.dtype)
+        self.video_processor = VideoProcessor(vae_scale_factor=8)
+        cfg = model.vae.config
+        self.latents_mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1).to(model.device, model.vae.dtype)
+        self.latents_inv_std = 1.0 / torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1).to(
+            model.device, model.vae.dtype
+        )
+        self._busy = threading.Lock()
+
+    def plan(self, request: GenerationRequest) -> SamplingPlan:
+        """Check the request against this model; raise BadInput naming the first problem."""
+        s, flavour = request.settings, self.model.flavour
+        m = flavour.size_multiple
+        if not all(isinstance(v, int) and v > 0 for v in (s.height, s.width)) or s.height % m or s.width % m:
+            raise BadInput(
+                f"Height and width must be positive multiples of {m} for this model (got {s.height}x{s.width}): "
+                "try 384x640."
+            )
+        if not isinstance(s.num_frames, int) or s.num_frames < 1:
+            raise BadInput(f"The number of frames must be a whole number, 1 or more (got {s.num_frames!r}).")
+        if s.num_segments > MAX_SEGMENTS:
+            raise BadInput(
+                f"{s.num_frames} frames is {s.num_segments} segments; at most {MAX_SEGMENTS} "
+                f"({MAX_SEGMENTS * FRAMES_PER_SEGMENT} frames) fit in one request: continue the video instead."
+            )
+        pyramid_steps = tuple(s.pyramid_steps or flavour.default_pyramid_steps)
+        stages = self.model.scheduler.config.get("stages", 3)
+        if flavour.pyramid and (len(pyramid_steps) != stages or any(int(n) != n or n < 1 for n in pyramid_steps)):
+            raise BadInput(f"Steps per stage must be {stages} whole numbers, 1 or more, like 2,2,2 (got {pyramid_steps}).")
+        steps = s.num_inference_steps or flavour.default_steps
+        if not isinstance(steps, int) or steps < 1:
+            raise BadInput(f"The number of inference steps must be a whole number, 1 or more (got {steps!r}).")
+        guidance = flavour.default_guidance if s.guidance_scale is None else float(s.guidance_scale)
+        if not 0 <= guidance <= 30:
+            raise BadInput(f"Guidance must be between 0 and 30 (got {guidance}).")
+        if request.image is not None and request.video is not None:
+            raise BadInput("Give an image or a video, not both: an image starts a video, a video is continued.")
+        request.timeline.check(s.num_segments)
+        return SamplingPlan(flavour, tuple(int(n) for n in pyramid_steps), steps, guidance)
+
+    def generate(self, request: GenerationRequest, control: GenerationControl | None = None) -> Iterator[Segment]:
+        """Yield each segment once decoded; a cancel ends the iteration after the current denoising step."""
+        plan = self.plan(request)
+        control = control or GenerationControl()
+        if not self._busy.acquire(blocking=False):
+            raise BadInput("The engine is busy with another generation: wait for it to finish.")
+        try:
+            with torch.inference_mode():
+                yield from self._run(request, plan, control)
+        except Cancelled:
+            return
+        finally:
+            self._busy.release()
+
+    def _run(self, request: GenerationRequest, plan: SamplingPlan, control: GenerationControl) -> Iterator[Segment]:
+        model, s = self.model, request.settings
+        device = model.device
+        generator = torch.Generator(device=device).manual_seed(s.seed)
+        denoise = Denoiser(model.transformer, model.scheduler, plan, generator, device)
+        uncond = self.prompts.encode(s.negative_prompt) if plan.guided else None
+        for prompt in request.timeline.prompts:
+            self.prompts.encode(prompt)
+
+        prefix, history = self._context(request, generator)
+        indices = _history_indices(s.history_sizes)
+        n = s.num_segments
+        frames_left = s.output_frames
+        for k in range(n):
+            watch = Stopwatch(device)
+            watch.mark()
+            mix = control.timeline(request.timeline).mix(k)
+            long, mid, short1x = history.split(sorted(s.history_sizes, reverse=True), dim=2)
+            if prefix is None:
+                prefix_k = torch.zeros_like(short1x[:, :, :1])
+            else:
+                prefix_k = prefix
+            history_inputs = dict(
+                latents_history_short=torch.cat([prefix_k, short1x], dim=2).to(model.dtype),
+                latents_history_mid=mid.to(model.dtype),
+                latents_history_long=long.to(model.dtype),
+                **indices,
+            )
+            ctx = SegmentContext(self.prompts.mix(mix), uncond, history_inputs)
+            latents = randn_tensor(
+                (1, model.transformer.config.in_channels, LATENT_FRAMES, s.height // 8, s.width // 8),
+                generator=generator, device=device, dtype=torch.float32,
+            )
+            total_steps = plan.steps_in_segment(k == 0)
+            step = iter(range(1, total_steps + 1))
+            control.step(StepProgress(k, n, 0, total_steps))
+            latents = denoise(latents, ctx, k == 0, lambda: control.step(StepProgress(k, n, next(step), total_steps)))
+            if prefix is None:
+                prefix = latents[:, :, :1]
+            history = torch.cat([history, latents], dim=2)[:, :, -history.shape[2]:]
+            watch.mark()
+            frames = self._decode(latents)[:frames_left]
+            watch.mark()
+            frames = frames.cpu().numpy()
+            watch.mark()
+            denoise_s, decode_s, copy_s = watch.seconds()
+            timings = SegmentTimings(denoise_s, decode_s + copy_s, denoise_s + decode_s + copy_s)
+            start = s.output_frames - frames_left
+            frames_left -= len(frames)
+            yield Segment(k, n, frames, start, mix, timings)
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents to uint8 frames (T, H, W, 3) on the device."""
+        scaled = latents.to(self.model.vae.dtype) / self.latents_inv_std + self.latents_mean
+        video = self.model.vae.decode(scaled, return_dict=False)[0][0]
+        video = (video.float() * 0.5 + 0.5).clamp(0, 1)
+        return (video * 255).round().to(torch.uint8).permute(1, 2, 3, 0)
+
+    def _encode(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        pixels = pixels.to(self.model.device, self.model.vae.dtype)
+        latents = self.model.vae.encode(pixels).latent_dist.sample(generator=generator)
+        return ((latents - self.latents_mean) * self.latents_inv_std).float()
+
+    def _noisy(self, latents: torch.Tensor, generator: torch.Generator, per_frame: bool = False) -> torch.Tensor:
+        """Blend conditioning latents with a little noise, drawn as the reference draws it."""
+        lo, hi = NOISE_SIGMA
+        device = self.model.device
+        count = latents.shape[2] if per_frame else 1
+        sigma = torch.rand(count, device=device, generator=generator) * (hi - lo) + lo
+        if per_frame:
+            sigma = sigma.view(1, 1, count, 1, 1)
+        return sigma * randn_tensor(latents.shape, generator=generator, device=device) + (1 - sigma) * latents
+
+    def _context(self, request: GenerationRequest, generator: torch.Generator):
+        """The first-frame anchor (None for text-to-video) and the initial history latents."""
+        s = request.settings
+        c = self.model.transformer.config.in_channels
+        history = torch.zeros(1, c, sum(s.history_sizes), s.height // 8, s.width // 8, device=self.model.device)
+        if request.image is not None:
+            image = self.video_processor.preprocess(request.image, height=s.height, width=s.width)
+            prefix = self._encode(image.unsqueeze(2), generator)
+            still = image.unsqueeze(2).repeat(1, 1, (LATENT_FRAMES - 1) * 4 + 1, 1, 1)
+            fake = self._encode(still, generator)[:, :, -1:]
+            prefix = self._noisy(prefix, generator)
+            fake = self._noisy(fake, generator)
+            return prefix, torch.cat([history[:, :, :-1], fake], dim=2)
+        if request.video is not None:
+            video = self.video_processor.preprocess_video([Image.fromarray(f) for f in request.video], height=s.height, width=s.width)
+            window = (LATENT_FRAMES - 1) * 4 + 1
+            chunks = video.shape[2] // window
+            start = video.shape[2] - chunks * window
+            prefix = self._encode(video[:, :, :1], generator)
+            latents = [self._encode(video[:, :, start + i * window : start + (i + 1) * window], generator) for i in range(chunks)]
+            prefix = self._noisy(prefix, generator)
+            noisy = [self._noisy(chunk, generator, per_frame=True) for chunk in latents]
+            video_latents = torch.cat(noisy, dim=2)
+            keep = history.shape[2] - video_latents.shape[2]
+            history = torch.cat([history[:, :, :keep], video_latents], dim=2) if keep > 0 else video_latents
+            return prefix, history[:, :, -sum(s.history_sizes):]
+        return None, history
+
+
+def _history_indices(history_sizes: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+    """RoPE frame positions: anchor, long, mid, 1x history, then the segment's own latent frames."""
+    sizes = sorted(history_sizes, reverse=True)
+    prefix, long, mid, short1x, current = torch.arange(1 + sum(sizes) + LATENT_FRAMES).split([1, *sizes, LATENT_FRAMES])
+    return dict(
+        indices_hidden_states=current.unsqueeze(0),
+        indices_latents_history_short=torch.cat([prefix, short1x]).unsqueeze(0),
+        indices_latents_history_mid=mid.unsqueeze(0),
+        indices_latents_history_long=long.unsqueeze(0),
+    )

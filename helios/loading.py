@@ -1,0 +1,157 @@
+"""Load a Helios checkpoint (hub id, local diffusers folder, or the `tiny` preset) once per process and keep it warm."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ModelUnavailable
+from .flavour import Flavour, flavour_from_index
+from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
+
+DEFAULT_MODEL = "BestWishYsh/Helios-Distilled"
+CPU_PARAM_LIMIT = 2e9
+COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    device: str | None = None
+    dtype: str | None = None
+    vae_dtype: str | None = None
+
+    def resolve(self) -> tuple[torch.device, torch.dtype, torch.dtype]:
+        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        default = "bfloat16" if device.type == "cuda" else "float32"
+        return device, getattr(torch, self.dtype or default), getattr(torch, self.vae_dtype or "float32")
+
+
+@dataclass
+class HeliosModel:
+    source: str
+    folder: Path
+    flavour: Flavour
+    is_tiny: bool
+    device: torch.device
+    dtype: torch.dtype
+    tokenizer: Any
+    text_encoder: Any
+    transformer: Any
+    vae: Any
+    scheduler: Any
+
+    @property
+    def label(self) -> str:
+        if self.is_tiny:
+            return f"{self.source} (tiny random-weight preview: its frames are noise)"
+        return f"{self.source} ({self.flavour.name})"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HELIOS_STUDIO_CACHE", Path.home() / ".cache" / "helios-studio"))
+
+
+def tiny_folder(source: str) -> Path | None:
+    """`tiny` or `tiny-<flavour>` names a preset built on first use under the cache folder."""
+    if source == "tiny":
+        source = "tiny-distilled"
+    if not source.startswith("tiny-") or source[5:] not in FLAVOURS:
+        return None
+    folder = cache_dir() / source
+    if not (folder / TINY_MARKER).exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
+        build_tiny(scratch, TinySpec(flavour=source[5:]))
+        shutil.rmtree(folder, ignore_errors=True)
+        scratch.rename(folder)
+    return folder
+
+
+def resolve_folder(source: str) -> Path:
+    tiny = tiny_folder(source)
+    if tiny is not None:
+        return tiny
+    path = Path(source).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").is_file():
+            raise ModelUnavailable(
+                f"{path} has no model_index.json: point --model at a Helios checkpoint folder in diffusers layout."
+            )
+        return path
+    if source.count("/") != 1 or source.startswith((".", "/", "~")):
+        raise ModelUnavailable(f"No model folder at {source}: give an existing folder, a hub id, or 'tiny'.")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source))
+    except Exception as exc:
+        raise ModelUnavailable(
+            f"Could not fetch {source} from the Hugging Face Hub ({type(exc).__name__}): check the id and the "
+            "network, or download it and pass the local folder."
+        ) from None
+
+
+def _check_hardware(folder: Path, device: torch.device) -> None:
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    dim = config.get("num_attention_heads", 40) * config.get("attention_head_dim", 128)
+    params = config.get("num_layers", 40) * (4 * dim * dim + 2 * dim * config.get("ffn_dim", 13824))
+    if device.type == "cpu" and params > CPU_PARAM_LIMIT:
+        raise ModelUnavailable(
+            f"{folder.name} is a full-size model ({params / 1e9:.0f}B parameters) and needs a CUDA GPU: "
+            "run on a GPU machine, or use --model tiny for a CPU preview."
+        )
+
+
+def _load(source: str, options: LoadOptions) -> HeliosModel:
+    import diffusers
+    import transformers
+
+    device, dtype, vae_dtype = options.resolve()
+    folder = resolve_folder(source)
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"Cannot read {folder / 'model_index.json'} ({exc}): the checkpoint is damaged.") from None
+    flavour = flavour_from_index(index)
+    missing = [c for c in COMPONENTS if not (folder / c).is_dir()]
+    if missing:
+        raise ModelUnavailable(f"{folder} lacks {', '.join(missing)}: the checkpoint is incomplete; download it again.")
+    _check_hardware(folder, device)
+    try:
+        scheduler_cls = getattr(diffusers, index["scheduler"][1])
+        parts = dict(
+            tokenizer=transformers.AutoTokenizer.from_pretrained(folder / "tokenizer"),
+            text_encoder=transformers.UMT5EncoderModel.from_pretrained(folder / "text_encoder", dtype=dtype),
+            transformer=diffusers.HeliosTransformer3DModel.from_pretrained(folder, subfolder="transformer", dtype=dtype),
+            vae=diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
+            scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
+    for name in ("text_encoder", "transformer", "vae"):
+        parts[name] = parts[name].to(device).eval().requires_grad_(False)
+    return HeliosModel(
+        source=source, folder=folder, flavour=flavour, is_tiny=(folder / TINY_MARKER).exists(),
+        device=device, dtype=dtype, **parts,
+    )
+
+
+_models: dict[tuple[str, LoadOptions], HeliosModel] = {}
+_lock = threading.Lock()
+
+
+def load_model(source: str = DEFAULT_MODEL, options: LoadOptions = LoadOptions()) -> HeliosModel:
+    """The cached model for (source, options); the first call loads it."""
+    with _lock:
+        key = (source, options)
+        if key not in _models:
+            _models[key] = _load(source, options)
+        return _models[key]

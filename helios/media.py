@@ -1,0 +1,143 @@
+"""Reading the user's image and video files, and writing finished videos without leaving half-written files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import BadInput
+
+FPS = 24
+MIN_CONTEXT_FRAMES = 33
+OUTPUT_SUFFIXES = (".mp4", ".npy")
+
+
+def read_image(path: str | Path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"No image file at {path}: check the path.")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise BadInput(f"{path.name} is not an image this app can read: use a PNG, JPEG or WebP file.") from None
+
+
+def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
+    """All frames as uint8 (T, H, W, 3); continuing a video needs at least one full segment of it."""
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"No video file at {path}: check the path.")
+    frames = []
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        meta = next(reader)
+        w, h = meta["size"]
+        for raw in reader:
+            frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3))
+            if max_frames is not None and len(frames) > max_frames:
+                reader.close()
+                raise BadInput(f"{path.name} has more than {max_frames} frames: trim it and upload again.")
+    except BadInput:
+        raise
+    except (RuntimeError, OSError, StopIteration, KeyError, ValueError):
+        raise BadInput(f"{path.name} is not a video this app can read: use an MP4, WebM or MOV file.") from None
+    if not frames:
+        raise BadInput(f"{path.name} has no frames: choose a video with at least {MIN_CONTEXT_FRAMES} frames.")
+    if len(frames) < MIN_CONTEXT_FRAMES:
+        raise BadInput(
+            f"{path.name} has {len(frames)} frames; continuing a video needs at least {MIN_CONTEXT_FRAMES} "
+            f"({MIN_CONTEXT_FRAMES / FPS:.1f} s at {FPS} fps)."
+        )
+    return np.stack(frames)
+
+
+def check_output_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise BadInput(f"Output {path.name} must end in .mp4 (H.264 video) or .npy (raw uint8 frames).")
+    if not path.parent.is_dir():
+        raise BadInput(f"The folder {path.parent} does not exist: create it or choose another output path.")
+    return path
+
+
+class VideoWriter:
+    """Takes frames segment by segment; the file appears under its name only when `close` succeeds."""
+
+    def __init__(self, path: str | Path, fps: int = FPS):
+        self.path = check_output_path(path)
+        self.fps = fps
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}-", suffix=self.path.suffix)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._frames: list[np.ndarray] = []
+        self._ffmpeg = None
+        self.count = 0
+
+    def add(self, frames: np.ndarray) -> None:
+        if self.path.suffix.lower() == ".npy":
+            self._frames.append(frames)
+        else:
+            if self._ffmpeg is None:
+                self._ffmpeg = _h264_writer(self._tmp, frames.shape[2], frames.shape[1], self.fps, MP4_PARAMS)
+            for frame in frames:
+                self._ffmpeg.send(np.ascontiguousarray(frame).tobytes())
+        self.count += len(frames)
+
+    def close(self) -> Path:
+        if self.path.suffix.lower() == ".npy":
+            with open(self._tmp, "wb") as f:
+                np.save(f, np.concatenate(self._frames) if self._frames else np.zeros((0, 0, 0, 3), np.uint8))
+        elif self._ffmpeg is not None:
+            self._ffmpeg.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self._ffmpeg is not None:
+            try:
+                self._ffmpeg.close()
+            except Exception:
+                pass
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+MP4_PARAMS = ["-movflags", "+faststart"]
+
+
+def _h264_writer(path: Path, width: int, height: int, fps: int, params: list[str]):
+    import imageio_ffmpeg
+
+    writer = imageio_ffmpeg.write_frames(
+        str(path), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=8,
+        macro_block_size=2, ffmpeg_log_level="error", output_params=params,
+    )
+    writer.send(None)
+    return writer
+
+
+def encode_clip(frames: np.ndarray, path: str | Path, fps: int = FPS) -> Path:
+    """One self-contained H.264 clip (MPEG-TS for `.ts`): a streamed segment."""
+    path = Path(path)
+    params = ["-f", "mpegts"] if path.suffix == ".ts" else MP4_PARAMS
+    writer = _h264_writer(path, frames.shape[2], frames.shape[1], fps, params)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame).tobytes())
+    writer.close()
+    return path

@@ -1,0 +1,58 @@
+"""UMT5 prompt embeddings, computed once per distinct prompt and kept on the device."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import OrderedDict
+
+import ftfy
+import torch
+
+
+def clean_prompt(text: str) -> str:
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class PromptEncoder:
+    """Encodes as the reference pipelines do (cleaned text, padded to a fixed length, zeros past the tokens)."""
+
+    def __init__(self, tokenizer, text_encoder, device, dtype, max_sequence_length: int = 512, capacity: int = 32):
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+        self.device = device
+        self.dtype = dtype
+        self.max_sequence_length = max_sequence_length
+        self.capacity = capacity
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    @torch.no_grad()
+    def encode(self, prompt: str) -> torch.Tensor:
+        if prompt in self._cache:
+            self._cache.move_to_end(prompt)
+            return self._cache[prompt]
+        inputs = self.tokenizer(
+            [clean_prompt(prompt)], padding="max_length", max_length=self.max_sequence_length, truncation=True,
+            add_special_tokens=True, return_attention_mask=True, return_tensors="pt",
+        )
+        mask = inputs.attention_mask
+        length = int(mask.gt(0).sum())
+        hidden = self.text_encoder(inputs.input_ids.to(self.device), mask.to(self.device)).last_hidden_state
+        hidden = hidden.to(device=self.device, dtype=self.dtype)
+        embeds = torch.zeros_like(hidden)
+        embeds[:, :length] = hidden[:, :length]
+        self._cache[prompt] = embeds
+        if len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return embeds
+
+    def mix(self, weighted: tuple[tuple[str, float], ...]) -> torch.Tensor:
+        """The linear blend of the prompts' embeddings: the cross-fade between timeline entries."""
+        (first, w0), *rest = weighted
+        if not rest:
+            return self.encode(first)
+        out = self.encode(first).float() * w0
+        for prompt, weight in rest:
+            out = out + self.encode(prompt).float() * weight
+        return out.to(self.dtype)

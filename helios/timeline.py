@@ -1,0 +1,151 @@
+"""The prompt timeline: which prompt is in effect for each segment, and how consecutive prompts cross-fade.
+
+A segment's conditioning is a weighted mix of prompts. When the prompt changes at segment k with a crossfade of
+c segments, segment k+j takes weight min(1, (j+1)/(c+1)) of the new prompt and the rest of the mix that was in
+effect at segment k-1, so overlapping changes blend smoothly instead of jumping.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+
+from .errors import BadInput
+
+FPS = 24
+FRAMES_PER_SEGMENT = 33
+UNITS = ("segment", "second")
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    start: float
+    prompt: str
+    unit: str = "segment"
+
+    @property
+    def segment(self) -> int:
+        """Seconds snap to the nearest segment boundary: the prompt can only change there."""
+        if self.unit == "second":
+            return int(math.floor(self.start * FPS / FRAMES_PER_SEGMENT + 0.5))
+        return int(self.start)
+
+
+@dataclass(frozen=True)
+class PromptTimeline:
+    entries: tuple[TimelineEntry, ...]
+    crossfade: int = 2
+    _mix_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    @classmethod
+    def single(cls, prompt: str) -> "PromptTimeline":
+        return cls((TimelineEntry(0, prompt),))
+
+    @property
+    def prompts(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(e.prompt for e in self.entries))
+
+    def check(self, num_segments: int | None = None) -> None:
+        """Raise BadInput naming the first problem; `num_segments` also bounds the starts."""
+        if not self.entries:
+            raise BadInput("The prompt timeline is empty: add at least one prompt.")
+        if isinstance(self.crossfade, bool) or not isinstance(self.crossfade, int) or self.crossfade < 0:
+            raise BadInput(f"Crossfade must be a whole number of segments, 0 or more (got {self.crossfade!r}).")
+        previous = -1
+        for n, entry in enumerate(self.entries, 1):
+            if entry.unit not in UNITS:
+                raise BadInput(f"Timeline row {n}: unit must be 'segment' or 'second', not {entry.unit!r}.")
+            if not isinstance(entry.prompt, str) or not entry.prompt.strip():
+                raise BadInput(f"Timeline row {n} has an empty prompt: write what the video should show.")
+            if not isinstance(entry.start, (int, float)) or isinstance(entry.start, bool) or entry.start < 0:
+                raise BadInput(f"Timeline row {n}: start must be a number, 0 or more (got {entry.start!r}).")
+            if entry.unit == "segment" and entry.start != int(entry.start):
+                raise BadInput(f"Timeline row {n}: a start in segments must be a whole number (got {entry.start}).")
+            if n == 1 and entry.segment != 0:
+                raise BadInput("The timeline must start at 0: the first prompt sets the opening of the video.")
+            if n > 1 and entry.segment <= previous:
+                raise BadInput(
+                    f"Timeline row {n} starts at segment {entry.segment}, not after row {n - 1} "
+                    f"(segment {previous}): order rows by start, at most one change per segment."
+                )
+            if num_segments is not None and entry.segment >= num_segments:
+                raise BadInput(
+                    f"Timeline row {n} starts at segment {entry.segment}, but the video has only {num_segments} "
+                    f"segments ({num_segments * FRAMES_PER_SEGMENT} frames): make the video longer or start earlier."
+                )
+            previous = entry.segment
+
+    def mix(self, segment: int) -> tuple[tuple[str, float], ...]:
+        """The prompts in effect at `segment` with their weights (summing to 1), heaviest first."""
+        if segment not in self._mix_cache:
+            weights = self._weights(segment)
+            ordered = sorted(((p, w) for p, w in weights.items() if w > 0), key=lambda pw: -pw[1])
+            self._mix_cache[segment] = tuple(ordered)
+        return self._mix_cache[segment]
+
+    def _weights(self, segment: int) -> dict[str, float]:
+        current = [e for e in self.entries if e.segment <= segment]
+        entry = current[-1] if current else self.entries[0]
+        if entry.segment == 0 or segment < 0:
+            return {entry.prompt: 1.0}
+        w = min(1.0, (segment - entry.segment + 1) / (self.crossfade + 1))
+        before = self._weights(entry.segment - 1)
+        blended = {p: v * (1 - w) for p, v in before.items()}
+        blended[entry.prompt] = blended.get(entry.prompt, 0.0) + w
+        return blended
+
+    def to_json(self) -> str:
+        rows = [{"start": e.start, "unit": e.unit, "prompt": e.prompt} for e in self.entries]
+        return json.dumps({"crossfade": self.crossfade, "entries": rows}, indent=2, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PromptTimeline":
+        try:
+            data = json.loads(text)
+            rows = data["entries"] if isinstance(data, dict) else data
+            crossfade = data.get("crossfade", 2) if isinstance(data, dict) else 2
+            entries = tuple(
+                TimelineEntry(row["start"], row["prompt"], row.get("unit", "segment")) for row in rows
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BadInput(
+                'The timeline JSON is malformed: expected {"crossfade": N, "entries": [{"start": 0, "prompt": "..."}]} '
+                f"({type(exc).__name__}: {exc})."
+            ) from None
+        timeline = cls(entries, crossfade)
+        timeline.check()
+        return timeline
+
+    def to_csv(self) -> str:
+        """The official interactive format: one video id, prompt_index = the segment the prompt starts at."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["id", "prompt_index", "prompt"])
+        for e in self.entries:
+            writer.writerow([0, e.segment, e.prompt])
+        return out.getvalue()
+
+    @classmethod
+    def from_csv(cls, text: str, crossfade: int = 2) -> "PromptTimeline":
+        try:
+            rows = list(csv.DictReader(io.StringIO(text.strip())))
+            if not rows or not {"id", "prompt_index", "prompt"} <= set(rows[0]):
+                raise KeyError("header must be id,prompt_index,prompt")
+            ids = {row["id"] for row in rows}
+            entries = tuple(
+                TimelineEntry(int(row["prompt_index"]), row["prompt"] or "")
+                for row in sorted(rows, key=lambda r: int(r["prompt_index"]))
+            )
+        except (ValueError, KeyError, TypeError, csv.Error) as exc:
+            raise BadInput(
+                f"The timeline CSV is malformed: expected the header id,prompt_index,prompt and whole-number "
+                f"prompt indices ({exc})."
+            ) from None
+        if len(ids) > 1:
+            raise BadInput(f"The timeline CSV holds {len(ids)} video ids: keep the rows of one video per file.")
+        timeline = cls(entries, crossfade)
+        timeline.check()
+        return timeline
