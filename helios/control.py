@@ -43,7 +43,7 @@ class GenerationControl:
 
     def step(self, progress: StepProgress) -> None:
         """Called by the engine between denoising steps; raises Cancelled once `cancel` was called."""
-        if self._cancel.is_set():
-            raise Cancelled("Generation stopped.")
         if self.on_step is not None:
             self.on_step(progress)
+        if self._cancel.is_set():
+            raise Cancelled("Generation stopped.")

@@ -114,6 +114,8 @@ def _load(source: str, options: LoadOptions) -> HeliosModel:
     import diffusers
     import transformers
 
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
     device, dtype, vae_dtype = options.resolve()
     folder = resolve_folder(source)
     try:

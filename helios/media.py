@@ -47,8 +47,9 @@ def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
                 raise BadInput(f"{path.name} has more than {max_frames} frames: trim it and upload again.")
     except BadInput:
         raise
-    except (RuntimeError, OSError, StopIteration, KeyError, ValueError):
-        raise BadInput(f"{path.name} is not a video this app can read: use an MP4, WebM or MOV file.") from None
+    except (RuntimeError, OSError, StopIteration, KeyError, ValueError) as exc:
+        if "Input #0" not in str(exc):
+            raise BadInput(f"{path.name} is not a video this app can read: use an MP4, WebM or MOV file.") from None
     if not frames:
         raise BadInput(f"{path.name} has no frames: choose a video with at least {MIN_CONTEXT_FRAMES} frames.")
     if len(frames) < MIN_CONTEXT_FRAMES:
@@ -97,6 +98,9 @@ class VideoWriter:
                 np.save(f, np.concatenate(self._frames) if self._frames else np.zeros((0, 0, 0, 3), np.uint8))
         elif self._ffmpeg is not None:
             self._ffmpeg.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)
         os.replace(self._tmp, self.path)
         return self.path
 

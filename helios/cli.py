@@ -1,0 +1,146 @@
+"""`python -m helios generate ...`: the engine on the command line, with a live progress line per segment."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .control import GenerationControl, StepProgress
+from .errors import BadInput, HeliosError
+from .loading import DEFAULT_MODEL, LoadOptions, load_model
+from .media import VideoWriter, check_output_path, read_image, read_video
+from .request import GenerationRequest, GenerationSettings
+from .timeline import FRAMES_PER_SEGMENT, PromptTimeline
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise BadInput(f"{message} (see python -m helios generate --help)")
+
+
+def _steps(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"steps per stage are whole numbers like 2,2,2, not {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m helios", description="Helios Studio: streaming Helios video generation.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    g = sub.add_parser("generate", help="generate a video")
+    g.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local diffusers folder, or 'tiny' (CPU preview)")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="one prompt for the whole video")
+    src.add_argument("--timeline", type=Path, help="prompt timeline as .json or the official .csv")
+    ctx = g.add_mutually_exclusive_group()
+    ctx.add_argument("--image", type=Path, help="start the video from this image (image-to-video)")
+    ctx.add_argument("--video", type=Path, help="continue this video (video-to-video)")
+    g.add_argument("--height", type=int, default=384)
+    g.add_argument("--width", type=int, default=640)
+    g.add_argument("--frames", type=int, default=132, help="rounded up to whole segments of 33 frames")
+    g.add_argument("--steps", type=_steps, help="denoising steps per pyramid stage, e.g. 2,2,2")
+    g.add_argument("--num-inference-steps", type=int, help="steps for the non-pyramid Base model")
+    g.add_argument("--guidance", type=float, help="guidance scale (model default if omitted)")
+    g.add_argument("--negative-prompt", default="")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    g.add_argument("--out", type=Path, required=True, help=".mp4 (H.264, 24 fps) or .npy (uint8 frames)")
+    return parser
+
+
+def load_timeline(path: Path) -> PromptTimeline:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise BadInput(f"Cannot read the timeline file {path}: check the path.") from None
+    if path.suffix.lower() == ".csv":
+        return PromptTimeline.from_csv(text)
+    if path.suffix.lower() == ".json":
+        return PromptTimeline.from_json(text)
+    raise BadInput(f"Timeline {path.name} must be a .json or .csv file.")
+
+
+def request_from_args(args) -> GenerationRequest:
+    if args.prompt is not None:
+        if not args.prompt.strip():
+            raise BadInput("The prompt is empty: describe what the video should show.")
+        timeline = PromptTimeline.single(args.prompt)
+    else:
+        timeline = load_timeline(args.timeline)
+    settings = GenerationSettings(
+        height=args.height, width=args.width, num_frames=args.frames, pyramid_steps=args.steps,
+        num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance,
+        negative_prompt=args.negative_prompt, seed=args.seed,
+    )
+    image = read_image(args.image) if args.image else None
+    video = read_video(args.video) if args.video else None
+    return GenerationRequest(timeline, settings, image=image, video=video)
+
+
+class ProgressLine:
+    """One line per segment on stderr: a bar of denoising steps, then the segment's measured FPS."""
+
+    def __init__(self, stream=sys.stderr, width: int = 24):
+        self.stream = stream
+        self.width = width
+
+    def step(self, p: StepProgress) -> None:
+        done = self.width * p.step // max(p.steps, 1)
+        bar = "#" * done + "." * (self.width - done)
+        self.stream.write(f"\rsegment {p.segment + 1}/{p.segments} [{bar}] step {p.step}/{p.steps}")
+        self.stream.flush()
+
+    def segment(self, seg, elapsed: float, frames: int) -> None:
+        self.stream.write(
+            f"\rsegment {seg.index + 1}/{seg.count} [{'#' * self.width}] {len(seg.frames)} frames, "
+            f"{seg.fps:.1f} FPS (overall {frames / elapsed:.1f} FPS)\n"
+        )
+        self.stream.flush()
+
+
+def generate(args) -> int:
+    out = check_output_path(args.out)
+    request = request_from_args(args)
+    from .engine import Engine
+
+    engine = Engine(load_model(args.model, LoadOptions(device=args.device)))
+    settings = request.settings
+    engine.plan(request)
+    if settings.num_frames != settings.num_segments * FRAMES_PER_SEGMENT:
+        print(
+            f"note: {settings.num_frames} frames round up to {settings.num_segments} segments of {FRAMES_PER_SEGMENT}; "
+            f"the video will have {settings.output_frames} frames.",
+            file=sys.stderr,
+        )
+    progress = ProgressLine()
+    control = GenerationControl(on_step=progress.step)
+    start = time.perf_counter()
+    with VideoWriter(out) as writer:
+        try:
+            for seg in engine.generate(request, control):
+                writer.add(seg.frames)
+                progress.segment(seg, time.perf_counter() - start, writer.count)
+        except KeyboardInterrupt:
+            control.cancel()
+            raise
+    elapsed = time.perf_counter() - start
+    print(f"wrote {out}: {writer.count} frames in {elapsed:.1f} s ({writer.count / elapsed:.1f} FPS)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return generate(args)
+    except HeliosError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; no output was written.", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"error: unexpected failure ({type(exc).__name__}: {exc}); please report it.".split("\n")[0], file=sys.stderr)
+        return 1

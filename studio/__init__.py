@@ -1,0 +1,1 @@
+"""Helios Studio's Gradio app: a thin shell over the `helios` engine."""

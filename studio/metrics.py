@@ -1,0 +1,87 @@
+"""Live numbers of one run, all measured: per-segment FPS, overall FPS, time to first frame, GPU memory."""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from helios.control import StepProgress
+from helios.segment import Segment
+
+
+@dataclass
+class RunMetrics:
+    started: float = field(default_factory=time.perf_counter)
+    segments: int = 0
+    total_segments: int = 0
+    step: StepProgress | None = None
+    frames: int = 0
+    segment_fps: list[float] = field(default_factory=list)
+    first_frame_s: float | None = None
+    elapsed_s: float = 0.0
+    state: str = "starting"
+
+    def on_step(self, progress: StepProgress) -> None:
+        self.step = progress
+        self.total_segments = progress.segments
+        self.elapsed_s = time.perf_counter() - self.started
+
+    def on_segment(self, segment: Segment) -> None:
+        self.elapsed_s = time.perf_counter() - self.started
+        if self.first_frame_s is None:
+            self.first_frame_s = self.elapsed_s
+        self.segments = segment.index + 1
+        self.total_segments = segment.count
+        self.frames += len(segment.frames)
+        self.segment_fps.append(segment.fps)
+
+    @property
+    def overall_fps(self) -> float | None:
+        return self.frames / self.elapsed_s if self.frames and self.elapsed_s > 0 else None
+
+    def to_html(self) -> str:
+        return f'<div class="metrics">{self._summary()}{fps_chart(self.segment_fps)}</div>'
+
+    def _summary(self) -> str:
+        step = self.step
+        rows = [
+            ("status", self.state),
+            ("segment", f"{min(self.segments + 1, self.total_segments or 1)} of {self.total_segments or '?'}"
+             if self.state == "generating" else f"{self.segments} of {self.total_segments or '?'}"),
+            ("step", f"{step.step} of {step.steps}" if step else "-"),
+            ("last segment", f"{self.segment_fps[-1]:.1f} FPS" if self.segment_fps else "-"),
+            ("overall", f"{self.overall_fps:.1f} FPS" if self.overall_fps else "-"),
+            ("time to first frame", f"{self.first_frame_s:.2f} s" if self.first_frame_s is not None else "-"),
+            ("frames", str(self.frames)),
+            ("GPU memory", gpu_memory()),
+        ]
+        cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        return f'<table class="metrics-table">{cells}</table>'
+
+
+def gpu_memory() -> str:
+    if not torch.cuda.is_available():
+        return "no GPU (CPU run)"
+    used = torch.cuda.memory_allocated() / 2**30
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    return f"{used:.1f} GiB in use, {peak:.1f} GiB peak"
+
+
+def fps_chart(values: list[float], width: int = 320, height: int = 90) -> str:
+    """A bar per segment, scaled to the fastest one, drawn as inline SVG."""
+    if not values:
+        return ""
+    top = max(values)
+    bar = width / len(values)
+    bars = "".join(
+        f'<rect x="{i * bar + 1:.1f}" y="{height - 14 - (height - 28) * v / top:.1f}" width="{max(bar - 2, 1):.1f}" '
+        f'height="{(height - 28) * v / top:.1f}" fill="#f59e0b"><title>segment {i + 1}: {v:.1f} FPS</title></rect>'
+        for i, v in enumerate(values)
+    )
+    return (
+        f'<svg class="fps-chart" width="{width}" height="{height}" role="img" aria-label="FPS per segment">'
+        f'<text x="0" y="11" font-size="11" fill="currentColor">FPS per segment (max {top:.1f})</text>{bars}</svg>'
+    )

@@ -1,0 +1,50 @@
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("HELIOS_STUDIO_CACHE", tempfile.mkdtemp(prefix="helios-cache-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from helios.media import VideoWriter  # noqa: E402
+from helios.tiny import TinySpec, build_tiny  # noqa: E402
+
+REFERENCE_GAMMA = 0.25
+"""The schedulers' default gamma=1/3 makes the reference's float32 Cholesky fail on a CPU; parity fixtures avoid it."""
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A function: flavour -> folder of a tiny checkpoint saved with save_pretrained (built once per session)."""
+    built: dict[str, Path] = {}
+
+    def get(flavour: str) -> Path:
+        if flavour not in built:
+            folder = tmp_path_factory.mktemp(f"tiny-{flavour}")
+            built[flavour] = build_tiny(folder, TinySpec(flavour=flavour, gamma=REFERENCE_GAMMA))
+        return built[flavour]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def sample_image() -> Image.Image:
+    rng = np.random.default_rng(7)
+    return Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="session")
+def sample_video() -> np.ndarray:
+    rng = np.random.default_rng(8)
+    return rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def video_file(tmp_path, sample_video) -> Path:
+    path = tmp_path / "clip.mp4"
+    with VideoWriter(path) as writer:
+        writer.add(sample_video)
+    return path

@@ -1,0 +1,119 @@
+"""The CLI as a user runs it: a real subprocess, real files, exit codes and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--height", "64", "--width", "64", "--steps", "1,1,1"]
+
+
+def run(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "helios", "generate", *map(str, args)], capture_output=True, text=True, env=env,
+        cwd=cwd, timeout=300,
+    )
+
+
+def test_writes_a_playable_mp4_with_the_reference_frame_count(tmp_path):
+    out = tmp_path / "fox.mp4"
+    result = run("--model", "tiny", "--prompt", "a red fox", *FAST, "--frames", "40", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "round up to 2 segments" in result.stderr
+    assert "segment 2/2" in result.stderr and "FPS" in result.stderr
+    assert "65 frames" in result.stdout
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(out))
+    assert frames == 65 and seconds == pytest.approx(65 / 24, abs=0.1)
+
+
+def test_npy_holds_the_raw_frames(tmp_path):
+    out = tmp_path / "frames.npy"
+    assert run("--model", "tiny", "--prompt", "rain", *FAST, "--frames", "33", "--out", out).returncode == 0
+    frames = np.load(out)
+    assert frames.shape == (33, 64, 64, 3) and frames.dtype == np.uint8 and frames.std() > 1
+
+
+def test_timeline_csv_image_and_video_inputs(tmp_path, sample_image, video_file):
+    timeline = tmp_path / "t.csv"
+    timeline.write_text("id,prompt_index,prompt\n0,0,a meadow\n0,1,a meadow at night\n")
+    image = tmp_path / "start.png"
+    sample_image.save(image)
+    for context in (["--image", image], ["--video", video_file]):
+        out = tmp_path / "out.npy"
+        result = run("--model", "tiny", "--timeline", timeline, *context, *FAST, "--frames", "66", "--out", out)
+        assert result.returncode == 0, result.stderr
+        assert np.load(out).shape == (65, 64, 64, 3)
+
+
+def _bad_inputs(tmp_path: Path) -> dict:
+    (tmp_path / "empty.json").write_text('{"crossfade": 1, "entries": []}')
+    (tmp_path / "disorder.json").write_text(
+        json.dumps({"entries": [{"start": 0, "prompt": "a"}, {"start": 3, "prompt": "b"}, {"start": 1, "prompt": "c"}]})
+    )
+    (tmp_path / "late.json").write_text(json.dumps({"entries": [{"start": 0, "prompt": "a"}, {"start": 9, "prompt": "b"}]}))
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "fake.png").write_bytes(b"definitely not a png")
+    (tmp_path / "fake.mp4").write_bytes(b"definitely not a video")
+    zero = tmp_path / "zero.mp4"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "quiet", "-f", "lavfi", "-i", "color=s=64x64:d=1",
+         "-frames:v", "0", "-c:v", "libx264", str(zero)], check=True,
+    )
+    full = tmp_path / "full-size"
+    (full / "transformer").mkdir(parents=True)
+    (full / "model_index.json").write_text(json.dumps({"_class_name": "HeliosPyramidPipeline", "is_distilled": True}))
+    for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
+        (full / part).mkdir()
+    (full / "transformer" / "config.json").write_text(json.dumps({"num_layers": 40, "num_attention_heads": 40}))
+    t = ["--model", "tiny"]
+    return {
+        "empty prompt": (2, "prompt is empty", [*t, "--prompt", "  "]),
+        "empty timeline": (2, "timeline is empty", [*t, "--timeline", tmp_path / "empty.json"]),
+        "timeline out of order": (2, "order rows by start", [*t, "--timeline", tmp_path / "disorder.json"]),
+        "timeline beyond the video": (2, "only 4 segments", [*t, "--timeline", tmp_path / "late.json"]),
+        "malformed timeline": (2, "malformed", [*t, "--timeline", tmp_path / "broken.json"]),
+        "timeline of unknown type": (2, ".json or .csv", [*t, "--timeline", tmp_path / "notes.txt"]),
+        "not an image": (2, "not an image", [*t, "--prompt", "x", "--image", tmp_path / "fake.png"]),
+        "not a video": (2, "not a video", [*t, "--prompt", "x", "--video", tmp_path / "fake.mp4"]),
+        "zero-frame video": (2, "has no frames", [*t, "--prompt", "x", "--video", zero]),
+        "bad size": (2, "multiples of 64", [*t, "--prompt", "x", "--height", "100"]),
+        "bad steps": (2, "steps per stage", [*t, "--prompt", "x", "--steps", "two"]),
+        "image and video": (2, "not allowed with", [*t, "--prompt", "x", "--image", "a.png", "--video", "b.mp4"]),
+        "missing model folder": (1, "No model folder", ["--model", tmp_path / "nowhere", "--prompt", "x"]),
+        "unreachable hub": (1, "Hugging Face Hub", ["--model", "nobody/no-such-model", "--prompt", "x"]),
+        "full-size model without a GPU": (1, "needs a CUDA GPU", ["--model", full, "--prompt", "x", "--device", "cpu"]),
+    }
+
+
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["empty prompt", "empty timeline", "timeline out of order", "timeline beyond the video", "malformed timeline",
+     "timeline of unknown type", "not an image", "not a video", "zero-frame video", "bad size", "bad steps",
+     "image and video", "missing model folder", "unreachable hub", "full-size model without a GPU"],
+)
+def test_bad_input_gives_one_line_and_leaves_no_file(case, tmp_path):
+    code, message, args = _bad_inputs(tmp_path)[case]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = run(*args, "--frames", "132", "--out", out_dir / "video.mp4")
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+    assert list(out_dir.iterdir()) == []
+
+
+def test_bad_output_suffix(tmp_path):
+    result = run("--model", "tiny", "--prompt", "x", "--out", tmp_path / "v.avi")
+    assert result.returncode == 2 and "must end in .mp4" in result.stderr
