@@ -1,6 +1,6 @@
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv python3-pip && \
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv python3-pip ffmpeg && \
     rm -rf /var/lib/apt/lists/*
 RUN useradd -m -u 1000 user
 USER user

@@ -31,6 +31,7 @@ class RunUpdate:
     metrics: RunMetrics
     clip: Path | None = None
     video: Path | None = None
+    final: bool = False
 
 
 class StudioRun:
@@ -97,7 +98,7 @@ class StudioRun:
         video = writer.close() if writer.count else None
         if video is None:
             writer.abort()
-        yield RunUpdate(self.metrics, video=video)
+        yield RunUpdate(self.metrics, video=video, final=True)
 
     @property
     def video_frames(self) -> np.ndarray | None:

@@ -1,0 +1,98 @@
+"""The app's API endpoints through gradio_client, against `python app.py` on the tiny preview model."""
+
+import threading
+
+import imageio_ffmpeg
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+
+def form(prompt="a paper boat on a pond", segments=2, image=None, video=None, rows=None):
+    rows = rows if rows is not None else [[0, prompt]]
+    return ({"headers": ["start", "prompt"], "data": rows}, "seconds", 1, image, video, segments, "1,1,1", 5, False, "128x192")
+
+
+@pytest.fixture
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def test_generate_streams_and_offers_the_full_mp4(client):
+    job = client.submit(*form(segments=2), api_name="/generate")
+    updates = list(job)
+    final = job.result()
+    assert len(updates) > 2, "segments and steps should arrive as separate updates"
+    live, metrics, download, seed = final
+    assert seed == 5
+    assert "done" in metrics and "FPS" in metrics and "time to first frame" in metrics
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(download)
+    assert frames == 65
+
+
+def test_continue_extends_the_last_video(client):
+    client.predict(*form(segments=1), api_name="/generate")
+    *_, download, _ = client.predict(*form(segments=1), api_name="/continue")
+    assert imageio_ffmpeg.count_frames_and_secs(download)[0] == 33 + 33
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (form(rows=[]), "timeline is empty"),
+        (form(rows=[[0, "   "]]), "empty prompt"),
+        (form(rows=[[0, "a"], [9999, "b"]]), "only 2 segments"),
+        (form(segments=500), "greater than maximum value 60"),
+    ],
+)
+def test_bad_requests_get_a_message_and_the_app_keeps_serving(client, args, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, api_name="/generate")
+    *_, download, _ = client.predict(*form(segments=1), api_name="/generate")
+    assert imageio_ffmpeg.count_frames_and_secs(download)[0] == 33
+
+
+def test_unreadable_uploads_are_named(client, tmp_path):
+    fake = tmp_path / "photo.png"
+    fake.write_bytes(b"this is not an image")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(*form(image=handle_file(str(fake))), api_name="/generate")
+    short = tmp_path / "short.txt"
+    short.write_text("not a video either")
+    with pytest.raises(AppError, match="not a video"):
+        client.predict(*form(video=handle_file(str(short))), api_name="/generate")
+
+
+def test_continue_before_any_video_says_so(app_url):
+    with pytest.raises(AppError, match="Nothing to continue yet"):
+        Client(app_url, verbose=False).predict(*form(), api_name="/continue")
+
+
+def test_stop_twice_and_stop_when_idle_are_harmless(client):
+    client.predict(api_name="/stop")
+    job = client.submit(*form(segments=20), api_name="/generate")
+    for update in job:
+        if "<th>frames</th><td>33</td>" in str(update[1]):
+            break
+    client.predict(api_name="/stop")
+    client.predict(api_name="/stop")
+    *_, metrics, download, _ = job.result()
+    assert "stopped" in metrics
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(download)
+    assert 33 <= frames < 20 * 33, "what was made before the stop stays downloadable"
+
+
+def test_two_users_at_once_are_queued_not_refused(app_url):
+    results = {}
+
+    def user(name):
+        results[name] = Client(app_url, verbose=False).predict(*form(segments=1), api_name="/generate")
+
+    threads = [threading.Thread(target=user, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert sorted(results) == ["a", "b"]
+    for live, metrics, download, seed in results.values():
+        assert imageio_ffmpeg.count_frames_and_secs(download)[0] == 33

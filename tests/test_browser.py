@@ -1,0 +1,78 @@
+"""The app in headless Chromium, as a person uses it: edit the timeline, generate, watch it stream, stop."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (requirements-test.txt)")
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@pytest.fixture
+def page(app_url):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: run scripts/system-deps.sh --test")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app_url)
+        page.wait_for_selector("#generate")
+        yield page
+        browser.close()
+
+
+def edit_cell(page, index: int, text: str) -> None:
+    page.locator("#timeline [role=gridcell]").nth(index).dblclick()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+
+
+def metrics(page) -> str:
+    return page.locator("#metrics").inner_text()
+
+
+def test_stream_plays_before_the_run_ends_and_stop_keeps_the_result(page):
+    assert "tiny random-weight preview" in page.locator("#banner").inner_text()
+    edit_cell(page, 1, "a lighthouse on a cliff at dusk")
+    page.click("#add-row")
+    page.wait_for_function("() => document.querySelectorAll('#timeline [role=gridcell]').length === 4")
+    edit_cell(page, 3, "the lighthouse in a storm")
+    grid = page.locator("#timeline [role=grid]").inner_text()
+    assert "a lighthouse on a cliff at dusk" in grid and "the lighthouse in a storm" in grid
+
+    page.click("#generate")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#live video'); return v && v.currentTime > 0; }", timeout=180_000
+    )
+    during = metrics(page)
+    assert "generating" in during, "the video must play while the run is still going"
+    assert "FPS" in during and "time to first frame" in during
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app-streaming.png"), full_page=True)
+
+    page.click("#stop")
+    page.wait_for_selector("text=Stopping after the current denoising step", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#metrics').innerText.includes('stopped')", timeout=120_000)
+    page.wait_for_selector("#download a", timeout=30_000)
+    assert ".mp4" in page.locator("#download").inner_text()
+    frames = int(metrics(page).split("frames")[1].split()[0])
+    assert 33 <= frames < 4 * 33
+
+    page.click("#stop")
+    page.wait_for_selector("text=Nothing is running", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "app-stopped.png"), full_page=True)
+
+
+def test_bad_request_shows_words_not_a_trace(page):
+    edit_cell(page, 1, " ")
+    page.click("#generate")
+    page.wait_for_selector("text=empty prompt", timeout=60_000)
+    assert "Traceback" not in page.content()
