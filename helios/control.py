@@ -21,12 +21,17 @@ class StepProgress:
 class GenerationControl:
     def __init__(self, on_step: Callable[[StepProgress], None] | None = None):
         self._cancel = threading.Event()
+        self._abandoned = threading.Event()
         self._lock = threading.Lock()
         self._timeline: PromptTimeline | None = None
         self.on_step = on_step
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    def cancel_quietly(self) -> None:
+        """Stop the work without marking the run as stopped by the user (the caller went away or finished)."""
+        self._abandoned.set()
 
     @property
     def cancelled(self) -> bool:
@@ -45,5 +50,5 @@ class GenerationControl:
         """Called by the engine between denoising steps; raises Cancelled once `cancel` was called."""
         if self.on_step is not None:
             self.on_step(progress)
-        if self._cancel.is_set():
+        if self._cancel.is_set() or self._abandoned.is_set():
             raise Cancelled("Generation stopped.")

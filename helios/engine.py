@@ -6,7 +6,10 @@ so one seed gives the reference's frames; on top: a live prompt timeline, per-st
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import threading
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -74,20 +77,43 @@ class Engine:
         return SamplingPlan(flavour, tuple(int(n) for n in pyramid_steps), steps, guidance)
 
     def generate(self, request: GenerationRequest, control: GenerationControl | None = None) -> Iterator[Segment]:
-        """Yield each segment once decoded; a cancel ends the iteration after the current denoising step."""
+        """Yield each segment once decoded; a cancel ends the iteration after the current denoising step.
+
+        Denoising runs in a worker thread and decoding in the caller's, on its own CUDA stream, so segment k
+        is decoded and handed out while segment k+1 is already being denoised.
+        """
         plan = self.plan(request)
         control = control or GenerationControl()
         if not self._busy.acquire(blocking=False):
             raise BadInput("The engine is busy with another generation: wait for it to finish.")
+        handoff: queue.Queue = queue.Queue(maxsize=1)
+        worker = threading.Thread(target=self._denoise_all, args=(request, plan, control, handoff), daemon=True)
         try:
-            with torch.inference_mode():
-                yield from self._run(request, plan, control)
-        except Cancelled:
-            return
+            worker.start()
+            yield from self._decode_all(request.settings, handoff)
         finally:
+            control.cancel_quietly()
+            while worker.is_alive():
+                try:
+                    handoff.get(timeout=0.1)
+                    handoff.task_done()
+                except queue.Empty:
+                    pass
             self._busy.release()
 
-    def _run(self, request: GenerationRequest, plan: SamplingPlan, control: GenerationControl) -> Iterator[Segment]:
+    def _denoise_all(self, request, plan: SamplingPlan, control: GenerationControl, handoff: queue.Queue) -> None:
+        try:
+            with torch.inference_mode():
+                for item in self._denoise_segments(request, plan, control):
+                    handoff.put(item)
+                    handoff.join()  # the next segment starts once this one is taken: at most one ahead
+        except Cancelled:
+            pass
+        except BaseException as exc:  # raised again in the caller's thread
+            handoff.put(exc)
+        handoff.put(None)
+
+    def _denoise_segments(self, request: GenerationRequest, plan: SamplingPlan, control: GenerationControl):
         model, s = self.model, request.settings
         device = model.device
         generator = torch.Generator(device=device).manual_seed(s.seed)
@@ -99,18 +125,14 @@ class Engine:
         prefix, history = self._context(request, generator)
         indices = _history_indices(s.history_sizes)
         n = s.num_segments
-        frames_left = s.output_frames
         for k in range(n):
             watch = Stopwatch(device)
             watch.mark()
             mix = control.timeline(request.timeline).mix(k)
             long, mid, short1x = history.split(sorted(s.history_sizes, reverse=True), dim=2)
-            if prefix is None:
-                prefix_k = torch.zeros_like(short1x[:, :, :1])
-            else:
-                prefix_k = prefix
+            anchor = torch.zeros_like(short1x[:, :, :1]) if prefix is None else prefix
             history_inputs = dict(
-                latents_history_short=torch.cat([prefix_k, short1x], dim=2).to(model.dtype),
+                latents_history_short=torch.cat([anchor, short1x], dim=2).to(model.dtype),
                 latents_history_mid=mid.to(model.dtype),
                 latents_history_long=long.to(model.dtype),
                 **indices,
@@ -128,15 +150,28 @@ class Engine:
                 prefix = latents[:, :, :1]
             history = torch.cat([history, latents], dim=2)[:, :, -history.shape[2]:]
             watch.mark()
-            frames = self._decode(latents)[:frames_left]
-            watch.mark()
-            frames = frames.cpu().numpy()
-            watch.mark()
-            denoise_s, decode_s, copy_s = watch.seconds()
-            timings = SegmentTimings(denoise_s, decode_s + copy_s, denoise_s + decode_s + copy_s)
+            yield _Denoised(k, n, mix, latents, watch)
+
+    def _decode_all(self, s: GenerationSettings, handoff: queue.Queue) -> Iterator[Segment]:
+        cuda = self.model.device.type == "cuda"
+        stream = torch.cuda.Stream(self.model.device) if cuda else None
+        frames_left = s.output_frames
+        while (item := handoff.get()) is not None:
+            handoff.task_done()
+            if isinstance(item, BaseException):
+                raise item
+            with torch.inference_mode(), torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+                if cuda:
+                    stream.wait_event(item.watch.last_event)
+                    item.latents.record_stream(stream)
+                frames = self._decode(item.latents)[:frames_left]
+                frames = frames.to("cpu", non_blocking=cuda)
+                item.watch.mark()
+            denoise_s, decode_s = item.watch.seconds()
             start = s.output_frames - frames_left
             frames_left -= len(frames)
-            yield Segment(k, n, frames, start, mix, timings)
+            timings = SegmentTimings(denoise_s, decode_s, denoise_s + decode_s)
+            yield Segment(item.index, item.count, frames.numpy(), start, item.prompts, timings)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents to uint8 frames (T, H, W, 3) on the device."""
@@ -187,6 +222,15 @@ class Engine:
             history = torch.cat([history[:, :, :keep], video_latents], dim=2) if keep > 0 else video_latents
             return prefix, history[:, :, -sum(s.history_sizes):]
         return None, history
+
+
+@dataclass(frozen=True)
+class _Denoised:
+    index: int
+    count: int
+    prompts: tuple[tuple[str, float], ...]
+    latents: torch.Tensor
+    watch: Stopwatch
 
 
 def _history_indices(history_sizes: tuple[int, int, int]) -> dict[str, torch.Tensor]:

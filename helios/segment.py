@@ -49,6 +49,10 @@ class Stopwatch:
         else:
             self._marks.append(time.perf_counter())
 
+    @property
+    def last_event(self):
+        return self._marks[-1]
+
     def seconds(self) -> list[float]:
         """Durations between consecutive marks; call after the work is known to be done."""
         if self.cuda:

@@ -102,7 +102,8 @@ def build_demo(engine: Engine, banner: str, default_resolution: str) -> gr.Block
             run.apply_timeline(timeline_from_rows(rows, unit, crossfade))
         except Exception as exc:
             raise _user_error(exc) from None
-        gr.Info(f"New timeline applies from segment {run.metrics.segments + 2}.")
+        running = run.metrics.step.segment if run.metrics.step else 0
+        gr.Info(f"New timeline applies from segment {running + 2}, the next one to start.")
 
     def forget(request: gr.Request):
         run = runs.pop(request.session_hash, None)

@@ -63,14 +63,16 @@ def test_two_prompt_crossfade_conditions_each_segment_on_the_lerp(engine, forwar
     assert len(forwards) == sum(per_segment)
 
 
-def test_timeline_change_while_running_applies_from_next_segment(engine, forwards):
+def test_timeline_change_while_running_applies_from_the_next_segment_to_start(engine, forwards):
     control = GenerationControl()
     stream = engine.generate(request(PromptTimeline.single("a quiet forest")), control)
     first = next(stream)
     control.set_timeline(PromptTimeline((TimelineEntry(0, "a quiet forest"), TimelineEntry(1, "a forest fire")), 0))
-    rest = list(stream)
-    assert first.prompts == (("a quiet forest", 1.0),)
-    assert [s.prompts for s in rest] == [(("a forest fire", 1.0),)] * 3
+    prompts = [first.prompts] + [s.prompts for s in stream]
+    old, new = (("a quiet forest", 1.0),), (("a forest fire", 1.0),)
+    switch = prompts.index(new)
+    assert switch in (1, 2), "the segment being denoised when the change arrives is the only one that keeps the old prompt"
+    assert prompts == [old] * switch + [new] * (4 - switch)
     torch.testing.assert_close(forwards[-1], engine.prompts.encode("a forest fire"))
 
 
