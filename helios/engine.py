@@ -22,6 +22,7 @@ from .denoise import Denoiser, SamplingPlan, SegmentContext
 from .errors import BadInput, Cancelled
 from .loading import HeliosModel
 from .request import GenerationRequest, GenerationSettings
+from .speed import FastPaths, apply_fast_paths
 from .segment import Segment, SegmentTimings, Stopwatch
 from .text import PromptEncoder
 from .timeline import FRAMES_PER_SEGMENT
@@ -34,7 +35,9 @@ NOISE_SIGMA = (0.111, 0.135)
 class Engine:
     """One per loaded model; generations run one at a time (the scheduler and the GPU are shared)."""
 
-    def __init__(self, model: HeliosModel):
+    def __init__(self, model: HeliosModel, fast_paths: FastPaths | None = FastPaths()):
+        if fast_paths is not None:
+            apply_fast_paths(model, fast_paths)
         self.model = model
         self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device, model.dtype)
         self.video_processor = VideoProcessor(vae_scale_factor=8)

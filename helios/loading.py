@@ -31,7 +31,7 @@ class LoadOptions:
     def resolve(self) -> tuple[torch.device, torch.dtype, torch.dtype]:
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         default = "bfloat16" if device.type == "cuda" else "float32"
-        return device, getattr(torch, self.dtype or default), getattr(torch, self.vae_dtype or "float32")
+        return device, getattr(torch, self.dtype or default), getattr(torch, self.vae_dtype or default)
 
 
 @dataclass
@@ -47,6 +47,7 @@ class HeliosModel:
     transformer: Any
     vae: Any
     scheduler: Any
+    fast_paths: Any = None
 
     @property
     def label(self) -> str:

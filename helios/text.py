@@ -47,6 +47,10 @@ class PromptEncoder:
             self._cache.popitem(last=False)
         return embeds
 
+    def remember(self, prompt: str, embeds: torch.Tensor) -> None:
+        """Use precomputed embeddings for `prompt` (benchmarks, callers with their own text encoder)."""
+        self._cache[prompt] = embeds.to(device=self.device, dtype=self.dtype)
+
     def mix(self, weighted: tuple[tuple[str, float], ...]) -> torch.Tensor:
         """The linear blend of the prompts' embeddings: the cross-fade between timeline entries."""
         (first, w0), *rest = weighted

@@ -1,0 +1,191 @@
+"""`python -m helios.bench`: diffusers' HeliosPyramidPipeline and our engine, same process, same GPU, same
+full-size random weights (speed does not depend on weight values); text encoding excluded for both.
+
+Prints one JSON line per measured run and a table with the ratios; `--out` writes the JSON list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+N_CHANNELS = 16
+
+
+def build_transformer(device):
+    from diffusers import HeliosTransformer3DModel
+
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device(device):
+        transformer = HeliosTransformer3DModel()
+    torch.set_default_dtype(torch.float32)
+    keep_fp32 = ("time_embedder", "norm1", "norm2", "norm3")
+    for name, module in transformer.named_modules():
+        if any(k in name.split(".")[-1] for k in keep_fp32):
+            module.float()
+    with torch.no_grad():
+        for name, p in transformer.named_parameters():
+            if "scale_shift_table" in name or "history_key_scale" in name:
+                p.data = p.data.float()
+            if p.ndim >= 2:
+                p.normal_(0, 0.02)
+    return transformer.eval().requires_grad_(False)
+
+
+def build_vae(device, dtype):
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(1)
+    with torch.device(device):
+        return AutoencoderKLWan().to(dtype).eval().requires_grad_(False)
+
+
+class _Timed:
+    """Adds up GPU time spent in one method (events; synchronizes after each call, like the reference anchor)."""
+
+    def __init__(self, obj, attr):
+        self.total, self.calls = 0.0, 0
+        original = getattr(obj, attr)
+
+        def timed(*args, **kwargs):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = original(*args, **kwargs)
+            end.record()
+            end.synchronize()
+            self.total += start.elapsed_time(end) / 1000
+            self.calls += 1
+            return out
+
+        self._restore = lambda: setattr(obj, attr, original)
+        setattr(obj, attr, timed)
+
+    def restore(self):
+        self._restore()
+
+
+def run_reference(pipe, embeds, steps, segments):
+    from diffusers import HeliosPyramidPipeline  # noqa: F401  (the pipe is one)
+
+    tr, vae = _Timed(pipe.transformer, "forward"), _Timed(pipe.vae, "decode")
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    frames = pipe(
+        prompt_embeds=embeds, height=384, width=640, num_frames=33 * segments, guidance_scale=1.0,
+        pyramid_num_inference_steps_list=list(steps), is_amplify_first_chunk=True,
+        generator=torch.Generator("cuda").manual_seed(0), output_type="np",
+    ).frames[0]
+    torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    tr.restore(), vae.restore()
+    return dict(frames=len(frames), wall_s=wall, transformer_s=tr.total, vae_decode_s=vae.total, first_frame_s=None)
+
+
+def run_engine(engine, steps, segments):
+    from .request import GenerationRequest, GenerationSettings
+    from .timeline import PromptTimeline
+
+    settings = GenerationSettings(num_frames=33 * segments, pyramid_steps=tuple(steps), seed=0)
+    request = GenerationRequest(PromptTimeline.single("benchmark"), settings)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    first, frames, denoise, decode = None, 0, 0.0, 0.0
+    for seg in engine.generate(request):
+        first = first if first is not None else time.perf_counter() - start
+        frames += len(seg.frames)
+        denoise += seg.timings.denoise_s
+        decode += seg.timings.decode_s
+    wall = time.perf_counter() - start
+    return dict(frames=frames, wall_s=wall, transformer_s=denoise, vae_decode_s=decode, first_frame_s=first)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--segments", type=int, default=10)
+    parser.add_argument("--steps", default="2,2,2;1,1,1")
+    parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--vae-dtype", default="bfloat16", help="our engine's VAE dtype (the reference keeps fp32)")
+    parser.add_argument("--compile-vae", action="store_true")
+    parser.add_argument("--no-channels-last-vae", action="store_true")
+    parser.add_argument("--out", help="write the results here as JSON")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("error: the benchmark needs a CUDA GPU.")
+
+    from diffusers import HeliosDMDScheduler, HeliosPyramidPipeline
+
+    from .engine import Engine
+    from .flavour import DISTILLED
+    from .loading import HeliosModel
+    from .speed import FastPaths
+
+    device = torch.device("cuda")
+    t0 = time.perf_counter()
+    transformer = build_transformer(device)
+    transformer.set_attention_backend("_native_cudnn")
+    transformer.compile_repeated_blocks(fullgraph=True)
+    embeds = torch.randn(1, 512, 4096, device=device, dtype=torch.bfloat16) * 0.1
+    print(f"built the 14B transformer in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    results = []
+    step_sets = [tuple(int(x) for x in s.split(",")) for s in args.steps.split(";")]
+
+    def record(name, steps, r):
+        r = dict(name=name, steps=list(steps), gpu=torch.cuda.get_device_name(), **r)
+        r["fps"] = r["frames"] / r["wall_s"]
+        r["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        r = {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
+        print(json.dumps(r), flush=True)
+        results.append(r)
+
+    if not args.no_reference:
+        pipe = HeliosPyramidPipeline(
+            tokenizer=None, text_encoder=None, vae=build_vae(device, torch.float32), scheduler=HeliosDMDScheduler(),
+            transformer=transformer, is_distilled=True,
+        )
+        pipe.set_progress_bar_config(disable=True)
+        for steps in step_sets:
+            run_reference(pipe, embeds, steps, 2)
+            torch.cuda.reset_peak_memory_stats()
+            record("diffusers HeliosPyramidPipeline (compiled, cuDNN SDPA, fp32 VAE)", steps, run_reference(pipe, embeds, steps, args.segments))
+        del pipe
+        torch.cuda.empty_cache()
+
+    model = HeliosModel(
+        source="full-size random weights", folder=None, flavour=DISTILLED, is_tiny=False, device=device,
+        dtype=torch.bfloat16, tokenizer=None, text_encoder=None, transformer=transformer,
+        vae=build_vae(device, getattr(torch, args.vae_dtype)), scheduler=HeliosDMDScheduler(),
+    )
+    paths = FastPaths(
+        compile_blocks=False, attention_backend=None, compile_vae=args.compile_vae,
+        channels_last_vae=not args.no_channels_last_vae,
+    )
+    engine = Engine(model, paths)
+    engine.prompts.remember("benchmark", embeds)
+    for steps in step_sets:
+        run_engine(engine, steps, 2)
+        torch.cuda.reset_peak_memory_stats()
+        label = f"Helios Studio engine ({args.vae_dtype} VAE, {paths}, decode overlapped)"
+        record(label, steps, run_engine(engine, steps, args.segments))
+
+    print("\n| run | steps | frames | FPS | first frame s | transformer s | VAE s | peak GiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['name']} | {r['steps']} | {r['frames']} | {r['fps']} | {r['first_frame_s']} | {r['transformer_s']} | {r['vae_decode_s']} | {r['peak_gib']} |")
+    refs = {tuple(r["steps"]): r for r in results if r["name"].startswith("diffusers")}
+    for r in results:
+        ref = refs.get(tuple(r["steps"]))
+        if ref and r is not ref:
+            print(f"steps {r['steps']}: {r['fps'] / ref['fps']:.2f}x the reference FPS")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
