@@ -1,6 +1,6 @@
 """Microbenchmark of the Triton kernels against their PyTorch references (eager and torch.compile), at the size
 of one full-resolution Helios segment with history (11,040 tokens x 5120). Run on the GPU:
-`python benchmarks/kernels.py`."""
+`python benchmarks/kernel_bench.py`."""
 
 import json
 
