@@ -13,7 +13,6 @@ from helios.engine import Engine
 from helios.errors import HeliosError
 from helios.loading import DEFAULT_MODEL, load_model
 
-MAX_UPLOAD = "200mb"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,6 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
+    parser.add_argument("--max-upload", default="200mb", help="largest image or video a user may upload")
     return parser.parse_args(argv)
 
 
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     default_resolution = "128x192" if model.is_tiny and model.device.type == "cpu" else "384x640"
     demo = build_demo(Engine(model), banner, default_resolution)
     demo.queue(default_concurrency_limit=1, max_size=32)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD, css=CSS)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS)
     return 0
 
 

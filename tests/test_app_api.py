@@ -63,6 +63,13 @@ def test_unreadable_uploads_are_named(client, tmp_path):
         client.predict(*form(video=handle_file(str(short))), api_name="/generate")
 
 
+def test_oversized_upload_is_refused_with_the_limit(client, tmp_path):
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\0" * 3_000_000)
+    with pytest.raises(Exception, match="exceeds the maximum file size"):
+        client.predict(*form(image=handle_file(str(big))), api_name="/generate")
+
+
 def test_continue_before_any_video_says_so(app_url):
     with pytest.raises(AppError, match="Nothing to continue yet"):
         Client(app_url, verbose=False).predict(*form(), api_name="/continue")
