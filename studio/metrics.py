@@ -21,6 +21,7 @@ class RunMetrics:
     frames: int = 0
     segment_fps: list[float] = field(default_factory=list)
     first_frame_s: float | None = None
+    prompts: tuple[tuple[str, float], ...] = ()
     elapsed_s: float = 0.0
     state: str = "starting"
 
@@ -37,6 +38,7 @@ class RunMetrics:
         self.total_segments = segment.count
         self.frames += len(segment.frames)
         self.segment_fps.append(segment.fps)
+        self.prompts = segment.prompts
 
     @property
     def overall_fps(self) -> float | None:
@@ -56,6 +58,7 @@ class RunMetrics:
             ("overall", f"{self.overall_fps:.1f} FPS" if self.overall_fps else "-"),
             ("time to first frame", f"{self.first_frame_s:.2f} s" if self.first_frame_s is not None else "-"),
             ("frames", str(self.frames)),
+            ("prompt", " + ".join(f"{p} ({w:.0%})" for p, w in self.prompts) or "-"),
             ("GPU memory", gpu_memory()),
         ]
         cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)

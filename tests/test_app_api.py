@@ -89,6 +89,17 @@ def test_stop_twice_and_stop_when_idle_are_harmless(client):
     assert 33 <= frames < 20 * 33, "what was made before the stop stays downloadable"
 
 
+def test_apply_timeline_while_running_changes_the_prompt_of_later_segments(client):
+    job = client.submit(*form(prompt="a quiet harbour", segments=6), api_name="/generate")
+    for update in job:
+        if "<th>frames</th><td>33</td>" in str(update[1]):
+            break
+    new_rows = {"headers": ["start", "prompt"], "data": [[0, "a quiet harbour"], [1, "a harbour on fire"]]}
+    client.predict(new_rows, "segments", 0, api_name="/apply_timeline")
+    metrics = job.result()[1]
+    assert "done" in metrics and "a harbour on fire (100%)" in metrics
+
+
 def test_two_users_at_once_are_queued_not_refused(app_url):
     results = {}
 
