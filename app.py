@@ -12,6 +12,7 @@ import torch
 from helios.engine import Engine
 from helios.errors import HeliosError
 from helios.loading import DEFAULT_MODEL, load_model
+from helios.speed import FastPaths
 
 
 
@@ -21,6 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
+    parser.add_argument("--fp8", action="store_true", help="FP8 matmuls in the transformer (GPU only; faster, less exact)")
     parser.add_argument("--max-upload", default="200mb", help="largest image or video a user may upload")
     return parser.parse_args(argv)
 
@@ -53,7 +55,7 @@ def main(argv=None) -> int:
     banner = note + f"Model: {model.label} on {model.device.type.upper()}."
     print(banner, flush=True)
     default_resolution = "128x192" if model.is_tiny and model.device.type == "cpu" else "384x640"
-    demo = build_demo(Engine(model), banner, default_resolution)
+    demo = build_demo(Engine(model, FastPaths(fp8=args.fp8)), banner, default_resolution)
     demo.queue(default_concurrency_limit=1, max_size=32)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS)
     return 0

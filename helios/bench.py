@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import torch
@@ -103,6 +104,16 @@ def run_engine(engine, steps, segments):
     return dict(frames=frames, wall_s=wall, transformer_s=denoise, vae_decode_s=decode, first_frame_s=first)
 
 
+def engine_frames(engine):
+    import numpy as np
+
+    from .request import GenerationRequest, GenerationSettings
+    from .timeline import PromptTimeline
+
+    settings = GenerationSettings(num_frames=66, pyramid_steps=(2, 2, 2), seed=0)
+    return np.concatenate([s.frames for s in engine.generate(GenerationRequest(PromptTimeline.single("benchmark"), settings))])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segments", type=int, default=10)
@@ -111,6 +122,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-dtype", default="bfloat16", help="our engine's VAE dtype (the reference keeps fp32)")
     parser.add_argument("--compile-vae", action="store_true")
     parser.add_argument("--no-channels-last-vae", action="store_true")
+    parser.add_argument("--fp8", action="store_true", help="also measure the FP8 opt-in and its deviation from bf16")
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -172,12 +184,31 @@ def main(argv=None) -> int:
         label = f"Helios Studio engine ({args.vae_dtype} VAE, {paths}, decode overlapped)"
         record(label, steps, run_engine(engine, steps, args.segments))
 
+    if args.fp8:
+        from .fp8 import to_float8
+
+        bf16_frames = engine_frames(engine)
+        to_float8(transformer)
+        for steps in step_sets:
+            run_engine(engine, steps, 2)
+            torch.cuda.reset_peak_memory_stats()
+            record(label.replace("Helios Studio engine", "Helios Studio engine, FP8 blocks"), steps, run_engine(engine, steps, args.segments))
+        diff = (engine_frames(engine).astype(float) - bf16_frames.astype(float))
+        mse = float((diff**2).mean())
+        deviation = dict(
+            name="FP8 vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)",
+            mean_abs_levels=round(float(abs(diff).mean()), 3), psnr_db=round(10 * math.log10(255**2 / max(mse, 1e-12)), 2),
+            within_one_level=round(float((abs(diff) <= 1).mean()), 4),
+        )
+        print(json.dumps(deviation), flush=True)
+        results.append(deviation)
+
     print("\n| run | steps | frames | FPS | first frame s | transformer s | VAE s | peak GiB |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in results:
+    for r in (r for r in results if "fps" in r):
         print(f"| {r['name']} | {r['steps']} | {r['frames']} | {r['fps']} | {r['first_frame_s']} | {r['transformer_s']} | {r['vae_decode_s']} | {r['peak_gib']} |")
     refs = {tuple(r["steps"]): r for r in results if r["name"].startswith("diffusers")}
-    for r in results:
+    for r in (r for r in results if "fps" in r):
         ref = refs.get(tuple(r["steps"]))
         if ref and r is not ref:
             print(f"steps {r['steps']}: {r['fps'] / ref['fps']:.2f}x the reference FPS")

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     g.add_argument("--vae-dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on a GPU, float32 on a CPU")
+    g.add_argument("--fp8", action="store_true", help="FP8 matmuls in the transformer (GPU only; faster, less exact)")
     g.add_argument("--out", type=Path, required=True, help=".mp4 (H.264, 24 fps) or .npy (uint8 frames)")
     return parser
 
@@ -106,8 +107,9 @@ def generate(args) -> int:
     out = check_output_path(args.out)
     request = request_from_args(args)
     from .engine import Engine
+    from .speed import FastPaths
 
-    engine = Engine(load_model(args.model, LoadOptions(device=args.device, vae_dtype=args.vae_dtype)))
+    engine = Engine(load_model(args.model, LoadOptions(device=args.device, vae_dtype=args.vae_dtype)), FastPaths(fp8=args.fp8))
     settings = request.settings
     engine.plan(request)
     if settings.num_frames != settings.num_segments * FRAMES_PER_SEGMENT:

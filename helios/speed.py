@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import BadInput
+from .fp8 import to_float8
 from .loading import HeliosModel
 
 
@@ -15,14 +17,19 @@ class FastPaths:
     attention_backend: str | None = "_native_cudnn"
     channels_last_vae: bool = True
     compile_vae: bool = False
+    fp8: bool = False
 
 
 def apply_fast_paths(model: HeliosModel, paths: FastPaths = FastPaths()) -> None:
     """Regional compile of the 40 identical blocks (one compile, reused), cuDNN attention, VAE convolutions in
     the layout cuDNN computes in (saves a transpose per conv per frame), optional VAE compile."""
+    if paths.fp8 and (model.device.type != "cuda" or torch.cuda.get_device_capability(model.device) < (8, 9)):
+        raise BadInput("FP8 needs a GPU with FP8 tensor cores (Ada or Hopper): run without --fp8 here.")
     if model.device.type != "cuda" or model.fast_paths is not None:
         return
     model.fast_paths = paths
+    if paths.fp8:
+        to_float8(model.transformer)
     if paths.attention_backend:
         model.transformer.set_attention_backend(paths.attention_backend)
     if paths.compile_blocks:
