@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         for steps in step_sets:
             run_engine(engine, steps, 2)
             torch.cuda.reset_peak_memory_stats()
-            record(label.replace("Helios Studio engine", "Helios Studio engine, FP8 blocks"), steps, run_engine(engine, steps, args.segments))
+            record(label.replace("fp8=False", "fp8=True"), steps, run_engine(engine, steps, args.segments))
         diff = (engine_frames(engine).astype(float) - bf16_frames.astype(float))
         mse = float((diff**2).mean())
         deviation = dict(
