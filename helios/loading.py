@@ -141,6 +141,10 @@ def _load(source: str, options: LoadOptions) -> HeliosModel:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
     for name in ("text_encoder", "transformer", "vae"):
         parts[name] = parts[name].to(device).eval().requires_grad_(False)
+    for name, param in parts["transformer"].named_parameters():
+        if name.endswith("history_key_scale"):
+            # kept in fp32 by diffusers, it would promote the scaled keys to fp32 and half-precision attention fails
+            param.data = param.data.to(dtype)
     return HeliosModel(
         source=source, folder=folder, flavour=flavour, is_tiny=(folder / TINY_MARKER).exists(),
         device=device, dtype=dtype, **parts,

@@ -22,6 +22,7 @@ class TinySpec:
     seed: int = 0
     gamma: float = 1 / 3
     layers: int = 2
+    amplify_history: bool = True
 
 
 def _byte_tokenizer():
@@ -64,7 +65,7 @@ def build_tiny(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
     ).eval()
     transformer = HeliosTransformer3DModel(
         num_attention_heads=2, attention_head_dim=16, text_dim=text_dim, freq_dim=32, ffn_dim=64,
-        num_layers=spec.layers, rope_dim=(4, 6, 6), is_amplify_history=True,
+        num_layers=spec.layers, rope_dim=(4, 6, 6), is_amplify_history=spec.amplify_history,
     ).eval()
     vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval()
     parts = dict(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer)
