@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from diffusers import HeliosPyramidPipeline
+from diffusers import AutoencoderKLWan, HeliosPyramidPipeline
 
 from helios.engine import Engine
 from helios.loading import LoadOptions, load_model
@@ -29,8 +29,8 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(checkpoint):
-    pipe = HeliosPyramidPipeline.from_pretrained(checkpoint, dtype=torch.bfloat16)
-    pipe.vae.to(torch.float32)
+    vae = AutoencoderKLWan.from_pretrained(checkpoint, subfolder="vae", dtype=torch.float32)
+    pipe = HeliosPyramidPipeline.from_pretrained(checkpoint, vae=vae, dtype=torch.bfloat16)
     pipe.to("cuda").set_progress_bar_config(disable=True)
     frames = pipe(
         prompt=PROMPT, height=SIZE, width=SIZE, num_frames=66, guidance_scale=1.0, pyramid_num_inference_steps_list=[2, 2, 2],
