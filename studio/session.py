@@ -6,6 +6,7 @@ Everything here is Gradio-free, so it is tested directly; the UI only renders wh
 from __future__ import annotations
 
 import queue
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -45,7 +46,6 @@ class StudioRun:
         self.metrics = RunMetrics()
         self._events: queue.Queue = queue.Queue()
         self.control = GenerationControl(on_step=self._events.put)
-        self.frames: list[np.ndarray] = []
 
     def stop(self) -> bool:
         """True if this call stopped a running generation."""
@@ -83,7 +83,6 @@ class StudioRun:
                     yield RunUpdate(self.metrics)
                 elif isinstance(event, Segment):
                     self.metrics.on_segment(event)
-                    self.frames.append(event.frames)
                     writer.add(event.frames)
                     clip = encode_clip(event.frames, self.workdir / f"segment-{event.index:04d}.ts")
                     yield RunUpdate(self.metrics, clip=clip)
@@ -101,9 +100,12 @@ class StudioRun:
         yield RunUpdate(self.metrics, video=video, final=True)
 
     @property
-    def video_frames(self) -> np.ndarray | None:
-        """Everything this run showed, after the video it continued (if any): the context for 'continue'."""
-        parts = ([self.prelude] if self.prelude is not None else []) + self.frames
-        return np.concatenate(parts) if parts else None
+    def video(self) -> Path | None:
+        """The finished MP4 (everything this run showed, after the video it continued): the context for 'continue'."""
+        path = self.workdir / "helios.mp4"
+        return path if self.metrics.state in ("done", "stopped") and path.exists() else None
 
-
+    def cleanup(self) -> None:
+        """Remove the run's files once the page no longer needs them; Gradio serves its own copies."""
+        if self.metrics.state != "generating":
+            shutil.rmtree(self.workdir, ignore_errors=True)

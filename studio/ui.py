@@ -12,6 +12,7 @@ import gradio as gr
 
 from helios.engine import Engine
 from helios.errors import HeliosError
+from helios.media import read_video
 from helios.timeline import FRAMES_PER_SEGMENT, PromptTimeline
 
 from .form import MAX_SEGMENTS, RESOLUTIONS, STEP_PRESETS, build_request, rows_from_timeline, task_of, timeline_from_rows
@@ -49,7 +50,10 @@ def build_demo(engine: Engine, banner: str, default_resolution: str) -> gr.Block
     example_timelines = {p.name: p for p in sorted((ASSETS / "timelines").glob("*")) if p.suffix in (".json", ".csv")}
 
     def stream(run: StudioRun, seed: int, request: gr.Request):
+        previous = runs.get(request.session_hash)
         runs[request.session_hash] = run
+        if previous is not None:
+            previous.cleanup()
         try:
             for update in run.updates():
                 yield (
@@ -72,14 +76,14 @@ def build_demo(engine: Engine, banner: str, default_resolution: str) -> gr.Block
 
     def extend(rows, unit, crossfade, image, video, segments, steps, seed, randomize, resolution, request: gr.Request):
         previous = runs.get(request.session_hash)
-        if previous is None or previous.video_frames is None:
-            raise gr.Error("Nothing to continue yet: generate a video first.", print_exception=False)
-        if previous.metrics.state == "generating":
+        if previous is not None and previous.metrics.state == "generating":
             raise gr.Error("A video is still being generated: wait for it or stop it, then continue.", print_exception=False)
+        if previous is None or previous.video is None:
+            raise gr.Error("Nothing to continue yet: generate a video first.", print_exception=False)
         seed = random.randrange(2**31) if randomize else int(seed or 0)
         try:
             req = build_request(rows, unit, crossfade, None, None, segments, steps, seed, resolution)
-            frames = previous.video_frames
+            frames = read_video(previous.video)
             req = dataclasses.replace(req, video=frames)
             run = StudioRun(engine, req, prelude=frames)
         except Exception as exc:
@@ -109,6 +113,7 @@ def build_demo(engine: Engine, banner: str, default_resolution: str) -> gr.Block
         run = runs.pop(request.session_hash, None)
         if run is not None:
             run.stop()
+            run.cleanup()
 
     def add_row(rows):
         rows = [list(r) for r in rows or []]
