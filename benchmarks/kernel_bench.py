@@ -1,31 +1,87 @@
-"""Microbenchmark of the Triton kernels against their PyTorch references (eager and torch.compile), at the size
-of one full-resolution Helios segment with history (11,040 tokens x 5120). Run on the GPU:
-`python benchmarks/kernel_bench.py`."""
+"""Microbenchmark of the Triton kernels against their PyTorch references (eager and torch.compile), and of one
+full-size transformer block with and without them, at one full-resolution Helios segment with history
+(11,040 tokens, 8,640 of them the segment's, x 5120). Run on the GPU: `python benchmarks/kernel_bench.py`."""
 
 import json
 
 import torch
 import triton
+from diffusers.models.attention_dispatch import AttentionBackendName
+from diffusers.models.transformers.transformer_helios import HeliosTransformerBlock
 
+from helios.fused_block import use_kernels
 from kernels.adaln_norm import adaln_norm, adaln_norm_reference
+from kernels.gated_residual import gated_residual, gated_residual_reference
+from kernels.qk_norm_rope import qk_norm_rope, qk_norm_rope_reference
+
+TOKENS, CONTEXT, D, HEADS = 11040, 8640, 5120, 40
+
+
+def bench(fn) -> float:
+    return triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median")
+
+
+def kernel_rows():
+    x = torch.randn(1, TOKENS, D, device="cuda", dtype=torch.bfloat16)
+    y = torch.randn_like(x)
+    temb = torch.randn(1, 6, TOKENS, D, device="cuda", dtype=torch.bfloat16).permute(0, 2, 1, 3)
+    bias = torch.randn(D, device="cuda") * 0.1
+    angles = torch.randn(1, TOKENS, 64, device="cuda").repeat_interleave(2, dim=-1)
+    freqs = torch.cat([angles.cos(), angles.sin()], dim=-1)
+    weight = torch.ones(D, device="cuda", dtype=torch.bfloat16)
+    head_scale = torch.rand(HEADS, device="cuda") * 9 + 1
+    history = TOKENS - CONTEXT
+    token_bytes = TOKENS * D * 2
+    cases = [
+        ("adaln_norm", adaln_norm, adaln_norm_reference, (x, temb[:, :, 1], temb[:, :, 0], bias, bias), 4 * token_bytes),
+        ("gated_residual", gated_residual, gated_residual_reference, (x, y, temb[:, :, 2], bias), 4 * token_bytes),
+        ("qk_norm_rope (keys)", qk_norm_rope, qk_norm_rope_reference, (x, weight, HEADS, freqs, head_scale, history),
+         2 * token_bytes + freqs.numel() * 4),
+    ]
+    for name, kernel, reference, args, moved in cases:
+        compiled = torch.compile(reference)
+        for variant, fn in [("eager reference", reference), ("torch.compile reference", compiled), ("triton", kernel)]:
+            ms = bench(lambda: fn(*args))
+            yield dict(kernel=name, variant=variant, ms=round(ms, 4), gbps=round(moved / ms / 1e6, 1))
+
+
+def block_rows():
+    """One HeliosTransformerBlock (bf16 weights, fp32 norms and table, as loaded): eager / compiled, with and
+    without the kernels."""
+    torch.manual_seed(0)
+    block = HeliosTransformerBlock(D, 13824, HEADS, "rms_norm_across_heads", True, 1e-6, guidance_cross_attn=True,
+                                   is_amplify_history=True).cuda().to(torch.bfloat16).eval().requires_grad_(False)
+    for name in ("norm1", "norm2", "norm3"):
+        getattr(block, name).float()
+    block.scale_shift_table.data = block.scale_shift_table.data.float()
+    for module in (block.attn1, block.attn2):
+        module.processor._attention_backend = AttentionBackendName._NATIVE_CUDNN
+    x = torch.randn(1, TOKENS, D, device="cuda", dtype=torch.bfloat16)
+    text = torch.randn(1, 512, D, device="cuda", dtype=torch.bfloat16)
+    temb = (torch.randn(1, 6, TOKENS, D, device="cuda") * 0.1).to(torch.bfloat16).permute(0, 2, 1, 3)
+    angles = torch.randn(1, TOKENS, 64, device="cuda").repeat_interleave(2, dim=-1)
+    freqs = torch.cat([angles.cos(), angles.sin()], dim=-1)
+    args = (x, text, temb, freqs, CONTEXT)
+    with torch.inference_mode():
+        for kernels in (False, True):
+            if kernels:
+                use_kernels([block])
+            for compiled in (False, True):
+                torch._dynamo.reset()
+                fn = torch.compile(block, fullgraph=True) if compiled else block
+                ms = bench(lambda: fn(*args))
+                name = f"{'compiled' if compiled else 'eager'}{' + kernels' if kernels else ''}"
+                yield dict(kernel="transformer block (11,040 tokens)", variant=name, ms=round(ms, 3), gbps=None)
 
 
 def main():
-    torch.manual_seed(0)
-    tokens, d = 11040, 5120
-    x = torch.randn(1, tokens, d, device="cuda", dtype=torch.bfloat16)
-    scale = torch.randn(1, tokens, d, device="cuda") * 0.2
-    shift = torch.randn(1, tokens, d, device="cuda") * 0.2
-    moved = x.numel() * (2 + 4 + 4 + 2)
-    compiled = torch.compile(adaln_norm_reference)
     rows = []
-    for name, fn in [("eager reference", adaln_norm_reference), ("torch.compile reference", compiled), ("triton", adaln_norm)]:
-        ms = triton.testing.do_bench(lambda: fn(x, scale, shift), warmup=50, rep=300, return_mode="median")
-        rows.append(dict(kernel="adaln_norm", variant=name, ms=round(ms, 4), gbps=round(moved / ms / 1e6, 1)))
-        print(json.dumps(rows[-1]), flush=True)
-    print("\n| kernel | variant | ms | GB/s (bytes read + written) |\n|---|---|---|---|")
+    for row in [*kernel_rows(), *block_rows()]:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print("\n| kernel | variant | ms | GB/s (bytes read + written once) |\n|---|---|---|---|")
     for r in rows:
-        print(f"| {r['kernel']} | {r['variant']} | {r['ms']} | {r['gbps']} |")
+        print(f"| {r['kernel']} | {r['variant']} | {r['ms']} | {r['gbps'] or ''} |")
 
 
 if __name__ == "__main__":

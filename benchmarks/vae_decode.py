@@ -1,5 +1,7 @@
 """Microbenchmark: Wan VAE decode of one Helios segment (9 latent frames -> 33 frames at 384x640) in the ways the
-engine could run it. Run on the GPU: `python benchmarks/vae_decode.py` (prints a table, one JSON line per variant)."""
+engine could run it: diffusers' per-latent loop (`vae.decode`) or our wide passes (`helios.vae_decode`), in
+fp32 or bf16, with or without channels-last convolution weights, cuDNN autotuning or a compiled decoder.
+Run on the GPU: `python benchmarks/vae_decode.py` (prints a table, one JSON line per variant)."""
 
 import json
 import time
@@ -7,56 +9,67 @@ import time
 import torch
 
 from helios.bench import build_vae
+from helios.vae_decode import decode_latents
 
 
-def to_channels_last_3d(vae):
+def to_channels_last(vae):
     for module in vae.modules():
         if isinstance(module, torch.nn.Conv3d):
             module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
 
 
-def timed_decode(vae, latents, repeats=5):
+def timed(fn, repeats=5):
     for _ in range(2):
-        vae.decode(latents, return_dict=False)
+        fn()
     torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        vae.decode(latents, return_dict=False)
+        fn()
         torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return sorted(times)[len(times) // 2], (torch.cuda.max_memory_allocated() - base) / 2**30
 
 
 def main():
     device = torch.device("cuda")
-    torch.backends.cudnn.benchmark = True
     latents = torch.randn(1, 16, 9, 48, 80, device=device)
     rows = []
-    for name, dtype, channels_last, compiled in [
-        ("fp32 (reference)", torch.float32, False, False),
-        ("bf16", torch.bfloat16, False, False),
-        ("bf16 channels_last_3d", torch.bfloat16, True, False),
-        ("bf16 compiled decoder", torch.bfloat16, False, True),
-        ("bf16 channels_last_3d, compiled decoder", torch.bfloat16, True, True),
-    ]:
+    variants = [
+        # name, dtype, latents per pass (None: vae.decode), channels_last, cudnn autotune, compiled decoder
+        ("fp32, per latent (the reference)", torch.float32, None, False, False, False),
+        ("bf16, per latent, channels_last_3d (engine before)", torch.bfloat16, None, True, False, False),
+        ("bf16, passes of 4 latents", torch.bfloat16, 4, False, False, False),
+        ("bf16, passes of 4, channels_last_3d", torch.bfloat16, 4, True, False, False),
+        ("bf16, passes of 4, channels_last_3d, cudnn.benchmark", torch.bfloat16, 4, True, True, False),
+        ("bf16, passes of 8, channels_last_3d, cudnn.benchmark", torch.bfloat16, 8, True, True, False),
+        ("bf16, passes of 2, channels_last_3d, cudnn.benchmark", torch.bfloat16, 2, True, True, False),
+        ("bf16, passes of 4, cudnn.benchmark, compiled decoder", torch.bfloat16, 4, False, True, True),
+    ]
+    for name, dtype, per_pass, channels_last, autotune, compiled in variants:
+        torch.backends.cudnn.benchmark = autotune
         vae = build_vae(device, dtype)
         if channels_last:
-            to_channels_last_3d(vae)
+            to_channels_last(vae)
         if compiled:
             vae.decoder = torch.compile(vae.decoder)
+        z = latents.to(dtype)
+        fn = (lambda: vae.decode(z, return_dict=False)) if per_pass is None else (lambda: decode_latents(vae, z, per_pass))
         try:
-            seconds = timed_decode(vae, latents.to(dtype))
-            row = dict(variant=name, seconds=round(seconds, 4))
+            seconds, extra_gib = timed(fn)
+            row = dict(variant=name, seconds=round(seconds, 4), peak_extra_gib=round(extra_gib, 2))
         except Exception as exc:
             row = dict(variant=name, error=f"{type(exc).__name__}: {str(exc)[:200]}")
         print(json.dumps(row), flush=True)
         rows.append(row)
         del vae
+        torch._dynamo.reset()
         torch.cuda.empty_cache()
-    print("\n| variant | s per segment |\n|---|---|")
+    print("\n| variant | s per segment | peak extra GiB |\n|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r.get('seconds', r.get('error'))} |")
+        print(f"| {r['variant']} | {r.get('seconds', r.get('error'))} | {r.get('peak_extra_gib', '')} |")
 
 
 if __name__ == "__main__":

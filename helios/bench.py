@@ -13,6 +13,8 @@ import time
 
 import torch
 
+from .speed import FastPaths
+
 N_CHANNELS = 16
 
 
@@ -104,6 +106,28 @@ def run_engine(engine, steps, segments):
     return dict(frames=frames, wall_s=wall, transformer_s=denoise, vae_decode_s=decode, first_frame_s=first)
 
 
+def psnr_between(a, b) -> dict:
+    diff = a.astype(float) - b.astype(float)
+    mse = float((diff**2).mean())
+    return dict(
+        mean_abs_levels=round(float(abs(diff).mean()), 3), psnr_db=round(10 * math.log10(255**2 / max(mse, 1e-12)), 2),
+        within_one_level=round(float((abs(diff) <= 1).mean()), 4),
+    )
+
+
+def recompile(transformer, kernels: bool = False, fp8: bool = False):
+    """Switch the shared transformer to another fast path and compile its blocks afresh."""
+    from .fp8 import to_float8
+    from .fused_block import use_kernels
+
+    torch._dynamo.reset()
+    if kernels:
+        use_kernels(transformer.blocks)
+    if fp8:
+        to_float8(transformer)
+    transformer.compile_repeated_blocks(fullgraph=True)
+
+
 def engine_frames(engine):
     import numpy as np
 
@@ -122,7 +146,10 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-dtype", default="bfloat16", help="our engine's VAE dtype (the reference keeps fp32)")
     parser.add_argument("--compile-vae", action="store_true")
     parser.add_argument("--no-channels-last-vae", action="store_true")
+    parser.add_argument("--vae-latents-per-pass", type=int, default=FastPaths.vae_latents_per_pass)
+    parser.add_argument("--kernels", action="store_true", help="also measure the Triton kernels and their deviation")
     parser.add_argument("--fp8", action="store_true", help="also measure the FP8 opt-in and its deviation from bf16")
+    parser.add_argument("--only-fp8", action="store_true", help="skip the bf16 engine runs (still measures the deviation)")
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -133,7 +160,6 @@ def main(argv=None) -> int:
     from .engine import Engine
     from .flavour import DISTILLED
     from .loading import HeliosModel
-    from .speed import FastPaths
 
     device = torch.device("cuda")
     t0 = time.perf_counter()
@@ -174,34 +200,35 @@ def main(argv=None) -> int:
     )
     paths = FastPaths(
         compile_blocks=False, attention_backend=None, compile_vae=args.compile_vae,
-        channels_last_vae=not args.no_channels_last_vae,
+        channels_last_vae=not args.no_channels_last_vae, vae_latents_per_pass=args.vae_latents_per_pass,
     )
     engine = Engine(model, paths)
     engine.prompts.remember("benchmark", embeds)
-    for steps in step_sets:
-        run_engine(engine, steps, 2)
-        torch.cuda.reset_peak_memory_stats()
-        label = f"Helios Studio engine ({args.vae_dtype} VAE, {paths}, decode overlapped)"
-        record(label, steps, run_engine(engine, steps, args.segments))
+    label = f"Helios Studio engine ({args.vae_dtype} VAE, {paths}, decode overlapped)"
 
-    if args.fp8:
-        from .fp8 import to_float8
-
-        bf16_frames = engine_frames(engine)
-        to_float8(transformer)
+    def measure(name):
         for steps in step_sets:
             run_engine(engine, steps, 2)
             torch.cuda.reset_peak_memory_stats()
-            record(label.replace("fp8=False", "fp8=True"), steps, run_engine(engine, steps, args.segments))
-        diff = (engine_frames(engine).astype(float) - bf16_frames.astype(float))
-        mse = float((diff**2).mean())
-        deviation = dict(
-            name="FP8 vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)",
-            mean_abs_levels=round(float(abs(diff).mean()), 3), psnr_db=round(10 * math.log10(255**2 / max(mse, 1e-12)), 2),
-            within_one_level=round(float((abs(diff) <= 1).mean()), 4),
-        )
-        print(json.dumps(deviation), flush=True)
-        results.append(deviation)
+            record(name, steps, run_engine(engine, steps, args.segments))
+
+    def deviation(name, before):
+        results.append(dict(name=name, **psnr_between(engine_frames(engine), before)))
+        print(json.dumps(results[-1]), flush=True)
+
+    bf16_frames = engine_frames(engine)
+    if not args.only_fp8:
+        measure(label)
+    if args.kernels:
+        recompile(transformer, kernels=True)
+        measure(label.replace("kernels=False", "kernels=True"))
+        deviation("kernels vs unfused blocks, frames (same seed, 2 segments, [2,2,2], random weights)", bf16_frames)
+        label = label.replace("kernels=False", "kernels=True")
+        bf16_frames = engine_frames(engine)
+    if args.fp8:
+        recompile(transformer, fp8=True)
+        measure(label.replace("fp8=False", "fp8=True"))
+        deviation("FP8 vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", bf16_frames)
 
     print("\n| run | steps | frames | FPS | first frame s | transformer s | VAE s | peak GiB |")
     print("|---|---|---|---|---|---|---|---|")

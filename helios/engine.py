@@ -26,6 +26,7 @@ from .speed import FastPaths, apply_fast_paths
 from .segment import Segment, SegmentTimings, Stopwatch
 from .text import PromptEncoder
 from .timeline import FRAMES_PER_SEGMENT
+from .vae_decode import decode_latents
 
 LATENT_FRAMES = 9
 MAX_SEGMENTS = 120
@@ -39,6 +40,7 @@ class Engine:
         if fast_paths is not None:
             apply_fast_paths(model, fast_paths)
         self.model = model
+        self.latents_per_pass = fast_paths.vae_latents_per_pass if fast_paths else 1
         self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device, model.dtype)
         self.video_processor = VideoProcessor(vae_scale_factor=8)
         cfg = model.vae.config
@@ -179,7 +181,7 @@ class Engine:
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents to uint8 frames (T, H, W, 3) on the device."""
         scaled = latents.to(self.model.vae.dtype) / self.latents_inv_std + self.latents_mean
-        video = self.model.vae.decode(scaled, return_dict=False)[0][0]
+        video = decode_latents(self.model.vae, scaled, self.latents_per_pass)[0]
         video = (video.float() * 0.5 + 0.5).clamp(0, 1)
         return (video * 255).round().to(torch.uint8).permute(1, 2, 3, 0)
 

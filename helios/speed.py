@@ -8,6 +8,7 @@ import torch
 
 from .errors import BadInput
 from .fp8 import to_float8
+from .fused_block import use_kernels
 from .loading import HeliosModel
 
 
@@ -18,6 +19,9 @@ class FastPaths:
     channels_last_vae: bool = True
     compile_vae: bool = False
     fp8: bool = False
+    kernels: bool = False
+    cudnn_autotune: bool = True
+    vae_latents_per_pass: int = 4
 
 
 def apply_fast_paths(model: HeliosModel, paths: FastPaths = FastPaths()) -> None:
@@ -30,10 +34,14 @@ def apply_fast_paths(model: HeliosModel, paths: FastPaths = FastPaths()) -> None
     model.fast_paths = paths
     if paths.fp8:
         to_float8(model.transformer)
+    if paths.kernels:
+        use_kernels(model.transformer.blocks)
     if paths.attention_backend:
         model.transformer.set_attention_backend(paths.attention_backend)
     if paths.compile_blocks:
         model.transformer.compile_repeated_blocks(fullgraph=True)
+    if paths.cudnn_autotune:
+        torch.backends.cudnn.benchmark = True
     if paths.channels_last_vae:
         for module in model.vae.modules():
             if isinstance(module, torch.nn.Conv3d):

@@ -1,0 +1,29 @@
+"""Decode a segment's latents with the Wan decoder in a few wide passes instead of one pass per latent.
+
+diffusers' `AutoencoderKLWan.decode` runs the decoder once per latent frame, carrying each causal convolution's
+last two input frames in a cache. A causal convolution over several frames at once, given the same cache, sees
+exactly the frames it would have seen one at a time, so the first latent (which becomes one frame) goes alone and
+the rest go `latents_per_pass` at a time: the same video from far fewer, larger GPU launches. The pass width
+bounds the decoder's activation memory.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan, unpatchify
+
+
+def decode_latents(vae: AutoencoderKLWan, z: torch.Tensor, latents_per_pass: int = 4) -> torch.Tensor:
+    """z: (B, C, T, h, w) scaled as `vae.decode` takes it. Returns the video in [-1, 1], (B, 3, frames, H, W)."""
+    vae.clear_cache()
+    x = vae.post_quant_conv(z)
+    passes = [x[:, :, :1]] + list(x[:, :, 1:].split(latents_per_pass, dim=2) if x.shape[2] > 1 else ())
+    out = [
+        vae.decoder(chunk, feat_cache=vae._feat_map, feat_idx=[0], first_chunk=i == 0)
+        for i, chunk in enumerate(passes)
+    ]
+    vae.clear_cache()
+    video = torch.cat(out, dim=2)
+    if vae.config.patch_size is not None:
+        video = unpatchify(video, patch_size=vae.config.patch_size)
+    return video.clamp(-1.0, 1.0)

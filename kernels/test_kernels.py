@@ -1,0 +1,99 @@
+"""Each Triton kernel against its PyTorch reference on fresh random inputs: fp32 in Triton's interpreter on a CPU,
+bf16 on a GPU (skipped where there is none). Outputs are poisoned first, so an unwritten element shows as NaN."""
+
+import pytest
+import torch
+
+from kernels.adaln_norm import adaln_norm, adaln_norm_reference
+from kernels.gated_residual import gated_residual, gated_residual_reference
+from kernels.qk_norm_rope import qk_norm_rope, qk_norm_rope_reference
+
+GPU = torch.cuda.is_available()
+DEVICE = "cuda" if GPU else "cpu"
+bf16_on_gpu = pytest.mark.skipif(not GPU, reason="bf16 is checked on a GPU; the CPU interpreter computes bf16 wrongly")
+
+
+@pytest.fixture(autouse=True)
+def poisoned_empty(monkeypatch):
+    """torch.empty / empty_like hand out NaN-filled memory, so a kernel that skips an element fails the check."""
+    empty, empty_like = torch.empty, torch.empty_like
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: empty(*a, **k).fill_(float("nan")))
+    monkeypatch.setattr(torch, "empty_like", lambda *a, **k: empty_like(*a, **k).fill_(float("nan")))
+
+
+def rand(*shape, dtype=torch.float32, scale=1.0, offset=0.0):
+    g = torch.Generator().manual_seed(torch.seed() % 2**31)
+    return (torch.randn(*shape, generator=g) * scale + offset).to(DEVICE, dtype)
+
+
+def modulation(batch, tokens, d, dtype, layout):
+    """A per-token row the way Helios passes it: a strided view into (B, 6, N, D), or one row for all tokens."""
+    if layout == "per_token":
+        return rand(batch, 6, tokens, d, dtype=dtype, scale=0.2).permute(0, 2, 1, 3)[:, :, 2]
+    return rand(batch, 1, d, dtype=dtype, scale=0.2)
+
+
+def relative_error(out, ref):
+    assert out.shape == ref.shape and out.dtype == ref.dtype and not out.isnan().any()
+    return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
+
+
+def adaln_inputs(batch, tokens, d, dtype, layout):
+    x = rand(batch, tokens, d, dtype=dtype, scale=3, offset=0.5)
+    return (x, modulation(batch, tokens, d, dtype, layout), modulation(batch, tokens, d, dtype, layout),
+            rand(d, scale=0.1), rand(d, scale=0.1))
+
+
+def gated_inputs(batch, tokens, d, dtype, layout):
+    return (rand(batch, tokens, d, dtype=dtype), rand(batch, tokens, d, dtype=dtype),
+            modulation(batch, tokens, d, dtype, layout), rand(d, scale=0.1))
+
+
+def qk_inputs(batch, tokens, heads, head_dim, dtype, rotate, history):
+    d = heads * head_dim
+    fused = rand(batch, tokens, 3 * d, dtype=dtype, scale=2)
+    angles = rand(batch, tokens, head_dim // 2, scale=3).repeat_interleave(2, dim=-1)
+    freqs = torch.cat([angles.cos(), angles.sin()], dim=-1) if rotate else None
+    return fused[..., d:2 * d], rand(d, dtype=dtype, offset=1, scale=0.1), heads, freqs, rand(heads).sigmoid() * 9 + 1, history
+
+
+@pytest.mark.parametrize("tokens, d", [(7, 96), (33, 160), (5, 257)])
+@pytest.mark.parametrize("layout", ["per_token", "broadcast"])
+def test_adaln_norm_in_fp32(tokens, d, layout):
+    args = adaln_inputs(2, tokens, d, torch.float32, layout)
+    assert relative_error(adaln_norm(*args), adaln_norm_reference(*args)) < 1e-5
+
+
+@pytest.mark.parametrize("tokens, d", [(7, 96), (3, 2500)])
+@pytest.mark.parametrize("layout", ["per_token", "broadcast"])
+def test_gated_residual_in_fp32(tokens, d, layout):
+    args = gated_inputs(2, tokens, d, torch.float32, layout)
+    assert relative_error(gated_residual(*args), gated_residual_reference(*args)) < 1e-6
+
+
+@pytest.mark.parametrize("heads, head_dim", [(2, 16), (3, 8)])
+@pytest.mark.parametrize("rotate, history", [(True, 0), (True, 4), (False, 0)])
+def test_qk_norm_rope_in_fp32(heads, head_dim, rotate, history):
+    args = qk_inputs(2, 9, heads, head_dim, torch.float32, rotate, history)
+    assert relative_error(qk_norm_rope(*args), qk_norm_rope_reference(*args)) < 1e-5
+
+
+def test_qk_norm_rope_scales_only_history_keys():
+    x, weight, heads, freqs, head_scale, _ = qk_inputs(1, 6, 2, 8, torch.float32, True, 0)
+    plain = qk_norm_rope(x, weight, heads, freqs)
+    scaled = qk_norm_rope(x, weight, heads, freqs, head_scale, history=2)
+    torch.testing.assert_close(scaled[:, 2:], plain[:, 2:])
+    torch.testing.assert_close(scaled[:, :2], plain[:, :2] * head_scale.view(1, 1, -1, 1))
+
+
+@bf16_on_gpu
+@pytest.mark.parametrize("tokens", [1024, 11040])
+def test_kernels_in_bf16_at_helios_size(tokens):
+    d = 5120
+    for layout in ("per_token", "broadcast"):
+        args = adaln_inputs(1, tokens, d, torch.bfloat16, layout)
+        assert relative_error(adaln_norm(*args), adaln_norm_reference(*args)) < 1e-2
+        args = gated_inputs(1, tokens, d, torch.bfloat16, layout)
+        assert relative_error(gated_residual(*args), gated_residual_reference(*args)) < 1e-2
+    args = qk_inputs(1, tokens, 40, 128, torch.bfloat16, True, 2400)
+    assert relative_error(qk_norm_rope(*args), qk_norm_rope_reference(*args)) < 1e-2

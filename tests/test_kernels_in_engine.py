@@ -1,0 +1,35 @@
+"""With the Triton kernels switched into the transformer blocks, the engine's frames stay those of the unfused
+blocks (tiny checkpoints with history-key amplification, fp32 in Triton's interpreter on a CPU)."""
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+
+from helios.engine import Engine
+from helios.fused_block import use_kernels
+from helios.loading import load_model
+from helios.request import GenerationRequest, GenerationSettings
+from helios.timeline import PromptTimeline
+
+
+def frames(model, **steps):
+    settings = GenerationSettings(height=64, width=64, num_frames=66, seed=5, **steps)
+    request = GenerationRequest(PromptTimeline.single("a red kite over dunes"), settings)
+    return np.concatenate([s.frames for s in Engine(model).generate(request)])
+
+
+@pytest.mark.parametrize("flavour, steps", [
+    ("base", dict(num_inference_steps=2)),  # classifier-free guidance: a batch of two
+    ("distilled", dict(pyramid_steps=(1, 1, 1))),  # three resolutions, amplified first segment
+])
+def test_kernels_keep_the_frames(tiny_checkpoint, flavour, steps):
+    """Two segments, so the history tokens (and their amplified keys) are in play."""
+    model = load_model(str(tiny_checkpoint(flavour)))
+    fused = dataclasses.replace(model, transformer=copy.deepcopy(model.transformer))
+    use_kernels(fused.transformer.blocks)
+    plain, ours = frames(model, **steps), frames(fused, **steps)
+    assert plain.shape == ours.shape and plain.std() > 5
+    close = np.abs(plain.astype(int) - ours.astype(int)) <= 1
+    assert close.mean() >= 0.999, f"only {close.mean():.4%} of pixels within one level"

@@ -1,0 +1,29 @@
+"""The wide-pass VAE decode gives the video diffusers' per-latent decode gives, for any segment length and pass
+width (fp32 on the CPU; the GPU run of the same check is in test_gpu_parity's fast-path tolerance)."""
+
+import pytest
+import torch
+from diffusers import AutoencoderKLWan
+
+from helios.vae_decode import decode_latents
+
+
+@pytest.fixture(scope="module")
+def vae():
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=16, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1).eval()
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return vae
+
+
+@pytest.mark.parametrize("latents, per_pass", [(9, 4), (9, 8), (9, 3), (5, 1), (2, 4), (1, 4)])
+def test_same_video_as_per_latent_decode(vae, latents, per_pass):
+    z = torch.randn(1, 16, latents, 6, 10, generator=torch.Generator().manual_seed(latents * 7 + per_pass))
+    with torch.no_grad():
+        reference = vae.decode(z, return_dict=False)[0]
+        ours = decode_latents(vae, z, per_pass)
+    assert ours.shape == reference.shape == (1, 3, 1 + 4 * (latents - 1), 48, 80)
+    assert reference.std() > 0.05
+    assert (ours - reference).abs().max() < 1e-4
