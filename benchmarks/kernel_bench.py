@@ -11,6 +11,7 @@ from diffusers.models.transformers.transformer_helios import HeliosTransformerBl
 
 from helios.fused_block import use_kernels
 from kernels.adaln_norm import adaln_norm, adaln_norm_reference
+from kernels.causal_conv3d import causal_conv3d, gemm_weight
 from kernels.gated_residual import gated_residual, gated_residual_reference
 from kernels.qk_norm_rope import qk_norm_rope, qk_norm_rope_reference
 
@@ -74,15 +75,50 @@ def block_rows():
                 yield dict(kernel="transformer block (11,040 tokens)", variant=name, ms=round(ms, 3), gbps=None)
 
 
+def conv_rows():
+    """The VAE decoder's 3x3x3 convolutions at a pass of 4 latents (16 frames + 2 causal): cuDNN (as the module
+    runs it, and with channels-last weights) against the Triton implicit GEMM at a few tile shapes."""
+    for c, frames, h, w in [(96, 16, 384, 640), (192, 16, 192, 320), (384, 8, 96, 160)]:
+        x = torch.randn(1, frames + 2, h, w, c, device="cuda", dtype=torch.bfloat16)
+        weight5 = torch.randn(c, c, 3, 3, 3, device="cuda", dtype=torch.bfloat16) * (27 * c) ** -0.5
+        bias = torch.randn(c, device="cuda", dtype=torch.bfloat16)
+        gemm = gemm_weight(weight5)
+        flops = 2 * frames * h * w * c * c * 27
+        ncdhw = x.permute(0, 4, 1, 2, 3).contiguous()
+        cl = x.permute(0, 4, 1, 2, 3)
+        weight_cl = weight5.contiguous(memory_format=torch.channels_last_3d)
+        pad = (0, 1, 1)
+        variants = [
+            ("cuDNN conv3d, NCDHW", lambda: torch.nn.functional.conv3d(ncdhw, weight5, bias, padding=pad)),
+            ("cuDNN conv3d, channels_last_3d", lambda: torch.nn.functional.conv3d(cl, weight_cl, bias, padding=pad)),
+        ]
+        for bm, bn, warps, stages in [(128, 128, 8, 3), (128, 64, 4, 4), (256, 128, 8, 3), (128, 128, 4, 4), (64, 128, 4, 4)]:
+            variants.append((f"triton BM={bm} BN={bn} warps={warps} stages={stages}",
+                             lambda bm=bm, bn=bn, warps=warps, stages=stages: causal_conv3d(x, gemm, bias, (3, 3, 3), bm, bn, warps, stages)))
+        for name, fn in variants:
+            try:
+                ms = bench(fn)
+                yield dict(kernel=f"causal conv3d {c}->{c}, {frames}x{h}x{w}", variant=name, ms=round(ms, 3), tflops=round(flops / ms / 1e9, 1))
+            except Exception as exc:
+                yield dict(kernel=f"causal conv3d {c}->{c}", variant=name, error=str(exc)[:200])
+
+
 def main():
     rows = []
-    for row in [*kernel_rows(), *block_rows()]:
+    for row in [*conv_rows(), *kernel_rows(), *block_rows()]:
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| kernel | variant | ms | GB/s (bytes read + written once) |\n|---|---|---|---|")
+    print("\n| kernel | variant | ms | GB/s (bytes read + written once) or TFLOP/s |\n|---|---|---|---|")
     for r in rows:
-        print(f"| {r['kernel']} | {r['variant']} | {r['ms']} | {r['gbps'] or ''} |")
+        print(f"| {r['kernel']} | {r['variant']} | {r.get('ms', r.get('error'))} | {r.get('gbps') or r.get('tflops') or ''} |")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] == ["--convs"]:
+        rows = list(conv_rows())
+        for r in rows:
+            print(r, flush=True)
+    else:
+        main()

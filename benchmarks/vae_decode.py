@@ -4,11 +4,13 @@ fp32 or bf16, with or without channels-last convolution weights, cuDNN autotunin
 Run on the GPU: `python benchmarks/vae_decode.py` (prints a table, one JSON line per variant)."""
 
 import json
+import sys
 import time
 
 import torch
 
 from helios.bench import build_vae
+from helios.vae_kernels import use_vae_kernels
 from helios.vae_decode import decode_latents
 
 
@@ -37,6 +39,7 @@ def main():
     device = torch.device("cuda")
     latents = torch.randn(1, 16, 9, 48, 80, device=device)
     rows = []
+    only = sys.argv[1] if len(sys.argv) > 1 else ""
     variants = [
         # name, dtype, latents per pass (None: vae.decode), channels_last, cudnn autotune, compiled decoder
         ("fp32, per latent (the reference)", torch.float32, None, False, False, False),
@@ -46,12 +49,18 @@ def main():
         ("bf16, passes of 4, channels_last_3d, cudnn.benchmark", torch.bfloat16, 4, True, True, False),
         ("bf16, passes of 8, channels_last_3d, cudnn.benchmark", torch.bfloat16, 8, True, True, False),
         ("bf16, passes of 2, channels_last_3d, cudnn.benchmark", torch.bfloat16, 2, True, True, False),
-        ("bf16, passes of 4, cudnn.benchmark, compiled decoder", torch.bfloat16, 4, False, True, True),
+        ("bf16, passes of 4, Triton norm+SiLU and narrow convs, channels_last_3d", torch.bfloat16, 4, "triton", True, False),
+        ("bf16, passes of 2, Triton norm+SiLU and narrow convs, channels_last_3d", torch.bfloat16, 2, "triton", True, False),
     ]
     for name, dtype, per_pass, channels_last, autotune, compiled in variants:
+        if only not in name:
+            continue
         torch.backends.cudnn.benchmark = autotune
         vae = build_vae(device, dtype)
-        if channels_last:
+        if channels_last == "triton":
+            use_vae_kernels(vae)
+            to_channels_last(vae)
+        elif channels_last:
             to_channels_last(vae)
         if compiled:
             vae.decoder = torch.compile(vae.decoder)

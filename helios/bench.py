@@ -146,6 +146,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-dtype", default="bfloat16", help="our engine's VAE dtype (the reference keeps fp32)")
     parser.add_argument("--compile-vae", action="store_true")
     parser.add_argument("--no-channels-last-vae", action="store_true")
+    parser.add_argument("--no-vae-kernels", action="store_true", help="the VAE decoder on cuDNN and eager PyTorch only")
     parser.add_argument("--vae-latents-per-pass", type=int, default=FastPaths.vae_latents_per_pass)
     parser.add_argument("--kernels", action="store_true", help="also measure the Triton kernels and their deviation")
     parser.add_argument("--fp8", action="store_true", help="also measure the FP8 opt-in and its deviation from bf16")
@@ -201,6 +202,7 @@ def main(argv=None) -> int:
     paths = FastPaths(
         compile_blocks=False, attention_backend=None, compile_vae=args.compile_vae,
         channels_last_vae=not args.no_channels_last_vae, vae_latents_per_pass=args.vae_latents_per_pass,
+        vae_kernels=not args.no_vae_kernels,
     )
     engine = Engine(model, paths)
     engine.prompts.remember("benchmark", embeds)

@@ -10,6 +10,7 @@ from .errors import BadInput
 from .fp8 import to_float8
 from .fused_block import use_kernels
 from .loading import HeliosModel
+from .vae_kernels import use_vae_kernels
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class FastPaths:
     compile_vae: bool = False
     fp8: bool = False
     kernels: bool = False
+    vae_kernels: bool = True
     cudnn_autotune: bool = True
     vae_latents_per_pass: int = 4
 
@@ -46,5 +48,7 @@ def apply_fast_paths(model: HeliosModel, paths: FastPaths = FastPaths()) -> None
         for module in model.vae.modules():
             if isinstance(module, torch.nn.Conv3d):
                 module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
+    if paths.vae_kernels:
+        use_vae_kernels(model.vae)
     if paths.compile_vae:
         model.vae.decoder = torch.compile(model.vae.decoder)

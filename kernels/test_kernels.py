@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from kernels.adaln_norm import adaln_norm, adaln_norm_reference
+from kernels.causal_conv3d import causal_conv3d, causal_conv3d_reference, gemm_weight
 from kernels.gated_residual import gated_residual, gated_residual_reference
 from kernels.qk_norm_rope import qk_norm_rope, qk_norm_rope_reference
+from kernels.rms_norm_silu import rms_norm_silu, rms_norm_silu_reference
 
 GPU = torch.cuda.is_available()
 DEVICE = "cuda" if GPU else "cpu"
@@ -97,3 +99,37 @@ def test_kernels_in_bf16_at_helios_size(tokens):
         assert relative_error(gated_residual(*args), gated_residual_reference(*args)) < 1e-2
     args = qk_inputs(1, tokens, 40, 128, torch.bfloat16, True, 2400)
     assert relative_error(qk_norm_rope(*args), qk_norm_rope_reference(*args)) < 1e-2
+
+
+def conv_inputs(batch, frames, h, w, c, co, kernel_size, dtype):
+    kt, kh, kw = kernel_size
+    weight = gemm_weight(rand(co, c, kt, kh, kw, dtype=dtype, scale=(c * kt * kh * kw) ** -0.5))
+    return rand(batch, frames + kt - 1, h, w, c, dtype=dtype), weight, rand(co, dtype=dtype, scale=0.1), kernel_size
+
+
+@pytest.mark.parametrize("c, co, kernel_size", [(16, 16, (3, 3, 3)), (32, 48, (3, 3, 3)), (16, 24, (1, 1, 1)), (64, 16, (1, 3, 3))])
+def test_causal_conv3d_in_fp32(c, co, kernel_size):
+    args = conv_inputs(2, 3, 5, 7, c, co, kernel_size, torch.float32)
+    out = causal_conv3d(*args)
+    assert out.shape == (2, 3, 5, 7, co)
+    assert relative_error(out, causal_conv3d_reference(*args)) < 1e-3  # tf32 dots on a GPU
+
+
+@bf16_on_gpu
+@pytest.mark.parametrize("c, co, h, w", [(96, 96, 96, 160), (192, 192, 48, 80), (384, 384, 24, 40), (192, 96, 40, 24)])
+def test_causal_conv3d_in_bf16(c, co, h, w):
+    args = conv_inputs(1, 8, h, w, c, co, (3, 3, 3), torch.bfloat16)
+    assert relative_error(causal_conv3d(*args), causal_conv3d_reference(*args)) < 1e-2
+
+
+@pytest.mark.parametrize("c", [16, 96, 160])
+def test_rms_norm_silu_in_fp32(c):
+    x, gamma = rand(2, 3, 5, 7, c, scale=2), rand(c, 1, 1, 1, offset=1, scale=0.2)
+    assert relative_error(rms_norm_silu(x, gamma), rms_norm_silu_reference(x, gamma)) < 1e-5
+
+
+@bf16_on_gpu
+@pytest.mark.parametrize("c", [96, 192, 384])
+def test_rms_norm_silu_in_bf16(c):
+    x, gamma = rand(1, 8, 96, 160, c, dtype=torch.bfloat16, scale=2), rand(c, 1, 1, 1, offset=1, scale=0.2)
+    assert relative_error(rms_norm_silu(x, gamma), rms_norm_silu_reference(x, gamma)) < 1e-2

@@ -1,10 +1,13 @@
 """The wide-pass VAE decode gives the video diffusers' per-latent decode gives, for any segment length and pass
 width (fp32 on the CPU; the GPU run of the same check is in test_gpu_parity's fast-path tolerance)."""
 
+import copy
+
 import pytest
 import torch
 from diffusers import AutoencoderKLWan
 
+from helios.vae_kernels import use_vae_kernels
 from helios.vae_decode import decode_latents
 
 
@@ -27,3 +30,17 @@ def test_same_video_as_per_latent_decode(vae, latents, per_pass):
     assert ours.shape == reference.shape == (1, 3, 1 + 4 * (latents - 1), 48, 80)
     assert reference.std() > 0.05
     assert (ours - reference).abs().max() < 1e-4
+
+
+def test_triton_kernels_give_the_same_video():
+    """The decoder's norms and narrow causal convolutions on the Triton kernels (interpreted on a CPU, fp32)."""
+    torch.manual_seed(1)
+    vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval()
+    z = torch.randn(1, 16, 2, 1, 2, generator=torch.Generator().manual_seed(3))
+    fast = copy.deepcopy(vae)
+    use_vae_kernels(fast)
+    with torch.no_grad():
+        reference = vae.decode(z, return_dict=False)[0]
+        ours = decode_latents(fast, z, 2)
+    assert ours.shape == reference.shape and reference.std() > 0.05
+    assert (ours - reference).abs().max() < 1e-3
