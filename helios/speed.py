@@ -23,7 +23,7 @@ class FastPaths:
     kernels: bool = False
     vae_kernels: bool = True
     cudnn_autotune: bool = True
-    vae_latents_per_pass: int = 4
+    vae_latents_per_pass: int = 2
 
 
 def apply_fast_paths(model: HeliosModel, paths: FastPaths = FastPaths()) -> None:

@@ -44,7 +44,7 @@ def _fits(conv: WanCausalConv3d) -> bool:
     kt, kh, kw = conv.kernel_size
     same = (kw // 2, kw // 2, kh // 2, kh // 2, kt - 1, 0)
     return (
-        conv.in_channels <= TRITON_CONV_MAX_CHANNELS and conv.stride == (1, 1, 1) and tuple(conv._padding) == same
+        conv.in_channels <= TRITON_CONV_MAX_CHANNELS and conv.in_channels % 16 == 0 and conv.stride == (1, 1, 1) and tuple(conv._padding) == same
         and conv.bias is not None and kh % 2 == kw % 2 == 1
     )
 

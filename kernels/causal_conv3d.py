@@ -16,7 +16,7 @@ import triton.language as tl
 def _causal_conv3d_kernel(
     x_ptr, w_ptr, bias_ptr, out_ptr, voxels, H, W, CO, sx_t, sx_h,
     C: tl.constexpr, KT: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -32,7 +32,7 @@ def _causal_conv3d_kernel(
         rows = (t + kt).to(tl.int64) * sx_t + yy * sx_h + xx * C
         a = tl.load(x_ptr + rows[:, None] + (c0 + chans)[None, :], mask=valid[:, None], other=0.0)
         b = tl.load(w_ptr + (tap * C + c0 + chans)[:, None] * CO + offs_n[None, :], mask=offs_n[None, :] < CO, other=0.0)
-        acc = tl.dot(a, b, acc)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
     acc += tl.load(bias_ptr + offs_n, mask=offs_n < CO, other=0.0).to(tl.float32)[None, :]
     out = out_ptr + offs_m.to(tl.int64)[:, None] * CO + offs_n[None, :]
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=(offs_m[:, None] < voxels) & (offs_n[None, :] < CO))
@@ -54,7 +54,9 @@ def causal_conv3d(
     batch, frames, h, w, c = x.shape
     co = weight.shape[1]
     out = torch.empty(batch, frames - kt + 1, h, w, co, dtype=x.dtype, device=x.device)
-    block_k = 64 if c % 64 == 0 else 32 if c % 32 == 0 else 16 if c % 16 == 0 else c
+    if c % 16:
+        raise ValueError(f"the tensor cores take channels in multiples of 16, not {c}")
+    block_k = 64 if c % 64 == 0 else 32 if c % 32 == 0 else 16
     block_n = min(block_n, max(16, triton.next_power_of_2(co)))
     voxels = out[0].numel() // co
     grid = (triton.cdiv(voxels, block_m), triton.cdiv(co, block_n))
@@ -62,6 +64,7 @@ def causal_conv3d(
         _causal_conv3d_kernel[grid](
             x[i], weight, bias, out[i], voxels, h, w, co, h * w * c, w * c,
             C=c, KT=kt, KH=kh, KW=kw, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+            PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
             num_warps=num_warps, num_stages=num_stages,
         )
     return out
