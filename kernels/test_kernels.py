@@ -112,7 +112,9 @@ def test_causal_conv3d_in_fp32(c, co, kernel_size):
     args = conv_inputs(2, 3, 5, 7, c, co, kernel_size, torch.float32)
     out = causal_conv3d(*args)
     assert out.shape == (2, 3, 5, 7, co)
-    assert relative_error(out, causal_conv3d_reference(*args)) < 1e-5
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        reference = causal_conv3d_reference(*args)
+    assert relative_error(out, reference) < 1e-5
 
 
 @bf16_on_gpu

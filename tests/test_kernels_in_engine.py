@@ -1,5 +1,5 @@
 """With the Triton kernels switched into the transformer blocks, the engine's frames stay those of the unfused
-blocks (tiny checkpoints with history-key amplification, fp32; Triton's interpreter on a CPU).
+blocks (tiny checkpoints with history-key amplification, fp32; Triton's interpreter on a CPU)."""
 
 import copy
 import dataclasses
