@@ -6,13 +6,17 @@ CPU. Factoring in float64 with the same tiny jitter succeeds everywhere and agre
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
-def block_noise_factor(gamma: float, block_size: int) -> torch.Tensor:
+@functools.lru_cache(maxsize=8)
+def block_noise_factor(gamma: float, block_size: int, device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """Cached per device: a fresh host-to-GPU copy in the denoising loop would make the host wait for the GPU."""
     cov = torch.eye(block_size, dtype=torch.float64) * (1 + gamma) - gamma
     cov += torch.eye(block_size, dtype=torch.float64) * 1e-8
-    return torch.linalg.cholesky(cov).float()
+    return torch.linalg.cholesky(cov).float().to(device)
 
 
 def sample_block_noise(
@@ -25,7 +29,7 @@ def sample_block_noise(
     """Noise of `shape` (B, C, T, H, W), correlated within each ph x pw patch; draws as the reference does."""
     b, c, t, h, w = shape
     ph, pw = patch
-    factor = block_noise_factor(gamma, ph * pw).to(device)
+    factor = block_noise_factor(gamma, ph * pw, torch.device(device))
     z = torch.randn(b * c * t * (h // ph) * (w // pw), ph * pw, generator=generator, device=generator.device)
     noise = z.to(device) @ factor.T
     noise = noise.view(b, c, t, h // ph, w // pw, ph, pw).permute(0, 1, 2, 3, 5, 4, 6)
