@@ -115,8 +115,9 @@ def psnr_between(a, b) -> dict:
     )
 
 
-def recompile(transformer, kernels: bool = False, fp8: bool = False):
-    """Switch the shared transformer to another fast path and compile its blocks afresh."""
+def recompile(transformer, kernels: bool = False, fp8: bool = False, cuda_graphs: bool = False):
+    """Switch the shared transformer to another fast path and compile its blocks afresh (with CUDA graphs:
+    Inductor's "reduce-overhead" mode, one graph per block call and shape)."""
     from .fp8 import to_float8
     from .fused_block import use_kernels
 
@@ -125,7 +126,7 @@ def recompile(transformer, kernels: bool = False, fp8: bool = False):
         use_kernels(transformer.blocks)
     if fp8:
         to_float8(transformer)
-    transformer.compile_repeated_blocks(fullgraph=True)
+    transformer.compile_repeated_blocks(fullgraph=True, **({"mode": "reduce-overhead"} if cuda_graphs else {}))
 
 
 def engine_frames(engine):
@@ -150,6 +151,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-latents-per-pass", type=int, default=FastPaths.vae_latents_per_pass)
     parser.add_argument("--kernels", action="store_true", help="also measure the Triton kernels and their deviation")
     parser.add_argument("--fp8", action="store_true", help="also measure the FP8 opt-in and its deviation from bf16")
+    parser.add_argument("--cuda-graphs", action="store_true", help="also measure the blocks compiled with CUDA graphs")
     parser.add_argument("--only-fp8", action="store_true", help="skip the bf16 engine runs (still measures the deviation)")
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args(argv)
@@ -227,6 +229,10 @@ def main(argv=None) -> int:
         deviation("kernels vs unfused blocks, frames (same seed, 2 segments, [2,2,2], random weights)", bf16_frames)
         label = label.replace("kernels=False", "kernels=True")
         bf16_frames = engine_frames(engine)
+    if args.cuda_graphs:
+        recompile(transformer, kernels=args.kernels, cuda_graphs=True)
+        measure(label + " + CUDA graphs of the blocks")
+        deviation("CUDA graphs vs plain compiled blocks, frames", bf16_frames)
     if args.fp8:
         recompile(transformer, fp8=True)
         measure(label.replace("fp8=False", "fp8=True"))
