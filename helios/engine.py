@@ -128,7 +128,7 @@ class Engine:
             self.prompts.encode(prompt)
 
         prefix, history = self._context(request, generator)
-        indices = _history_indices(s.history_sizes)
+        indices = {name: t.to(device) for name, t in _history_indices(s.history_sizes).items()}
         n = s.num_segments
         for k in range(n):
             watch = Stopwatch(device)
@@ -239,7 +239,8 @@ class _Denoised:
 
 
 def _history_indices(history_sizes: tuple[int, int, int]) -> dict[str, torch.Tensor]:
-    """RoPE frame positions: anchor, long, mid, 1x history, then the segment's own latent frames."""
+    """RoPE frame positions: anchor, long, mid, 1x history, then the segment's own latent frames. The caller moves
+    them to the GPU once: left on the host, every transformer call would copy them and wait for the GPU."""
     sizes = sorted(history_sizes, reverse=True)
     prefix, long, mid, short1x, current = torch.arange(1 + sum(sizes) + LATENT_FRAMES).split([1, *sizes, LATENT_FRAMES])
     return dict(
