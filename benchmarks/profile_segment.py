@@ -4,6 +4,7 @@ blocks compiled for both), top CUDA kernels by total time.
 Run on the GPU: `python benchmarks/profile_segment.py [--kernels] --out DIR` (writes DIR/profile-*.txt)."""
 
 import argparse
+import functools
 from pathlib import Path
 
 import torch
@@ -42,7 +43,7 @@ def main():
         transformer=transformer, is_distilled=True,
     )
     pipe.set_progress_bar_config(disable=True)
-    reference = table(lambda: run_reference(pipe, embeds, STEPS, SEGMENTS))
+    reference = table(functools.partial(run_reference, pipe, embeds, STEPS, SEGMENTS))
     del pipe
 
     if args.kernels:

@@ -3,6 +3,7 @@ engine could run it: diffusers' per-latent loop (`vae.decode`) or our wide passe
 fp32 or bf16, with or without channels-last convolution weights, cuDNN autotuning or a compiled decoder.
 Run on the GPU: `python benchmarks/vae_decode.py` (prints a table, one JSON line per variant)."""
 
+import functools
 import json
 import sys
 import time
@@ -65,7 +66,10 @@ def main():
         if compiled:
             vae.decoder = torch.compile(vae.decoder)
         z = latents.to(dtype)
-        fn = (lambda: vae.decode(z, return_dict=False)) if per_pass is None else (lambda: decode_latents(vae, z, per_pass))
+        if per_pass is None:
+            fn = functools.partial(vae.decode, z, return_dict=False)
+        else:
+            fn = functools.partial(decode_latents, vae, z, per_pass)
         try:
             seconds, extra_gib = timed(fn)
             row = dict(variant=name, seconds=round(seconds, 4), peak_extra_gib=round(extra_gib, 2))
@@ -73,7 +77,7 @@ def main():
             row = dict(variant=name, error=f"{type(exc).__name__}: {str(exc)[:200]}")
         print(json.dumps(row), flush=True)
         rows.append(row)
-        del vae
+        del vae, fn
         torch._dynamo.reset()
         torch.cuda.empty_cache()
     print("\n| variant | s per segment | peak extra GiB |\n|---|---|---|")

@@ -27,8 +27,9 @@ class FastPaths:
 
 
 def apply_fast_paths(model: HeliosModel, paths: FastPaths = FastPaths()) -> None:
-    """Regional compile of the 40 identical blocks (one compile, reused), cuDNN attention, VAE convolutions in
-    the layout cuDNN computes in (saves a transpose per conv per frame), optional VAE compile."""
+    """Once per model, on a GPU: optional FP8 and block kernels, cuDNN attention, regional compile of the 40
+    identical blocks (one compile, reused), cuDNN autotuning, VAE convolution weights in the layout cuDNN computes
+    in, the VAE decoder's Triton kernels, optional VAE compile. Each step's gain is in benchmarks/README.md."""
     if paths.fp8 and (model.device.type != "cuda" or torch.cuda.get_device_capability(model.device) < (8, 9)):
         raise BadInput("FP8 needs a GPU with FP8 tensor cores (Ada or Hopper): run without --fp8 here.")
     if model.device.type != "cuda" or model.fast_paths is not None:

@@ -28,6 +28,8 @@ def use_vae_kernels(vae: AutoencoderKLWan) -> None:
     blocks = [block for block in decoder.modules() if isinstance(block, WanResidualBlock)]
     pairs = [(b, b.norm1) for b in blocks] + [(b, b.norm2) for b in blocks] + [(decoder, decoder.norm_out)]
     for owner, norm in pairs:
+        if isinstance(norm.bias, torch.nn.Parameter):
+            continue  # the fused kernel has no bias term; Wan 2.1's decoder norms have none
         owner.nonlinearity = torch.nn.Identity()
         norm.forward = types.MethodType(_norm_silu_forward, norm)
     for conv in decoder.modules():

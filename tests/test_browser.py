@@ -1,6 +1,5 @@
 """The app in headless Chromium, as a person uses it: edit the timeline, generate, watch it stream, stop."""
 
-import time
 from pathlib import Path
 
 import pytest

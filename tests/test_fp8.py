@@ -3,7 +3,6 @@ import torch
 from torch import nn
 
 from helios.fp8 import Float8Linear, dequantized_linear, quantize_rows, to_float8
-from helios.loading import load_model
 
 GPU = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
 
