@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .dmd import dmd_stages
 from .flavour import Flavour
 from .noise import sample_block_noise
 
@@ -61,14 +62,29 @@ def optimized_scale(positive: torch.Tensor, negative: torch.Tensor) -> torch.Ten
 
 
 class Denoiser:
-    def __init__(self, transformer, scheduler, plan: SamplingPlan, generator: torch.Generator, device):
-        self.transformer = transformer
+    """Everything that depends only on the request is worked out here, before the loop: the DMD tables go to the GPU
+    once, so the loop never waits for the GPU (see dmd.py)."""
+
+    def __init__(self, transformer, scheduler, plan: SamplingPlan, generator: torch.Generator, device,
+                 latent_shape: tuple[int, int, int], forward: Callable[..., torch.Tensor] | None = None):
+        self.forward = forward or (lambda **inputs: transformer(**inputs, return_dict=False)[0])
         self.scheduler = scheduler
         self.plan = plan
         self.generator = generator
         self.device = device
         self.dtype = transformer.dtype
         self.patch = tuple(transformer.config.patch_size)
+        stages = len(plan.pyramid_steps) if plan.flavour.pyramid else 1
+        self.shifts = [
+            calculate_shift(math.prod(shape) // math.prod(self.patch), scheduler.config)
+            for shape in _stage_shapes(latent_shape, stages)
+        ]
+        self.dmd = None
+        if plan.flavour.distilled:
+            self.dmd = {
+                first: dmd_stages(scheduler, plan.pyramid_steps, self.shifts, plan.amplify_first and first, device)
+                for first in (True, False)
+            }
 
     def __call__(self, latents: torch.Tensor, ctx: SegmentContext, first: bool, tick: Callable[[], None]):
         if self.plan.flavour.pyramid:
@@ -76,10 +92,9 @@ class Denoiser:
         return self._plain(latents, ctx, tick)
 
     def _forward(self, latents, timestep, embeds, ctx: SegmentContext):
-        return self.transformer(
-            hidden_states=latents.to(self.dtype), timestep=timestep, encoder_hidden_states=embeds,
-            return_dict=False, **ctx.history,
-        )[0]
+        return self.forward(
+            hidden_states=latents.to(self.dtype), timestep=timestep, encoder_hidden_states=embeds, **ctx.history
+        )
 
     def _predict(self, latents, timestep, ctx: SegmentContext, zero_init: bool = False):
         cond = self._forward(latents, timestep, ctx.cond, ctx)
@@ -106,14 +121,13 @@ class Denoiser:
         stages = len(plan.pyramid_steps)
         for _ in range(stages - 1):
             latents = self._resize(latents, (latents.shape[-2] // 2, latents.shape[-1] // 2), "bilinear") * 2
-        starts = [latents]
+        dmd = self.dmd[first] if self.dmd else None
         for stage, steps in enumerate(plan.pyramid_steps):
-            seq_len = math.prod(latents.shape[-3:]) // math.prod(self.patch)
-            sched.set_timesteps(
-                steps, stage, device=self.device, mu=calculate_shift(seq_len, sched.config),
-                is_amplify_first_chunk=plan.amplify_first and first,
-            )
-            timesteps = sched.timesteps
+            if dmd:
+                timesteps = dmd[stage].timesteps
+            else:
+                sched.set_timesteps(steps, stage, device=self.device, mu=self.shifts[stage])
+                timesteps = sched.timesteps
             if stage > 0:
                 latents = self._resize(latents, (latents.shape[-2] * 2, latents.shape[-1] * 2), "nearest")
                 signal = 1 - sched.ori_start_sigmas[stage]
@@ -122,28 +136,31 @@ class Denoiser:
                 beta = alpha * (1 - signal) / math.sqrt(gamma)
                 noise = sample_block_noise(latents.shape, self.patch[1:], gamma, self.generator, self.device)
                 latents = alpha * latents + beta * noise.to(self.dtype)
-                starts.append(latents)
+            start = latents
             for i, t in enumerate(timesteps):
                 timestep = t.expand(latents.shape[0]).to(torch.int64)
                 zero_init = stage == 0 and i <= ZERO_INIT_STEPS
                 pred = self._predict(latents, timestep, ctx, zero_init)
-                extra = {}
-                if plan.flavour.distilled:
-                    extra = dict(
-                        cur_sampling_step=i, dmd_noisy_tensor=starts[stage], dmd_sigmas=sched.sigmas,
-                        dmd_timesteps=sched.timesteps, all_timesteps=timesteps,
-                    )
-                latents = sched.step(pred, t, latents, generator=self.generator, return_dict=False, **extra)[0]
+                if dmd:
+                    latents = dmd[stage].step(pred, latents, i, start)
+                else:
+                    latents = sched.step(pred, t, latents, generator=self.generator, return_dict=False)[0]
                 tick()
         return latents
 
     def _plain(self, latents, ctx, tick):
         sched, n = self.scheduler, self.plan.num_inference_steps
-        seq_len = math.prod(latents.shape[-3:]) // math.prod(self.patch)
         sigmas = np.linspace(0.999, 0.0, n + 1)[:-1]
-        sched.set_timesteps(n, device=self.device, sigmas=sigmas, mu=calculate_shift(seq_len, sched.config))
+        sched.set_timesteps(n, device=self.device, sigmas=sigmas, mu=self.shifts[-1])
         for t in sched.timesteps:
             pred = self._predict(latents, t.expand(latents.shape[0]), ctx)
             latents = sched.step(pred, t, latents, generator=self.generator, return_dict=False)[0]
             tick()
         return latents
+
+
+def _stage_shapes(latent_shape: tuple[int, int, int], stages: int) -> list[tuple[int, int, int]]:
+    """The latent shape each stage denoises: the full size halved stages-1 times, then doubled per stage."""
+    frames, h, w = latent_shape
+    h, w = h >> (stages - 1), w >> (stages - 1)
+    return [(frames, h << s, w << s) for s in range(stages)]

@@ -18,6 +18,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
 from .control import GenerationControl, StepProgress
+from .cuda_graphs import GraphedForward
 from .denoise import Denoiser, SamplingPlan, SegmentContext
 from .errors import BadInput, Cancelled
 from .loading import HeliosModel
@@ -41,6 +42,8 @@ class Engine:
             apply_fast_paths(model, fast_paths)
         self.model = model
         self.latents_per_pass = fast_paths.vae_latents_per_pass if fast_paths else 1
+        graphs = fast_paths is not None and fast_paths.cuda_graphs and model.device.type == "cuda"
+        self.forward = GraphedForward(model.transformer) if graphs else None
         self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device, model.dtype)
         self.video_processor = VideoProcessor(vae_scale_factor=8)
         cfg = model.vae.config
@@ -122,7 +125,8 @@ class Engine:
         model, s = self.model, request.settings
         device = model.device
         generator = torch.Generator(device=device).manual_seed(s.seed)
-        denoise = Denoiser(model.transformer, model.scheduler, plan, generator, device)
+        latent_shape = (LATENT_FRAMES, s.height // 8, s.width // 8)
+        denoise = Denoiser(model.transformer, model.scheduler, plan, generator, device, latent_shape, self.forward)
         uncond = self.prompts.encode(s.negative_prompt) if plan.guided else None
         for prompt in request.timeline.prompts:
             self.prompts.encode(prompt)
@@ -144,7 +148,7 @@ class Engine:
             )
             ctx = SegmentContext(self.prompts.mix(mix), uncond, history_inputs)
             latents = randn_tensor(
-                (1, model.transformer.config.in_channels, LATENT_FRAMES, s.height // 8, s.width // 8),
+                (1, model.transformer.config.in_channels, *latent_shape),
                 generator=generator, device=device, dtype=torch.float32,
             )
             total_steps = plan.steps_in_segment(k == 0)

@@ -24,6 +24,7 @@ class FastPaths:
     vae_kernels: bool = True
     cudnn_autotune: bool = True
     vae_latents_per_pass: int = 2
+    cuda_graphs: bool = False
 
 
 def apply_fast_paths(model: HeliosModel, paths: FastPaths = FastPaths()) -> None:

@@ -41,13 +41,21 @@ def reference(checkpoint):
     return (frames * 255).round().astype(np.uint8)
 
 
-def ours(checkpoint, vae_dtype, fast_paths, fresh=False):
+def engine(checkpoint, vae_dtype, fast_paths, fresh=False):
     model = load_model(str(checkpoint), LoadOptions(device="cuda", vae_dtype=vae_dtype))
     if fresh:
         model = dataclasses.replace(model, transformer=copy.deepcopy(model.transformer), fast_paths=None)
+    return Engine(model, fast_paths)
+
+
+def frames_of(engine, prompt=PROMPT):
     settings = GenerationSettings(height=SIZE, width=SIZE, num_frames=66, pyramid_steps=(2, 2, 2), seed=SEED)
-    request = GenerationRequest(PromptTimeline.single(PROMPT), settings)
-    return np.concatenate([s.frames for s in Engine(model, fast_paths).generate(request)])
+    request = GenerationRequest(PromptTimeline.single(prompt), settings)
+    return np.concatenate([s.frames for s in engine.generate(request)])
+
+
+def ours(checkpoint, vae_dtype, fast_paths, fresh=False):
+    return frames_of(engine(checkpoint, vae_dtype, fast_paths, fresh))
 
 
 def psnr(a, b):
@@ -79,3 +87,19 @@ def test_kernels_stay_within_stated_tolerance(checkpoint, reference):
     print(f"fast paths + kernels vs reference: PSNR {psnr(frames, reference):.2f} dB")
     assert frames.shape == reference.shape
     assert psnr(frames, reference) >= 38
+
+
+def test_cuda_graphs_follow_each_request(checkpoint, reference):
+    """CUDA graphs captured in one request are replayed in the next with that request's inputs: a second prompt
+    gives what the fast paths without graphs give for it, and not the first prompt's video."""
+    graphed = engine(checkpoint, "bfloat16", FastPaths(cuda_graphs=True))
+    first = frames_of(graphed)
+    print(f"CUDA graphs vs reference: PSNR {psnr(first, reference):.2f} dB")
+    assert psnr(first, reference) >= 38
+    other = "a red kite over a wheat field"
+    second = frames_of(graphed, other)
+    plain = frames_of(engine(checkpoint, "bfloat16", FastPaths()), other)
+    print(f"CUDA graphs, second request vs no graphs: PSNR {psnr(second, plain):.2f} dB; "
+          f"the two prompts' videos: {psnr(plain, first):.2f} dB")
+    assert psnr(second, plain) >= 45
+    assert psnr(plain, first) < 45
