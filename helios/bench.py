@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-latents-per-pass", type=int, default=FastPaths.vae_latents_per_pass)
     parser.add_argument("--kernels", action="store_true", help="also measure the Triton kernels and their deviation")
     parser.add_argument("--fp8", action="store_true", help="also measure the FP8 opt-in and its deviation from bf16")
-    parser.add_argument("--cuda-graphs", action="store_true", help="also measure the forward replayed from CUDA graphs")
+    parser.add_argument("--without-cuda-graphs", action="store_true", help="also measure the engine without CUDA graphs")
     parser.add_argument("--only-fp8", action="store_true", help="skip the bf16 engine runs (still measures the deviation)")
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args(argv)
@@ -203,46 +203,47 @@ def main(argv=None) -> int:
         channels_last_vae=not args.no_channels_last_vae, vae_latents_per_pass=args.vae_latents_per_pass,
         vae_kernels=not args.no_vae_kernels,
     )
-    engine = Engine(model, paths)
-    engine.prompts.remember("benchmark", embeds)
-    label = f"Helios Studio engine ({args.vae_dtype} VAE, {paths}, decode overlapped)"
 
-    def measure(name, engine=engine):
+    def engine_with(**changes):
+        """A fresh engine: CUDA graphs captured by an earlier one would replay the transformer as it was then."""
+        engine = Engine(model, dataclasses.replace(paths, **changes))
+        engine.prompts.remember("benchmark", embeds)
+        return engine
+
+    def label(engine):
+        return f"Helios Studio engine ({args.vae_dtype} VAE, {engine.fast_paths}, decode overlapped)"
+
+    def measure(engine):
         for steps in step_sets:
             run_engine(engine, steps, 2)
             torch.cuda.reset_peak_memory_stats()
-            record(name, steps, run_engine(engine, steps, args.segments))
+            record(label(engine), steps, run_engine(engine, steps, args.segments))
 
-    def deviation(name, before, engine=engine):
+    def deviation(name, engine, before):
         results.append(dict(name=name, **psnr_between(engine_frames(engine), before)))
         print(json.dumps(results[-1]), flush=True)
 
+    engine = engine_with()
     bf16_frames = engine_frames(engine)
     if not args.only_fp8:
-        measure(label)
+        measure(engine)
+    if args.without_cuda_graphs:
+        engine = engine_with(cuda_graphs=False)
+        measure(engine)
+        deviation("no CUDA graphs vs CUDA graphs, frames", engine, bf16_frames)
     if args.kernels:
+        del engine
         recompile(transformer, kernels=True)
-        measure(label.replace("kernels=False", "kernels=True"))
-        deviation("kernels vs unfused blocks, frames (same seed, 2 segments, [2,2,2], random weights)", bf16_frames)
-        label = label.replace("kernels=False", "kernels=True")
+        engine = engine_with(kernels=True)
+        measure(engine)
+        deviation("kernels vs unfused blocks, frames (same seed, 2 segments, [2,2,2], random weights)", engine, bf16_frames)
         bf16_frames = engine_frames(engine)
-
-    def with_graphs():
-        graphed = Engine(model, dataclasses.replace(paths, cuda_graphs=True))
-        graphed.prompts.remember("benchmark", embeds)
-        return graphed
-
-    if args.cuda_graphs and not args.only_fp8:
-        graphed = with_graphs()
-        measure(label.replace("cuda_graphs=False", "cuda_graphs=True"), graphed)
-        deviation("CUDA graphs vs no graphs, frames", bf16_frames, graphed)
-        del graphed
     if args.fp8:
+        del engine
         recompile(transformer, fp8=True)
-        measure(label.replace("fp8=False", "fp8=True"))
-        deviation("FP8 vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", bf16_frames)
-        if args.cuda_graphs:
-            measure(label.replace("fp8=False", "fp8=True").replace("cuda_graphs=False", "cuda_graphs=True"), with_graphs())
+        engine = engine_with(fp8=True)
+        measure(engine)
+        deviation("FP8 vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", engine, bf16_frames)
 
     print("\n| run | steps | frames | FPS | first frame s | transformer s | VAE s | peak GiB |")
     print("|---|---|---|---|---|---|---|---|")

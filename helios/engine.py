@@ -41,9 +41,11 @@ class Engine:
         if fast_paths is not None:
             apply_fast_paths(model, fast_paths)
         self.model = model
+        self.fast_paths = fast_paths
         self.latents_per_pass = fast_paths.vae_latents_per_pass if fast_paths else 1
-        graphs = fast_paths is not None and fast_paths.cuda_graphs and model.device.type == "cuda"
-        self.forward = GraphedForward(model.transformer) if graphs else None
+        cuda = model.device.type == "cuda"
+        self.forward = GraphedForward(model.transformer) if cuda and fast_paths and fast_paths.cuda_graphs else None
+        self.decode_stream = torch.cuda.Stream(model.device, priority=-1) if cuda else None
         self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device, model.dtype)
         self.video_processor = VideoProcessor(vae_scale_factor=8)
         cfg = model.vae.config
@@ -88,7 +90,9 @@ class Engine:
         """Yield each segment once decoded; a cancel ends the iteration after the current denoising step.
 
         Denoising runs in a worker thread and decoding in the caller's, on its own CUDA stream, so segment k
-        is decoded and handed out while segment k+1 is already being denoised.
+        is decoded and handed out while segment k+1 is already being denoised. Segment k+1 is queued on the GPU
+        only after k's decode, and that stream's higher priority lets k reach the user first. The stream lives as
+        long as the engine: what the allocator caches for a stream serves that stream alone.
         """
         plan = self.plan(request)
         control = control or GenerationControl()
@@ -114,7 +118,7 @@ class Engine:
             with torch.inference_mode():
                 for item in self._denoise_segments(request, plan, control):
                     handoff.put(item)
-                    handoff.join()  # the next segment starts once this one is taken: at most one ahead
+                    handoff.join()  # the next segment starts once this one's decode is queued: at most one ahead
         except Cancelled:
             pass
         except BaseException as exc:  # raised again in the caller's thread
@@ -162,20 +166,22 @@ class Engine:
             yield _Denoised(k, n, mix, latents, watch)
 
     def _decode_all(self, s: GenerationSettings, handoff: queue.Queue) -> Iterator[Segment]:
-        cuda = self.model.device.type == "cuda"
-        stream = torch.cuda.Stream(self.model.device) if cuda else None
+        stream = self.decode_stream
+        cuda = stream is not None
         frames_left = s.output_frames
         while (item := handoff.get()) is not None:
-            handoff.task_done()
-            if isinstance(item, BaseException):
-                raise item
-            with torch.inference_mode(), torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-                if cuda:
-                    stream.wait_event(item.watch.last_event)
-                    item.latents.record_stream(stream)
-                frames = self._decode(item.latents)[:frames_left]
-                frames = frames.to("cpu", non_blocking=cuda)
-                item.watch.mark()
+            try:
+                if isinstance(item, BaseException):
+                    raise item
+                with torch.inference_mode(), torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+                    if cuda:
+                        stream.wait_event(item.watch.last_event)
+                        item.latents.record_stream(stream)
+                    frames = self._decode(item.latents)[:frames_left]
+                    frames = frames.to("cpu", non_blocking=cuda)
+                    item.watch.mark()
+            finally:
+                handoff.task_done()
             denoise_s, decode_s = item.watch.seconds()
             start = s.output_frames - frames_left
             frames_left -= len(frames)

@@ -24,7 +24,7 @@ class FastPaths:
     vae_kernels: bool = True
     cudnn_autotune: bool = True
     vae_latents_per_pass: int = 2
-    cuda_graphs: bool = False
+    cuda_graphs: bool = True
 
 
 def apply_fast_paths(model: HeliosModel, paths: FastPaths = FastPaths()) -> None:

@@ -73,9 +73,9 @@ def test_plain_bf16_engine_matches_the_reference_on_gpu(checkpoint, reference):
 
 
 def test_fast_paths_stay_within_stated_tolerance(checkpoint, reference):
-    """Default fast path (bf16 channels-last VAE, regional compile, cuDNN attention); measured on an H100:
-    PSNR 41.4 dB. Stated tolerance: PSNR >= 38 dB."""
-    frames = ours(checkpoint, "bfloat16", FastPaths())
+    """The fast paths without CUDA graphs (bf16 channels-last VAE, regional compile, cuDNN attention); measured on an
+    H100: PSNR 42.4 dB. Stated tolerance: PSNR >= 38 dB."""
+    frames = ours(checkpoint, "bfloat16", FastPaths(cuda_graphs=False))
     print(f"fast paths vs reference: PSNR {psnr(frames, reference):.2f} dB")
     assert frames.shape == reference.shape
     assert psnr(frames, reference) >= 38
@@ -90,15 +90,15 @@ def test_kernels_stay_within_stated_tolerance(checkpoint, reference):
 
 
 def test_cuda_graphs_follow_each_request(checkpoint, reference):
-    """CUDA graphs captured in one request are replayed in the next with that request's inputs: a second prompt
+    """Every default fast path, CUDA graphs included. Graphs captured in one request are replayed in the next with that request's inputs: a second prompt
     gives what the fast paths without graphs give for it, and not the first prompt's video."""
-    graphed = engine(checkpoint, "bfloat16", FastPaths(cuda_graphs=True))
+    graphed = engine(checkpoint, "bfloat16", FastPaths())
     first = frames_of(graphed)
     print(f"CUDA graphs vs reference: PSNR {psnr(first, reference):.2f} dB")
     assert psnr(first, reference) >= 38
     other = "a red kite over a wheat field"
     second = frames_of(graphed, other)
-    plain = frames_of(engine(checkpoint, "bfloat16", FastPaths()), other)
+    plain = frames_of(engine(checkpoint, "bfloat16", FastPaths(cuda_graphs=False)), other)
     print(f"CUDA graphs, second request vs no graphs: PSNR {psnr(second, plain):.2f} dB; "
           f"the two prompts' videos: {psnr(plain, first):.2f} dB")
     assert psnr(second, plain) >= 45
