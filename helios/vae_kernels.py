@@ -1,7 +1,8 @@
 """The Wan VAE decoder on our Triton kernels: each channel RMS norm + SiLU pair becomes one pass
 (kernels/rms_norm_silu.py), and the narrow causal convolutions, where cuDNN is slowest, an implicit GEMM
 (kernels/causal_conv3d.py). Both write channels-last, which the next norm and convolution read as they are.
-`use_vae_kernels` is the switch."""
+Nearest upsampling stays in the tensor's own dtype: it only copies values, so widening to fp32 first, as diffusers
+does, changes nothing but the memory traffic. `use_vae_kernels` is the switch."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import (
     WanCausalConv3d,
     WanResidualBlock,
     WanRMS_norm,
+    WanUpsample,
 )
 
 from kernels.causal_conv3d import causal_conv3d, gemm_weight
@@ -36,6 +38,9 @@ def use_vae_kernels(vae: AutoencoderKLWan) -> None:
         if isinstance(conv, WanCausalConv3d) and _fits(conv):
             conv.gemm_weight = gemm_weight(conv.weight.data)
             conv.forward = types.MethodType(_conv_forward, conv)
+    for upsample in decoder.modules():
+        if isinstance(upsample, WanUpsample) and upsample.mode.startswith("nearest"):
+            upsample.forward = types.MethodType(torch.nn.Upsample.forward, upsample)
 
 
 def _norm_silu_forward(self: WanRMS_norm, x: torch.Tensor) -> torch.Tensor:

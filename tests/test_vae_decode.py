@@ -33,15 +33,28 @@ def test_same_video_as_per_latent_decode(vae, latents, per_pass):
 
 
 def test_triton_kernels_give_the_same_video():
-    """The decoder's norms and narrow causal convolutions on the Triton kernels (fp32; interpreted on a CPU)."""
+    """The decoder's norms and narrow causal convolutions on the Triton kernels (fp32; interpreted on a CPU; on a GPU
+    against cuDNN without its default tf32, which alone is off by ~1e-3)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(1)
     vae = AutoencoderKLWan(base_dim=16, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval().to(device)
     z = torch.randn(1, 16, 2, 1, 2, generator=torch.Generator().manual_seed(3)).to(device)
     fast = copy.deepcopy(vae)
     use_vae_kernels(fast)
-    with torch.no_grad():
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         reference = vae.decode(z, return_dict=False)[0]
         ours = decode_latents(fast, z, 2)
     assert ours.shape == reference.shape and reference.std() > 0.05
     assert (ours - reference).abs().max() < 1e-3
+
+
+def test_upsampling_in_bf16_gives_the_same_values():
+    """Upsampled without widening to fp32 first: the same bf16 values as diffusers' upsampling."""
+    torch.manual_seed(2)
+    vae = AutoencoderKLWan(base_dim=16, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval().to(torch.bfloat16)
+    upsamples = [m for m in vae.decoder.modules() if type(m).__name__ == "WanUpsample"]
+    x = torch.randn(3, 16, 5, 7, dtype=torch.bfloat16)
+    expected = [m(x) for m in upsamples]
+    use_vae_kernels(vae)
+    got = [m(x) for m in upsamples]
+    assert upsamples and all(torch.equal(a, b) and a.shape == (3, 16, 10, 14) for a, b in zip(got, expected))
