@@ -205,7 +205,9 @@ def main(argv=None) -> int:
     )
 
     def engine_with(**changes):
-        """A fresh engine: CUDA graphs captured by an earlier one would replay the transformer as it was then."""
+        """A fresh engine: CUDA graphs captured by an earlier one would replay the transformer as it was then.
+        The cache is emptied first so that memory left cached for an earlier engine's streams counts for nothing."""
+        torch.cuda.empty_cache()
         engine = Engine(model, dataclasses.replace(paths, **changes))
         engine.prompts.remember("benchmark", embeds)
         return engine
@@ -228,6 +230,7 @@ def main(argv=None) -> int:
     if not args.only_fp8:
         measure(engine)
     if args.without_cuda_graphs:
+        del engine
         engine = engine_with(cuda_graphs=False)
         measure(engine)
         deviation("no CUDA graphs vs CUDA graphs, frames", engine, bf16_frames)
