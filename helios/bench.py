@@ -234,19 +234,22 @@ def main(argv=None) -> int:
         engine = engine_with(cuda_graphs=False)
         measure(engine)
         deviation("no CUDA graphs vs CUDA graphs, frames", engine, bf16_frames)
-    if args.kernels:
+    variants = [
+        (args.kernels, dict(kernels=True), "kernels vs unfused blocks, frames (same seed, 2 segments, [2,2,2], random weights)"),
+        (args.fp8, dict(fp8=True), "FP8 vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)"),
+    ]
+    applied = {}  # a recompile keeps the earlier switches (the kernels stay in the blocks), so the label does too
+    for wanted, changes, name in variants:
+        if not wanted:
+            continue
         del engine
-        recompile(transformer, kernels=True)
-        engine = engine_with(kernels=True)
+        recompile(transformer, **changes)
+        applied.update(changes)
+        engine = engine_with(**applied)
         measure(engine)
-        deviation("kernels vs unfused blocks, frames (same seed, 2 segments, [2,2,2], random weights)", engine, bf16_frames)
-        bf16_frames = engine_frames(engine)
-    if args.fp8:
-        del engine
-        recompile(transformer, fp8=True)
-        engine = engine_with(fp8=True)
-        measure(engine)
-        deviation("FP8 vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", engine, bf16_frames)
+        deviation(name, engine, bf16_frames)
+        if not changes.get("fp8"):
+            bf16_frames = engine_frames(engine)
 
     print("\n| run | steps | frames | FPS | first frame s | transformer s | VAE s | peak GiB |")
     print("|---|---|---|---|---|---|---|---|")
