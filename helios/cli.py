@@ -7,12 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from .control import GenerationControl, StepProgress
 from .errors import BadInput, HeliosError
+from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import DEFAULT_MODEL, LoadOptions, load_model
 from .media import VideoWriter, check_output_path, read_image, read_video
+from .placement.options import MEMORY_CHOICES, Placement
 from .request import GenerationRequest, GenerationSettings
-from .timeline import FRAMES_PER_SEGMENT, PromptTimeline
+from .segment import Segment, StepProgress
+from .timeline import PromptTimeline, read_timeline
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,9 +24,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _steps(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"steps per stage are whole numbers like 2,2,2, not {text!r}") from None
+        return parse_steps(text)
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,21 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     g.add_argument("--vae-dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on a GPU, float32 on a CPU")
-    g.add_argument("--fp8", action="store_true", help="FP8 matmuls in the transformer (GPU only; faster, less exact)")
+    add_placement_arguments(g)
     g.add_argument("--out", type=Path, required=True, help=".mp4 (H.264, 24 fps) or .npy (uint8 frames)")
     return parser
 
 
-def load_timeline(path: Path) -> PromptTimeline:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise BadInput(f"Cannot read the timeline file {path}: check the path.") from None
-    if path.suffix.lower() == ".csv":
-        return PromptTimeline.from_csv(text)
-    if path.suffix.lower() == ".json":
-        return PromptTimeline.from_json(text)
-    raise BadInput(f"Timeline {path.name} must be a .json or .csv file.")
+def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
+    """The load options the CLI and the app share."""
+    parser.add_argument("--fp8", action="store_true", help="FP8 transformer weights (FP8 matmuls on Ada/Hopper; faster, less exact)")
+    parser.add_argument(
+        "--memory", choices=MEMORY_CHOICES, default="auto",
+        help="memory tier: auto picks the fastest that fits the GPU's free memory (see the README)",
+    )
+    parser.add_argument("--gpu-memory", type=float, metavar="GIB", help="use at most this much GPU memory")
+
+
+def placement_from_args(args) -> Placement:
+    return Placement(memory=args.memory, fp8=args.fp8)
 
 
 def request_from_args(args) -> GenerationRequest:
@@ -71,7 +75,7 @@ def request_from_args(args) -> GenerationRequest:
             raise BadInput("The prompt is empty: describe what the video should show.")
         timeline = PromptTimeline.single(args.prompt)
     else:
-        timeline = load_timeline(args.timeline)
+        timeline = read_timeline(args.timeline)
     settings = GenerationSettings(
         height=args.height, width=args.width, num_frames=args.frames, pyramid_steps=args.steps,
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance,
@@ -107,11 +111,14 @@ def generate(args) -> int:
     out = check_output_path(args.out)
     request = request_from_args(args)
     from .engine import Engine
-    from .speed import FastPaths
 
-    engine = Engine(load_model(args.model, LoadOptions(device=args.device, vae_dtype=args.vae_dtype)), FastPaths(fp8=args.fp8))
+    options = LoadOptions(
+        device=args.device, vae_dtype=args.vae_dtype, placement=placement_from_args(args), gpu_memory_gib=args.gpu_memory
+    )
+    model = load_model(args.model, options)
+    print(model.describe(), file=sys.stderr, flush=True)
+    run = Engine(model).start(request)
     settings = request.settings
-    engine.plan(request)
     if settings.num_frames != settings.num_segments * FRAMES_PER_SEGMENT:
         print(
             f"note: {settings.num_frames} frames round up to {settings.num_segments} segments of {FRAMES_PER_SEGMENT}; "
@@ -119,15 +126,17 @@ def generate(args) -> int:
             file=sys.stderr,
         )
     progress = ProgressLine()
-    control = GenerationControl(on_step=progress.step)
     start = time.perf_counter()
     with VideoWriter(out) as writer:
         try:
-            for seg in engine.generate(request, control):
-                writer.add(seg.frames)
-                progress.segment(seg, time.perf_counter() - start, writer.count)
+            for event in run:
+                if isinstance(event, StepProgress):
+                    progress.step(event)
+                elif isinstance(event, Segment):
+                    writer.add(event.frames)
+                    progress.segment(event, time.perf_counter() - start, writer.count)
         except KeyboardInterrupt:
-            control.cancel()
+            run.cancel()
             raise
     elapsed = time.perf_counter() - start
     print(f"wrote {out}: {writer.count} frames in {elapsed:.1f} s ({writer.count / elapsed:.1f} FPS)")

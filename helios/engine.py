@@ -1,13 +1,14 @@
 """The streaming generation loop: a request in, decoded segments out, one at a time, as soon as each is ready.
 
 Same math and the same random draws, in the same order, as diffusers' HeliosPyramidPipeline / HeliosPipeline,
-so one seed gives the reference's frames; on top: a live prompt timeline, per-step progress and cancel.
+so one seed gives the reference's frames; on top: a live prompt timeline, per-step progress, cancel, and runs that
+continue exactly where an earlier one stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Iterator
@@ -17,46 +18,79 @@ from PIL import Image
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
-from .control import GenerationControl, StepProgress
-from .cuda_graphs import GraphedForward
 from .denoise import Denoiser, SamplingPlan, SegmentContext
-from .errors import BadInput, Cancelled
+from .errors import BadInput
+from .limits import FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_CONTEXT_FRAMES, MAX_SEGMENTS, MAX_STEPS, SPATIAL_COMPRESSION
 from .loading import HeliosModel
+from .placement.cuda_graphs import GraphedForward
+from .placement.vae_decode import decode_latents
 from .request import GenerationRequest, GenerationSettings
-from .speed import FastPaths, apply_fast_paths
-from .segment import Segment, SegmentTimings, Stopwatch
+from .run import Denoised, Run
+from .segment import StepProgress, Stopwatch
 from .text import PromptEncoder
-from .timeline import FRAMES_PER_SEGMENT
-from .vae_decode import decode_latents
+from .timeline import PromptTimeline
 
-LATENT_FRAMES = 9
-MAX_SEGMENTS = 120
 NOISE_SIGMA = (0.111, 0.135)
 
 
-class Engine:
-    """One per loaded model; generations run one at a time (the scheduler and the GPU are shared)."""
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine drives a loaded model; what changes the model itself is its `Placement`, fixed at load."""
 
-    def __init__(self, model: HeliosModel, fast_paths: FastPaths | None = FastPaths()):
-        if fast_paths is not None:
-            apply_fast_paths(model, fast_paths)
+    cuda_graphs: bool = True
+    vae_latents_per_pass: int = 2
+
+
+class Engine:
+    """One per loaded model; runs go one at a time (the scheduler and the GPU are shared).
+
+    Creating it touches no GPU: its GPU state is made on first use, so a ZeroGPU Space can build it at start-up.
+    """
+
+    def __init__(self, model: HeliosModel, options: EngineOptions = EngineOptions()):
         self.model = model
-        self.fast_paths = fast_paths
-        self.latents_per_pass = fast_paths.vae_latents_per_pass if fast_paths else 1
-        cuda = model.device.type == "cuda"
-        self.forward = GraphedForward(model.transformer) if cuda and fast_paths and fast_paths.cuda_graphs else None
-        self.decode_stream = torch.cuda.Stream(model.device, priority=-1) if cuda else None
-        self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device, model.dtype)
-        self.video_processor = VideoProcessor(vae_scale_factor=8)
-        cfg = model.vae.config
-        self.latents_mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1).to(model.device, model.vae.dtype)
-        self.latents_inv_std = 1.0 / torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1).to(
-            model.device, model.vae.dtype
-        )
+        self.options = options
+        self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.text_device, model.device, model.dtype)
+        self.video_processor = VideoProcessor(vae_scale_factor=SPATIAL_COMPRESSION)
         self._busy = threading.Lock()
 
+    @property
+    def uses_cuda_graphs(self) -> bool:
+        return self.model.device.type == "cuda" and self.options.cuda_graphs and self.model.placement.cuda_graphs
+
+    @functools.cached_property
+    def forward(self) -> GraphedForward | None:
+        return GraphedForward(self.model.transformer) if self.uses_cuda_graphs else None
+
+    @functools.cached_property
+    def decode_stream(self) -> torch.cuda.Stream | None:
+        """One for the engine's life: what the allocator caches for a stream serves that stream alone."""
+        return torch.cuda.Stream(self.model.device, priority=-1) if self.model.device.type == "cuda" else None
+
+    @functools.cached_property
+    def latent_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, vae = self.model.vae.config, self.model.vae
+        shape = (1, cfg.z_dim, 1, 1, 1)
+        mean = torch.tensor(cfg.latents_mean).view(shape).to(self.model.device, vae.dtype)
+        return mean, 1.0 / torch.tensor(cfg.latents_std).view(shape).to(self.model.device, vae.dtype)
+
+    def warm_up(self, height: int, width: int) -> None:
+        """One short run at this size: compiles the blocks, captures the CUDA graphs (every segment and step preset
+        of a size uses the same shapes) and autotunes the VAE, so the first user's run is already at full speed."""
+        flavour = self.model.flavour
+        stages = len(flavour.default_pyramid_steps) if flavour.pyramid else 0
+        settings = GenerationSettings(
+            height=height, width=width, num_frames=FRAMES_PER_SEGMENT, pyramid_steps=(1,) * stages or None,
+            num_inference_steps=2,
+        )
+        for _ in self.start(GenerationRequest(PromptTimeline.single("warm-up"), settings)).segments():
+            pass
+
+    def start(self, request: GenerationRequest) -> Run:
+        """Validate the request (BadInput names the first problem) and hand out its run, not started yet."""
+        return Run(self, request, self.plan(request))
+
     def plan(self, request: GenerationRequest) -> SamplingPlan:
-        """Check the request against this model; raise BadInput naming the first problem."""
         s, flavour = request.settings, self.model.flavour
         m = flavour.size_multiple
         if not all(isinstance(v, int) and v > 0 for v in (s.height, s.width)) or s.height % m or s.width % m:
@@ -73,75 +107,67 @@ class Engine:
             )
         pyramid_steps = tuple(s.pyramid_steps or flavour.default_pyramid_steps)
         stages = self.model.scheduler.config.get("stages", 3)
-        if flavour.pyramid and (len(pyramid_steps) != stages or any(int(n) != n or n < 1 for n in pyramid_steps)):
-            raise BadInput(f"Steps per stage must be {stages} whole numbers, 1 or more, like 2,2,2 (got {pyramid_steps}).")
+        if flavour.pyramid and (
+            len(pyramid_steps) != stages or any(int(n) != n or not 1 <= n <= MAX_STEPS for n in pyramid_steps)
+        ):
+            raise BadInput(
+                f"Steps per stage must be {stages} whole numbers from 1 to {MAX_STEPS}, like 2,2,2 (got {pyramid_steps})."
+            )
         steps = s.num_inference_steps or flavour.default_steps
-        if not isinstance(steps, int) or steps < 1:
-            raise BadInput(f"The number of inference steps must be a whole number, 1 or more (got {steps!r}).")
+        if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+            raise BadInput(f"The number of inference steps must be a whole number from 1 to {MAX_STEPS} (got {steps!r}).")
         guidance = flavour.default_guidance if s.guidance_scale is None else float(s.guidance_scale)
         if not 0 <= guidance <= 30:
             raise BadInput(f"Guidance must be between 0 and 30 (got {guidance}).")
-        if request.image is not None and request.video is not None:
-            raise BadInput("Give an image or a video, not both: an image starts a video, a video is continued.")
-        request.timeline.check(s.num_segments)
+        if sum(x is not None for x in (request.image, request.video, request.after)) > 1:
+            raise BadInput("Give one context: an image starts a video, a video or a finished run is continued.")
+        if request.video is not None and len(request.video) > MAX_CONTEXT_FRAMES:
+            raise BadInput(
+                f"The video to continue has {len(request.video)} frames; at most {MAX_CONTEXT_FRAMES} are read: trim it."
+            )
+        after = request.after
+        if after is not None:
+            if after.model != self.model.label:
+                raise BadInput("That run was made by another model: continue it with the model that made it.")
+            if (after.height, after.width, after.history_sizes) != (s.height, s.width, s.history_sizes):
+                raise BadInput(
+                    f"A continued video keeps its size: use {after.height}x{after.width} (got {s.height}x{s.width})."
+                )
+        request.timeline.check(request.total_segments)
         return SamplingPlan(flavour, tuple(int(n) for n in pyramid_steps), steps, guidance)
 
-    def generate(self, request: GenerationRequest, control: GenerationControl | None = None) -> Iterator[Segment]:
-        """Yield each segment once decoded; a cancel ends the iteration after the current denoising step.
-
-        Denoising runs in a worker thread and decoding in the caller's, on its own CUDA stream, so segment k
-        is decoded and handed out while segment k+1 is already being denoised. Segment k+1 is queued on the GPU
-        only after k's decode, and that stream's higher priority lets k reach the user first. The stream lives as
-        long as the engine: what the allocator caches for a stream serves that stream alone.
-        """
-        plan = self.plan(request)
-        control = control or GenerationControl()
+    @contextlib.contextmanager
+    def reserved(self):
         if not self._busy.acquire(blocking=False):
             raise BadInput("The engine is busy with another generation: wait for it to finish.")
-        handoff: queue.Queue = queue.Queue(maxsize=1)
-        worker = threading.Thread(target=self._denoise_all, args=(request, plan, control, handoff), daemon=True)
         try:
-            worker.start()
-            yield from self._decode_all(request.settings, handoff)
+            yield
         finally:
-            control.cancel_quietly()
-            while worker.is_alive():
-                try:
-                    handoff.get(timeout=0.1)
-                    handoff.task_done()
-                except queue.Empty:
-                    pass
             self._busy.release()
 
-    def _denoise_all(self, request, plan: SamplingPlan, control: GenerationControl, handoff: queue.Queue) -> None:
-        try:
-            with torch.inference_mode():
-                for item in self._denoise_segments(request, plan, control):
-                    handoff.put(item)
-                    handoff.join()  # the next segment starts once this one's decode is queued: at most one ahead
-        except Cancelled:
-            pass
-        except BaseException as exc:  # raised again in the caller's thread
-            handoff.put(exc)
-        handoff.put(None)
-
-    def _denoise_segments(self, request: GenerationRequest, plan: SamplingPlan, control: GenerationControl):
-        model, s = self.model, request.settings
+    def denoise(self, run: Run) -> Iterator[Denoised]:
+        """The run's segments, denoised one after another; each step is reported to (and may be stopped by) the run."""
+        model, s, plan = self.model, run.request.settings, run.plan
         device = model.device
         generator = torch.Generator(device=device).manual_seed(s.seed)
-        latent_shape = (LATENT_FRAMES, s.height // 8, s.width // 8)
+        latent_shape = (LATENT_FRAMES, s.height // SPATIAL_COMPRESSION, s.width // SPATIAL_COMPRESSION)
         denoise = Denoiser(model.transformer, model.scheduler, plan, generator, device, latent_shape, self.forward)
         uncond = self.prompts.encode(s.negative_prompt) if plan.guided else None
-        for prompt in request.timeline.prompts:
+        for prompt in run.request.timeline.prompts:
             self.prompts.encode(prompt)
 
-        prefix, history = self._context(request, generator)
+        after = run.request.after
+        if after is None:
+            prefix, history = self._context(run.request, generator)
+        else:
+            generator.set_state(after.generator_state)
+            prefix, history = after.prefix, after.history
         indices = {name: t.to(device) for name, t in _history_indices(s.history_sizes).items()}
-        n = s.num_segments
-        for k in range(n):
+        first, total = run.request.first_segment, run.total_segments
+        for k in range(first, total):
             watch = Stopwatch(device)
             watch.mark()
-            mix = control.timeline(request.timeline).mix(k)
+            mix = run.timeline.mix(k)
             long, mid, short1x = history.split(sorted(s.history_sizes, reverse=True), dim=2)
             anchor = torch.zeros_like(short1x[:, :, :1]) if prefix is None else prefix
             history_inputs = dict(
@@ -157,48 +183,35 @@ class Engine:
             )
             total_steps = plan.steps_in_segment(k == 0)
             step = iter(range(1, total_steps + 1))
-            control.step(StepProgress(k, n, 0, total_steps))
-            latents = denoise(latents, ctx, k == 0, lambda: control.step(StepProgress(k, n, next(step), total_steps)))
+            run.step(StepProgress(k, total, 0, total_steps))
+            latents = denoise(latents, ctx, k == 0, lambda: run.step(StepProgress(k, total, next(step), total_steps)))
             if prefix is None:
                 prefix = latents[:, :, :1]
             history = torch.cat([history, latents], dim=2)[:, :, -history.shape[2]:]
             watch.mark()
-            yield _Denoised(k, n, mix, latents, watch)
+            yield Denoised(k, mix, latents, watch, prefix, history, generator.get_state(), threading.Event())
 
-    def _decode_all(self, s: GenerationSettings, handoff: queue.Queue) -> Iterator[Segment]:
+    def decode(self, latents: torch.Tensor, watch: Stopwatch) -> torch.Tensor:
+        """Latents to uint8 frames (T, H, W, 3) on the host, decoded on the engine's decode stream once the
+        denoising that made them is done; the copy to the host is finished when `watch.seconds()` returns."""
         stream = self.decode_stream
-        cuda = stream is not None
-        frames_left = s.output_frames
-        while (item := handoff.get()) is not None:
-            try:
-                if isinstance(item, BaseException):
-                    raise item
-                with torch.inference_mode(), torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-                    if cuda:
-                        stream.wait_event(item.watch.last_event)
-                        item.latents.record_stream(stream)
-                    frames = self._decode(item.latents)[:frames_left]
-                    frames = frames.to("cpu", non_blocking=cuda)
-                    item.watch.mark()
-            finally:
-                handoff.task_done()
-            denoise_s, decode_s = item.watch.seconds()
-            start = s.output_frames - frames_left
-            frames_left -= len(frames)
-            timings = SegmentTimings(denoise_s, decode_s, denoise_s + decode_s)
-            yield Segment(item.index, item.count, frames.numpy(), start, item.prompts, timings)
-
-    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents to uint8 frames (T, H, W, 3) on the device."""
-        scaled = latents.to(self.model.vae.dtype) / self.latents_inv_std + self.latents_mean
-        video = decode_latents(self.model.vae, scaled, self.latents_per_pass)[0]
-        video = (video.float() * 0.5 + 0.5).clamp(0, 1)
-        return (video * 255).round().to(torch.uint8).permute(1, 2, 3, 0)
+        with torch.inference_mode(), torch.cuda.stream(stream) if stream else contextlib.nullcontext():
+            if stream:
+                stream.wait_event(watch.last_event)
+                latents.record_stream(stream)
+            mean, inv_std = self.latent_stats
+            scaled = latents.to(self.model.vae.dtype) / inv_std + mean
+            video = decode_latents(self.model.vae, scaled, self.options.vae_latents_per_pass)[0]
+            video = (video.float() * 0.5 + 0.5).clamp(0, 1)
+            frames = (video * 255).round().to(torch.uint8).permute(1, 2, 3, 0).to("cpu", non_blocking=stream is not None)
+            watch.mark()
+        return frames
 
     def _encode(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        mean, inv_std = self.latent_stats
         pixels = pixels.to(self.model.device, self.model.vae.dtype)
         latents = self.model.vae.encode(pixels).latent_dist.sample(generator=generator)
-        return ((latents - self.latents_mean) * self.latents_inv_std).float()
+        return ((latents - mean) * inv_std).float()
 
     def _noisy(self, latents: torch.Tensor, generator: torch.Generator, per_frame: bool = False) -> torch.Tensor:
         """Blend conditioning latents with a little noise, drawn as the reference draws it."""
@@ -214,22 +227,28 @@ class Engine:
         """The first-frame anchor (None for text-to-video) and the initial history latents."""
         s = request.settings
         c = self.model.transformer.config.in_channels
-        history = torch.zeros(1, c, sum(s.history_sizes), s.height // 8, s.width // 8, device=self.model.device)
+        history = torch.zeros(
+            1, c, sum(s.history_sizes), s.height // SPATIAL_COMPRESSION, s.width // SPATIAL_COMPRESSION,
+            device=self.model.device,
+        )
         if request.image is not None:
             image = self.video_processor.preprocess(request.image, height=s.height, width=s.width)
             prefix = self._encode(image.unsqueeze(2), generator)
-            still = image.unsqueeze(2).repeat(1, 1, (LATENT_FRAMES - 1) * 4 + 1, 1, 1)
+            still = image.unsqueeze(2).repeat(1, 1, FRAMES_PER_SEGMENT, 1, 1)
             fake = self._encode(still, generator)[:, :, -1:]
             prefix = self._noisy(prefix, generator)
             fake = self._noisy(fake, generator)
             return prefix, torch.cat([history[:, :, :-1], fake], dim=2)
         if request.video is not None:
-            video = self.video_processor.preprocess_video([Image.fromarray(f) for f in request.video], height=s.height, width=s.width)
-            window = (LATENT_FRAMES - 1) * 4 + 1
-            chunks = video.shape[2] // window
-            start = video.shape[2] - chunks * window
+            frames = [Image.fromarray(f) for f in request.video]
+            video = self.video_processor.preprocess_video(frames, height=s.height, width=s.width)
+            chunks = video.shape[2] // FRAMES_PER_SEGMENT
+            start = video.shape[2] - chunks * FRAMES_PER_SEGMENT
             prefix = self._encode(video[:, :, :1], generator)
-            latents = [self._encode(video[:, :, start + i * window : start + (i + 1) * window], generator) for i in range(chunks)]
+            latents = [
+                self._encode(video[:, :, start + i * FRAMES_PER_SEGMENT : start + (i + 1) * FRAMES_PER_SEGMENT], generator)
+                for i in range(chunks)
+            ]
             prefix = self._noisy(prefix, generator)
             noisy = [self._noisy(chunk, generator, per_frame=True) for chunk in latents]
             video_latents = torch.cat(noisy, dim=2)
@@ -237,15 +256,6 @@ class Engine:
             history = torch.cat([history[:, :, :keep], video_latents], dim=2) if keep > 0 else video_latents
             return prefix, history[:, :, -sum(s.history_sizes):]
         return None, history
-
-
-@dataclass(frozen=True)
-class _Denoised:
-    index: int
-    count: int
-    prompts: tuple[tuple[str, float], ...]
-    latents: torch.Tensor
-    watch: Stopwatch
 
 
 def _history_indices(history_sizes: tuple[int, int, int]) -> dict[str, torch.Tensor]:

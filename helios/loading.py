@@ -1,4 +1,8 @@
-"""Load a Helios checkpoint (hub id, local diffusers folder, or the `tiny` preset) once per process and keep it warm."""
+"""Load a Helios checkpoint (hub id, local diffusers folder, or the `tiny` preset) once per process and keep it warm.
+
+Weights are read into host memory first; the placement then puts each part where its memory tier says, converting
+on the way, so loading never holds more on the GPU than the tier allows.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,11 @@ import torch
 
 from .errors import ModelUnavailable
 from .flavour import Flavour, flavour_from_index
+from .placement.capability import Capabilities
+from .placement.options import Placement, Resolved, resolve
+from .placement.place import place_text_encoder, place_transformer, place_vae
+from .placement.size import model_size
+from .placement.streaming import BlockStream
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
 
 DEFAULT_MODEL = "BestWishYsh/Helios-Distilled"
@@ -24,9 +33,13 @@ COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
 @dataclass(frozen=True)
 class LoadOptions:
+    """Everything that decides what the loaded model is: the model cache's key, with the source."""
+
     device: str | None = None
     dtype: str | None = None
     vae_dtype: str | None = None
+    placement: Placement = Placement()
+    gpu_memory_gib: float | None = None
 
     def resolve(self) -> tuple[torch.device, torch.dtype, torch.dtype]:
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -47,13 +60,24 @@ class HeliosModel:
     transformer: Any
     vae: Any
     scheduler: Any
-    fast_paths: Any = None
+    placement: Resolved
+    capabilities: Capabilities
+    text_device: torch.device
+    block_stream: BlockStream | None = None
 
     @property
     def label(self) -> str:
         if self.is_tiny:
             return f"{self.source} (tiny random-weight preview: its frames are noise)"
         return f"{self.source} ({self.flavour.name})"
+
+    def describe(self) -> str:
+        """Which tier was chosen and why, for the app's banner and the CLI's first line."""
+        notes = "; ".join(self.placement.notes)
+        where = self.capabilities.summary
+        if self.placement.tier.name != "cpu":
+            where += f": {self.placement.describe()}"
+        return f"Model: {self.label} on {where}" + (f" ({notes})" if notes else "") + "."
 
 
 def cache_dir() -> Path:
@@ -111,7 +135,7 @@ def _check_hardware(folder: Path, device: torch.device) -> None:
         )
 
 
-def _load(source: str, options: LoadOptions) -> HeliosModel:
+def _load(source: str, options: LoadOptions, capabilities: Capabilities | None = None) -> HeliosModel:
     import diffusers
     import transformers
 
@@ -128,6 +152,8 @@ def _load(source: str, options: LoadOptions) -> HeliosModel:
     if missing:
         raise ModelUnavailable(f"{folder} lacks {', '.join(missing)}: the checkpoint is incomplete; download it again.")
     _check_hardware(folder, device)
+    caps = capabilities or Capabilities.detect(device, options.gpu_memory_gib)
+    resolved = resolve(options.placement, caps, model_size(folder))
     try:
         scheduler_cls = getattr(diffusers, index["scheduler"][1])
         parts = dict(
@@ -140,14 +166,17 @@ def _load(source: str, options: LoadOptions) -> HeliosModel:
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
     for name in ("text_encoder", "transformer", "vae"):
-        parts[name] = parts[name].to(device).eval().requires_grad_(False)
+        parts[name].eval().requires_grad_(False)
     for name, param in parts["transformer"].named_parameters():
         if name.endswith("history_key_scale"):
             # kept in fp32 by diffusers, it would promote the scaled keys to fp32 and half-precision attention fails
             param.data = param.data.to(dtype)
+    text_device = place_text_encoder(parts["text_encoder"], resolved, device)
+    block_stream = place_transformer(parts["transformer"], resolved, device)
+    place_vae(parts["vae"], resolved, device)
     return HeliosModel(
-        source=source, folder=folder, flavour=flavour, is_tiny=(folder / TINY_MARKER).exists(),
-        device=device, dtype=dtype, **parts,
+        source=source, folder=folder, flavour=flavour, is_tiny=(folder / TINY_MARKER).exists(), device=device,
+        dtype=dtype, placement=resolved, capabilities=caps, text_device=text_device, block_stream=block_stream, **parts,
     )
 
 
@@ -156,9 +185,16 @@ _lock = threading.Lock()
 
 
 def load_model(source: str = DEFAULT_MODEL, options: LoadOptions = LoadOptions()) -> HeliosModel:
-    """The cached model for (source, options); the first call loads it."""
+    """The cached model for (source, options); the first call loads it. Another placement is another model."""
     with _lock:
         key = (source, options)
         if key not in _models:
             _models[key] = _load(source, options)
         return _models[key]
+
+
+def unload_model(model: HeliosModel) -> None:
+    """Forget a cached model so its memory can go once the caller drops it too (benchmarks load several)."""
+    with _lock:
+        for key in [k for k, m in _models.items() if m is model]:
+            del _models[key]

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import BadInput
+from .errors import BadInput, HeliosError
+from .limits import FPS, MAX_CONTEXT_FRAMES, MIN_CONTEXT_FRAMES
 
-FPS = 24
-MIN_CONTEXT_FRAMES = 33
 OUTPUT_SUFFIXES = (".mp4", ".npy")
 
 
@@ -28,7 +27,7 @@ def read_image(path: str | Path) -> Image.Image:
         raise BadInput(f"{path.name} is not an image this app can read: use a PNG, JPEG or WebP file.") from None
 
 
-def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
+def read_video(path: str | Path, max_frames: int = MAX_CONTEXT_FRAMES) -> np.ndarray:
     """All frames as uint8 (T, H, W, 3); continuing a video needs at least one full segment of it."""
     import imageio_ffmpeg
 
@@ -42,9 +41,11 @@ def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
         w, h = meta["size"]
         for raw in reader:
             frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3))
-            if max_frames is not None and len(frames) > max_frames:
+            if len(frames) > max_frames:
                 reader.close()
-                raise BadInput(f"{path.name} has more than {max_frames} frames: trim it and upload again.")
+                raise BadInput(
+                    f"{path.name} has more than {max_frames} frames ({max_frames / FPS:.0f} s): trim it and try again."
+                )
     except BadInput:
         raise
     except (RuntimeError, OSError, StopIteration, KeyError, ValueError) as exc:
@@ -145,3 +146,27 @@ def encode_clip(frames: np.ndarray, path: str | Path, fps: int = FPS) -> Path:
         writer.send(np.ascontiguousarray(frame).tobytes())
     writer.close()
     return path
+
+
+def join_videos(first: Path, second: Path, out: Path) -> Path:
+    """`first` then `second` as one MP4, their H.264 streams copied as they are: no second encode, no quality lost."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    listing = out.with_suffix(".txt")
+    listing.write_text(f"file '{first.resolve()}'\nfile '{second.resolve()}'\n")
+    tmp = out.with_name(f".{out.name}")
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
+        "-c", "copy", *MP4_PARAMS, str(tmp),
+    ]
+    try:
+        subprocess.run(command, check=True, capture_output=True)
+    except subprocess.CalledProcessError as exc:
+        tmp.unlink(missing_ok=True)
+        raise HeliosError(f"Could not join the continued video ({exc.stderr.decode(errors='replace').strip()[:200]}).") from None
+    finally:
+        listing.unlink(missing_ok=True)
+    os.replace(tmp, out)
+    return out

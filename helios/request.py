@@ -1,13 +1,16 @@
-"""What to generate: the settings a user chooses and the context (image or video) that picks the task."""
+"""What to generate: the settings a user chooses and the context that picks the task (nothing, an image, a video,
+or an earlier run to carry on from)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from PIL import Image
 
-from .timeline import FRAMES_PER_SEGMENT, PromptTimeline
+from .limits import FRAMES_PER_SEGMENT, output_frames
+from .timeline import PromptTimeline
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,6 @@ class GenerationSettings:
     negative_prompt: str = ""
     seed: int = 0
     history_sizes: tuple[int, int, int] = (16, 2, 1)
-    max_sequence_length: int = 512
 
     @property
     def num_segments(self) -> int:
@@ -31,9 +33,26 @@ class GenerationSettings:
 
     @property
     def output_frames(self) -> int:
-        """The reference trims the decoded frames to 4k+1; so do we."""
-        raw = self.num_segments * FRAMES_PER_SEGMENT
-        return (raw - 1) // 4 * 4 + 1
+        return output_frames(self.num_segments)
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """Where a run stopped, exactly: continuing from it gives the frames one longer run would have given.
+
+    `held_frames` were decoded but trimmed away (the video is cut to 4k+1 frames); a continuation shows them first.
+    """
+
+    model: str
+    next_segment: int
+    frames_shown: int
+    held_frames: np.ndarray
+    prefix: torch.Tensor | None
+    history: torch.Tensor
+    generator_state: torch.Tensor
+    height: int
+    width: int
+    history_sizes: tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -42,11 +61,23 @@ class GenerationRequest:
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     image: Image.Image | None = None
     video: np.ndarray | None = None
+    after: Continuation | None = None
 
     @property
     def task(self) -> str:
+        if self.after is not None:
+            return "continue-run"
         if self.video is not None:
             return "video-to-video"
         if self.image is not None:
             return "image-to-video"
         return "text-to-video"
+
+    @property
+    def first_segment(self) -> int:
+        return self.after.next_segment if self.after else 0
+
+    @property
+    def total_segments(self) -> int:
+        """The video's segments once this request is done, the continued ones included: the timeline spans them."""
+        return self.first_segment + self.settings.num_segments

@@ -1,4 +1,5 @@
-"""What the engine hands out: one decoded segment at a time, with the prompts it used and how long it took."""
+"""What a run hands out, in order: its progress between denoising steps, and each decoded segment with the prompts
+it used and how long it took."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    segment: int
+    segments: int
+    step: int
+    steps: int
 
 
 @dataclass(frozen=True)

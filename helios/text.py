@@ -9,6 +9,8 @@ from collections import OrderedDict
 import ftfy
 import torch
 
+from .limits import MAX_PROMPT_TOKENS
+
 
 def clean_prompt(text: str) -> str:
     text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
@@ -18,12 +20,12 @@ def clean_prompt(text: str) -> str:
 class PromptEncoder:
     """Encodes as the reference pipelines do (cleaned text, padded to a fixed length, zeros past the tokens)."""
 
-    def __init__(self, tokenizer, text_encoder, device, dtype, max_sequence_length: int = 512, capacity: int = 32):
+    def __init__(self, tokenizer, text_encoder, text_device, device, dtype, capacity: int = 32):
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
+        self.text_device = text_device
         self.device = device
         self.dtype = dtype
-        self.max_sequence_length = max_sequence_length
         self.capacity = capacity
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
@@ -33,12 +35,12 @@ class PromptEncoder:
             self._cache.move_to_end(prompt)
             return self._cache[prompt]
         inputs = self.tokenizer(
-            [clean_prompt(prompt)], padding="max_length", max_length=self.max_sequence_length, truncation=True,
+            [clean_prompt(prompt)], padding="max_length", max_length=MAX_PROMPT_TOKENS, truncation=True,
             add_special_tokens=True, return_attention_mask=True, return_tensors="pt",
         )
         mask = inputs.attention_mask
         length = int(mask.gt(0).sum())
-        hidden = self.text_encoder(inputs.input_ids.to(self.device), mask.to(self.device)).last_hidden_state
+        hidden = self.text_encoder(inputs.input_ids.to(self.text_device), mask.to(self.text_device)).last_hidden_state
         hidden = hidden.to(device=self.device, dtype=self.dtype)
         embeds = torch.zeros_like(hidden)
         embeds[:, :length] = hidden[:, :length]

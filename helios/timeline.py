@@ -12,11 +12,11 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import BadInput
+from .limits import FPS, FRAMES_PER_SEGMENT
 
-FPS = 24
-FRAMES_PER_SEGMENT = 33
 UNITS = ("segment", "second")
 
 
@@ -149,3 +149,17 @@ class PromptTimeline:
         timeline = cls(entries, crossfade)
         timeline.check()
         return timeline
+
+
+def read_timeline(path: str | Path) -> PromptTimeline:
+    """A timeline file, .json or the official .csv: the one reader for the CLI and the app."""
+    path = Path(path)
+    if path.suffix.lower() not in (".json", ".csv"):
+        raise BadInput(f"Timeline {path.name} must be a .json or .csv file.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"{path.name} is not a text file: give a timeline .json or .csv.") from None
+    except OSError:
+        raise BadInput(f"Cannot read the timeline file {path}: check the path.") from None
+    return PromptTimeline.from_csv(text) if path.suffix.lower() == ".csv" else PromptTimeline.from_json(text)

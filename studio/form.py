@@ -1,19 +1,37 @@
-"""Turning the app's form values into an engine request, and timelines into editor rows and back."""
+"""The app's form values mapped to an engine request, and timelines to editor rows and back.
+
+Only mapping lives here: the engine is the one validator (`Engine.start`), so the form adds no rules of its own.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from helios.errors import BadInput
+from helios.limits import FPS, FRAMES_PER_SEGMENT, parse_steps
 from helios.media import read_image, read_video
-from helios.request import GenerationRequest, GenerationSettings
-from helios.timeline import FRAMES_PER_SEGMENT, PromptTimeline, TimelineEntry
+from helios.request import Continuation, GenerationRequest, GenerationSettings
+from helios.timeline import PromptTimeline, TimelineEntry
 
 RESOLUTIONS = {"384x640": (384, 640), "320x576": (320, 576), "256x448": (256, 448), "192x320": (192, 320), "128x192": (128, 192)}
 STEP_PRESETS = ("1,1,1", "2,2,2", "3,3,3")
 UNITS = {"seconds": "second", "segments": "segment"}
-MAX_SEGMENTS = 60
-MAX_CONTEXT_FRAMES = 33 * 60
+
+
+@dataclass(frozen=True)
+class Form:
+    """The page's inputs by name: handlers and the ZeroGPU time budget read these, never positions."""
+
+    rows: list
+    unit: str
+    crossfade: int
+    image: str | None
+    video: str | None
+    segments: int
+    steps: str
+    seed: int
+    resolution: str
 
 
 def _cell(value) -> str:
@@ -40,16 +58,11 @@ def timeline_from_rows(rows, unit: str, crossfade) -> PromptTimeline:
 def rows_from_timeline(timeline: PromptTimeline) -> tuple[list[list], str, int]:
     units = {e.unit for e in timeline.entries}
     unit = "segments" if units == {"segment"} else "seconds"
-    rows = [[e.start if e.unit == UNITS[unit] else round(e.segment * FRAMES_PER_SEGMENT / 24, 2), e.prompt] for e in timeline.entries]
+    rows = [
+        [e.start if e.unit == UNITS[unit] else round(e.segment * FRAMES_PER_SEGMENT / FPS, 2), e.prompt]
+        for e in timeline.entries
+    ]
     return rows, unit, timeline.crossfade
-
-
-def parse_steps(text: str) -> tuple[int, ...]:
-    try:
-        steps = tuple(int(x) for x in str(text).split(","))
-    except ValueError:
-        raise BadInput(f"Steps per stage are whole numbers separated by commas, like 2,2,2 (got {text!r}).") from None
-    return steps
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -68,19 +81,14 @@ def task_of(image, video) -> str:
     return "Mode: **text-to-video**"
 
 
-def build_request(rows, unit, crossfade, image_path, video_path, segments, steps, seed, resolution, negative="") -> GenerationRequest:
-    timeline = timeline_from_rows(rows, unit, crossfade)
-    height, width = parse_resolution(resolution)
-    if not isinstance(segments, (int, float)) or not 1 <= int(segments) <= MAX_SEGMENTS:
-        raise BadInput(f"Length must be 1 to {MAX_SEGMENTS} segments ({MAX_SEGMENTS * FRAMES_PER_SEGMENT / 24:.0f} s); continue the video for more.")
-    if image_path and video_path:
-        raise BadInput("Give an image or a video, not both: an image starts a video, a video is continued.")
+def build_request(form: Form, after: Continuation | None = None) -> GenerationRequest:
+    """The request the form describes; `after` continues a finished run (its uploads are then not read)."""
+    height, width = parse_resolution(form.resolution)
     settings = GenerationSettings(
-        height=height, width=width, num_frames=int(segments) * FRAMES_PER_SEGMENT, pyramid_steps=parse_steps(steps),
-        seed=int(seed), negative_prompt=negative or "",
+        height=height, width=width, num_frames=int(form.segments) * FRAMES_PER_SEGMENT,
+        pyramid_steps=parse_steps(form.steps), seed=int(form.seed or 0),
     )
-    image = read_image(image_path) if image_path else None
-    video = read_video(video_path, max_frames=MAX_CONTEXT_FRAMES) if video_path else None
-    request = GenerationRequest(timeline, settings, image=image, video=video)
-    timeline.check(settings.num_segments)
-    return request
+    image = read_image(form.image) if form.image and after is None else None
+    video = read_video(form.video) if form.video and after is None else None
+    timeline = timeline_from_rows(form.rows, form.unit, form.crossfade)
+    return GenerationRequest(timeline, settings, image=image, video=video, after=after)

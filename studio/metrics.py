@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from helios.control import StepProgress
-from helios.segment import Segment
+from helios.segment import Segment, StepProgress
 
 
 @dataclass

@@ -1,30 +1,24 @@
-"""One run of the app: the engine in a worker thread, its events turned into streamed clips and live metrics.
+"""One run of the app: the engine's events turned into streamed clips, the finished MP4 and live metrics.
 
-Everything here is Gradio-free, so it is tested directly; the UI only renders what `updates` yields.
+Gradio-free, so it is tested directly; the page only renders what `updates` yields. The run's events are consumed
+in the caller's thread (which is where the engine decodes), so a segment crosses one queue on its way here.
 """
 
 from __future__ import annotations
 
-import queue
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
-from helios.control import GenerationControl, StepProgress
-from helios.engine import Engine
-from helios.media import VideoWriter, encode_clip
-from helios.request import GenerationRequest
-from helios.segment import Segment
+from helios.media import VideoWriter, encode_clip, join_videos
+from helios.request import Continuation
+from helios.run import Run
+from helios.segment import Segment, StepProgress
 from helios.timeline import PromptTimeline
 
 from .metrics import RunMetrics
-
-_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -36,48 +30,39 @@ class RunUpdate:
 
 
 class StudioRun:
-    """Streams one request; `stop` and `apply_timeline` may be called from other threads while it runs."""
+    """Streams one engine run; `stop` and `apply_timeline` may be called from other threads while it runs.
 
-    def __init__(self, engine: Engine, request: GenerationRequest, prelude: np.ndarray | None = None):
-        self.engine = engine
-        self.request = request
-        self.prelude = prelude
+    A continued run's MP4 is the earlier MP4 with the new segments joined on without re-encoding the earlier part.
+    """
+
+    def __init__(self, run: Run, before: Path | None = None):
+        self.run = run
         self.workdir = Path(tempfile.mkdtemp(prefix="helios-run-"))
+        self.before = None
+        if before is not None:
+            self.before = self.workdir / "before.mp4"
+            shutil.copyfile(before, self.before)
         self.metrics = RunMetrics()
-        self._events: queue.Queue = queue.Queue()
-        self.control = GenerationControl(on_step=self._events.put)
 
     def stop(self) -> bool:
         """True if this call stopped a running generation."""
-        if self.control.cancelled or self.metrics.state != "generating":
+        if self.run.cancelled or self.metrics.state != "generating":
             return False
-        self.control.cancel()
+        self.run.cancel()
         return True
 
     def apply_timeline(self, timeline: PromptTimeline) -> None:
-        timeline.check(self.request.settings.num_segments)
-        self.control.set_timeline(timeline)
+        self.run.set_timeline(timeline)
 
-    def _work(self) -> None:
-        try:
-            for segment in self.engine.generate(self.request, self.control):
-                self._events.put(segment)
-        except BaseException as exc:  # handed to the consumer, which raises it where the user sees it
-            self._events.put(exc)
-        self._events.put(_DONE)
+    @property
+    def continuation(self) -> Continuation | None:
+        return self.run.continuation if self.video is not None else None
 
     def updates(self) -> Iterator[RunUpdate]:
-        self.engine.plan(self.request)
         self.metrics.state = "generating"
-        worker = threading.Thread(target=self._work, daemon=True, name="helios-generate")
-        worker.start()
-        writer = VideoWriter(self.workdir / "helios.mp4")
-        if self.prelude is not None:
-            writer.add(self.prelude)
+        writer = VideoWriter(self.workdir / "segments.mp4")
         try:
-            while (event := self._events.get()) is not _DONE:
-                if isinstance(event, BaseException):
-                    raise event
+            for event in self.run:
                 if isinstance(event, StepProgress):
                     self.metrics.on_step(event)
                     yield RunUpdate(self.metrics)
@@ -87,21 +72,26 @@ class StudioRun:
                     clip = encode_clip(event.frames, self.workdir / f"segment-{event.index:04d}.ts")
                     yield RunUpdate(self.metrics, clip=clip)
         except BaseException:
-            self.control.cancel()
+            self.run.cancel()
             writer.abort()
             self.metrics.state = "failed"
             raise
-        finally:
-            worker.join()
-        self.metrics.state = "stopped" if self.control.cancelled else "done"
-        video = writer.close() if writer.count else None
-        if video is None:
-            writer.abort()
+        self.metrics.state = "stopped" if self.run.cancelled else "done"
+        video = self._finish(writer)
         yield RunUpdate(self.metrics, video=video, final=True)
+
+    def _finish(self, writer: VideoWriter) -> Path | None:
+        if not writer.count:
+            writer.abort()
+            return None
+        made = writer.close()
+        if self.before is None:
+            return made.rename(self.workdir / "helios.mp4")
+        return join_videos(self.before, made, self.workdir / "helios.mp4")
 
     @property
     def video(self) -> Path | None:
-        """The finished MP4 (everything this run showed, after the video it continued): the context for 'continue'."""
+        """The finished MP4: everything this run showed, after the video it continued."""
         path = self.workdir / "helios.mp4"
         return path if self.metrics.state in ("done", "stopped") and path.exists() else None
 

@@ -1,5 +1,8 @@
-"""FP8 opt-in: the transformer blocks' linear layers in float8 (e4m3) with row-wise scales, on Hopper's FP8
-tensor cores through `torch._scaled_mm`. Faster matmuls at a measured cost in fidelity (benchmarks/README.md)."""
+"""The transformer blocks' linear layers in float8 (e4m3) with row-wise scales: half the bytes of bf16.
+
+Where the GPU has FP8 tensor cores (Ada, Hopper) the matmul itself runs in FP8 through `torch._scaled_mm`: faster,
+at a measured cost in fidelity (benchmarks/README.md). Elsewhere (Ampere, the CPU) only the storage is FP8: the
+weight is widened to the activations' dtype for each product, which costs little next to the matmul itself."""
 
 from __future__ import annotations
 
@@ -16,15 +19,19 @@ def quantize_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Float8Linear(nn.Module):
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, linear: nn.Linear, fp8_matmul: bool = True):
         super().__init__()
         weight, scale = quantize_rows(linear.weight.data)
         self.register_buffer("weight", weight)
         self.register_buffer("weight_scale", scale.t().contiguous())
         self.bias = linear.bias
         self.out_features = linear.out_features
+        self.fp8_matmul = fp8_matmul
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fp8_matmul:
+            weight = self.weight.to(x.dtype) * self.weight_scale.t().to(x.dtype)
+            return nn.functional.linear(x, weight, self.bias)
         rows = x.reshape(-1, x.shape[-1])
         xq, x_scale = quantize_rows(rows)
         y = torch._scaled_mm(xq, self.weight.t(), scale_a=x_scale, scale_b=self.weight_scale, out_dtype=x.dtype)
@@ -44,13 +51,16 @@ def dequantized_linear(x: torch.Tensor, layer: Float8Linear) -> torch.Tensor:
     return y.reshape(*x.shape[:-1], layer.out_features)
 
 
-def to_float8(transformer: nn.Module) -> int:
-    """Swap every nn.Linear inside the transformer blocks for a Float8Linear; returns how many were swapped."""
+def block_to_float8(block: nn.Module, fp8_matmul: bool = True) -> int:
+    """Swap every nn.Linear inside one transformer block for a Float8Linear; returns how many were swapped."""
     swapped = 0
-    for block in transformer.blocks:
-        for name, module in list(block.named_modules()):
-            for child_name, child in list(module.named_children()):
-                if isinstance(child, nn.Linear):
-                    setattr(module, child_name, Float8Linear(child))
-                    swapped += 1
+    for module in list(block.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.Linear):
+                setattr(module, child_name, Float8Linear(child, fp8_matmul))
+                swapped += 1
     return swapped
+
+
+def to_float8(transformer: nn.Module, fp8_matmul: bool = True) -> int:
+    return sum(block_to_float8(block, fp8_matmul) for block in transformer.blocks)

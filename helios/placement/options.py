@@ -1,0 +1,168 @@
+"""Where the model's weights live and how they run: the switches that change the loaded model, and the memory tiers.
+
+A `Placement` is part of the model's load key: two different placements are two different loads, and a loaded model
+is never patched afterwards. `resolve` turns what was asked for into what this GPU can do, naming every reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import ModelUnavailable
+from .capability import Capabilities
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    text_on_gpu: bool
+    fp8_weights: bool
+    streamed_blocks: bool
+    serves: str
+
+
+TIERS = (
+    Tier("resident", True, False, False, "everything on the GPU: 48 GB cards and up (A6000, L40S, A100/H100 80 GB)"),
+    Tier("text-offload", False, False, False, "the text encoder streamed in per new prompt: 40 GB cards (A100 40 GB)"),
+    Tier("bf16-streamed", False, False, True, "bf16 blocks streamed from host memory as needed: 32 GB cards (RTX 5090)"),
+    Tier("fp8", False, True, False, "FP8 transformer weights: 24 GB cards (RTX 4090, L4, A10)"),
+    Tier("fp8-streamed", False, True, True, "FP8 blocks streamed from host memory as needed: 16 and 12 GB cards"),
+)
+TIER_NAMES = tuple(t.name for t in TIERS)
+MEMORY_CHOICES = ("auto", *TIER_NAMES)
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Bytes of each part in bf16, read from the checkpoint's headers (no weights loaded)."""
+
+    blocks: int
+    block_bytes: int
+    block_linear_bytes: int
+    transformer_other_bytes: int
+    text_bytes: int
+    vae_bytes: int
+
+    def block(self, fp8: bool) -> int:
+        return self.block_bytes - self.block_linear_bytes // 2 if fp8 else self.block_bytes
+
+
+def workspace_bytes(height: int, width: int) -> int:
+    """Activations, CUDA-graph pool and VAE decode at a resolution, from the H100 measurement at 384x640 (4.5 GiB)."""
+    return int((1.0 + 3.5 * height * width / (384 * 640)) * GIB)
+
+
+@dataclass(frozen=True)
+class Placement:
+    memory: str = "auto"
+    fp8: bool = False
+    kernels: bool = False
+    compile_blocks: bool = True
+    attention_backend: str | None = "_native_cudnn"
+    channels_last_vae: bool = True
+    vae_kernels: bool = True
+    compile_vae: bool = False
+    cudnn_autotune: bool = True
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The placement this GPU runs: a concrete tier, the switches it supports, and why anything was turned off."""
+
+    placement: Placement
+    tier: Tier
+    fp8_matmul: bool
+    resident_blocks: int | None
+    workspace_budget: int | None
+    notes: tuple[str, ...] = ()
+    cuda_graphs: bool = True
+
+    def describe(self) -> str:
+        streamed = f", {self.resident_blocks} blocks resident" if self.tier.streamed_blocks else ""
+        return f"memory tier {self.tier.name}{streamed}"
+
+
+CPU_TIER = Tier("cpu", True, False, False, "the CPU: tiny preview models only")
+GPU_ONLY_OFF = dict(
+    compile_blocks=False, attention_backend=None, channels_last_vae=False, vae_kernels=False, kernels=False,
+    compile_vae=False, cudnn_autotune=False,
+)
+HEADROOM = 0.95
+DEFAULT_RESOLUTION = (384, 640)
+
+
+def gpu_bytes(tier: Tier, size: ModelSize, resident_blocks: int | None = None) -> int:
+    """The weights this tier keeps on the GPU: streamed tiers add two block slots that the rest pass through."""
+    blocks = size.blocks if resident_blocks is None else resident_blocks + 2
+    return (
+        size.transformer_other_bytes + blocks * size.block(tier.fp8_weights) + size.vae_bytes
+        + (size.text_bytes if tier.text_on_gpu else 0)
+    )
+
+
+def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolved:
+    """On a CPU nothing is placed unless a tier is forced or a capacity is given (tests fake one that way)."""
+    if placement.memory not in MEMORY_CHOICES:
+        raise ModelUnavailable(f"Unknown memory tier {placement.memory!r}: choose one of {', '.join(MEMORY_CHOICES)}.")
+    if not caps.cuda:
+        placement = dataclasses.replace(placement, **GPU_ONLY_OFF)
+        if placement.memory == "auto" and not caps.free_bytes:
+            return Resolved(placement, CPU_TIER, False, None, None, cuda_graphs=False)
+    notes = []
+    budget = int(caps.free_bytes * HEADROOM)
+    tier, resident = _tier(placement, size, budget - workspace_bytes(*DEFAULT_RESOLUTION))
+    if placement.memory == "auto":
+        notes.append(f"chose {tier.name} for {caps.summary}")
+    fp8_matmul = tier.fp8_weights and caps.fp8_matmul
+    if tier.fp8_weights and not caps.fp8_matmul:
+        notes.append("no FP8 tensor cores: FP8 weights widened for each matmul (weight-only)")
+    switches = dict(placement.__dict__, memory=tier.name)
+    for name, ok, why in (
+        ("attention_backend", caps.cudnn_attention, "cuDNN attention needs compute capability 8.0"),
+        ("vae_kernels", caps.triton, "the Triton kernels need Triton and compute capability 8.0"),
+        ("kernels", caps.triton, "the Triton kernels need Triton and compute capability 8.0"),
+        ("compile_blocks", not caps.zero_gpu, "no runtime compile on ZeroGPU"),
+        ("compile_vae", not caps.zero_gpu, "no runtime compile on ZeroGPU"),
+    ):
+        if switches[name] and not ok:
+            switches[name] = GPU_ONLY_OFF[name]
+            notes.append(f"{name.replace('_', ' ')} off: {why}")
+    cuda_graphs = not tier.streamed_blocks and not caps.zero_gpu
+    if not cuda_graphs:
+        why = "no runtime capture on ZeroGPU" if caps.zero_gpu else "streamed blocks copy weights while they run"
+        notes.append(f"CUDA graphs off: {why}")
+    free_after = budget - gpu_bytes(tier, size, resident)
+    return Resolved(Placement(**switches), tier, fp8_matmul, resident, free_after, tuple(notes), cuda_graphs)
+
+
+def _candidates(placement: Placement) -> tuple[Tier, ...]:
+    tiers = TIERS if placement.memory == "auto" else tuple(t for t in TIERS if t.name == placement.memory)
+    if placement.fp8:  # FP8 weights asked for on top of whatever the memory needs
+        tiers = tuple(
+            t if t.fp8_weights else dataclasses.replace(t, name=f"{t.name}+fp8", fp8_weights=True) for t in tiers
+        )
+    return tiers
+
+
+def _tier(placement: Placement, size: ModelSize, budget: int) -> tuple[Tier, int | None]:
+    """The first tier (least memory saving, so fastest) whose weights fit; streamed tiers keep as many blocks as fit.
+    A tier forced by name is taken as it is, keeping at least no block resident."""
+    forced = placement.memory != "auto"
+    for tier in _candidates(placement):
+        if not tier.streamed_blocks:
+            if forced or gpu_bytes(tier, size) <= budget:
+                return tier, None
+            continue
+        resident = (budget - gpu_bytes(tier, size, 0)) // size.block(tier.fp8_weights)
+        if not forced and resident >= size.blocks - 1:
+            continue  # an unstreamed tier with these weights would have fit
+        if forced or resident >= 0:
+            return tier, int(min(max(resident, 0), size.blocks - 2))
+    smallest = gpu_bytes(TIERS[-1], size, 0) + workspace_bytes(*DEFAULT_RESOLUTION)
+    raise ModelUnavailable(
+        f"This GPU has {budget / GIB + workspace_bytes(*DEFAULT_RESOLUTION) / GIB:.1f} GiB free; the model needs at least "
+        f"{smallest / GIB:.1f} GiB even with FP8 weights streamed from host memory: free GPU memory or use a larger GPU."
+    )

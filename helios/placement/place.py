@@ -1,0 +1,69 @@
+"""Put host-loaded components where their placement says, converting on the way, never holding more on the GPU than
+the tier allows: the transformer goes one block at a time (to the GPU, to FP8 there, back to host memory if streamed).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .fp8 import block_to_float8
+from .fused_block import use_kernels
+from .options import Resolved
+from .streaming import BlockStream, stream_blocks
+from .vae_kernels import use_vae_kernels
+
+
+def place_text_encoder(text_encoder: nn.Module, resolved: Resolved, device: torch.device) -> torch.device:
+    """Returns the device its inputs go to. Off the GPU, it waits in pinned host memory and passes through the GPU
+    one layer at a time, on a side stream, whenever a new prompt is encoded (diffusers' group offloading)."""
+    if resolved.tier.text_on_gpu or device.type != "cuda":
+        text_encoder.to(device)
+        return device
+    from diffusers.hooks import apply_group_offloading
+
+    apply_group_offloading(
+        text_encoder, onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
+        num_blocks_per_group=1, use_stream=True,
+    )
+    return device
+
+
+def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.device) -> BlockStream | None:
+    paths = resolved.placement
+    blocks = transformer.blocks
+    transformer.blocks = nn.ModuleList()
+    transformer.to(device)
+    transformer.blocks = blocks
+    resident = len(blocks) if resolved.resident_blocks is None else resolved.resident_blocks
+    for i, block in enumerate(blocks):
+        block.to(device)
+        if resolved.tier.fp8_weights:
+            block_to_float8(block, resolved.fp8_matmul)
+        if i >= resident:
+            block.to("cpu")
+    if paths.kernels:
+        use_kernels(blocks)
+    stream = None
+    if resolved.tier.streamed_blocks:
+        stream = stream_blocks(blocks, resident, device)
+    if paths.attention_backend:
+        transformer.set_attention_backend(paths.attention_backend)
+    if paths.compile_blocks:
+        transformer.compile_repeated_blocks(fullgraph=True)
+    return stream
+
+
+def place_vae(vae: nn.Module, resolved: Resolved, device: torch.device) -> None:
+    paths = resolved.placement
+    vae.to(device)
+    if paths.cudnn_autotune:
+        torch.backends.cudnn.benchmark = True
+    if paths.channels_last_vae:
+        for module in vae.modules():
+            if isinstance(module, nn.Conv3d):
+                module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
+    if paths.vae_kernels:
+        use_vae_kernels(vae)
+    if paths.compile_vae:
+        vae.decoder = torch.compile(vae.decoder)

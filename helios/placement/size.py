@@ -1,0 +1,42 @@
+"""How many bytes each part of a checkpoint takes in bf16, read from the safetensors headers: the memory tier is
+chosen before a single weight is loaded."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+from .options import ModelSize
+
+BF16 = 2
+
+
+def _shapes(folder: Path) -> dict[str, list[int]]:
+    shapes = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        with open(file, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        shapes.update({name: meta["shape"] for name, meta in header.items() if name != "__metadata__"})
+    return shapes
+
+
+def model_size(checkpoint: Path) -> ModelSize:
+    transformer = _shapes(checkpoint / "transformer")
+    blocks = {int(name.split(".")[1]) for name in transformer if name.startswith("blocks.")}
+
+    def numel(names) -> int:
+        return sum(math.prod(transformer[n]) for n in names)
+
+    block0 = [n for n in transformer if n.startswith("blocks.0.")]
+    linear = [n for n in block0 if n.endswith(".weight") and len(transformer[n]) == 2]
+    return ModelSize(
+        blocks=len(blocks),
+        block_bytes=numel(block0) * BF16,
+        block_linear_bytes=numel(linear) * BF16,
+        transformer_other_bytes=numel(n for n in transformer if not n.startswith("blocks.")) * BF16,
+        text_bytes=sum(math.prod(s) for s in _shapes(checkpoint / "text_encoder").values()) * BF16,
+        vae_bytes=sum(math.prod(s) for s in _shapes(checkpoint / "vae").values()) * BF16,
+    )

@@ -1,0 +1,97 @@
+"""Transformer blocks that live in host memory and pass through two GPU slots, each copied in while the block before
+it computes.
+
+Every streamed block's parameters are permanently views of one slot (blocks alternate between the two), so the
+compiled block sees the same tensors each call and only their contents change. Before block i runs, the compute
+stream waits for its copy; then block i+1's copy is queued on a side stream, behind block i-1's compute, which
+last read that slot. After the last streamed block, the first one is queued again, so its copy overlaps the resident
+blocks of the next call. From pinned host memory the copies never make the host wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+
+class BlockStream:
+    def __init__(self, blocks: list[nn.Module], device: torch.device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.host = [[t.detach().to("cpu").pin_memory() if self.cuda else t.detach().clone() for t in _tensors(b)] for b in blocks]
+        self.slots = [[torch.empty_like(t, device=device) for t in self.host[0]] for _ in range(min(2, len(blocks)))]
+        for i, block in enumerate(blocks):
+            for t, slot_t in zip(_tensors(block), self.slots[i % len(self.slots)]):
+                t.data = slot_t
+        self.count = len(blocks)
+        self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
+        self.copied = [None] * self.count
+        self.done = [None] * self.count
+        self.owner = [None] * len(self.slots)
+        self.bytes_moved = 0
+        self._queue_copy(0)
+
+    @property
+    def block_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.host[0])
+
+    def before(self, i: int) -> None:
+        if self.copied[i] is not None:
+            torch.cuda.current_stream(self.device).wait_event(self.copied[i])
+        following = (i + 1) % self.count
+        if following % len(self.slots) != i % len(self.slots):
+            self._queue_copy(following)
+
+    def after(self, i: int) -> None:
+        """With an odd count the first block shares the last one's slot: its copy waits until the last is done."""
+        if self.cuda:
+            self.done[i] = torch.cuda.current_stream(self.device).record_event()
+        self._queue_copy((i + 1) % self.count)
+
+    def _queue_copy(self, i: int) -> None:
+        slot = i % len(self.slots)
+        previous = self.owner[slot]
+        if previous == i:
+            return
+        self.owner[slot] = i
+        with torch.cuda.stream(self.copy_stream) if self.cuda else contextlib.nullcontext(), torch.no_grad():
+            if self.cuda and previous is not None and self.done[previous] is not None:
+                self.copy_stream.wait_event(self.done[previous])
+            for dst, src in zip(self.slots[slot], self.host[i]):
+                dst.copy_(src, non_blocking=self.cuda)
+            if self.cuda:
+                self.copied[i] = self.copy_stream.record_event()
+        self.bytes_moved += self.block_bytes
+
+
+class StreamedBlock(nn.Module):
+    """Wraps a block so its weights are in place before it runs; the wrapped block is still the one compiled."""
+
+    def __init__(self, block: nn.Module, stream: BlockStream, index: int):
+        super().__init__()
+        self.block = block
+        self.stream = stream
+        self.index = index
+
+    def forward(self, *args, **kwargs):
+        self.stream.before(self.index)
+        out = self.block(*args, **kwargs)
+        self.stream.after(self.index)
+        return out
+
+
+def stream_blocks(blocks: nn.ModuleList, resident: int, device: torch.device) -> BlockStream | None:
+    """Keep the first `resident` blocks on the device and stream the rest; returns the stream (None if none)."""
+    streamed = list(blocks)[resident:]
+    if not streamed:
+        return None
+    stream = BlockStream(streamed, device)
+    for i, block in enumerate(streamed):
+        blocks[resident + i] = StreamedBlock(block, stream, i)
+    return stream
+
+
+def _tensors(block: nn.Module) -> list[torch.Tensor]:
+    return [*block.parameters(), *block.buffers()]

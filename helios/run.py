@@ -1,0 +1,162 @@
+"""One generation, as the engine hands it out: validated, then iterated for one ordered stream of events.
+
+Denoising runs in a worker thread and decoding in the thread that iterates the run, on the engine's decode stream,
+so segment k is decoded and handed out while segment k+1 is already being denoised. The worker queues k+1 on the
+GPU only once k's decode is queued: at most one segment ahead, and the decode stream's higher priority lets k reach
+the user first. Step progress travels on the same queue, so the caller sees everything in the order it happened.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import torch
+
+from .denoise import SamplingPlan
+from .errors import Cancelled
+from .limits import output_frames
+from .request import Continuation, GenerationRequest
+from .segment import Segment, SegmentTimings, StepProgress, Stopwatch
+from .timeline import PromptTimeline
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+_END = object()
+
+
+@dataclass
+class Denoised:
+    """A segment's latents on their way to the decoder, with the state a continuation after it starts from."""
+
+    index: int
+    prompts: tuple[tuple[str, float], ...]
+    latents: torch.Tensor
+    watch: Stopwatch
+    prefix: torch.Tensor | None
+    history: torch.Tensor
+    generator_state: torch.Tensor
+    queued: threading.Event
+
+
+class Run:
+    """Iterate it once for `StepProgress` and `Segment` events; `cancel` and `set_timeline` work from any thread.
+
+    After each segment handed out, `continuation` is where a next run picks up (`GenerationRequest(after=...)`).
+    """
+
+    def __init__(self, engine: Engine, request: GenerationRequest, plan: SamplingPlan):
+        self.engine = engine
+        self.request = request
+        self.plan = plan
+        self.continuation: Continuation | None = request.after
+        self._timeline = request.timeline
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._abandon = threading.Event()
+        self._events: queue.Queue = queue.Queue()
+        self._started = False
+
+    @property
+    def total_segments(self) -> int:
+        return self.request.total_segments
+
+    def cancel(self) -> None:
+        """Stop after the current denoising step; what was handed out stays valid."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def set_timeline(self, timeline: PromptTimeline) -> None:
+        """Takes effect from the next segment to start."""
+        timeline.check(self.total_segments)
+        with self._lock:
+            self._timeline = timeline
+
+    @property
+    def timeline(self) -> PromptTimeline:
+        with self._lock:
+            return self._timeline
+
+    def step(self, progress: StepProgress) -> None:
+        """The engine reports each denoising step here; raises Cancelled once the run is to stop."""
+        self._events.put(progress)
+        if self._cancel.is_set() or self._abandon.is_set():
+            raise Cancelled("Generation stopped.")
+
+    def segments(self) -> Iterator[Segment]:
+        return (event for event in self if isinstance(event, Segment))
+
+    def __iter__(self) -> Iterator[StepProgress | Segment]:
+        if self._started:
+            raise RuntimeError("a run is iterated once")
+        self._started = True
+        with self.engine.reserved():
+            worker = threading.Thread(target=self._denoise, daemon=True, name="helios-denoise")
+            worker.start()
+            try:
+                yield from self._hand_out()
+            finally:
+                self._abandon.set()
+                while worker.is_alive():
+                    self._release_waiting_worker()
+                worker.join()
+
+    def _denoise(self) -> None:
+        try:
+            with torch.inference_mode():
+                for item in self.engine.denoise(self):
+                    self._events.put(item)
+                    while not item.queued.wait(0.1) and not self._abandon.is_set():
+                        pass
+        except Cancelled:
+            pass
+        except BaseException as exc:  # raised again in the caller's thread
+            self._events.put(exc)
+        self._events.put(_END)
+
+    def _release_waiting_worker(self) -> None:
+        try:
+            item = self._events.get(timeout=0.1)
+        except queue.Empty:
+            return
+        if isinstance(item, Denoised):
+            item.queued.set()
+
+    def _hand_out(self) -> Iterator[StepProgress | Segment]:
+        after = self.request.after
+        shown = after.frames_shown if after else 0
+        held = after.held_frames if after else None
+        frames_left = output_frames(self.total_segments) - shown
+        while (event := self._events.get()) is not _END:
+            if isinstance(event, BaseException):
+                raise event
+            if isinstance(event, StepProgress):
+                yield event
+                continue
+            try:
+                decoded = self.engine.decode(event.latents, event.watch)
+            finally:
+                event.queued.set()
+            denoise_s, decode_s = event.watch.seconds()
+            frames = decoded.numpy() if held is None else np.concatenate([held, decoded.numpy()])
+            frames, held = frames[:frames_left], frames[frames_left:]
+            frames_left -= len(frames)
+            segment = Segment(
+                event.index, self.total_segments, frames, shown, event.prompts,
+                SegmentTimings(denoise_s, decode_s, denoise_s + decode_s),
+            )
+            shown += len(frames)
+            s = self.request.settings
+            self.continuation = Continuation(
+                model=self.engine.model.label, next_segment=event.index + 1, frames_shown=shown, held_frames=held,
+                prefix=event.prefix, history=event.history, generator_state=event.generator_state,
+                height=s.height, width=s.width, history_sizes=s.history_sizes,
+            )
+            yield segment

@@ -1,0 +1,114 @@
+"""The page's components, laid out: timeline editor, uploads and settings on the left; stream and metrics on the right.
+No behaviour here: `page.py` wires these to the handlers."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import gradio as gr
+
+from helios.flavour import Flavour
+from helios.limits import FRAMES_PER_SEGMENT, MAX_SEGMENTS
+
+from .form import RESOLUTIONS, STEP_PRESETS, Form, task_of
+from .uploads import ImageUpload, VideoUpload
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+EXAMPLE_TIMELINES = {p.name: p for p in sorted((ASSETS / "timelines").glob("*")) if p.suffix in (".json", ".csv")}
+CSS = """
+.metrics-table th { text-align: left; padding-right: 1em; font-weight: 600; }
+.banner { padding: .6em 1em; border-radius: 8px; background: #fef3c7; color: #78350f; }
+"""
+
+
+@dataclass
+class Layout:
+    rows: gr.Dataframe
+    unit: gr.Radio
+    crossfade: gr.Slider
+    image: gr.Image
+    video: gr.Video
+    segments: gr.Slider
+    steps: gr.Dropdown
+    seed: gr.Number
+    resolution: gr.Dropdown
+    randomize: gr.Checkbox
+    banner: gr.HTML
+    mode: gr.Markdown
+    add_row: gr.Button
+    remove_row: gr.Button
+    sort_rows: gr.Button
+    import_file: gr.File
+    example_pick: gr.Dropdown
+    export_json: gr.Button
+    export_csv: gr.Button
+    exported: gr.File
+    live: gr.Video
+    metrics: gr.HTML
+    generate: gr.Button
+    stop: gr.Button
+    apply: gr.Button
+    resume: gr.Button
+    download: gr.File
+
+    @property
+    def form(self) -> list:
+        """The components behind `Form`, in its field order."""
+        return [getattr(self, f.name) for f in fields(Form)]
+
+
+def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution: str) -> Layout:
+    """Call inside a `gr.Blocks` context; `banner` is HTML."""
+    c: dict = {}
+    gr.Markdown("# Helios Studio\nReal-time, minute-long video with Helios, streamed while it is generated.")
+    c["banner"] = gr.HTML(banner)
+    with gr.Row():
+        with gr.Column(scale=5):
+            c["rows"] = gr.Dataframe(
+                value=[[0, "A red fox trotting through fresh snow in a sunlit pine forest, cinematic"]],
+                headers=["start", "prompt"], datatype=["number", "str"], type="array", interactive=True,
+                column_count=2, label="Prompt timeline", elem_id="timeline", wrap=True, column_widths=["16%", "84%"],
+            )
+            with gr.Row():
+                c["add_row"] = gr.Button("Add row", size="sm", elem_id="add-row")
+                c["remove_row"] = gr.Button("Remove last row", size="sm")
+                c["sort_rows"] = gr.Button("Sort by start", size="sm")
+            with gr.Row():
+                c["unit"] = gr.Radio(["seconds", "segments"], value="seconds", label="Start in")
+                c["crossfade"] = gr.Slider(0, 6, value=2, step=1, label="Crossfade (segments)")
+            with gr.Accordion("Import / export timeline", open=False):
+                c["import_file"] = gr.File(label="Import .json or .csv", file_types=[".json", ".csv"], type="filepath")
+                c["example_pick"] = gr.Dropdown(list(EXAMPLE_TIMELINES), label="Example timelines", value=None)
+                with gr.Row():
+                    c["export_json"] = gr.Button("Export JSON", size="sm")
+                    c["export_csv"] = gr.Button("Export CSV", size="sm")
+                c["exported"] = gr.File(label="Exported timeline", interactive=False)
+            with gr.Row():
+                c["image"] = ImageUpload(label="Start from an image (optional)", type="filepath", sources=["upload"])
+                c["video"] = VideoUpload(label="Continue a video (optional)", sources=["upload"])
+            c["mode"] = gr.Markdown(task_of(None, None), elem_id="mode")
+            gr.Examples([[str(p)] for p in sorted((ASSETS / "images").glob("*.png"))], inputs=[c["image"]], label="Example images")
+            gr.Examples([[str(p)] for p in sorted((ASSETS / "clips").glob("*.mp4"))], inputs=[c["video"]], label="Example clip")
+            with gr.Row():
+                c["segments"] = gr.Slider(1, MAX_SEGMENTS, value=4, step=1, label=f"Length (segments of {FRAMES_PER_SEGMENT} frames)")
+                c["resolution"] = gr.Dropdown(list(RESOLUTIONS), value=default_resolution, label="Resolution (height x width)")
+            with gr.Row():
+                c["steps"] = gr.Dropdown(
+                    list(STEP_PRESETS), value=",".join(map(str, flavour.default_pyramid_steps or (2, 2, 2))),
+                    allow_custom_value=True, label="Steps per stage", visible=flavour.pyramid,
+                )
+                c["seed"] = gr.Number(value=0, precision=0, label="Seed")
+                c["randomize"] = gr.Checkbox(value=False, label="Randomize seed")
+            gr.Markdown(f"Model: `{html.escape(model_label)}`", elem_id="model")
+        with gr.Column(scale=6):
+            c["live"] = gr.Video(label="Live", streaming=True, autoplay=True, elem_id="live", interactive=False)
+            c["metrics"] = gr.HTML("<div class='metrics'>Press Generate to start.</div>", elem_id="metrics")
+            with gr.Row():
+                c["generate"] = gr.Button("Generate", variant="primary", elem_id="generate")
+                c["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")
+                c["apply"] = gr.Button("Apply timeline now", elem_id="apply")
+                c["resume"] = gr.Button("Continue", elem_id="continue")
+            c["download"] = gr.File(label="Download MP4", interactive=False, elem_id="download")
+    return Layout(**c)

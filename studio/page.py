@@ -1,0 +1,161 @@
+"""The Gradio page: the layout wired to the session handlers. Errors become words here, and only here."""
+
+from __future__ import annotations
+
+import html
+import tempfile
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+from helios.engine import Engine
+from helios.errors import HeliosError
+from helios.timeline import read_timeline
+
+from .form import Form, rows_from_timeline, task_of, timeline_from_rows
+from .gpu import on_gpu
+from .layout import EXAMPLE_TIMELINES, Layout, lay_out
+from .sessions import Sessions
+
+
+def _user_error(exc: Exception) -> gr.Error:
+    if isinstance(exc, HeliosError):
+        return gr.Error(str(exc), print_exception=False)
+    return gr.Error(f"Generation failed unexpectedly ({type(exc).__name__}): {html.escape(str(exc))}")
+
+
+def _stream(seed: int, updates):
+    try:
+        for update in updates:
+            yield (
+                str(update.clip) if update.clip else gr.skip(),
+                update.metrics.to_html(),
+                str(update.video) if update.video else (None if update.final else gr.skip()),
+                seed,
+            )
+    except Exception as exc:
+        raise _user_error(exc) from None
+
+
+WARMING_UP = "Warming up: compiling and capturing CUDA graphs; requests wait until it is done (about a minute)."
+
+
+def build_demo(engine: Engine, banner: str, default_resolution: str, ready: threading.Event | None = None) -> gr.Blocks:
+    """`ready`, if given, is set once the engine has warmed up: until then the banner says so and requests wait."""
+    ready = ready or _set_event()
+    sessions = Sessions(engine, ready)
+
+    def generate(rows, unit, crossfade, image, video, segments, steps, seed, resolution, randomize, request: gr.Request):
+        form = Form(rows, unit, crossfade, image, video, segments, steps, seed, resolution)
+        try:
+            used_seed, updates = sessions.generate(request.session_hash, form, randomize)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        yield from _stream(used_seed, updates)
+
+    def extend(rows, unit, crossfade, image, video, segments, steps, seed, resolution, randomize, request: gr.Request):
+        form = Form(rows, unit, crossfade, image, video, segments, steps, seed, resolution)
+        try:
+            updates = sessions.extend(request.session_hash, form)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        yield from _stream(seed, updates)
+
+    def stop(request: gr.Request):
+        if sessions.stop(request.session_hash):
+            gr.Info("Stopping after the current denoising step; what was made so far stays downloadable.")
+        else:
+            gr.Warning("Nothing is running: there is nothing to stop.")
+
+    def apply(rows, unit, crossfade, request: gr.Request):
+        try:
+            segment = sessions.apply_timeline(request.session_hash, rows, unit, crossfade)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        gr.Info(f"New timeline applies from segment {segment}, the next one to start.")
+
+    def forget(request: gr.Request):
+        sessions.forget(request.session_hash)
+
+    def load_timeline(path):
+        if not path:
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            return rows_from_timeline(read_timeline(path))
+        except Exception as exc:
+            raise _user_error(exc) from None
+
+    def export(rows, unit, crossfade, kind):
+        try:
+            timeline = timeline_from_rows(rows, unit, crossfade)
+            timeline.check()
+        except Exception as exc:
+            raise _user_error(exc) from None
+        out = Path(tempfile.mkdtemp(prefix="helios-timeline-")) / f"timeline.{kind}"
+        out.write_text(timeline.to_json() if kind == "json" else timeline.to_csv(), encoding="utf-8")
+        return str(out)
+
+    with gr.Blocks(title="Helios Studio") as demo:
+        page = lay_out(_banner_state(banner, ready)[0], engine.model.label, engine.model.flavour, default_resolution)
+        _wire_run_buttons(page, on_gpu(generate), on_gpu(extend), stop, apply)
+        _wire_timeline_editor(page, load_timeline, export)
+        demo.unload(forget)
+        if not ready.is_set():
+            timer = gr.Timer(1.0)
+            timer.tick(lambda: _banner_state(banner, ready), None, [page.banner, timer], api_name=False)
+    return demo
+
+
+def _set_event() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
+def _banner_state(banner: str, ready: threading.Event):
+    text = banner if ready.is_set() else f"{WARMING_UP} {banner}"
+    return f'<div class="banner" id="banner">{html.escape(text)}</div>', gr.Timer(active=not ready.is_set())
+
+
+def _wire_run_buttons(page: Layout, generate, extend, stop, apply) -> None:
+    inputs = [*page.form, page.randomize]
+    outputs = [page.live, page.metrics, page.download, page.seed]
+    page.generate.click(generate, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="generate")
+    page.resume.click(extend, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="continue")
+    page.stop.click(stop, None, None, concurrency_limit=None, api_name="stop")
+    page.apply.click(apply, [page.rows, page.unit, page.crossfade], None, concurrency_limit=None, api_name="apply_timeline")
+    page.image.change(task_of, [page.image, page.video], page.mode, api_name=False)
+    page.video.change(task_of, [page.image, page.video], page.mode, api_name=False)
+
+
+def _wire_timeline_editor(page: Layout, load_timeline, export) -> None:
+    timeline = [page.rows, page.unit, page.crossfade]
+    page.add_row.click(add_row, page.rows, page.rows, api_name=False)
+    page.remove_row.click(remove_row, page.rows, page.rows, api_name=False)
+    page.sort_rows.click(sort_rows, page.rows, page.rows, api_name=False)
+    page.import_file.upload(load_timeline, page.import_file, timeline, api_name=False)
+    page.example_pick.change(lambda name: load_timeline(EXAMPLE_TIMELINES.get(name)), page.example_pick, timeline, api_name=False)
+    page.export_json.click(lambda r, u, c: export(r, u, c, "json"), timeline, page.exported, api_name=False)
+    page.export_csv.click(lambda r, u, c: export(r, u, c, "csv"), timeline, page.exported, api_name=False)
+
+
+def add_row(rows):
+    rows = [list(r) for r in rows or []]
+    last = float(rows[-1][0]) if rows and str(rows[-1][0]).strip() else -2.0
+    return rows + [[last + 2, ""]]
+
+
+def remove_row(rows):
+    rows = [list(r) for r in rows or []]
+    return rows[:-1] if len(rows) > 1 else [[0, ""]]
+
+
+def sort_rows(rows):
+    def key(row):
+        try:
+            return float(row[0])
+        except (TypeError, ValueError):
+            return float("inf")
+
+    return sorted((list(r) for r in rows or []), key=key)
