@@ -9,7 +9,7 @@ import triton
 from diffusers.models.attention_dispatch import AttentionBackendName
 from diffusers.models.transformers.transformer_helios import HeliosTransformerBlock
 
-from helios.fused_block import use_kernels
+from helios.placement.fused_block import use_kernels
 from kernels.adaln_norm import adaln_norm, adaln_norm_reference
 from kernels.causal_conv3d import causal_conv3d, gemm_weight
 from kernels.gated_residual import gated_residual, gated_residual_reference

@@ -1,15 +1,17 @@
+import dataclasses
 import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
-from helios.control import GenerationControl
 from helios.engine import Engine
 from helios.errors import BadInput
 from helios.loading import load_model
 from helios.noise import sample_block_noise
 from helios.request import GenerationRequest, GenerationSettings
+from helios.segment import Segment, StepProgress
 from helios.timeline import PromptTimeline, TimelineEntry
 
 FAST = dict(height=64, width=64, pyramid_steps=(1, 1, 1))
@@ -39,7 +41,7 @@ def request(timeline, frames=33 * 4, **kw):
 
 
 def test_segments_stream_with_frames_ranges_prompts_and_timings(engine):
-    segments = list(engine.generate(request(PromptTimeline.single("waves"), frames=70)))
+    segments = list(engine.start(request(PromptTimeline.single("waves"), frames=70)).segments())
     assert [s.index for s in segments] == [0, 1, 2]
     assert [(s.frame_start, s.frame_end) for s in segments] == [(0, 33), (33, 66), (66, 97)]
     for s in segments:
@@ -51,7 +53,7 @@ def test_segments_stream_with_frames_ranges_prompts_and_timings(engine):
 def test_two_prompt_crossfade_conditions_each_segment_on_the_lerp(engine, forwards):
     a, b = "a calm sea at dawn", "a storm at night"
     timeline = PromptTimeline((TimelineEntry(0, a), TimelineEntry(1, b)), crossfade=2)
-    segments = list(engine.generate(request(timeline)))
+    segments = list(engine.start(request(timeline)).segments())
     ea, eb = engine.prompts.encode(a), engine.prompts.encode(b)
     per_segment = [6, 3, 3, 3]  # amplified first segment: twice the steps
     starts = np.cumsum([0] + per_segment[:-1])
@@ -64,11 +66,20 @@ def test_two_prompt_crossfade_conditions_each_segment_on_the_lerp(engine, forwar
     assert len(forwards) == sum(per_segment)
 
 
+def test_events_arrive_in_order_steps_then_their_segment(engine):
+    events = list(engine.start(request(PromptTimeline.single("a kite"), frames=66)))
+    kinds = [(type(e).__name__, e.segment if isinstance(e, StepProgress) else e.index) for e in events]
+    first_segment = kinds.index(("Segment", 0))
+    assert all(k == ("StepProgress", 0) for k in kinds[:first_segment])
+    assert [e.step for e in events[:first_segment]] == list(range(0, 7)), "step 0, then each of 6 amplified steps"
+    assert kinds[-1] == ("Segment", 1)
+
+
 def test_timeline_change_while_running_applies_from_the_next_segment_to_start(engine, forwards):
-    control = GenerationControl()
-    stream = engine.generate(request(PromptTimeline.single("a quiet forest")), control)
+    run = engine.start(request(PromptTimeline.single("a quiet forest")))
+    stream = run.segments()
     first = next(stream)
-    control.set_timeline(PromptTimeline((TimelineEntry(0, "a quiet forest"), TimelineEntry(1, "a forest fire")), 0))
+    run.set_timeline(PromptTimeline((TimelineEntry(0, "a quiet forest"), TimelineEntry(1, "a forest fire")), 0))
     prompts = [first.prompts] + [s.prompts for s in stream]
     old, new = (("a quiet forest", 1.0),), (("a forest fire", 1.0),)
     switch = prompts.index(new)
@@ -77,39 +88,93 @@ def test_timeline_change_while_running_applies_from_the_next_segment_to_start(en
     torch.testing.assert_close(forwards[-1], engine.prompts.encode("a forest fire"))
 
 
-def test_cancel_stops_within_one_step_and_frees_the_engine(engine, forwards):
-    seen = []
+def test_a_bad_timeline_change_is_refused_and_the_run_goes_on(engine):
+    run = engine.start(request(PromptTimeline.single("a quiet forest"), frames=66))
+    with pytest.raises(BadInput, match="only 2 segments"):
+        run.set_timeline(PromptTimeline((TimelineEntry(0, "a"), TimelineEntry(5, "b")), 0))
+    assert len(list(run.segments())) == 2
 
-    def on_step(p):
-        seen.append(p)
-        if p.step == 2:
-            control.cancel()
 
-    control = GenerationControl(on_step=on_step)
-    segments = list(engine.generate(request(PromptTimeline.single("a train")), control))
-    assert segments == []
-    assert len(forwards) == 2, "no denoising step may start after the cancel"
-    assert len(list(engine.generate(request(PromptTimeline.single("a train"), frames=33)))) == 1
+def test_cancel_stops_within_one_step_and_frees_the_engine(engine, monkeypatch):
+    calls = []
+    forward = engine.model.transformer.forward
+
+    def slow(*args, **kwargs):
+        calls.append(time.perf_counter())
+        time.sleep(0.2)  # the consumer sees each step before the next one ends
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model.transformer, "forward", slow)
+    run = engine.start(request(PromptTimeline.single("a train")))
+    seen = 0
+    for event in run:
+        assert isinstance(event, StepProgress), "no segment may be finished"
+        seen = event.step
+        if event.step == 2:
+            run.cancel()
+    assert seen <= 3 and len(calls) <= 3, "at most the step running at the cancel may finish (6 without a cancel)"
+    monkeypatch.undo()
+    assert len(list(engine.start(request(PromptTimeline.single("a train"), frames=33)).segments())) == 1
 
 
 def test_cancel_from_another_thread(engine):
-    started = threading.Event()
-    control = GenerationControl(on_step=lambda p: started.set())
+    run = engine.start(request(PromptTimeline.single("x"), 33 * 20))
     out = []
-    worker = threading.Thread(target=lambda: out.extend(engine.generate(request(PromptTimeline.single("x"), 33 * 20), control)))
+    worker = threading.Thread(target=lambda: out.extend(run.segments()))
     worker.start()
-    assert started.wait(30)
-    control.cancel()
+    time.sleep(1.0)
+    run.cancel()
     worker.join(30)
     assert not worker.is_alive() and len(out) < 20
 
 
 def test_one_generation_at_a_time(engine):
-    stream = engine.generate(request(PromptTimeline.single("x"), 66))
+    stream = engine.start(request(PromptTimeline.single("x"), 66)).segments()
     next(stream)
     with pytest.raises(BadInput, match="busy"):
-        next(engine.generate(request(PromptTimeline.single("y"), 33)))
+        next(engine.start(request(PromptTimeline.single("y"), 33)).segments())
     stream.close()
+
+
+@pytest.mark.parametrize("flavour, steps", [
+    ("distilled", dict(pyramid_steps=(1, 1, 1))),
+    ("mid", dict(pyramid_steps=(1, 1, 1), guidance_scale=5.0)),
+    ("base", dict(num_inference_steps=2)),
+])
+def test_continuing_a_run_gives_the_frames_of_one_longer_run(tiny_checkpoint, flavour, steps):
+    engine = Engine(load_model(str(tiny_checkpoint(flavour))))
+    timeline = PromptTimeline((TimelineEntry(0, "a red kite"), TimelineEntry(1, "a storm")), crossfade=2)
+    settings = GenerationSettings(height=64, width=64, num_frames=33 * 4, seed=9, **steps)
+    whole = np.concatenate([s.frames for s in engine.start(GenerationRequest(timeline, settings)).segments()])
+    first = engine.start(GenerationRequest(timeline, dataclasses.replace(settings, num_frames=66)))
+    part1 = list(first.segments())
+    later = GenerationRequest(timeline, dataclasses.replace(settings, num_frames=66, seed=12345), after=first.continuation)
+    part2 = list(engine.start(later).segments())
+    assert [s.index for s in part1 + part2] == [0, 1, 2, 3] and part2[0].frame_start == 65
+    joined = np.concatenate([s.frames for s in part1 + part2])
+    assert whole.shape == joined.shape == (129, 64, 64, 3) and whole.std() > 5
+    np.testing.assert_array_equal(joined, whole)
+
+
+def test_a_stopped_run_continues_from_its_last_segment(engine):
+    settings = GenerationSettings(num_frames=33 * 3, seed=4, **FAST)
+    whole = np.concatenate([s.frames for s in engine.start(GenerationRequest(PromptTimeline.single("a"), settings)).segments()])
+    run = engine.start(GenerationRequest(PromptTimeline.single("a"), settings))
+    shown = []
+    for segment in run.segments():
+        shown.append(segment.frames)
+        run.cancel()
+    assert run.continuation.next_segment == len(shown) < 3
+    rest = engine.start(GenerationRequest(PromptTimeline.single("a"), settings, after=run.continuation))
+    np.testing.assert_array_equal(np.concatenate(shown + [s.frames for s in rest.segments()])[: len(whole)], whole)
+
+
+def test_a_continuation_keeps_its_size(engine):
+    first = engine.start(request(PromptTimeline.single("a"), frames=33))
+    list(first.segments())
+    bigger = GenerationRequest(PromptTimeline.single("a"), GenerationSettings(height=128, width=128), after=first.continuation)
+    with pytest.raises(BadInput, match="keeps its size: use 64x64"):
+        engine.start(bigger)
 
 
 @pytest.mark.parametrize(
@@ -119,12 +184,13 @@ def test_one_generation_at_a_time(engine):
         (dict(height=64, width=64, num_frames=0), "frames"),
         (dict(height=64, width=64, num_frames=33 * 500), "at most"),
         (dict(height=64, width=64, pyramid_steps=(1, 1)), "Steps per stage"),
+        (dict(height=64, width=64, pyramid_steps=(20000, 1, 1)), "from 1 to 50"),
         (dict(height=64, width=64, guidance_scale=-1.0), "Guidance"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(engine, settings, message):
     with pytest.raises(BadInput, match=message):
-        next(engine.generate(GenerationRequest(PromptTimeline.single("x"), GenerationSettings(**settings))))
+        engine.start(GenerationRequest(PromptTimeline.single("x"), GenerationSettings(**settings)))
 
 
 def test_block_noise_at_default_gamma_runs_on_cpu_with_the_intended_covariance():
@@ -139,5 +205,5 @@ def test_tiny_preset_with_default_gamma_generates_on_cpu():
     engine = Engine(load_model("tiny"))
     assert engine.model.is_tiny and "noise" in engine.model.label
     assert engine.model.scheduler.config.gamma == pytest.approx(1 / 3)
-    (segment,) = engine.generate(request(PromptTimeline.single("x"), 33))
+    (segment,) = engine.start(request(PromptTimeline.single("x"), 33)).segments()
     assert segment.frames.shape == (33, 64, 64, 3) and segment.frames.std() > 1

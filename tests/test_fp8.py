@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from helios.fp8 import Float8Linear, dequantized_linear, quantize_rows, to_float8
+from helios.placement.fp8 import Float8Linear, dequantized_linear, quantize_rows, to_float8
 
 GPU = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
 

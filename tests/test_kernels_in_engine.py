@@ -1,15 +1,12 @@
 """With the Triton kernels switched into the transformer blocks, the engine's frames stay those of the unfused
 blocks (tiny checkpoints with history-key amplification, fp32; Triton's interpreter on a CPU)."""
 
-import copy
-import dataclasses
-
 import numpy as np
 import pytest
 
 from helios.engine import Engine
-from helios.fused_block import use_kernels
 from helios.loading import LoadOptions, load_model
+from helios.placement.options import Placement
 from helios.request import GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline
 
@@ -17,7 +14,7 @@ from helios.timeline import PromptTimeline
 def frames(model, **steps):
     settings = GenerationSettings(height=64, width=64, num_frames=66, seed=5, **steps)
     request = GenerationRequest(PromptTimeline.single("a red kite over dunes"), settings)
-    return np.concatenate([s.frames for s in Engine(model, fast_paths=None).generate(request)])
+    return np.concatenate([s.frames for s in Engine(model).start(request).segments()])
 
 
 @pytest.mark.parametrize("flavour, steps", [
@@ -26,9 +23,9 @@ def frames(model, **steps):
 ])
 def test_kernels_keep_the_frames(tiny_checkpoint, flavour, steps):
     """Two segments, so the history tokens (and their amplified keys) are in play."""
-    model = load_model(str(tiny_checkpoint(flavour)), LoadOptions(dtype="float32", vae_dtype="float32"))
-    fused = dataclasses.replace(model, transformer=copy.deepcopy(model.transformer))
-    use_kernels(fused.transformer.blocks)
+    options = LoadOptions(dtype="float32", vae_dtype="float32")
+    model = load_model(str(tiny_checkpoint(flavour)), options)
+    fused = load_model(str(tiny_checkpoint(flavour)), LoadOptions(dtype="float32", vae_dtype="float32", placement=Placement(kernels=True)))
     plain, ours = frames(model, **steps), frames(fused, **steps)
     assert plain.shape == ours.shape and plain.std() > 5
     close = np.abs(plain.astype(int) - ours.astype(int)) <= 1

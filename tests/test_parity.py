@@ -54,7 +54,7 @@ def our_frames(folder, flavour, image, video) -> np.ndarray:
         pyramid_steps=s.get("pyramid"), num_inference_steps=s.get("steps"),
     )
     request = GenerationRequest(PromptTimeline.single(PROMPT), settings, image=image, video=video)
-    return np.concatenate([seg.frames for seg in Engine(load_model(str(folder))).generate(request)])
+    return np.concatenate([seg.frames for seg in Engine(load_model(str(folder))).start(request).segments()])
 
 
 @pytest.mark.parametrize("mode", ["t2v", "i2v", "v2v"])

@@ -7,8 +7,8 @@ import pytest
 import torch
 from diffusers import AutoencoderKLWan
 
-from helios.vae_kernels import use_vae_kernels
-from helios.vae_decode import decode_latents
+from helios.placement.vae_kernels import use_vae_kernels
+from helios.placement.vae_decode import decode_latents
 
 
 @pytest.fixture(scope="module")

@@ -87,9 +87,10 @@ class Resolved:
 
 CPU_TIER = Tier("cpu", True, False, False, "the CPU: tiny preview models only")
 GPU_ONLY_OFF = dict(
-    compile_blocks=False, attention_backend=None, channels_last_vae=False, vae_kernels=False, kernels=False,
-    compile_vae=False, cudnn_autotune=False,
+    compile_blocks=False, attention_backend=None, channels_last_vae=False, vae_kernels=False, compile_vae=False,
+    cudnn_autotune=False,
 )
+"""Off on a CPU; the block kernels stay as asked: Triton's interpreter runs them there (tests do)."""
 HEADROOM = 0.95
 DEFAULT_RESOLUTION = (384, 640)
 
@@ -128,7 +129,7 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
         ("compile_vae", not caps.zero_gpu, "no runtime compile on ZeroGPU"),
     ):
         if switches[name] and not ok:
-            switches[name] = GPU_ONLY_OFF[name]
+            switches[name] = GPU_ONLY_OFF.get(name, False)
             notes.append(f"{name.replace('_', ' ')} off: {why}")
     cuda_graphs = not tier.streamed_blocks and not caps.zero_gpu
     if not cuda_graphs:
