@@ -1,5 +1,8 @@
-"""`python -m helios.bench`: diffusers' HeliosPyramidPipeline and our engine, same process, same GPU, same
+"""`python -m benchmarks.bench`: diffusers' HeliosPyramidPipeline and our engine, same process, same GPU, same
 full-size random weights (speed does not depend on weight values); text encoding excluded for both.
+
+With `--memory TIER --cap-gib N` it measures one memory tier under a cap instead: the full-size parts (a UMT5-XXL
+text encoder included) are built, moved to host memory, and placed through the loader's own `assemble`.
 
 Prints one JSON line per measured run and a table with the ratios; `--out` writes the JSON list.
 """
@@ -12,9 +15,17 @@ import json
 import math
 import time
 
+import numpy as np
 import torch
 
-from .speed import FastPaths
+from helios.engine import Engine, EngineOptions
+from helios.flavour import DISTILLED
+from helios.limits import parse_steps
+from helios.loading import assemble
+from helios.placement.capability import Capabilities
+from helios.placement.options import ModelSize, Placement, resolve
+from helios.request import GenerationRequest, GenerationSettings
+from helios.timeline import PromptTimeline
 
 
 def build_transformer(device):
@@ -86,15 +97,12 @@ def run_reference(pipe, embeds, steps, segments):
 
 
 def run_engine(engine, steps, segments):
-    from .request import GenerationRequest, GenerationSettings
-    from .timeline import PromptTimeline
-
     settings = GenerationSettings(num_frames=33 * segments, pyramid_steps=tuple(steps), seed=0)
     request = GenerationRequest(PromptTimeline.single("benchmark"), settings)
     torch.cuda.synchronize()
     start = time.perf_counter()
     first, frames, denoise, decode = None, 0, 0.0, 0.0
-    for seg in engine.generate(request):
+    for seg in engine.start(request).segments():
         first = first if first is not None else time.perf_counter() - start
         frames += len(seg.frames)
         denoise += seg.timings.denoise_s
@@ -112,27 +120,48 @@ def psnr_between(a, b) -> dict:
     )
 
 
-def recompile(transformer, kernels: bool = False, fp8: bool = False):
-    """Switch the shared transformer to another fast path and compile its blocks afresh."""
-    from .fp8 import to_float8
-    from .fused_block import use_kernels
-
-    torch._dynamo.reset()
-    if kernels:
-        use_kernels(transformer.blocks)
-    if fp8:
-        to_float8(transformer)
-    transformer.compile_repeated_blocks(fullgraph=True)
-
-
 def engine_frames(engine):
-    import numpy as np
-
-    from .request import GenerationRequest, GenerationSettings
-    from .timeline import PromptTimeline
-
     settings = GenerationSettings(num_frames=66, pyramid_steps=(2, 2, 2), seed=0)
-    return np.concatenate([s.frames for s in engine.generate(GenerationRequest(PromptTimeline.single("benchmark"), settings))])
+    run = engine.start(GenerationRequest(PromptTimeline.single("benchmark"), settings))
+    return np.concatenate([s.frames for s in run.segments()])
+
+
+def build_text_encoder(device):
+    """UMT5-XXL's shape with random weights: what the memory tiers must hold or stream."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    config = UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                        feed_forward_proj="gated-gelu", is_encoder_decoder=False)
+    torch.manual_seed(2)
+    with torch.device(device):
+        return UMT5EncoderModel(config).to(torch.bfloat16).eval().requires_grad_(False)
+
+
+def size_of(parts) -> ModelSize:
+    blocks = parts["transformer"].blocks
+    block = sum(p.numel() * 2 for p in blocks[0].parameters())
+    linear = sum(m.weight.numel() * 2 for m in blocks[0].modules() if isinstance(m, torch.nn.Linear))
+    total = sum(p.numel() * 2 for p in parts["transformer"].parameters())
+    return ModelSize(
+        len(blocks), block, linear, total - len(blocks) * block,
+        sum(p.numel() * 2 for p in parts["text_encoder"].parameters()) if parts["text_encoder"] is not None else 0,
+        sum(p.numel() * 2 for p in parts["vae"].parameters()),
+    )
+
+
+def place(parts, placement: Placement, device, cap_gib=None):
+    from diffusers import HeliosDMDScheduler
+
+    resolved = resolve(placement, Capabilities.detect(device, cap_gib), size_of(parts))
+    parts = dict(parts, scheduler=HeliosDMDScheduler(), tokenizer=_tokenizer())
+    return assemble("full-size random weights", None, DISTILLED, parts, device, torch.bfloat16, resolved,
+                    Capabilities.detect(device, cap_gib))
+
+
+def _tokenizer():
+    from helios.tiny import _byte_tokenizer
+
+    return _byte_tokenizer()
 
 
 def main(argv=None) -> int:
@@ -141,24 +170,20 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", default="2,2,2;1,1,1")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--vae-dtype", default="bfloat16", help="our engine's VAE dtype (the reference keeps fp32)")
-    parser.add_argument("--compile-vae", action="store_true")
-    parser.add_argument("--no-channels-last-vae", action="store_true")
-    parser.add_argument("--no-vae-kernels", action="store_true", help="the VAE decoder on cuDNN and eager PyTorch only")
-    parser.add_argument("--vae-latents-per-pass", type=int, default=FastPaths.vae_latents_per_pass)
-    parser.add_argument("--kernels", action="store_true", help="also measure the Triton kernels and their deviation")
-    parser.add_argument("--fp8", action="store_true", help="also measure the FP8 opt-in and its deviation from bf16")
+    parser.add_argument("--vae-latents-per-pass", type=int, default=EngineOptions.vae_latents_per_pass)
+    parser.add_argument("--fp8", action="store_true", help="also measure FP8 weights (fresh load) and their deviation")
     parser.add_argument("--without-cuda-graphs", action="store_true", help="also measure the engine without CUDA graphs")
-    parser.add_argument("--only-fp8", action="store_true", help="skip the bf16 engine runs (still measures the deviation)")
+    parser.add_argument("--memory", help="measure this memory tier alone (needs --cap-gib)")
+    parser.add_argument("--cap-gib", type=float, help="hold the process to this much GPU memory")
+    parser.add_argument("--frames-out", help="with --memory: save the 2-segment frames here (.npy) for deviation")
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("error: the benchmark needs a CUDA GPU.")
+    if args.memory:
+        return measure_tier(args)
 
     from diffusers import HeliosDMDScheduler, HeliosPyramidPipeline
-
-    from .engine import Engine
-    from .flavour import DISTILLED
-    from .loading import HeliosModel
 
     device = torch.device("cuda")
     t0 = time.perf_counter()
@@ -169,7 +194,7 @@ def main(argv=None) -> int:
     print(f"built the 14B transformer in {time.perf_counter() - t0:.0f} s", flush=True)
 
     results = []
-    step_sets = [tuple(int(x) for x in s.split(",")) for s in args.steps.split(";")]
+    step_sets = [parse_steps(s) for s in args.steps.split(";")]
 
     def record(name, steps, r):
         r = dict(name=name, steps=list(steps), gpu=torch.cuda.get_device_name(), **r)
@@ -193,64 +218,93 @@ def main(argv=None) -> int:
         del pipe
         torch.cuda.empty_cache()
 
-    model = HeliosModel(
-        source="full-size random weights", folder=None, flavour=DISTILLED, is_tiny=False, device=device,
-        dtype=torch.bfloat16, tokenizer=None, text_encoder=None, transformer=transformer,
-        vae=build_vae(device, getattr(torch, args.vae_dtype)), scheduler=HeliosDMDScheduler(),
-    )
-    paths = FastPaths(
-        compile_blocks=False, attention_backend=None, compile_vae=args.compile_vae,
-        channels_last_vae=not args.no_channels_last_vae, vae_latents_per_pass=args.vae_latents_per_pass,
-        vae_kernels=not args.no_vae_kernels,
-    )
+    def loaded(fp8: bool, transformer=None):
+        """A fresh load: placements are fixed at load, so another one is another model."""
+        parts = dict(transformer=transformer or build_transformer(device), vae=build_vae(device, getattr(torch, args.vae_dtype)), text_encoder=None)
+        return place(parts, Placement(memory="resident", fp8=fp8), device)
 
-    def engine_with(**changes):
-        """A fresh engine: CUDA graphs captured by an earlier one would replay the transformer as it was then.
-        The cache is emptied first so that memory left cached for an earlier engine's streams counts for nothing."""
+    def engine_with(model, **options):
         torch.cuda.empty_cache()
-        engine = Engine(model, dataclasses.replace(paths, **changes))
+        engine = Engine(model, EngineOptions(vae_latents_per_pass=args.vae_latents_per_pass, **options))
         engine.prompts.remember("benchmark", embeds)
         return engine
 
-    def label(engine):
-        return f"Helios Studio engine ({args.vae_dtype} VAE, {engine.fast_paths}, decode overlapped)"
-
-    def measure(engine):
+    def measure(engine, label):
         for steps in step_sets:
             run_engine(engine, steps, 2)
             torch.cuda.reset_peak_memory_stats()
-            record(label(engine), steps, run_engine(engine, steps, args.segments))
+            record(label, steps, run_engine(engine, steps, args.segments))
 
     def deviation(name, engine, before):
         results.append(dict(name=name, **psnr_between(engine_frames(engine), before)))
         print(json.dumps(results[-1]), flush=True)
 
-    engine = engine_with()
+    model = loaded(False, transformer)
+    engine = engine_with(model)
     bf16_frames = engine_frames(engine)
-    if not args.only_fp8:
-        measure(engine)
+    measure(engine, f"Helios Studio engine ({args.vae_dtype} VAE, {model.placement.placement}, CUDA graphs, decode overlapped)")
     if args.without_cuda_graphs:
-        del engine
-        engine = engine_with(cuda_graphs=False)
-        measure(engine)
+        engine = engine_with(model, cuda_graphs=False)
+        measure(engine, "Helios Studio engine, no CUDA graphs")
         deviation("no CUDA graphs vs CUDA graphs, frames", engine, bf16_frames)
-    variants = [
-        (args.kernels, dict(kernels=True), "kernels vs unfused blocks, frames (same seed, 2 segments, [2,2,2], random weights)"),
-        (args.fp8, dict(fp8=True), "FP8 vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)"),
-    ]
-    applied = {}  # a recompile keeps the earlier switches (the kernels stay in the blocks), so the label does too
-    for wanted, changes, name in variants:
-        if not wanted:
-            continue
-        del engine
-        recompile(transformer, **changes)
-        applied.update(changes)
-        engine = engine_with(**applied)
-        measure(engine)
-        deviation(name, engine, bf16_frames)
-        if not changes.get("fp8"):
-            bf16_frames = engine_frames(engine)
+    if args.fp8:
+        del engine, model, transformer
+        torch._dynamo.reset()
+        model = loaded(True)
+        engine = engine_with(model)
+        measure(engine, f"Helios Studio engine, FP8 weights and matmuls ({model.placement.describe()})")
+        deviation("FP8 vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", engine, bf16_frames)
+    summarize(results, args.out)
+    return 0
 
+
+def measure_tier(args) -> int:
+    """One tier under one cap, in a process of its own: loading peak, run speed, prompt encoding, bytes moved."""
+    import resource
+
+    device = torch.device("cuda")
+    parts = dict(transformer=build_transformer(device), vae=build_vae(device, torch.bfloat16), text_encoder=build_text_encoder(device))
+    for name in ("transformer", "text_encoder"):
+        parts[name] = parts[name].to("cpu")
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    model = place(parts, Placement(memory=args.memory), device, args.cap_gib)
+    torch.cuda.synchronize()
+    result = dict(
+        tier=model.placement.describe(), cap_gib=args.cap_gib, gpu=torch.cuda.get_device_name(),
+        notes=list(model.placement.notes), load_s=round(time.perf_counter() - t0, 1),
+        load_peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    )
+    engine = Engine(model)
+    t0 = time.perf_counter()
+    engine.prompts.encode("benchmark")
+    torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    engine.prompts.encode("a new prompt, as in a live edit")
+    torch.cuda.synchronize()
+    result.update(first_encode_s=round(t1 - t0, 3), encode_new_prompt_s=round(time.perf_counter() - t1, 3))
+    for steps in [parse_steps(s) for s in args.steps.split(";")]:
+        run_engine(engine, steps, 2)
+        torch.cuda.reset_peak_memory_stats()
+        moved = model.block_stream.bytes_moved if model.block_stream else 0
+        r = run_engine(engine, steps, args.segments)
+        r.update(fps=round(r["frames"] / r["wall_s"], 2), run_peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                 run_peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2))
+        if model.block_stream:
+            r["gib_moved_per_segment"] = round((model.block_stream.bytes_moved - moved) / args.segments / 2**30, 2)
+        result["x".join(map(str, steps))] = {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
+    if args.frames_out:
+        np.save(args.frames_out, engine_frames(engine))
+    result["host_peak_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)
+    print(json.dumps(result), flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+def summarize(results, out):
     print("\n| run | steps | frames | FPS | first frame s | transformer s | VAE s | peak GiB |")
     print("|---|---|---|---|---|---|---|---|")
     for r in (r for r in results if "fps" in r):
@@ -260,10 +314,9 @@ def main(argv=None) -> int:
         ref = refs.get(tuple(r["steps"]))
         if ref and r is not ref:
             print(f"steps {r['steps']}: {r['fps'] / ref['fps']:.2f}x the reference FPS")
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             json.dump(results, f, indent=1)
-    return 0
 
 
 if __name__ == "__main__":

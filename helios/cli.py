@@ -116,7 +116,7 @@ def generate(args) -> int:
         device=args.device, vae_dtype=args.vae_dtype, placement=placement_from_args(args), gpu_memory_gib=args.gpu_memory
     )
     model = load_model(args.model, options)
-    print(model.describe(), file=sys.stderr, flush=True)
+    print(model.describe(), flush=True)
     run = Engine(model).start(request)
     settings = request.settings
     if settings.num_frames != settings.num_segments * FRAMES_PER_SEGMENT:

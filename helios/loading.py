@@ -165,6 +165,11 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
         )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
+    return assemble(source, folder, flavour, parts, device, dtype, resolved, caps)
+
+
+def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities) -> HeliosModel:
+    """Place host-loaded components as `resolved` says; the benchmark enters here with full-size random ones."""
     for name in ("text_encoder", "transformer", "vae"):
         parts[name].eval().requires_grad_(False)
     for name, param in parts["transformer"].named_parameters():
@@ -174,9 +179,10 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
     text_device = place_text_encoder(parts["text_encoder"], resolved, device)
     block_stream = place_transformer(parts["transformer"], resolved, device)
     place_vae(parts["vae"], resolved, device)
+    is_tiny = folder is not None and (folder / TINY_MARKER).exists()
     return HeliosModel(
-        source=source, folder=folder, flavour=flavour, is_tiny=(folder / TINY_MARKER).exists(), device=device,
-        dtype=dtype, placement=resolved, capabilities=caps, text_device=text_device, block_stream=block_stream, **parts,
+        source=source, folder=folder, flavour=flavour, is_tiny=is_tiny, device=device, dtype=dtype, placement=resolved,
+        capabilities=caps, text_device=text_device, block_stream=block_stream, **parts,
     )
 
 

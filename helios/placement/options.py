@@ -22,12 +22,14 @@ class Tier:
     fp8_weights: bool
     streamed_blocks: bool
     serves: str
+    min_resident: float = 0.0
+    """Chosen by `auto` only if this share of the blocks stays resident: below it the copies outlast the compute."""
 
 
 TIERS = (
     Tier("resident", True, False, False, "everything on the GPU: 48 GB cards and up (A6000, L40S, A100/H100 80 GB)"),
     Tier("text-offload", False, False, False, "the text encoder streamed in per new prompt: 40 GB cards (A100 40 GB)"),
-    Tier("bf16-streamed", False, False, True, "bf16 blocks streamed from host memory as needed: 32 GB cards (RTX 5090)"),
+    Tier("bf16-streamed", False, False, True, "bf16 blocks streamed from host memory as needed: 32 GB cards (RTX 5090)", 0.75),
     Tier("fp8", False, True, False, "FP8 transformer weights: 24 GB cards (RTX 4090, L4, A10)"),
     Tier("fp8-streamed", False, True, True, "FP8 blocks streamed from host memory as needed: 16 and 12 GB cards"),
 )
@@ -158,8 +160,8 @@ def _tier(placement: Placement, size: ModelSize, budget: int) -> tuple[Tier, int
                 return tier, None
             continue
         resident = (budget - gpu_bytes(tier, size, 0)) // size.block(tier.fp8_weights)
-        if not forced and resident >= size.blocks - 1:
-            continue  # an unstreamed tier with these weights would have fit
+        if not forced and (resident >= size.blocks - 1 or resident < tier.min_resident * size.blocks):
+            continue  # an unstreamed tier would have fit, or too few blocks stay for the copies to hide
         if forced or resident >= 0:
             return tier, int(min(max(resident, 0), size.blocks - 2))
     smallest = gpu_bytes(TIERS[-1], size, 0) + workspace_bytes(*DEFAULT_RESOLUTION)

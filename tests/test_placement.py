@@ -1,0 +1,123 @@
+"""Memory tiers: which tier each GPU gets, what loading places where, and that every tier keeps the frames."""
+
+import numpy as np
+import pytest
+import torch
+
+from helios.engine import Engine
+from helios.errors import ModelUnavailable
+from helios.loading import LoadOptions, _load, load_model
+from helios.placement.capability import Capabilities
+from helios.placement.options import GIB, ModelSize, Placement, gpu_bytes, resolve, workspace_bytes
+from helios.placement.size import model_size
+from helios.placement.streaming import StreamedBlock
+from helios.request import GenerationRequest, GenerationSettings
+from helios.tiny import TinySpec, build_tiny
+from helios.timeline import PromptTimeline
+
+HELIOS_14B = ModelSize(
+    blocks=40, block_bytes=int(0.703e9), block_linear_bytes=int(0.702e9), transformer_other_bytes=int(0.45e9),
+    text_bytes=int(11.4e9), vae_bytes=int(0.25e9),
+)
+"""Helios-Distilled's sizes in bf16 (the transformer's 14B parameters, UMT5-XXL, the Wan VAE)."""
+
+
+def gpu(free_gib, capability=(9, 0), **kw):
+    kw = {"triton": True, "cudnn_attention": True, **kw}
+    return Capabilities("cuda", "GPU", capability, int(free_gib * GIB), int(free_gib * GIB), **kw)
+
+
+@pytest.mark.parametrize("free_gib, capability, tier, fp8_matmul", [
+    (79, (9, 0), "resident", False),      # H100 80 GB
+    (47, (8, 6), "resident", False),      # A6000 48 GB
+    (39, (8, 0), "text-offload", False),  # A100 40 GB
+    (31, (12, 0), "bf16-streamed", False),  # RTX 5090 32 GB
+    (23, (8, 9), "fp8", True),            # RTX 4090 24 GB
+    (23, (8, 6), "fp8", False),           # RTX 3090 24 GB: FP8 storage, bf16 matmuls
+    (15, (8, 9), "fp8-streamed", True),   # 16 GB
+    (11, (8, 6), "fp8-streamed", False),  # 12 GB
+])
+def test_auto_picks_the_fastest_tier_that_fits(free_gib, capability, tier, fp8_matmul):
+    resolved = resolve(Placement(), gpu(free_gib, capability), HELIOS_14B)
+    assert (resolved.tier.name, resolved.fp8_matmul) == (tier, fp8_matmul)
+    assert gpu_bytes(resolved.tier, HELIOS_14B, resolved.resident_blocks) <= free_gib * GIB * 0.95
+    assert any(f"chose {tier}" in note for note in resolved.notes)
+    if resolved.tier.streamed_blocks:
+        assert 0 <= resolved.resident_blocks < 40
+        assert not resolved.cuda_graphs
+
+
+def test_a_gpu_too_small_for_any_tier_is_refused_in_words():
+    with pytest.raises(ModelUnavailable, match="needs at least .* GiB even with FP8 weights streamed"):
+        resolve(Placement(), gpu(4), HELIOS_14B)
+
+
+@pytest.mark.parametrize("field, caps, note", [
+    ("attention_backend", gpu(79, cudnn_attention=False), "cuDNN attention"),
+    ("vae_kernels", gpu(79, triton=False), "Triton kernels"),
+    ("compile_blocks", gpu(79, zero_gpu=True), "no runtime compile on ZeroGPU"),
+])
+def test_each_fast_path_falls_back_with_its_reason(field, caps, note):
+    resolved = resolve(Placement(), caps, HELIOS_14B)
+    assert not getattr(resolved.placement, field)
+    assert any(note in n for n in resolved.notes)
+
+
+def test_fp8_without_fp8_tensor_cores_falls_back_to_weight_only_and_graphs_off_on_zero_gpu():
+    resolved = resolve(Placement(fp8=True), gpu(79, (8, 0), zero_gpu=True), HELIOS_14B)
+    assert resolved.tier.fp8_weights and not resolved.fp8_matmul and not resolved.cuda_graphs
+    assert any("weight-only" in n for n in resolved.notes) and any("CUDA graphs off" in n for n in resolved.notes)
+
+
+def test_sizes_are_read_from_the_checkpoint_headers(tiny_checkpoint):
+    size = model_size(tiny_checkpoint("distilled"))
+    transformer = load_model(str(tiny_checkpoint("distilled"))).transformer
+    assert size.blocks == len(transformer.blocks)
+    assert size.block_bytes == sum(p.numel() for p in transformer.blocks[0].parameters()) * 2
+
+
+@pytest.fixture(scope="module")
+def five_blocks(tmp_path_factory):
+    """Odd, so the first and last streamed blocks share a slot across the wrap."""
+    return build_tiny(tmp_path_factory.mktemp("tiny-5"), TinySpec(flavour="distilled", layers=5))
+
+
+def frames_of(model) -> np.ndarray:
+    settings = GenerationSettings(height=64, width=64, num_frames=66, pyramid_steps=(1, 1, 1), seed=2)
+    run = Engine(model).start(GenerationRequest(PromptTimeline.single("a heron"), settings))
+    return np.concatenate([s.frames for s in run.segments()])
+
+
+def placed_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the tensors the model computes with: on a GPU, what it holds there."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*module.parameters(), *module.buffers()]}
+    return sum(storages.values())
+
+
+def test_loading_under_a_faked_capacity_places_no_more_than_the_tier_allows(five_blocks):
+    size = model_size(five_blocks)
+    block = size.block(fp8=True)
+    tier = resolve(Placement(memory="fp8-streamed"), gpu(1), size).tier
+    caps = Capabilities("cpu", free_bytes=int((gpu_bytes(tier, size, 1) + block // 2 + workspace_bytes(384, 640)) / 0.95) + 1)
+    model = _load(str(five_blocks), LoadOptions(dtype="float32", vae_dtype="float32"), caps)
+    assert model.placement.tier.name == "fp8-streamed" and model.placement.resident_blocks == 1
+    streamed = [b for b in model.transformer.blocks if isinstance(b, StreamedBlock)]
+    assert len(streamed) == 4
+    on_device = placed_bytes(model.transformer) + placed_bytes(model.vae)  # the text encoder is off the GPU in this tier
+    assert on_device <= gpu_bytes(model.placement.tier, size, 1) * 2 + block, "fp32 here: twice the bf16 bytes"
+    assert model.block_stream.bytes_moved == model.block_stream.block_bytes, "only the first streamed block so far"
+
+
+@pytest.mark.parametrize("tier, exact", [("bf16-streamed", True), ("fp8", False), ("fp8-streamed", False)])
+def test_every_tier_keeps_the_frames(five_blocks, tier, exact):
+    resident = frames_of(load_model(str(five_blocks), LoadOptions(dtype="float32", vae_dtype="float32")))
+    model = load_model(str(five_blocks), LoadOptions(dtype="float32", vae_dtype="float32", placement=Placement(memory=tier)))
+    ours = frames_of(model)
+    assert ours.shape == resident.shape and resident.std() > 5
+    if exact:
+        np.testing.assert_array_equal(ours, resident)
+        calls = 6 + 3  # forwards: the amplified first segment has twice the steps
+        assert model.block_stream.bytes_moved == model.block_stream.block_bytes * (1 + 5 * calls), "each block once a call"
+    else:
+        psnr = 10 * np.log10(255**2 / np.mean((ours.astype(float) - resident) ** 2))
+        assert psnr > 25, f"FP8 weights moved the frames too far ({psnr:.1f} dB)"

@@ -1,0 +1,95 @@
+"""The app's parts without starting the app: the form's mapping, the metrics, and sessions driving the tiny engine."""
+
+import threading
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+
+from helios.engine import Engine
+from helios.errors import BadInput
+from helios.loading import load_model
+from helios.segment import Segment, SegmentTimings, StepProgress
+from studio.form import Form, build_request, rows_from_timeline, timeline_from_rows
+from studio.gpu import gpu_seconds
+from studio.metrics import RunMetrics
+from studio.sessions import Sessions
+
+
+def form(**changes) -> Form:
+    values = dict(
+        rows=[[0, "a paper boat"], [2.8, "a storm"]], unit="seconds", crossfade=1, image=None, video=None,
+        segments=2, steps="1,1,1", seed=5, resolution="128x192",
+    )
+    return Form(**{**values, **changes})
+
+
+def test_the_form_maps_to_a_request_without_rules_of_its_own():
+    request = build_request(form())
+    s = request.settings
+    assert (s.height, s.width, s.num_frames, s.pyramid_steps, s.seed) == (128, 192, 66, (1, 1, 1), 5)
+    assert [e.segment for e in request.timeline.entries] == [0, 2], "2.8 s is nearest segment 2's start"
+    assert request.task == "text-to-video"
+    rows, unit, crossfade = rows_from_timeline(request.timeline)
+    assert rows == [[0, "a paper boat"], [2.8, "a storm"]] and unit == "seconds" and crossfade == 1
+    with pytest.raises(BadInput, match="like 2,2,2"):
+        build_request(form(steps="two"))
+    with pytest.raises(BadInput, match="row 1: start must be a number"):
+        timeline_from_rows([["soon", "x"]], "seconds", 0)
+
+
+def test_zero_gpu_budget_reads_named_values_and_grows_with_the_work():
+    assert gpu_seconds(segments=10, steps="2,2,2") > gpu_seconds(segments=10, steps="1,1,1") > gpu_seconds(1, "1,1,1")
+    assert gpu_seconds(segments=10**9, steps="1,1,1") == gpu_seconds(segments=60, steps="1,1,1")
+
+
+def test_metrics_show_measured_numbers_and_escape_prompts():
+    metrics = RunMetrics()
+    metrics.state = "generating"
+    metrics.on_step(StepProgress(0, 3, 2, 6))
+    frames = np.zeros((33, 8, 8, 3), np.uint8)
+    metrics.on_segment(Segment(0, 3, frames, 0, (("<b>boat</b>", 1.0),), SegmentTimings(0.5, 0.1, 0.6)))
+    html = metrics.to_html()
+    assert "55.0 FPS" in html and "&lt;b&gt;boat&lt;/b&gt;" in html and "<b>boat" not in html
+    assert metrics.frames == 33 and metrics.first_frame_s is not None
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    ready = threading.Event()
+    ready.set()
+    return Sessions(Engine(load_model("tiny")), ready)
+
+
+def test_a_session_generates_continues_and_keeps_to_itself(sessions):
+    seed, updates = sessions.generate("alice", form(segments=1))
+    final = list(updates)[-1]
+    assert seed == 5 and final.final and final.metrics.state == "done"
+    with pytest.raises(BadInput, match="Nothing to continue"):
+        sessions.extend("bob", form())
+    assert not sessions.stop("bob")
+    more = list(sessions.extend("alice", form(segments=1)))
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(more[-1].video))
+    assert frames == 65 and more[-1].metrics.frames == 32, "the held-back frame and 31 new, as one 2-segment run"
+
+
+def test_continue_after_a_different_size_is_refused_in_words(sessions):
+    list(sessions.generate("carol", form(segments=1))[1])
+    with pytest.raises(BadInput, match="keeps its size: use 128x192"):
+        sessions.extend("carol", form(resolution="192x320"))
+
+
+def test_the_page_builds_without_touching_cuda(monkeypatch):
+    """As on a ZeroGPU Space, where CUDA exists only inside the GPU function."""
+    from studio.page import build_demo
+
+    model = load_model("tiny")
+
+    def no_cuda(*args, **kwargs):
+        raise RuntimeError("CUDA touched while the page was built")
+
+    for name in ("Stream", "Event", "graph_pool_handle", "synchronize", "current_device", "mem_get_info"):
+        monkeypatch.setattr(torch.cuda, name, no_cuda)
+    demo = build_demo(Engine(model), "banner", "128x192")
+    assert demo.config["components"]
