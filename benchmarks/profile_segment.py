@@ -11,11 +11,9 @@ import torch
 from diffusers import HeliosDMDScheduler, HeliosPyramidPipeline
 from torch.profiler import ProfilerActivity, profile
 
-from helios.bench import build_transformer, build_vae, recompile, run_engine, run_reference
+from benchmarks.bench import build_transformer, build_vae, place, run_engine, run_reference
 from helios.engine import Engine
-from helios.flavour import DISTILLED
-from helios.loading import HeliosModel
-from helios.speed import FastPaths
+from helios.placement.options import Placement
 
 STEPS, SEGMENTS = (2, 2, 2), 2
 
@@ -35,7 +33,7 @@ def main():
     device = torch.device("cuda")
     transformer = build_transformer(device)
     transformer.set_attention_backend("_native_cudnn")
-    recompile(transformer)
+    transformer.compile_repeated_blocks(fullgraph=True)
     embeds = torch.randn(1, 512, 4096, device=device, dtype=torch.bfloat16) * 0.1
 
     pipe = HeliosPyramidPipeline(
@@ -44,16 +42,11 @@ def main():
     )
     pipe.set_progress_bar_config(disable=True)
     reference = table(functools.partial(run_reference, pipe, embeds, STEPS, SEGMENTS))
-    del pipe
+    del pipe, transformer
+    torch._dynamo.reset()
 
-    if args.kernels:
-        recompile(transformer, kernels=True)
-    model = HeliosModel(
-        source="full-size random weights", folder=None, flavour=DISTILLED, is_tiny=False, device=device,
-        dtype=torch.bfloat16, tokenizer=None, text_encoder=None, transformer=transformer,
-        vae=build_vae(device, torch.bfloat16), scheduler=HeliosDMDScheduler(),
-    )
-    engine = Engine(model, FastPaths(compile_blocks=False, attention_backend=None))
+    parts = dict(transformer=build_transformer(device), vae=build_vae(device, torch.bfloat16), text_encoder=None)
+    engine = Engine(place(parts, Placement(memory="resident", kernels=args.kernels), device))
     engine.prompts.remember("benchmark", embeds)
     ours = table(lambda: run_engine(engine, STEPS, SEGMENTS))
 

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from helios.bench import build_vae
+from benchmarks.bench import build_vae
 from helios.vae_kernels import use_vae_kernels
 from helios.vae_decode import decode_latents
 

@@ -171,7 +171,8 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
 def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities) -> HeliosModel:
     """Place host-loaded components as `resolved` says; the benchmark enters here with full-size random ones."""
     for name in ("text_encoder", "transformer", "vae"):
-        parts[name].eval().requires_grad_(False)
+        if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
+            parts[name].eval().requires_grad_(False)
     for name, param in parts["transformer"].named_parameters():
         if name.endswith("history_key_scale"):
             # kept in fp32 by diffusers, it would promote the scaled keys to fp32 and half-precision attention fails

@@ -17,6 +17,8 @@ from .vae_kernels import use_vae_kernels
 def place_text_encoder(text_encoder: nn.Module, resolved: Resolved, device: torch.device) -> torch.device:
     """Returns the device its inputs go to. Off the GPU, it waits in pinned host memory and passes through the GPU
     one layer at a time, on a side stream, whenever a new prompt is encoded (diffusers' group offloading)."""
+    if text_encoder is None:
+        return device
     if resolved.tier.text_on_gpu or device.type != "cuda":
         text_encoder.to(device)
         return device
