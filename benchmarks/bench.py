@@ -138,14 +138,19 @@ def build_text_encoder(device):
 
 
 def size_of(parts) -> ModelSize:
+    text = parts["text_encoder"]
+    passing = 0
+    if text is not None:
+        layers = text.encoder.block
+        passing = sum(p.numel() * 2 for p in text.parameters()) - sum(p.numel() * 2 for p in layers[2:].parameters())
     blocks = parts["transformer"].blocks
     block = sum(p.numel() * 2 for p in blocks[0].parameters())
     linear = sum(m.weight.numel() * 2 for m in blocks[0].modules() if isinstance(m, torch.nn.Linear))
     total = sum(p.numel() * 2 for p in parts["transformer"].parameters())
     return ModelSize(
         len(blocks), block, linear, total - len(blocks) * block,
-        sum(p.numel() * 2 for p in parts["text_encoder"].parameters()) if parts["text_encoder"] is not None else 0,
-        sum(p.numel() * 2 for p in parts["vae"].parameters()),
+        sum(p.numel() * 2 for p in text.parameters()) if text is not None else 0,
+        sum(p.numel() * 2 for p in parts["vae"].parameters()), passing,
     )
 
 

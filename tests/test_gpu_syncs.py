@@ -6,10 +6,9 @@ import warnings
 import pytest
 import torch
 
-from helios.engine import Engine
+from helios.engine import Engine, EngineOptions
 from helios.loading import LoadOptions, load_model
 from helios.request import GenerationRequest, GenerationSettings
-from helios.speed import FastPaths
 from helios.tiny import TinySpec, build_tiny
 from helios.timeline import PromptTimeline
 
@@ -30,7 +29,7 @@ def host_waits(engine, segments: int) -> int:
         warnings.showwarning = count
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            for _ in engine.generate(request):
+            for _ in engine.start(request).segments():
                 pass
         finally:
             torch.cuda.set_sync_debug_mode("default")
@@ -40,7 +39,7 @@ def host_waits(engine, segments: int) -> int:
 @pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_more_segments_add_no_host_waits(tmp_path, cuda_graphs):
     checkpoint = build_tiny(tmp_path, TinySpec(flavour="distilled", layers=2))
-    engine = Engine(load_model(str(checkpoint), LoadOptions(device="cuda")), FastPaths(cuda_graphs=cuda_graphs))
+    engine = Engine(load_model(str(checkpoint), LoadOptions(device="cuda")), EngineOptions(cuda_graphs=cuda_graphs))
     host_waits(engine, 1)
     two, four = host_waits(engine, 2), host_waits(engine, 4)
     print(f"host waits: {two} for 2 segments, {four} for 4")

@@ -17,7 +17,7 @@ from helios.timeline import PromptTimeline
 
 HELIOS_14B = ModelSize(
     blocks=40, block_bytes=int(0.703e9), block_linear_bytes=int(0.702e9), transformer_other_bytes=int(0.45e9),
-    text_bytes=int(11.4e9), vae_bytes=int(0.25e9),
+    text_bytes=int(11.4e9), vae_bytes=int(0.25e9), text_passing_bytes=int(3.0e9),
 )
 """Helios-Distilled's sizes in bf16 (the transformer's 14B parameters, UMT5-XXL, the Wan VAE)."""
 
@@ -82,6 +82,9 @@ def five_blocks(tmp_path_factory):
     return build_tiny(tmp_path_factory.mktemp("tiny-5"), TinySpec(flavour="distilled", layers=5))
 
 
+CPU_FP32 = dict(device="cpu", dtype="float32", vae_dtype="float32")
+
+
 def frames_of(model) -> np.ndarray:
     settings = GenerationSettings(height=64, width=64, num_frames=66, pyramid_steps=(1, 1, 1), seed=2)
     run = Engine(model).start(GenerationRequest(PromptTimeline.single("a heron"), settings))
@@ -99,7 +102,7 @@ def test_loading_under_a_faked_capacity_places_no_more_than_the_tier_allows(five
     block = size.block(fp8=True)
     tier = resolve(Placement(memory="fp8-streamed"), gpu(1), size).tier
     caps = Capabilities("cpu", free_bytes=int((gpu_bytes(tier, size, 1) + block // 2 + workspace_bytes(384, 640)) / 0.95) + 1)
-    model = _load(str(five_blocks), LoadOptions(dtype="float32", vae_dtype="float32"), caps)
+    model = _load(str(five_blocks), LoadOptions(**CPU_FP32), caps)
     assert model.placement.tier.name == "fp8-streamed" and model.placement.resident_blocks == 1
     streamed = [b for b in model.transformer.blocks if isinstance(b, StreamedBlock)]
     assert len(streamed) == 4
@@ -110,8 +113,8 @@ def test_loading_under_a_faked_capacity_places_no_more_than_the_tier_allows(five
 
 @pytest.mark.parametrize("tier, exact", [("bf16-streamed", True), ("fp8", False), ("fp8-streamed", False)])
 def test_every_tier_keeps_the_frames(five_blocks, tier, exact):
-    resident = frames_of(load_model(str(five_blocks), LoadOptions(dtype="float32", vae_dtype="float32")))
-    model = load_model(str(five_blocks), LoadOptions(dtype="float32", vae_dtype="float32", placement=Placement(memory=tier)))
+    resident = frames_of(load_model(str(five_blocks), LoadOptions(**CPU_FP32)))
+    model = load_model(str(five_blocks), LoadOptions(**CPU_FP32, placement=Placement(memory=tier)))
     ours = frames_of(model)
     assert ours.shape == resident.shape and resident.std() > 5
     if exact:

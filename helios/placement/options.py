@@ -47,6 +47,8 @@ class ModelSize:
     transformer_other_bytes: int
     text_bytes: int
     vae_bytes: int
+    text_passing_bytes: int = 0
+    """What the text encoder holds on the GPU while it streams through: its embedding and two layers."""
 
     def block(self, fp8: bool) -> int:
         return self.block_bytes - self.block_linear_bytes // 2 if fp8 else self.block_bytes
@@ -102,7 +104,7 @@ def gpu_bytes(tier: Tier, size: ModelSize, resident_blocks: int | None = None) -
     blocks = size.blocks if resident_blocks is None else resident_blocks + 2
     return (
         size.transformer_other_bytes + blocks * size.block(tier.fp8_weights) + size.vae_bytes
-        + (size.text_bytes if tier.text_on_gpu else 0)
+        + (size.text_bytes if tier.text_on_gpu else size.text_passing_bytes)
     )
 
 

@@ -24,8 +24,9 @@ def place_text_encoder(text_encoder: nn.Module, resolved: Resolved, device: torc
         return device
     from diffusers.hooks import apply_group_offloading
 
+    layered = getattr(text_encoder, "encoder", text_encoder)  # UMT5's layers sit one level down, in encoder.block
     apply_group_offloading(
-        text_encoder, onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
+        layered, onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
         num_blocks_per_group=1, use_stream=True,
     )
     return device

@@ -32,11 +32,14 @@ def model_size(checkpoint: Path) -> ModelSize:
 
     block0 = [n for n in transformer if n.startswith("blocks.0.")]
     linear = [n for n in block0 if n.endswith(".weight") and len(transformer[n]) == 2]
+    text = _shapes(checkpoint / "text_encoder")
+    passing = [n for n in text if not n.startswith("encoder.block.") or n.startswith(("encoder.block.0.", "encoder.block.1."))]
     return ModelSize(
         blocks=len(blocks),
         block_bytes=numel(block0) * BF16,
         block_linear_bytes=numel(linear) * BF16,
         transformer_other_bytes=numel(n for n in transformer if not n.startswith("blocks.")) * BF16,
-        text_bytes=sum(math.prod(s) for s in _shapes(checkpoint / "text_encoder").values()) * BF16,
+        text_bytes=sum(math.prod(s) for s in text.values()) * BF16,
         vae_bytes=sum(math.prod(s) for s in _shapes(checkpoint / "vae").values()) * BF16,
+        text_passing_bytes=sum(math.prod(text[n]) for n in passing) * BF16,
     )
