@@ -63,19 +63,20 @@ def sessions():
 
 
 def test_a_session_generates_continues_and_keeps_to_itself(sessions):
-    seed, updates = sessions.generate("alice", form(segments=1))
+    one = [[0, "a paper boat"]]
+    seed, updates = sessions.generate("alice", form(segments=1, rows=one))
     final = list(updates)[-1]
     assert seed == 5 and final.final and final.metrics.state == "done"
     with pytest.raises(BadInput, match="Nothing to continue"):
         sessions.extend("bob", form())
     assert not sessions.stop("bob")
-    more = list(sessions.extend("alice", form(segments=1)))
+    more = list(sessions.extend("alice", form(segments=1, rows=one)))
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(more[-1].video))
     assert frames == 65 and more[-1].metrics.frames == 32, "the held-back frame and 31 new, as one 2-segment run"
 
 
 def test_continue_after_a_different_size_is_refused_in_words(sessions):
-    list(sessions.generate("carol", form(segments=1))[1])
+    list(sessions.generate("carol", form(segments=1, rows=[[0, "a paper boat"]]))[1])
     with pytest.raises(BadInput, match="keeps its size: use 128x192"):
         sessions.extend("carol", form(resolution="192x320"))
 
