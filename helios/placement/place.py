@@ -27,7 +27,7 @@ def place_text_encoder(text_encoder: nn.Module, resolved: Resolved, device: torc
     layered = getattr(text_encoder, "encoder", text_encoder)  # UMT5's layers sit one level down, in encoder.block
     apply_group_offloading(
         layered, onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
-        num_blocks_per_group=1, use_stream=True,
+        num_blocks_per_group=1, use_stream=True, non_blocking=True,
     )
     return device
 
