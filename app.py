@@ -1,7 +1,7 @@
 """Helios Studio: `python app.py` starts the app. Without a GPU it runs the tiny random-weight preview model.
 
-The page is served at once; on a GPU the engine then warms up (compile, CUDA graphs) while the page says so, and
-requests wait for it. Nothing here touches CUDA before the model is loaded, so a ZeroGPU Space can build the page.
+The page is served at once; the engine then warms up with one short run (on a GPU: compile, CUDA graphs) while the
+page says so, and requests wait for it. Nothing here touches CUDA before the model is loaded, so a ZeroGPU Space can build the page.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     print(banner, flush=True)
     default_resolution = "128x192" if model.is_tiny and model.device.type == "cpu" else "384x640"
     engine = Engine(model)
-    warm = not args.no_warmup and model.device.type == "cuda" and not model.capabilities.zero_gpu
+    warm = not args.no_warmup and not model.capabilities.zero_gpu
     ready = threading.Event()
     if not warm:
         ready.set()
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
 
 def warm_up(engine: Engine, resolution: str, ready: threading.Event) -> None:
     height, width = (int(v) for v in resolution.split("x"))
-    print(f"warming up: compiling and capturing CUDA graphs for {resolution} ...", flush=True)
+    print(f"warming up: one short run at {resolution} (on a GPU it compiles and captures CUDA graphs) ...", flush=True)
     start = time.perf_counter()
     engine.warm_up(height, width)
     ready.set()

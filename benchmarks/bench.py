@@ -157,16 +157,12 @@ def size_of(parts) -> ModelSize:
 def place(parts, placement: Placement, device, cap_gib=None):
     from diffusers import HeliosDMDScheduler
 
-    resolved = resolve(placement, Capabilities.detect(device, cap_gib), size_of(parts))
-    parts = dict(parts, scheduler=HeliosDMDScheduler(), tokenizer=_tokenizer())
-    return assemble("full-size random weights", None, DISTILLED, parts, device, torch.bfloat16, resolved,
-                    Capabilities.detect(device, cap_gib))
-
-
-def _tokenizer():
     from helios.tiny import _byte_tokenizer
 
-    return _byte_tokenizer()
+    caps = Capabilities.detect(device, cap_gib)
+    resolved = resolve(placement, caps, size_of(parts))
+    parts = dict(parts, scheduler=HeliosDMDScheduler(), tokenizer=_byte_tokenizer())
+    return assemble("full-size random weights", None, DISTILLED, parts, device, torch.bfloat16, resolved, caps)
 
 
 def main(argv=None) -> int:

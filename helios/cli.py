@@ -11,7 +11,7 @@ from .errors import BadInput, HeliosError
 from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import DEFAULT_MODEL, LoadOptions, load_model
 from .media import VideoWriter, check_output_path, read_image, read_video
-from .placement.options import MEMORY_CHOICES, Placement
+from .placement.options import MEMORY_CHOICES, TIERS, Placement
 from .request import GenerationRequest, GenerationSettings
 from .segment import Segment, StepProgress
 from .timeline import PromptTimeline, read_timeline
@@ -60,7 +60,8 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp8", action="store_true", help="FP8 transformer weights (FP8 matmuls on Ada/Hopper; faster, less exact)")
     parser.add_argument(
         "--memory", choices=MEMORY_CHOICES, default="auto",
-        help="memory tier: auto picks the fastest that fits the GPU's free memory (see the README)",
+        help="auto picks the fastest tier that fits the GPU's free memory; or force one: "
+        + "; ".join(f"{t.name}: {t.serves}" for t in TIERS),
     )
     parser.add_argument("--gpu-memory", type=float, metavar="GIB", help="use at most this much GPU memory")
 

@@ -23,6 +23,7 @@ from .errors import BadInput
 from .limits import FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_CONTEXT_FRAMES, MAX_SEGMENTS, MAX_STEPS, SPATIAL_COMPRESSION
 from .loading import HeliosModel
 from .placement.cuda_graphs import GraphedForward
+from .placement.options import GIB, workspace_bytes
 from .placement.vae_decode import decode_latents
 from .request import GenerationRequest, GenerationSettings
 from .run import Denoised, Run
@@ -50,7 +51,7 @@ class Engine:
     def __init__(self, model: HeliosModel, options: EngineOptions = EngineOptions()):
         self.model = model
         self.options = options
-        self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.text_device, model.device, model.dtype)
+        self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device, model.dtype)
         self.video_processor = VideoProcessor(vae_scale_factor=SPATIAL_COMPRESSION)
         self._busy = threading.Lock()
 
@@ -97,6 +98,13 @@ class Engine:
             raise BadInput(
                 f"Height and width must be positive multiples of {m} for this model (got {s.height}x{s.width}): "
                 "try 384x640."
+            )
+        room = self.model.placement.workspace_budget
+        if room is not None and workspace_bytes(s.height, s.width) > room:
+            raise BadInput(
+                f"{s.height}x{s.width} needs about {workspace_bytes(s.height, s.width) / GIB:.1f} GiB of GPU memory "
+                f"beside the weights, and {max(room, 0) / GIB:.1f} GiB is left with the {self.model.placement.tier.name} "
+                "tier: choose a smaller resolution, or a tier that keeps less on the GPU (--memory)."
             )
         if not isinstance(s.num_frames, int) or s.num_frames < 1:
             raise BadInput(f"The number of frames must be a whole number, 1 or more (got {s.num_frames!r}).")

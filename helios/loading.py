@@ -62,7 +62,6 @@ class HeliosModel:
     scheduler: Any
     placement: Resolved
     capabilities: Capabilities
-    text_device: torch.device
     block_stream: BlockStream | None = None
 
     @property
@@ -177,13 +176,13 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
         if name.endswith("history_key_scale"):
             # kept in fp32 by diffusers, it would promote the scaled keys to fp32 and half-precision attention fails
             param.data = param.data.to(dtype)
-    text_device = place_text_encoder(parts["text_encoder"], resolved, device)
+    place_text_encoder(parts["text_encoder"], resolved, device)
     block_stream = place_transformer(parts["transformer"], resolved, device)
     place_vae(parts["vae"], resolved, device)
     is_tiny = folder is not None and (folder / TINY_MARKER).exists()
     return HeliosModel(
         source=source, folder=folder, flavour=flavour, is_tiny=is_tiny, device=device, dtype=dtype, placement=resolved,
-        capabilities=caps, text_device=text_device, block_stream=block_stream, **parts,
+        capabilities=caps, block_stream=block_stream, **parts,
     )
 
 
@@ -199,9 +198,3 @@ def load_model(source: str = DEFAULT_MODEL, options: LoadOptions = LoadOptions()
             _models[key] = _load(source, options)
         return _models[key]
 
-
-def unload_model(model: HeliosModel) -> None:
-    """Forget a cached model so its memory can go once the caller drops it too (benchmarks load several)."""
-    with _lock:
-        for key in [k for k, m in _models.items() if m is model]:
-            del _models[key]

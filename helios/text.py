@@ -20,10 +20,9 @@ def clean_prompt(text: str) -> str:
 class PromptEncoder:
     """Encodes as the reference pipelines do (cleaned text, padded to a fixed length, zeros past the tokens)."""
 
-    def __init__(self, tokenizer, text_encoder, text_device, device, dtype, capacity: int = 32):
+    def __init__(self, tokenizer, text_encoder, device, dtype, capacity: int = 32):
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
-        self.text_device = text_device
         self.device = device
         self.dtype = dtype
         self.capacity = capacity
@@ -40,7 +39,7 @@ class PromptEncoder:
         )
         mask = inputs.attention_mask
         length = int(mask.gt(0).sum())
-        hidden = self.text_encoder(inputs.input_ids.to(self.text_device), mask.to(self.text_device)).last_hidden_state
+        hidden = self.text_encoder(inputs.input_ids.to(self.device), mask.to(self.device)).last_hidden_state
         hidden = hidden.to(device=self.device, dtype=self.dtype)
         embeds = torch.zeros_like(hidden)
         embeds[:, :length] = hidden[:, :length]

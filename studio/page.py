@@ -38,7 +38,7 @@ def _stream(seed: int, updates):
         raise _user_error(exc) from None
 
 
-WARMING_UP = "Warming up: compiling and capturing CUDA graphs; requests wait until it is done (about a minute)."
+WARMING_UP = "Warming up with one short run (on a GPU: compiling, capturing CUDA graphs); requests wait until it is done."
 
 
 def build_demo(engine: Engine, banner: str, default_resolution: str, ready: threading.Event | None = None) -> gr.Blocks:
@@ -73,7 +73,10 @@ def build_demo(engine: Engine, banner: str, default_resolution: str, ready: thre
             segment = sessions.apply_timeline(request.session_hash, rows, unit, crossfade)
         except Exception as exc:
             raise _user_error(exc) from None
-        gr.Info(f"New timeline applies from segment {segment}, the next one to start.")
+        if segment is None:
+            gr.Warning("Nothing is running: the timeline is used by the next Generate.")
+        else:
+            gr.Info(f"New timeline applies from segment {segment}, the next one to start.")
 
     def forget(request: gr.Request):
         sessions.forget(request.session_hash)

@@ -59,11 +59,11 @@ class Sessions:
         run = self.get(session)
         return run is not None and run.stop()
 
-    def apply_timeline(self, session: str, rows, unit: str, crossfade) -> int:
-        """The 1-based segment the new timeline applies from."""
+    def apply_timeline(self, session: str, rows, unit: str, crossfade) -> int | None:
+        """The 1-based segment the new timeline applies from; None when nothing is running."""
         run = self.get(session)
         if run is None or run.metrics.state != "generating":
-            raise BadInput("Nothing is running: the timeline is used by the next Generate.")
+            return None
         run.apply_timeline(timeline_from_rows(rows, unit, crossfade))
         running = run.metrics.step.segment if run.metrics.step else 0
         return running + 2

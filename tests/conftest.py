@@ -68,11 +68,12 @@ def app_url(tmp_path_factory):
         proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--max-upload", "2mb"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
-    while url not in log.read_text():
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"app did not start:\n{log.read_text()}")
-        time.sleep(0.5)
+    for expected in (url, "warm: ready"):  # the page is served first, then the engine warms up
+        while expected not in log.read_text():
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"app did not start and warm up:\n{log.read_text()}")
+            time.sleep(0.5)
     yield url + "/"
     proc.terminate()
     proc.wait(20)

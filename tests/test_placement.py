@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helios.engine import Engine
-from helios.errors import ModelUnavailable
+from helios.errors import BadInput, ModelUnavailable
 from helios.loading import LoadOptions, _load, load_model
 from helios.placement.capability import Capabilities
 from helios.placement.options import GIB, ModelSize, Placement, gpu_bytes, resolve, workspace_bytes
@@ -109,6 +109,19 @@ def test_loading_under_a_faked_capacity_places_no_more_than_the_tier_allows(five
     on_device = placed_bytes(model.transformer) + placed_bytes(model.vae)  # the text encoder is off the GPU in this tier
     assert on_device <= gpu_bytes(model.placement.tier, size, 1) * 2 + block, "fp32 here: twice the bf16 bytes"
     assert model.block_stream.bytes_moved == model.block_stream.block_bytes, "only the first streamed block so far"
+
+
+def test_a_request_too_large_for_the_memory_left_is_refused_up_front(five_blocks):
+    size = model_size(five_blocks)
+    tier = resolve(Placement(memory="fp8-streamed"), gpu(1), size).tier
+    room = gpu_bytes(tier, size, 0) + workspace_bytes(64, 64) + 2**20
+    model = _load(str(five_blocks), LoadOptions(**CPU_FP32, placement=Placement(memory="fp8-streamed")),
+                  Capabilities("cpu", free_bytes=int(room / 0.95) + 1))
+    engine = Engine(model)
+    small = GenerationSettings(height=64, width=64, num_frames=33, pyramid_steps=(1, 1, 1))
+    assert len(list(engine.start(GenerationRequest(PromptTimeline.single("x"), small)).segments())) == 1
+    with pytest.raises(BadInput, match="128x128 needs about 1.2 GiB .* choose a smaller resolution"):
+        engine.start(GenerationRequest(PromptTimeline.single("x"), GenerationSettings(height=128, width=128)))
 
 
 @pytest.mark.parametrize("tier, exact", [("bf16-streamed", True), ("fp8", False), ("fp8-streamed", False)])

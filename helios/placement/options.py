@@ -81,6 +81,7 @@ class Resolved:
     fp8_matmul: bool
     resident_blocks: int | None
     workspace_budget: int | None
+    """GPU bytes left beside the weights for a request's activations; None on the CPU."""
     notes: tuple[str, ...] = ()
     cuda_graphs: bool = True
 
@@ -139,7 +140,7 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
     if not cuda_graphs:
         why = "no runtime capture on ZeroGPU" if caps.zero_gpu else "streamed blocks copy weights while they run"
         notes.append(f"CUDA graphs off: {why}")
-    free_after = budget - gpu_bytes(tier, size, resident)
+    free_after = budget - gpu_bytes(tier, size, resident) if caps.cuda or caps.free_bytes else None
     return Resolved(Placement(**switches), tier, fp8_matmul, resident, free_after, tuple(notes), cuda_graphs)
 
 

@@ -14,14 +14,14 @@ from .streaming import BlockStream, stream_blocks
 from .vae_kernels import use_vae_kernels
 
 
-def place_text_encoder(text_encoder: nn.Module, resolved: Resolved, device: torch.device) -> torch.device:
-    """Returns the device its inputs go to. Off the GPU, it waits in pinned host memory and passes through the GPU
-    one layer at a time, on a side stream, whenever a new prompt is encoded (diffusers' group offloading)."""
+def place_text_encoder(text_encoder: nn.Module | None, resolved: Resolved, device: torch.device) -> None:
+    """Off the GPU, it waits in pinned host memory and passes through the GPU one layer at a time, on a side stream,
+    whenever a new prompt is encoded (diffusers' group offloading); its inputs go to `device` either way."""
     if text_encoder is None:
-        return device
+        return
     if resolved.tier.text_on_gpu or device.type != "cuda":
         text_encoder.to(device)
-        return device
+        return
     from diffusers.hooks import apply_group_offloading
 
     layered = getattr(text_encoder, "encoder", text_encoder)  # UMT5's layers sit one level down, in encoder.block
@@ -29,7 +29,6 @@ def place_text_encoder(text_encoder: nn.Module, resolved: Resolved, device: torc
         layered, onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
         num_blocks_per_group=1, use_stream=True, non_blocking=True,
     )
-    return device
 
 
 def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.device) -> BlockStream | None:
