@@ -63,7 +63,7 @@ def app_url(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path_factory.mktemp("app") / "app.log"
-    env = dict(os.environ, PYTHONPATH=str(root), GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--max-upload", "2mb"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

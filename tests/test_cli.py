@@ -1,7 +1,6 @@
 """The CLI as a user runs it: a real subprocess, real files, exit codes and one-line errors."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +9,13 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--height", "64", "--width", "64", "--steps", "1,1,1"]
 
 
 def run(*args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "helios", "generate", *map(str, args)], capture_output=True, text=True, env=env,
-        cwd=cwd, timeout=300,
+        [sys.executable, "-m", "helios", "generate", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+        timeout=300,
     )
 
 
