@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import threading
 from dataclasses import dataclass
 from typing import Iterator
@@ -86,6 +87,13 @@ class Engine:
         )
         for _ in self.start(GenerationRequest(PromptTimeline.single("warm-up"), settings)).segments():
             pass
+
+    def free_memory(self) -> None:
+        """After an out-of-memory: what the allocator caches goes back to the GPU; graphs and weights stay."""
+        gc.collect()
+        if self.model.device.type == "cuda":
+            torch.cuda.synchronize(self.model.device)
+            torch.cuda.empty_cache()
 
     def start(self, request: GenerationRequest) -> Run:
         """Validate the request (BadInput names the first problem) and hand out its run, not started yet."""

@@ -19,3 +19,7 @@ class ModelUnavailable(HeliosError):
 
 class Cancelled(HeliosError):
     """The caller stopped the generation; what was already streamed stays valid."""
+
+
+class OutOfMemory(HeliosError):
+    """The GPU ran out of memory during a run; the run ended and what it held was freed."""

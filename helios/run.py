@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .denoise import SamplingPlan
-from .errors import Cancelled
+from .errors import Cancelled, OutOfMemory
 from .limits import output_frames
 from .request import Continuation, GenerationRequest
 from .segment import Segment, SegmentTimings, StepProgress, Stopwatch
@@ -97,16 +97,27 @@ class Run:
         if self._started:
             raise RuntimeError("a run is iterated once")
         self._started = True
+        out_of_memory = False
         with self.engine.reserved():
             worker = threading.Thread(target=self._denoise, daemon=True, name="helios-denoise")
             worker.start()
             try:
                 yield from self._hand_out()
+            except torch.OutOfMemoryError:
+                out_of_memory = True  # the error's frames hold the run's tensors: it must not outlive this block
             finally:
                 self._abandon.set()
                 while worker.is_alive():
                     self._release_waiting_worker()
                 worker.join()
+                self._events = queue.Queue()
+        if out_of_memory:
+            self.engine.free_memory()
+            done = self.continuation.next_segment if self.continuation else 0
+            raise OutOfMemory(
+                f"The GPU ran out of memory in segment {done + 1} of {self.total_segments}: the run was stopped and its "
+                "memory freed; try a smaller resolution, or start the app with a tier that keeps less on the GPU (--memory)."
+            )
 
     def _denoise(self) -> None:
         try:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helios.engine import Engine
-from helios.errors import BadInput
+from helios.errors import BadInput, OutOfMemory
 from helios.loading import load_model
 from helios.noise import sample_block_noise
 from helios.request import GenerationRequest, GenerationSettings
@@ -115,6 +115,26 @@ def test_cancel_stops_within_one_step_and_frees_the_engine(engine, monkeypatch):
     assert seen <= 3 and len(calls) <= 3, "at most the step running at the cancel may finish (6 without a cancel)"
     monkeypatch.undo()
     assert len(list(engine.start(request(PromptTimeline.single("a train"), frames=33)).segments())) == 1
+
+
+def test_out_of_memory_ends_the_run_in_words_and_the_engine_serves_the_next(engine, monkeypatch):
+    forward = engine.model.transformer.forward
+    calls = []
+
+    def starved(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:  # the first step of segment 2: segment 1 (amplified) took 6
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model.transformer, "forward", starved)
+    handed_out = []
+    with pytest.raises(OutOfMemory, match="segment 2 of 3: the run was stopped and its memory freed"):
+        for segment in engine.start(request(PromptTimeline.single("waves"), frames=99)).segments():
+            handed_out.append(segment.index)
+    assert handed_out == [0]
+    monkeypatch.setattr(engine.model.transformer, "forward", forward)
+    assert [s.index for s in engine.start(request(PromptTimeline.single("waves"), frames=33)).segments()] == [0]
 
 
 def test_cancel_from_another_thread(engine):
