@@ -19,7 +19,7 @@ from helios.cli import add_placement_arguments, placement_from_args
 from helios.engine import Engine
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD
-from helios.loading import DEFAULT_MODEL, LoadOptions, cache_dir, load_model
+from helios.loading import DEFAULT_MODEL, LoadOptions, load_model
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,7 +52,6 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: the streaming player needs {' and '.join(missing)} on PATH: run scripts/system-deps.sh.", file=sys.stderr)
         return 1
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
     from studio.page import build_demo
     from studio.layout import CSS
 

@@ -1,8 +1,8 @@
 """`python -m benchmarks.bench`: diffusers' HeliosPyramidPipeline and our engine, same process, same GPU, same
 full-size random weights (speed does not depend on weight values); text encoding excluded for both.
 
-With `--memory TIER --cap-gib N` it measures one memory tier under a cap instead: the full-size parts (a UMT5-XXL
-text encoder included) are built, moved to host memory, and placed through the loader's own `assemble`.
+With `--memory TIER --cap-gib N --model FOLDER` it measures one memory tier under a cap instead, loading a full-size
+checkpoint (`python -m benchmarks.random_checkpoint FOLDER` writes one with random weights) as the app does.
 
 Prints one JSON line per measured run and a table with the ratios; `--out` writes the JSON list.
 """
@@ -21,7 +21,7 @@ import torch
 from helios.engine import Engine, EngineOptions
 from helios.flavour import DISTILLED
 from helios.limits import parse_steps
-from helios.loading import assemble
+from helios.loading import LoadOptions, assemble, load_model
 from helios.placement.capability import Capabilities
 from helios.placement.options import ModelSize, Placement, resolve
 from helios.request import GenerationRequest, GenerationSettings
@@ -126,40 +126,22 @@ def engine_frames(engine):
     return np.concatenate([s.frames for s in run.segments()])
 
 
-def build_text_encoder(device):
-    """UMT5-XXL's shape with random weights: what the memory tiers must hold or stream."""
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    config = UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-                        feed_forward_proj="gated-gelu", is_encoder_decoder=False)
-    torch.manual_seed(2)
-    with torch.device(device):
-        return UMT5EncoderModel(config).to(torch.bfloat16).eval().requires_grad_(False)
-
-
 def size_of(parts) -> ModelSize:
-    text = parts["text_encoder"]
-    passing = 0
-    if text is not None:
-        layers = text.encoder.block
-        passing = sum(p.numel() * 2 for p in text.parameters()) - sum(p.numel() * 2 for p in layers[2:].parameters())
+    """The speed runs bring no text encoder: prompt embeddings are made up."""
     blocks = parts["transformer"].blocks
     block = sum(p.numel() * 2 for p in blocks[0].parameters())
     linear = sum(m.weight.numel() * 2 for m in blocks[0].modules() if isinstance(m, torch.nn.Linear))
     total = sum(p.numel() * 2 for p in parts["transformer"].parameters())
-    return ModelSize(
-        len(blocks), block, linear, total - len(blocks) * block,
-        sum(p.numel() * 2 for p in text.parameters()) if text is not None else 0,
-        sum(p.numel() * 2 for p in parts["vae"].parameters()), passing,
-    )
+    vae = sum(p.numel() * 2 for p in parts["vae"].parameters())
+    return ModelSize(len(blocks), block, linear, total - len(blocks) * block, 0, vae)
 
 
-def place(parts, placement: Placement, device, cap_gib=None):
+def place(parts, placement: Placement, device):
     from diffusers import HeliosDMDScheduler
 
     from helios.tiny import _byte_tokenizer
 
-    caps = Capabilities.detect(device, cap_gib)
+    caps = Capabilities.detect(device)
     resolved = resolve(placement, caps, size_of(parts))
     parts = dict(parts, scheduler=HeliosDMDScheduler(), tokenizer=_byte_tokenizer())
     return assemble("full-size random weights", None, DISTILLED, parts, device, torch.bfloat16, resolved, caps)
@@ -174,14 +156,18 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-latents-per-pass", type=int, default=EngineOptions.vae_latents_per_pass)
     parser.add_argument("--fp8", action="store_true", help="also measure FP8 weights (fresh load) and their deviation")
     parser.add_argument("--without-cuda-graphs", action="store_true", help="also measure the engine without CUDA graphs")
-    parser.add_argument("--memory", help="measure this memory tier alone (needs --cap-gib)")
+    parser.add_argument("--memory", help="measure this memory tier alone, loading --model (needs --cap-gib)")
+    parser.add_argument("--model", help="with --memory: a checkpoint folder (python -m benchmarks.random_checkpoint)")
     parser.add_argument("--cap-gib", type=float, help="hold the process to this much GPU memory")
-    parser.add_argument("--frames-out", help="with --memory: save the 2-segment frames here (.npy) for deviation")
+    parser.add_argument("--frames-out", help="with --memory: save the 2-segment [2,2,2] frames here (.npy)")
+    parser.add_argument("--frames-vs", help="with --memory: the deviation of those frames from these (.npy)")
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("error: the benchmark needs a CUDA GPU.")
     if args.memory:
+        if not args.model:
+            raise SystemExit("error: --memory measures a loaded checkpoint: give --model FOLDER.")
         return measure_tier(args)
 
     from diffusers import HeliosDMDScheduler, HeliosPyramidPipeline
@@ -260,22 +246,20 @@ def main(argv=None) -> int:
 
 
 def measure_tier(args) -> int:
-    """One tier under one cap, in a process of its own: loading peak, run speed, prompt encoding, bytes moved."""
+    """One tier under one cap, in a process of its own, as the app runs it: load from a folder, warm up at the
+    default size, then the first request and a steady one; prompt encoding, bytes moved, host memory, deviation."""
     import resource
 
-    device = torch.device("cuda")
-    parts = dict(transformer=build_transformer(device), vae=build_vae(device, torch.bfloat16), text_encoder=build_text_encoder(device))
-    for name in ("transformer", "text_encoder"):
-        parts[name] = parts[name].to("cpu")
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    def host_gib():
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)
+
     t0 = time.perf_counter()
-    model = place(parts, Placement(memory=args.memory), device, args.cap_gib)
+    model = load_model(args.model, LoadOptions(placement=Placement(memory=args.memory), gpu_memory_gib=args.cap_gib))
     torch.cuda.synchronize()
     result = dict(
         tier=model.placement.describe(), cap_gib=args.cap_gib, gpu=torch.cuda.get_device_name(),
         notes=list(model.placement.notes), load_s=round(time.perf_counter() - t0, 1),
-        load_peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        load_peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2), host_peak_after_load_gib=host_gib(),
     )
     engine = Engine(model)
     t0 = time.perf_counter()
@@ -285,19 +269,28 @@ def measure_tier(args) -> int:
     engine.prompts.encode("a new prompt, as in a live edit")
     torch.cuda.synchronize()
     result.update(first_encode_s=round(t1 - t0, 3), encode_new_prompt_s=round(time.perf_counter() - t1, 3))
+    t0 = time.perf_counter()
+    engine.warm_up(384, 640)
+    result["warm_up_s"] = round(time.perf_counter() - t0, 1)
+    torch.cuda.reset_peak_memory_stats()
     for steps in [parse_steps(s) for s in args.steps.split(";")]:
-        run_engine(engine, steps, 2)
-        torch.cuda.reset_peak_memory_stats()
+        first = run_engine(engine, steps, args.segments)
         moved = model.block_stream.bytes_moved if model.block_stream else 0
         r = run_engine(engine, steps, args.segments)
-        r.update(fps=round(r["frames"] / r["wall_s"], 2), run_peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                 run_peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2))
+        r.update(fps=r["frames"] / r["wall_s"], first_request_fps=first["frames"] / first["wall_s"])
+        r["first_request_share"] = r["first_request_fps"] / r["fps"]
         if model.block_stream:
-            r["gib_moved_per_segment"] = round((model.block_stream.bytes_moved - moved) / args.segments / 2**30, 2)
+            r["gib_moved_per_segment"] = (model.block_stream.bytes_moved - moved) / args.segments / 2**30
         result["x".join(map(str, steps))] = {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
-    if args.frames_out:
-        np.save(args.frames_out, engine_frames(engine))
-    result["host_peak_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)
+    result.update(run_peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                  run_peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2))
+    if args.frames_out or args.frames_vs:
+        frames = engine_frames(engine)
+        if args.frames_out:
+            np.save(args.frames_out, frames)
+        if args.frames_vs:
+            result["deviation_vs_" + args.frames_vs.rsplit("/", 1)[-1]] = psnr_between(frames, np.load(args.frames_vs))
+    result["host_peak_gib"] = host_gib()
     print(json.dumps(result), flush=True)
     if args.out:
         with open(args.out, "w") as f:

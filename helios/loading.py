@@ -151,6 +151,8 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
     if missing:
         raise ModelUnavailable(f"{folder} lacks {', '.join(missing)}: the checkpoint is incomplete; download it again.")
     _check_hardware(folder, device)
+    # compiled kernels persist beside the models, so a restart on this machine is warm in seconds
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
     caps = capabilities or Capabilities.detect(device, options.gpu_memory_gib)
     resolved = resolve(options.placement, caps, model_size(folder))
     try:
