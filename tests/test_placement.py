@@ -10,7 +10,7 @@ from helios.loading import LoadOptions, _load, load_model
 from helios.placement.capability import Capabilities
 from helios.placement.options import GIB, ModelSize, Placement, gpu_bytes, resolve, workspace_bytes
 from helios.placement.size import model_size
-from helios.placement.streaming import StreamedBlock
+from helios.placement.streaming import StreamedBlock, streamed_positions
 from helios.request import GenerationRequest, GenerationSettings
 from helios.tiny import TinySpec, build_tiny
 from helios.timeline import PromptTimeline
@@ -95,6 +95,17 @@ def placed_bytes(module: torch.nn.Module) -> int:
     """Bytes of the tensors the model computes with: on a GPU, what it holds there."""
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*module.parameters(), *module.buffers()]}
     return sum(storages.values())
+
+
+@pytest.mark.parametrize("resident", [0, 1, 20, 32, 38, 39, 40])
+def test_streamed_blocks_are_spread_among_the_resident_ones(resident):
+    """Each copy then overlaps the resident blocks before it: runs of resident blocks differ by at most one."""
+    positions = streamed_positions(40, resident)
+    assert len(set(positions)) == 40 - resident and all(0 <= p < 40 for p in positions)
+    if positions:
+        assert positions[-1] == 39
+        gaps = [b - a - 1 for a, b in zip([-1, *positions], positions)]
+        assert max(gaps) - min(gaps) <= 1
 
 
 def test_loading_under_a_faked_capacity_places_no_more_than_the_tier_allows(five_blocks):

@@ -10,7 +10,7 @@ from torch import nn
 from .fp8 import block_to_float8
 from .fused_block import use_kernels
 from .options import Resolved
-from .streaming import BlockStream, stream_blocks
+from .streaming import BlockStream, stream_blocks, streamed_positions
 from .vae_kernels import use_vae_kernels
 
 
@@ -38,17 +38,16 @@ def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.
     transformer.to(device)
     transformer.blocks = blocks
     resident = len(blocks) if resolved.resident_blocks is None else resolved.resident_blocks
+    streamed = streamed_positions(len(blocks), resident)
     for i, block in enumerate(blocks):
         block.to(device)
         if resolved.tier.fp8_weights:
             block_to_float8(block, resolved.fp8_matmul)
-        if i >= resident:
+        if i in streamed:
             block.to("cpu")
     if paths.kernels:
         use_kernels(blocks)
-    stream = None
-    if resolved.tier.streamed_blocks:
-        stream = stream_blocks(blocks, resident, device)
+    stream = stream_blocks(blocks, streamed, device)
     if paths.attention_backend:
         transformer.set_attention_backend(paths.attention_backend)
     if paths.compile_blocks:

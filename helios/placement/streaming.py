@@ -1,5 +1,9 @@
-"""Transformer blocks that live in host memory and pass through two GPU slots, each copied in while the block before
-it computes.
+"""Transformer blocks that live in host memory and pass through two GPU slots, each copied in while the blocks before
+it compute.
+
+The streamed blocks are spread evenly among the resident ones, not bunched at the end: a copy then overlaps the
+compute of every resident block up to the next streamed one, instead of a single block's (on the H100 a bf16 block
+takes longer to copy than to run).
 
 Every streamed block's parameters are permanently views of one slot (blocks alternate between the two), so the
 compiled block sees the same tensors each call and only their contents change. Before block i runs, the compute
@@ -82,14 +86,19 @@ class StreamedBlock(nn.Module):
         return out
 
 
-def stream_blocks(blocks: nn.ModuleList, resident: int, device: torch.device) -> BlockStream | None:
-    """Keep the first `resident` blocks on the device and stream the rest; returns the stream (None if none)."""
-    streamed = list(blocks)[resident:]
-    if not streamed:
+def streamed_positions(count: int, resident: int) -> list[int]:
+    """Which of `count` blocks are streamed when `resident` stay: evenly spaced, the last block always among them."""
+    streamed = count - resident
+    return [(k + 1) * count // streamed - 1 for k in range(streamed)] if streamed > 0 else []
+
+
+def stream_blocks(blocks: nn.ModuleList, positions: list[int], device: torch.device) -> BlockStream | None:
+    """Stream the blocks at `positions` (already in host memory), keep the rest; returns the stream (None if none)."""
+    if not positions:
         return None
-    stream = BlockStream(streamed, device)
-    for i, block in enumerate(streamed):
-        blocks[resident + i] = StreamedBlock(block, stream, i)
+    stream = BlockStream([blocks[p] for p in positions], device)
+    for k, p in enumerate(positions):
+        blocks[p] = StreamedBlock(blocks[p], stream, k)
     return stream
 
 
