@@ -21,7 +21,7 @@ import torch
 from helios.engine import Engine, EngineOptions
 from helios.flavour import DISTILLED
 from helios.limits import parse_steps
-from helios.loading import LoadOptions, assemble, load_model
+from helios.loading import LoadOptions, _load, assemble
 from helios.placement.capability import Capabilities
 from helios.placement.options import ModelSize, Placement, resolve
 from helios.request import GenerationRequest, GenerationSettings
@@ -160,6 +160,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help="with --memory: a checkpoint folder (python -m benchmarks.random_checkpoint)")
     parser.add_argument("--cap-gib", type=float, help="hold the process to this much GPU memory")
     parser.add_argument("--frames-out", help="with --memory: save the 2-segment [2,2,2] frames here (.npy)")
+    parser.add_argument("--as-capability", help="with --memory: run as if the GPU had this compute capability (8.6: no FP8 tensor cores)")
     parser.add_argument("--frames-vs", help="with --memory: the deviation of those frames from these (.npy)")
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args(argv)
@@ -253,11 +254,16 @@ def measure_tier(args) -> int:
     def host_gib():
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)
 
+    options = LoadOptions(placement=Placement(memory=args.memory), gpu_memory_gib=args.cap_gib)
+    caps = None
+    if args.as_capability:
+        major, minor = (int(v) for v in args.as_capability.split("."))
+        caps = dataclasses.replace(Capabilities.detect(torch.device("cuda"), args.cap_gib), compute_capability=(major, minor))
     t0 = time.perf_counter()
-    model = load_model(args.model, LoadOptions(placement=Placement(memory=args.memory), gpu_memory_gib=args.cap_gib))
+    model = _load(args.model, options, caps)
     torch.cuda.synchronize()
     result = dict(
-        tier=model.placement.describe(), cap_gib=args.cap_gib, gpu=torch.cuda.get_device_name(),
+        tier=model.placement.describe(), cap_gib=args.cap_gib, as_capability=args.as_capability, gpu=torch.cuda.get_device_name(),
         notes=list(model.placement.notes), load_s=round(time.perf_counter() - t0, 1),
         load_peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2), host_peak_after_load_gib=host_gib(),
     )
