@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -59,7 +60,7 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
     """The load options the CLI and the app share."""
     parser.add_argument("--fp8", action="store_true", help="FP8 transformer weights (FP8 matmuls on Ada/Hopper; faster, less exact)")
     parser.add_argument(
-        "--memory", choices=MEMORY_CHOICES, default="auto",
+        "--memory", choices=MEMORY_CHOICES, default=os.environ.get("HELIOS_MEMORY", "auto"),
         help="auto picks the fastest tier that fits the GPU's free memory; or force one: "
         + "; ".join(f"{t.name}: {t.serves}" for t in TIERS),
     )

@@ -124,13 +124,16 @@ class VideoWriter:
 
 
 MP4_PARAMS = ["-movflags", "+faststart"]
+LIVE_PARAMS = ["-preset", "veryfast", "-tune", "zerolatency", "-crf", "18", "-f", "mpegts"]
+"""For streamed segments, encoded while the next one is made: x264's fast preset without lookahead or B-frames
+(each clip must be ready at once), at a quality level still visually lossless for this content."""
 
 
-def _h264_writer(path: Path, width: int, height: int, fps: int, params: list[str]):
+def _h264_writer(path: Path, width: int, height: int, fps: int, params: list[str], quality: int | None = 8):
     import imageio_ffmpeg
 
     writer = imageio_ffmpeg.write_frames(
-        str(path), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=8,
+        str(path), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=quality,
         macro_block_size=2, ffmpeg_log_level="error", output_params=params,
     )
     writer.send(None)
@@ -138,24 +141,24 @@ def _h264_writer(path: Path, width: int, height: int, fps: int, params: list[str
 
 
 def encode_clip(frames: np.ndarray, path: str | Path, fps: int = FPS) -> Path:
-    """One self-contained H.264 clip (MPEG-TS for `.ts`): a streamed segment."""
+    """One self-contained MPEG-TS H.264 clip, encoded once: streamed as it is, joined into the MP4 at the end."""
     path = Path(path)
-    params = ["-f", "mpegts"] if path.suffix == ".ts" else MP4_PARAMS
-    writer = _h264_writer(path, frames.shape[2], frames.shape[1], fps, params)
+    writer = _h264_writer(path, frames.shape[2], frames.shape[1], fps, LIVE_PARAMS, quality=None)
     for frame in frames:
         writer.send(np.ascontiguousarray(frame).tobytes())
     writer.close()
     return path
 
 
-def join_videos(first: Path, second: Path, out: Path) -> Path:
-    """`first` then `second` as one MP4, their H.264 streams copied as they are: no second encode, no quality lost."""
+def join_videos(parts: list[Path], out: Path) -> Path:
+    """The parts (MP4 or MPEG-TS clips of one encoder setting) as one MP4, their H.264 streams copied as they are:
+    no second encode, no quality lost."""
     import subprocess
 
     import imageio_ffmpeg
 
     listing = out.with_suffix(".txt")
-    listing.write_text(f"file '{first.resolve()}'\nfile '{second.resolve()}'\n")
+    listing.write_text("".join(f"file '{p.resolve()}'\n" for p in parts))
     tmp = out.with_name(f".{out.name}")
     command = [
         imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
@@ -165,7 +168,7 @@ def join_videos(first: Path, second: Path, out: Path) -> Path:
         subprocess.run(command, check=True, capture_output=True)
     except subprocess.CalledProcessError as exc:
         tmp.unlink(missing_ok=True)
-        raise HeliosError(f"Could not join the continued video ({exc.stderr.decode(errors='replace').strip()[:200]}).") from None
+        raise HeliosError(f"Could not assemble the video ({exc.stderr.decode(errors='replace').strip()[:200]}).") from None
     finally:
         listing.unlink(missing_ok=True)
     os.replace(tmp, out)

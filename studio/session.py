@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from helios.media import VideoWriter, encode_clip, join_videos
+from helios.media import encode_clip, join_videos
 from helios.request import Continuation
 from helios.run import Run
 from helios.segment import Segment, StepProgress
@@ -32,7 +32,8 @@ class RunUpdate:
 class StudioRun:
     """Streams one engine run; `stop` and `apply_timeline` may be called from other threads while it runs.
 
-    A continued run's MP4 is the earlier MP4 with the new segments joined on without re-encoding the earlier part.
+    Each segment is encoded once, as the clip the page streams; the MP4 is those clips (after the MP4 a continued
+    run started from) joined without re-encoding.
     """
 
     def __init__(self, run: Run, before: Path | None = None):
@@ -60,7 +61,7 @@ class StudioRun:
 
     def updates(self) -> Iterator[RunUpdate]:
         self.metrics.state = "generating"
-        writer = VideoWriter(self.workdir / "segments.mp4")
+        clips = []
         try:
             for event in self.run:
                 if isinstance(event, StepProgress):
@@ -68,26 +69,15 @@ class StudioRun:
                     yield RunUpdate(self.metrics)
                 elif isinstance(event, Segment):
                     self.metrics.on_segment(event)
-                    writer.add(event.frames)
-                    clip = encode_clip(event.frames, self.workdir / f"segment-{event.index:04d}.ts")
-                    yield RunUpdate(self.metrics, clip=clip)
+                    clips.append(encode_clip(event.frames, self.workdir / f"segment-{event.index:04d}.ts"))
+                    yield RunUpdate(self.metrics, clip=clips[-1])
         except BaseException:
             self.run.cancel()
-            writer.abort()
             self.metrics.state = "failed"
             raise
         self.metrics.state = "stopped" if self.run.cancelled else "done"
-        video = self._finish(writer)
+        video = join_videos([self.before, *clips] if self.before else clips, self.workdir / "helios.mp4") if clips else None
         yield RunUpdate(self.metrics, video=video, final=True)
-
-    def _finish(self, writer: VideoWriter) -> Path | None:
-        if not writer.count:
-            writer.abort()
-            return None
-        made = writer.close()
-        if self.before is None:
-            return made.rename(self.workdir / "helios.mp4")
-        return join_videos(self.before, made, self.workdir / "helios.mp4")
 
     @property
     def video(self) -> Path | None:

@@ -75,6 +75,22 @@ def test_a_session_generates_continues_and_keeps_to_itself(sessions):
     assert frames == 65 and more[-1].metrics.frames == 32, "the held-back frame and 31 new, as one 2-segment run"
 
 
+def decoded(path) -> np.ndarray:
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    width, height = meta["size"]
+    return np.stack([np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader])
+
+
+def test_each_segment_is_encoded_once_the_mp4_is_the_streamed_clips(sessions):
+    _, updates = sessions.generate("dave", form(segments=2, rows=[[0, "a kite"]]))
+    updates = list(updates)
+    clips = [decoded(u.clip) for u in updates if u.clip]
+    video = decoded(updates[-1].video)
+    assert [len(c) for c in clips] == [33, 32] and len(video) == 65
+    assert np.array_equal(video, np.concatenate(clips)), "a second encode would change the pixels"
+
+
 def test_continue_after_a_different_size_is_refused_in_words(sessions):
     list(sessions.generate("carol", form(segments=1, rows=[[0, "a paper boat"]]))[1])
     with pytest.raises(BadInput, match="keeps its size: use 128x192"):
