@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import torch
+from PIL import Image
 
 from helios.engine import Engine, EngineOptions
 from helios.flavour import DISTILLED
@@ -96,9 +97,9 @@ def run_reference(pipe, embeds, steps, segments):
     return dict(frames=len(frames), wall_s=wall, transformer_s=tr.total, vae_decode_s=vae.total, first_frame_s=None)
 
 
-def run_engine(engine, steps, segments):
+def run_engine(engine, steps, segments, **context):
     settings = GenerationSettings(num_frames=33 * segments, pyramid_steps=tuple(steps), seed=0)
-    request = GenerationRequest(PromptTimeline.single("benchmark"), settings)
+    request = GenerationRequest(PromptTimeline.single("benchmark"), settings, **context)
     torch.cuda.synchronize()
     start = time.perf_counter()
     first, frames, denoise, decode = None, 0, 0.0, 0.0
@@ -109,6 +110,18 @@ def run_engine(engine, steps, segments):
         decode += seg.timings.decode_s
     wall = time.perf_counter() - start
     return dict(frames=frames, wall_s=wall, transformer_s=denoise, vae_decode_s=decode, first_frame_s=first)
+
+
+def first_frames(engine, steps) -> dict:
+    """Seconds to the first frame for each task: the image and video contexts pass through the VAE encoder first."""
+    rng = np.random.default_rng(0)
+    video = np.repeat(rng.integers(0, 256, (1, 384, 640, 3), dtype=np.uint8), 66, axis=0)
+    contexts = dict(text={}, image=dict(image=Image.fromarray(video[0])), video=dict(video=video))
+    out = {}
+    for name, context in contexts.items():
+        run_engine(engine, steps, 1, **context)
+        out[name] = round(run_engine(engine, steps, 2, **context)["first_frame_s"], 3)
+    return out
 
 
 def psnr_between(a, b) -> dict:
@@ -155,6 +168,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-dtype", default="bfloat16", help="our engine's VAE dtype (the reference keeps fp32)")
     parser.add_argument("--vae-latents-per-pass", type=int, default=EngineOptions.vae_latents_per_pass)
     parser.add_argument("--fp8", action="store_true", help="also measure FP8 weights (fresh load) and their deviation")
+    parser.add_argument("--contexts", action="store_true", help="also time the first frame of image- and video-to-video")
     parser.add_argument("--without-cuda-graphs", action="store_true", help="also measure the engine without CUDA graphs")
     parser.add_argument("--memory", help="measure this memory tier alone, loading --model (needs --cap-gib)")
     parser.add_argument("--model", help="with --memory: a checkpoint folder (python -m benchmarks.random_checkpoint)")
@@ -231,6 +245,10 @@ def main(argv=None) -> int:
     engine = engine_with(model)
     bf16_frames = engine_frames(engine)
     measure(engine, f"Helios Studio engine ({args.vae_dtype} VAE, {model.placement.placement}, CUDA graphs, decode overlapped)")
+    if args.contexts:
+        for steps in step_sets:
+            results.append(dict(name="first frame s by task", steps=list(steps), **first_frames(engine, steps)))
+            print(json.dumps(results[-1]), flush=True)
     if args.without_cuda_graphs:
         engine = engine_with(model, cuda_graphs=False)
         measure(engine, "Helios Studio engine, no CUDA graphs")

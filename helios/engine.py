@@ -25,7 +25,7 @@ from .limits import FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_CONTEXT_FRAMES, MAX_S
 from .loading import HeliosModel
 from .placement.cuda_graphs import GraphedForward
 from .placement.options import GIB, workspace_bytes
-from .placement.vae_decode import decode_latents
+from .placement.vae_passes import decode_latents, encode_pixels
 from .request import GenerationRequest, GenerationSettings
 from .run import Denoised, Run
 from .segment import StepProgress, Stopwatch
@@ -41,6 +41,7 @@ class EngineOptions:
 
     cuda_graphs: bool = True
     vae_latents_per_pass: int = 2
+    """Latents per VAE pass, decoding and encoding: wider is faster and holds more activation memory."""
 
 
 class Engine:
@@ -226,7 +227,7 @@ class Engine:
     def _encode(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         mean, inv_std = self.latent_stats
         pixels = pixels.to(self.model.device, self.model.vae.dtype)
-        latents = self.model.vae.encode(pixels).latent_dist.sample(generator=generator)
+        latents = encode_pixels(self.model.vae, pixels, self.options.vae_latents_per_pass).sample(generator=generator)
         return ((latents - mean) * inv_std).float()
 
     def _noisy(self, latents: torch.Tensor, generator: torch.Generator, per_frame: bool = False) -> torch.Tensor:

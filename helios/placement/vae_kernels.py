@@ -1,4 +1,4 @@
-"""The Wan VAE decoder on our Triton kernels: each channel RMS norm + SiLU pair becomes one pass
+"""The Wan VAE's encoder and decoder on our Triton kernels: each channel RMS norm + SiLU pair becomes one pass
 (kernels/rms_norm_silu.py), and the narrow causal convolutions, where cuDNN is slowest, an implicit GEMM
 (kernels/causal_conv3d.py). Both write channels-last, which the next norm and convolution read as they are.
 Nearest upsampling stays in the tensor's own dtype: it only copies values, so widening to fp32 first, as diffusers
@@ -26,19 +26,19 @@ loses at 192, so wider convolutions stay on cuDNN."""
 
 
 def use_vae_kernels(vae: AutoencoderKLWan) -> None:
-    decoder = vae.decoder
-    blocks = [block for block in decoder.modules() if isinstance(block, WanResidualBlock)]
-    pairs = [(b, b.norm1) for b in blocks] + [(b, b.norm2) for b in blocks] + [(decoder, decoder.norm_out)]
-    for owner, norm in pairs:
-        if isinstance(norm.bias, torch.nn.Parameter):
-            continue  # the fused kernel has no bias term; Wan 2.1's decoder norms have none
-        owner.nonlinearity = torch.nn.Identity()
-        norm.forward = types.MethodType(_norm_silu_forward, norm)
-    for conv in decoder.modules():
-        if isinstance(conv, WanCausalConv3d) and _fits(conv):
-            conv.gemm_weight = gemm_weight(conv.weight.data)
-            conv.forward = types.MethodType(_conv_forward, conv)
-    for upsample in decoder.modules():
+    for coder in (vae.encoder, vae.decoder):
+        blocks = [block for block in coder.modules() if isinstance(block, WanResidualBlock)]
+        pairs = [(b, b.norm1) for b in blocks] + [(b, b.norm2) for b in blocks] + [(coder, coder.norm_out)]
+        for owner, norm in pairs:
+            if isinstance(norm.bias, torch.nn.Parameter):
+                continue  # the fused kernel has no bias term; Wan 2.1's norms have none
+            owner.nonlinearity = torch.nn.Identity()
+            norm.forward = types.MethodType(_norm_silu_forward, norm)
+        for conv in coder.modules():
+            if isinstance(conv, WanCausalConv3d) and _fits(conv):
+                conv.gemm_weight = gemm_weight(conv.weight.data)
+                conv.forward = types.MethodType(_conv_forward, conv)
+    for upsample in vae.decoder.modules():
         if isinstance(upsample, WanUpsample) and upsample.mode.startswith("nearest"):
             upsample.forward = types.MethodType(torch.nn.Upsample.forward, upsample)
 

@@ -1,5 +1,5 @@
-"""The wide-pass VAE decode gives the video diffusers' per-latent decode gives, for any segment length and pass
-width (fp32 on the CPU; the GPU run of the same check is in test_gpu_parity's fast-path tolerance)."""
+"""The wide-pass VAE decode and encode give what diffusers' per-latent loops give, for any length and pass width
+(fp32 on the CPU; the GPU run of the same check is in test_gpu_parity's fast-path tolerance)."""
 
 import copy
 
@@ -8,7 +8,7 @@ import torch
 from diffusers import AutoencoderKLWan
 
 from helios.placement.vae_kernels import use_vae_kernels
-from helios.placement.vae_decode import decode_latents
+from helios.placement.vae_passes import decode_latents, encode_pixels
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,19 @@ def test_same_video_as_per_latent_decode(vae, latents, per_pass):
     assert (ours - reference).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("frames, per_pass", [(33, 2), (33, 8), (9, 1), (13, 2), (1, 2)])
+def test_same_latents_as_the_per_chunk_encode(vae, frames, per_pass):
+    x = torch.rand(1, 3, frames, 48, 80, generator=torch.Generator().manual_seed(frames + per_pass)) * 2 - 1
+    with torch.no_grad():
+        reference = vae.encode(x).latent_dist
+        ours = encode_pixels(vae, x, per_pass)
+    assert ours.mean.shape == reference.mean.shape == (1, 16, 1 + (frames - 1) // 4, 6, 10)
+    assert reference.mean.std() > 0.05
+    assert (ours.mean - reference.mean).abs().max() < 1e-4 and (ours.std - reference.std).abs().max() < 1e-4
+
+
 def test_triton_kernels_give_the_same_video():
-    """The decoder's norms and narrow causal convolutions on the Triton kernels (fp32; interpreted on a CPU; on a GPU
+    """The encoder's and decoder's norms and narrow causal convolutions on the Triton kernels (fp32; interpreted on a CPU; on a GPU
     against cuDNN without its default tf32, which alone is off by ~1e-3)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(1)
@@ -41,11 +52,15 @@ def test_triton_kernels_give_the_same_video():
     z = torch.randn(1, 16, 2, 1, 2, generator=torch.Generator().manual_seed(3)).to(device)
     fast = copy.deepcopy(vae)
     use_vae_kernels(fast)
+    x = torch.rand(1, 3, 5, 8, 16, generator=torch.Generator().manual_seed(4)).to(device) * 2 - 1
     with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         reference = vae.decode(z, return_dict=False)[0]
         ours = decode_latents(fast, z, 2)
+        encoded, encoded_fast = vae.encode(x).latent_dist.mean, encode_pixels(fast, x, 2).mean
     assert ours.shape == reference.shape and reference.std() > 0.05
     assert (ours - reference).abs().max() < 1e-3
+    assert encoded_fast.shape == encoded.shape and encoded.std() > 0.05
+    assert (encoded_fast - encoded).abs().max() < 1e-3
 
 
 def test_upsampling_in_bf16_gives_the_same_values():
