@@ -7,7 +7,11 @@ page says so, and requests wait for it. Nothing here touches CUDA before the mod
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
 import os
+import re
+import socket
 import shutil
 import sys
 import threading
@@ -22,15 +26,48 @@ from helios.limits import MAX_UPLOAD
 from helios.loading import DEFAULT_MODEL, LoadOptions, load_model
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
+    return int(text)
+
+
+def _size(text: str) -> str:
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(b|kb|mb|gb)", text.strip().lower()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: write it like 200mb or 1gb")
+    return text
+
+
+def check_address(host: str, port: int) -> str | None:
+    """Why the app could not listen on host:port, in words, or None; checked before minutes of model loading."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except socket.gaierror:
+        return f"--host {host} is not an address of this machine: use 127.0.0.1, or 0.0.0.0 for every interface."
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} is in use: stop what uses it or pass --port with a free one."
+        return f"cannot listen on {host}:{port} ({exc.strerror}): change --host or --port."
+    return None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Helios Studio: streaming Helios video generation in the browser.")
     parser.add_argument("--model", default=os.environ.get("HELIOS_MODEL"), help=f"hub id, local diffusers folder or 'tiny' (default: {DEFAULT_MODEL} on a GPU, tiny on a CPU)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--port", type=_port, default=os.environ.get("GRADIO_SERVER_PORT", "7860"))
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     add_placement_arguments(parser)
     parser.add_argument("--no-warmup", action="store_true", help="take requests at once; the first one pays for compiling")
-    parser.add_argument("--max-upload", default=MAX_UPLOAD, help="largest image or video a user may upload")
+    parser.add_argument("--max-upload", type=_size, default=MAX_UPLOAD, help="largest image or video a user may upload")
     return parser.parse_args(argv)
 
 
@@ -52,6 +89,15 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: the streaming player needs {' and '.join(missing)} on PATH: run scripts/system-deps.sh.", file=sys.stderr)
         return 1
+    problem = check_address(args.host, args.port)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if not _loopback(args.host):
+        print(
+            f"warning: listening on {args.host}: anyone who can reach port {args.port} can use this GPU "
+            "(the app has no login); use --host 127.0.0.1 to keep it to this machine.", file=sys.stderr,
+        )
     from studio.page import build_demo
     from studio.layout import CSS
 

@@ -21,7 +21,9 @@ from diffusers.video_processor import VideoProcessor
 
 from .denoise import Denoiser, SamplingPlan, SegmentContext
 from .errors import BadInput
-from .limits import FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_CONTEXT_FRAMES, MAX_SEGMENTS, MAX_STEPS, SPATIAL_COMPRESSION
+from .limits import (
+    FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_CONTEXT_FRAMES, MAX_SEED, MAX_SEGMENTS, MAX_STEPS, SPATIAL_COMPRESSION,
+)
 from .loading import HeliosModel
 from .placement.cuda_graphs import GraphedForward
 from .placement.options import GIB, workspace_bytes
@@ -150,7 +152,11 @@ class Engine:
                 raise BadInput(
                     f"A continued video keeps its size: use {after.height}x{after.width} (got {s.height}x{s.width})."
                 )
+        if isinstance(s.seed, bool) or not isinstance(s.seed, int) or not 0 <= s.seed <= MAX_SEED:
+            raise BadInput(f"The seed must be a whole number from 0 to {MAX_SEED} (got {s.seed!r}).")
         request.timeline.check(request.total_segments)
+        for prompt in request.timeline.prompts:
+            self.prompts.check_length(prompt)
         return SamplingPlan(flavour, tuple(int(n) for n in pyramid_steps), steps, guidance)
 
     @contextlib.contextmanager

@@ -20,6 +20,8 @@ MIN_CONTEXT_FRAMES = FRAMES_PER_SEGMENT
 MAX_CONTEXT_FRAMES = FRAMES_PER_SEGMENT * MAX_SEGMENTS
 """An uploaded video is VAE-encoded whole before the first segment: this bounds that work and its memory."""
 MAX_UPLOAD = "200mb"
+MAX_SEED = 2**63 - 1
+"""The largest seed a torch generator takes."""
 
 
 def output_frames(segments: int) -> int:

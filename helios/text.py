@@ -9,6 +9,7 @@ from collections import OrderedDict
 import ftfy
 import torch
 
+from .errors import BadInput
 from .limits import MAX_PROMPT_TOKENS
 
 
@@ -27,6 +28,18 @@ class PromptEncoder:
         self.dtype = dtype
         self.capacity = capacity
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def check_length(self, prompt: str) -> None:
+        """The model reads MAX_PROMPT_TOKENS tokens: a longer prompt is refused, not silently cut."""
+        if prompt in self._cache:
+            return
+        text = clean_prompt(prompt)
+        count = MAX_PROMPT_TOKENS + 1 if len(text) > 64 * MAX_PROMPT_TOKENS else len(self.tokenizer(text).input_ids)
+        if count > MAX_PROMPT_TOKENS:
+            raise BadInput(
+                f"The prompt starting {text[:40]!r} is longer than the {MAX_PROMPT_TOKENS} tokens the model reads: "
+                "shorten it."
+            )
 
     @torch.no_grad()
     def encode(self, prompt: str) -> torch.Tensor:

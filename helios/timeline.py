@@ -60,7 +60,10 @@ class PromptTimeline:
                 raise BadInput(f"Timeline row {n}: unit must be 'segment' or 'second', not {entry.unit!r}.")
             if not isinstance(entry.prompt, str) or not entry.prompt.strip():
                 raise BadInput(f"Timeline row {n} has an empty prompt: write what the video should show.")
-            if not isinstance(entry.start, (int, float)) or isinstance(entry.start, bool) or entry.start < 0:
+            if (
+                not isinstance(entry.start, (int, float)) or isinstance(entry.start, bool)
+                or not math.isfinite(entry.start) or entry.start < 0
+            ):
                 raise BadInput(f"Timeline row {n}: start must be a number, 0 or more (got {entry.start!r}).")
             if entry.unit == "segment" and entry.start != int(entry.start):
                 raise BadInput(f"Timeline row {n}: a start in segments must be a whole number (got {entry.start}).")

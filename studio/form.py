@@ -40,6 +40,17 @@ def _cell(value) -> str:
     return str(value).strip()
 
 
+def whole(value, what: str) -> int:
+    """A form number as an int; NaN, infinities, fractions and non-numbers are refused, naming the field."""
+    try:
+        number = float(value)
+        if number.is_integer():
+            return int(value) if isinstance(value, int) else int(number)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    raise BadInput(f"{what} must be a whole number (got {_cell(value)[:40]!r}).")
+
+
 def timeline_from_rows(rows, unit: str, crossfade) -> PromptTimeline:
     """Blank rows are ignored; anything else must be a start number and a prompt."""
     entries = []
@@ -52,7 +63,7 @@ def timeline_from_rows(rows, unit: str, crossfade) -> PromptTimeline:
         except ValueError:
             raise BadInput(f"Timeline row {n}: start must be a number, not {start!r}.") from None
         entries.append(TimelineEntry(int(number) if number.is_integer() else number, prompt, UNITS.get(unit, "second")))
-    return PromptTimeline(tuple(entries), int(crossfade))
+    return PromptTimeline(tuple(entries), whole(crossfade, "Crossfade"))
 
 
 def rows_from_timeline(timeline: PromptTimeline) -> tuple[list[list], str, int]:
@@ -85,8 +96,8 @@ def build_request(form: Form, after: Continuation | None = None) -> GenerationRe
     """The request the form describes; `after` continues a finished run (its uploads are then not read)."""
     height, width = parse_resolution(form.resolution)
     settings = GenerationSettings(
-        height=height, width=width, num_frames=int(form.segments) * FRAMES_PER_SEGMENT,
-        pyramid_steps=parse_steps(form.steps), seed=int(form.seed or 0),
+        height=height, width=width, num_frames=whole(form.segments, "Segments") * FRAMES_PER_SEGMENT,
+        pyramid_steps=parse_steps(form.steps), seed=whole(form.seed or 0, "The seed"),
     )
     image = read_image(form.image) if form.image and after is None else None
     video = read_video(form.video) if form.video and after is None else None

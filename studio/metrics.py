@@ -57,11 +57,16 @@ class RunMetrics:
             ("overall", f"{self.overall_fps:.1f} FPS" if self.overall_fps else "-"),
             ("time to first frame", f"{self.first_frame_s:.2f} s" if self.first_frame_s is not None else "-"),
             ("frames", str(self.frames)),
-            ("prompt", " + ".join(f"{p} ({w:.0%})" for p, w in self.prompts) or "-"),
+            ("prompt", " + ".join(f"{shortened(p)} ({w:.0%})" for p, w in self.prompts) or "-"),
             ("GPU memory", gpu_memory()),
         ]
         cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
         return f'<table class="metrics-table">{cells}</table>'
+
+
+def shortened(prompt: str, limit: int = 120) -> str:
+    """Metrics are re-sent with every step: a long prompt would ride along each time."""
+    return prompt if len(prompt) <= limit else prompt[: limit - 1].rstrip() + "…"
 
 
 def gpu_memory() -> str:

@@ -20,8 +20,9 @@ from .sessions import Sessions
 
 
 def _user_error(exc: Exception) -> gr.Error:
+    """Gradio renders toasts as HTML and our messages may quote user text: escaped, so they are only ever text."""
     if isinstance(exc, HeliosError):
-        return gr.Error(str(exc), print_exception=False)
+        return gr.Error(html.escape(str(exc)), print_exception=False)
     return gr.Error(f"Generation failed unexpectedly ({type(exc).__name__}): {html.escape(str(exc))}")
 
 

@@ -55,6 +55,40 @@ def test_metrics_show_measured_numbers_and_escape_prompts():
     assert metrics.frames == 33 and metrics.first_frame_s is not None
 
 
+def test_metrics_show_a_long_prompt_shortened():
+    metrics = RunMetrics()
+    frames = np.zeros((33, 8, 8, 3), np.uint8)
+    metrics.on_segment(Segment(0, 1, frames, 0, (("a fox " * 20000, 1.0),), SegmentTimings(0.5, 0.1, 0.6)))
+    assert len(metrics.to_html()) < 2000 and "a fox a fox" in metrics.to_html()
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(seed=float("nan")), "The seed must be a whole number"),
+    (dict(seed=10**30), "The seed must be a whole number from 0 to"),
+    (dict(seed=2**70), "The seed must be a whole number from 0 to"),
+    (dict(seed=-1), "The seed must be a whole number from 0 to"),
+    (dict(segments=float("nan")), "Segments must be a whole number"),
+    (dict(segments=float("inf")), "Segments must be a whole number"),
+    (dict(crossfade=float("nan")), "Crossfade must be a whole number"),
+    (dict(rows=[["inf", "a boat"]]), "start must be a number, 0 or more"),
+    (dict(rows=[["0", "a boat"], ["nan", "a ship"]]), "start must be a number, 0 or more"),
+    (dict(rows=[["0", "boat " * 600]]), "longer than the 512 tokens the model reads: shorten it"),
+])
+def test_bad_numbers_and_long_prompts_are_refused_in_words(sessions, change, message):
+    with pytest.raises(BadInput, match=message):
+        sessions.generate("erin", form(**change))
+
+
+def test_error_toasts_carry_no_markup():
+    from studio.page import _user_error
+
+    crafted = '<a href="https://example.com">Click to fix</a><form><input type=password></form>'
+    with pytest.raises(BadInput) as caught:
+        build_request(form(rows=[[crafted, "a boat"]]))
+    shown = _user_error(caught.value).message
+    assert "<a " not in shown and "<form" not in shown and "&lt;a href=" in shown
+
+
 @pytest.fixture(scope="module")
 def sessions():
     ready = threading.Event()
