@@ -83,8 +83,8 @@ def request_from_args(args) -> GenerationRequest:
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance,
         negative_prompt=args.negative_prompt, seed=args.seed,
     )
-    image = read_image(args.image) if args.image else None
-    video = read_video(args.video) if args.video else None
+    image = read_image(args.image, (args.height, args.width)) if args.image else None
+    video = read_video(args.video, (args.height, args.width)) if args.video else None
     return GenerationRequest(timeline, settings, image=image, video=video)
 
 

@@ -15,20 +15,26 @@ from .limits import FPS, MAX_CONTEXT_FRAMES, MIN_CONTEXT_FRAMES
 OUTPUT_SUFFIXES = (".mp4", ".npy")
 
 
-def read_image(path: str | Path) -> Image.Image:
+def read_image(path: str | Path, size: tuple[int, int] | None = None) -> Image.Image:
+    """An image larger than `size` (height, width) is resized to it at once, as the pipeline would resize it (PIL,
+    Lanczos): the same pixels, and a huge upload is not held whole."""
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"No image file at {path}: check the path.")
     try:
         with Image.open(path) as img:
+            if size and img.width * img.height > size[0] * size[1]:
+                return img.convert("RGB").resize((size[1], size[0]), Image.Resampling.LANCZOS)
             img.load()
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise BadInput(f"{path.name} is not an image this app can read: use a PNG, JPEG or WebP file.") from None
 
 
-def read_video(path: str | Path, max_frames: int = MAX_CONTEXT_FRAMES) -> np.ndarray:
-    """All frames as uint8 (T, H, W, 3); continuing a video needs at least one full segment of it."""
+def read_video(path: str | Path, size: tuple[int, int] | None = None, max_frames: int = MAX_CONTEXT_FRAMES) -> np.ndarray:
+    """All frames as uint8 (T, H, W, 3); continuing a video needs at least one full segment of it. A video larger
+    than `size` (height, width) is scaled to it while it is decoded (FFmpeg, Lanczos), so its memory is bounded by
+    the request, not by the upload's resolution."""
     import imageio_ffmpeg
 
     path = Path(path)
@@ -39,6 +45,12 @@ def read_video(path: str | Path, max_frames: int = MAX_CONTEXT_FRAMES) -> np.nda
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)
         w, h = meta["size"]
+        if size and w * h > size[0] * size[1]:
+            reader.close()
+            h, w = size
+            scale = ["-vf", f"scale={w}:{h}:flags=lanczos"]
+            reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24", output_params=scale)
+            next(reader)
         for raw in reader:
             frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3))
             if len(frames) > max_frames:

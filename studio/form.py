@@ -99,7 +99,7 @@ def build_request(form: Form, after: Continuation | None = None) -> GenerationRe
         height=height, width=width, num_frames=whole(form.segments, "Segments") * FRAMES_PER_SEGMENT,
         pyramid_steps=parse_steps(form.steps), seed=whole(form.seed or 0, "The seed"),
     )
-    image = read_image(form.image) if form.image and after is None else None
-    video = read_video(form.video) if form.video and after is None else None
+    image = read_image(form.image, (height, width)) if form.image and after is None else None
+    video = read_video(form.video, (height, width)) if form.video and after is None else None
     timeline = timeline_from_rows(form.rows, form.unit, form.crossfade)
     return GenerationRequest(timeline, settings, image=image, video=video, after=after)

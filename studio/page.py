@@ -39,6 +39,8 @@ def _stream(seed: int, updates):
         raise _user_error(exc) from None
 
 
+CACHE_SWEEP = (3600, 6 * 3600)
+"""Every hour Gradio deletes the files it cached for the page (uploads, clips, videos) that are over 6 hours old."""
 WARMING_UP = "Warming up with one short run (on a GPU: compiling, capturing CUDA graphs); requests wait until it is done."
 
 
@@ -100,7 +102,7 @@ def build_demo(engine: Engine, banner: str, default_resolution: str, ready: thre
         out.write_text(timeline.to_json() if kind == "json" else timeline.to_csv(), encoding="utf-8")
         return str(out)
 
-    with gr.Blocks(title="Helios Studio") as demo:
+    with gr.Blocks(title="Helios Studio", delete_cache=CACHE_SWEEP) as demo:
         page = lay_out(_banner_state(banner, ready)[0], engine.model.label, engine.model.flavour, default_resolution)
         _wire_run_buttons(page, on_gpu(generate), on_gpu(extend), stop, apply)
         _wire_timeline_editor(page, load_timeline, export)
