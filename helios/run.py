@@ -1,7 +1,7 @@
 """One generation, as the engine hands it out: validated, then iterated for one ordered stream of events.
 
-Denoising runs in a worker thread and decoding in the thread that iterates the run, on the engine's decode stream,
-so segment k is decoded and handed out while segment k+1 is already being denoised. The worker queues k+1 on the
+Denoising runs on the engine's denoise thread and decoding on its decode thread (on the decode stream), while the
+caller's thread hands out events, so segment k is decoded and handed out while segment k+1 is being denoised. The worker queues k+1 on the
 GPU only once k's decode is queued: at most one segment ahead, and the decode stream's higher priority lets k reach
 the user first. Step progress travels on the same queue, so the caller sees everything in the order it happened.
 """
@@ -99,17 +99,15 @@ class Run:
         self._started = True
         out_of_memory = False
         with self.engine.reserved():
-            worker = threading.Thread(target=self._denoise, daemon=True, name="helios-denoise")
-            worker.start()
+            worker = self.engine.denoise_thread.submit(self._denoise)
             try:
                 yield from self._hand_out()
             except torch.OutOfMemoryError:
                 out_of_memory = True  # the error's frames hold the run's tensors: it must not outlive this block
             finally:
                 self._abandon.set()
-                while worker.is_alive():
+                while not worker.done():
                     self._release_waiting_worker()
-                worker.join()
                 self._events = queue.Queue()
         if out_of_memory:
             self.engine.free_memory()
@@ -152,7 +150,7 @@ class Run:
                 yield event
                 continue
             try:
-                decoded = self.engine.decode(event.latents, event.watch)
+                decoded = self.engine.decode_thread.submit(self.engine.decode, event.latents, event.watch).result()
             finally:
                 event.queued.set()
             denoise_s, decode_s = event.watch.seconds()

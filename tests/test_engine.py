@@ -137,6 +137,30 @@ def test_out_of_memory_ends_the_run_in_words_and_the_engine_serves_the_next(engi
     assert [s.index for s in engine.start(request(PromptTimeline.single("waves"), frames=33)).segments()] == [0]
 
 
+def test_runs_denoise_and_decode_on_two_long_lived_threads(engine, monkeypatch):
+    """cuDNN's autotuned plans are kept per thread: a thread per run would tune the VAE anew every run."""
+    seen = {"denoise": set(), "decode": set()}
+    forward, decode = engine.model.transformer.forward, engine.decode
+
+    def denoising(*args, **kwargs):
+        seen["denoise"].add(threading.get_ident())
+        return forward(*args, **kwargs)
+
+    def decoding(*args, **kwargs):
+        seen["decode"].add(threading.get_ident())
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model.transformer, "forward", denoising)
+    monkeypatch.setattr(engine, "decode", decoding)
+    for _ in range(2):
+        list(engine.start(request(PromptTimeline.single("waves"), frames=66)).segments())
+    iterating = [threading.Thread(target=lambda: list(engine.start(request(PromptTimeline.single("waves"), frames=33)).segments()))]
+    iterating[0].start()
+    iterating[0].join()
+    assert len(seen["denoise"]) == 1 and len(seen["decode"]) == 1
+    assert seen["denoise"] != seen["decode"] and threading.get_ident() not in seen["denoise"] | seen["decode"]
+
+
 def test_cancel_from_another_thread(engine):
     run = engine.start(request(PromptTimeline.single("x"), 33 * 20))
     out = []
