@@ -65,9 +65,12 @@ def build_demo(engine: Engine, banner: str, default_resolution: str, ready: thre
             raise _user_error(exc) from None
         yield from _stream(seed, updates)
 
+    def queued(request: gr.Request):
+        sessions.queued(request.session_hash)
+
     def stop(request: gr.Request):
         if sessions.stop(request.session_hash):
-            gr.Info("Stopping after the current denoising step; what was made so far stays downloadable.")
+            gr.Info("Stopping after the current denoising step (a queued run will not start); what was made stays downloadable.")
         else:
             gr.Warning("Nothing is running: there is nothing to stop.")
 
@@ -104,7 +107,7 @@ def build_demo(engine: Engine, banner: str, default_resolution: str, ready: thre
 
     with gr.Blocks(title="Helios Studio", delete_cache=CACHE_SWEEP) as demo:
         page = lay_out(_banner_state(banner, ready)[0], engine.model.label, engine.model.flavour, default_resolution)
-        _wire_run_buttons(page, on_gpu(generate), on_gpu(extend), stop, apply)
+        _wire_run_buttons(page, on_gpu(generate), on_gpu(extend), stop, apply, queued)
         _wire_timeline_editor(page, load_timeline, export)
         demo.unload(forget)
         if not ready.is_set():
@@ -124,9 +127,11 @@ def _banner_state(banner: str, ready: threading.Event):
     return f'<div class="banner" id="banner">{html.escape(text)}</div>', gr.Timer(active=not ready.is_set())
 
 
-def _wire_run_buttons(page: Layout, generate, extend, stop, apply) -> None:
+def _wire_run_buttons(page: Layout, generate, extend, stop, apply, queued) -> None:
     inputs = [*page.form, page.randomize]
     outputs = [page.live, page.metrics, page.download, page.seed]
+    for button in (page.generate, page.resume):  # at once, outside the queue: a Stop can then reach a queued run
+        button.click(queued, None, None, queue=False, api_name=False)
     page.generate.click(generate, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="generate")
     page.resume.click(extend, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="continue")
     page.stop.click(stop, None, None, concurrency_limit=None, api_name="stop")

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Iterator
 
 from helios.engine import Engine
-from helios.errors import BadInput
+from helios.errors import BadInput, Cancelled
 
 from .form import Form, build_request, timeline_from_rows
 from .session import RunUpdate, StudioRun
@@ -22,6 +22,8 @@ class Sessions:
         self.engine = engine
         self.ready = ready
         self._runs: dict[str, StudioRun] = {}
+        self._queued: dict[str, int] = {}
+        self._stop_queued: set[str] = set()
         self._lock = threading.Lock()
 
     def get(self, session: str) -> StudioRun | None:
@@ -35,8 +37,23 @@ class Sessions:
         if previous is not None:
             previous.cleanup()
 
+    def queued(self, session: str) -> None:
+        """A Generate or Continue of this session is waiting in the queue: a Stop now keeps it from starting."""
+        with self._lock:
+            self._queued[session] = self._queued.get(session, 0) + 1
+
+    def _dequeued(self, session: str) -> None:
+        with self._lock:
+            self._queued[session] = max(self._queued.get(session, 0) - 1, 0)
+            stopped = session in self._stop_queued and not self._queued[session]
+            if stopped:
+                self._stop_queued.discard(session)
+        if stopped:
+            raise Cancelled("Stopped before it started: nothing was generated.")
+
     def generate(self, session: str, form: Form, randomize: bool = False) -> tuple[int, Iterator[RunUpdate]]:
         """The seed used, and the run's updates; the request is checked before anything starts."""
+        self._dequeued(session)
         if randomize:
             form = replace(form, seed=random.randrange(2**31))
         self.ready.wait()
@@ -46,6 +63,7 @@ class Sessions:
 
     def extend(self, session: str, form: Form) -> Iterator[RunUpdate]:
         """Continue the session's last finished run from the state it ended in: the frames a longer run gives."""
+        self._dequeued(session)
         previous = self.get(session)
         if previous is not None and previous.metrics.state == "generating":
             raise BadInput("A video is still being generated: wait for it or stop it, then continue.")
@@ -56,8 +74,15 @@ class Sessions:
         return run.updates()
 
     def stop(self, session: str) -> bool:
+        """Stops the session's running generation, or else keeps its queued ones from starting."""
         run = self.get(session)
-        return run is not None and run.stop()
+        if run is not None and run.stop():
+            return True
+        with self._lock:
+            if self._queued.get(session):
+                self._stop_queued.add(session)
+                return True
+        return False
 
     def apply_timeline(self, session: str, rows, unit: str, crossfade) -> int | None:
         """The 1-based segment the new timeline applies from; None when nothing is running."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helios.engine import Engine
-from helios.errors import BadInput
+from helios.errors import BadInput, Cancelled
 from helios.loading import load_model
 from helios.segment import Segment, SegmentTimings, StepProgress
 from studio.form import Form, build_request, rows_from_timeline, timeline_from_rows
@@ -123,6 +123,17 @@ def test_each_segment_is_encoded_once_the_mp4_is_the_streamed_clips(sessions):
     video = decoded(updates[-1].video)
     assert [len(c) for c in clips] == [33, 32] and len(video) == 65
     assert np.array_equal(video, np.concatenate(clips)), "a second encode would change the pixels"
+
+
+def test_stop_while_queued_keeps_the_run_from_starting(sessions):
+    assert not sessions.stop("fay"), "nothing running or queued"
+    sessions.queued("fay")
+    assert sessions.stop("fay")
+    with pytest.raises(Cancelled, match="Stopped before it started"):
+        sessions.generate("fay", form(segments=1))
+    sessions.queued("fay")
+    _, updates = sessions.generate("fay", form(segments=1, rows=[[0, "a kite"]]))
+    assert list(updates)[-1].metrics.state == "done", "a Stop reaches only the runs queued when it was pressed"
 
 
 def test_continue_after_a_different_size_is_refused_in_words(sessions):
