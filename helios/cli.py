@@ -13,6 +13,7 @@ from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import DEFAULT_MODEL, LoadOptions, load_model
 from .media import VideoWriter, check_output_path, read_image, read_video
 from .placement.options import MEMORY_CHOICES, TIERS, Placement
+from .recipe import Recipe, recipe_for, segment_timings, sidecar, timings_of
 from .request import GenerationRequest, GenerationSettings
 from .segment import Segment, StepProgress
 from .timeline import PromptTimeline, read_timeline
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="one prompt for the whole video")
     src.add_argument("--timeline", type=Path, help="prompt timeline as .json or the official .csv")
+    src.add_argument("--recipe", type=Path, help="make a video again from the .json written beside it (with its --image or --video)")
     ctx = g.add_mutually_exclusive_group()
     ctx.add_argument("--image", type=Path, help="start the video from this image (image-to-video)")
     ctx.add_argument("--video", type=Path, help="continue this video (video-to-video)")
@@ -72,6 +74,13 @@ def placement_from_args(args) -> Placement:
 
 
 def request_from_args(args) -> GenerationRequest:
+    if args.recipe is not None:
+        recipe = Recipe.read(args.recipe)
+        size = (recipe.settings["height"], recipe.settings["width"])
+        return recipe.request(
+            image=read_image(args.image, size) if args.image else None,
+            video=read_video(args.video, size) if args.video else None,
+        )
     if args.prompt is not None:
         if not args.prompt.strip():
             raise BadInput("The prompt is empty: describe what the video should show.")
@@ -112,6 +121,9 @@ class ProgressLine:
 def generate(args) -> int:
     out = check_output_path(args.out)
     request = request_from_args(args)
+    if args.recipe is not None:
+        recipe = Recipe.read(args.recipe)
+        args.model, args.fp8 = recipe.model, recipe.placement["fp8"]
     from .engine import Engine
 
     options = LoadOptions(
@@ -129,19 +141,26 @@ def generate(args) -> int:
         )
     progress = ProgressLine()
     start = time.perf_counter()
-    with VideoWriter(out) as writer:
-        try:
-            for event in run:
-                if isinstance(event, StepProgress):
-                    progress.step(event)
-                elif isinstance(event, Segment):
-                    writer.add(event.frames)
-                    progress.segment(event, time.perf_counter() - start, writer.count)
-        except KeyboardInterrupt:
-            run.cancel()
-            raise
-    elapsed = time.perf_counter() - start
-    print(f"wrote {out}: {writer.count} frames in {elapsed:.1f} s ({writer.count / elapsed:.1f} FPS)")
+    segments, first_frame_s = [], None
+    writer = VideoWriter(out)
+    try:
+        for event in run:
+            if isinstance(event, StepProgress):
+                progress.step(event)
+            elif isinstance(event, Segment):
+                first_frame_s = first_frame_s or time.perf_counter() - start
+                segments.append(segment_timings(event))
+                writer.add(event.frames)
+                progress.segment(event, time.perf_counter() - start, writer.count)
+        elapsed = time.perf_counter() - start
+        recipe = recipe_for(model, request, timings_of(segments, first_frame_s, elapsed, writer.count, model.device))
+        writer.close(comment=recipe.to_json())
+    except BaseException:
+        run.cancel()
+        writer.abort()
+        raise
+    sidecar(out).write_text(recipe.to_json(), encoding="utf-8")
+    print(f"wrote {out} and its recipe {sidecar(out).name}: {writer.count} frames in {elapsed:.1f} s ({writer.count / elapsed:.1f} FPS)")
     return 0
 
 

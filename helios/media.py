@@ -105,12 +105,15 @@ class VideoWriter:
                 self._ffmpeg.send(np.ascontiguousarray(frame).tobytes())
         self.count += len(frames)
 
-    def close(self) -> Path:
+    def close(self, comment: str | None = None) -> Path:
+        """`comment` goes into an MP4's metadata (the recipe), added by a stream copy: no second encode."""
         if self.path.suffix.lower() == ".npy":
             with open(self._tmp, "wb") as f:
                 np.save(f, np.concatenate(self._frames) if self._frames else np.zeros((0, 0, 0, 3), np.uint8))
         elif self._ffmpeg is not None:
             self._ffmpeg.close()
+            if comment:
+                join_videos([self._tmp], self._tmp, comment)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(self._tmp, 0o666 & ~umask)
@@ -162,9 +165,9 @@ def encode_clip(frames: np.ndarray, path: str | Path, fps: int = FPS) -> Path:
     return path
 
 
-def join_videos(parts: list[Path], out: Path) -> Path:
+def join_videos(parts: list[Path], out: Path, comment: str | None = None) -> Path:
     """The parts (MP4 or MPEG-TS clips of one encoder setting) as one MP4, their H.264 streams copied as they are:
-    no second encode, no quality lost."""
+    no second encode, no quality lost; `comment` is written into its metadata."""
     import subprocess
 
     import imageio_ffmpeg
@@ -174,7 +177,7 @@ def join_videos(parts: list[Path], out: Path) -> Path:
     tmp = out.with_name(f".{out.name}")
     command = [
         imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-        "-c", "copy", *MP4_PARAMS, str(tmp),
+        "-c", "copy", *(["-metadata", f"comment={comment}"] if comment else []), *MP4_PARAMS, "-f", "mp4", str(tmp),
     ]
     try:
         subprocess.run(command, check=True, capture_output=True)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from helios.media import encode_clip, join_videos
+from helios.recipe import recipe_for, segment_timings, sidecar, timings_of
 from helios.request import Continuation
 from helios.run import Run
 from helios.segment import Segment, StepProgress
@@ -61,7 +63,8 @@ class StudioRun:
 
     def updates(self) -> Iterator[RunUpdate]:
         self.metrics.state = "generating"
-        clips = []
+        clips, timings = [], []
+        start = time.perf_counter()
         try:
             for event in self.run:
                 if isinstance(event, StepProgress):
@@ -69,6 +72,7 @@ class StudioRun:
                     yield RunUpdate(self.metrics)
                 elif isinstance(event, Segment):
                     self.metrics.on_segment(event)
+                    timings.append(segment_timings(event))
                     clips.append(encode_clip(event.frames, self.workdir / f"segment-{event.index:04d}.ts"))
                     yield RunUpdate(self.metrics, clip=clips[-1])
         except BaseException:
@@ -76,8 +80,18 @@ class StudioRun:
             self.metrics.state = "failed"
             raise
         self.metrics.state = "stopped" if self.run.cancelled else "done"
-        video = join_videos([self.before, *clips] if self.before else clips, self.workdir / "helios.mp4") if clips else None
-        yield RunUpdate(self.metrics, video=video, final=True)
+        yield RunUpdate(self.metrics, video=self._finish(clips, timings, time.perf_counter() - start), final=True)
+
+    def _finish(self, clips: list[Path], timings: list[dict], elapsed_s: float) -> Path | None:
+        """The MP4 (the recipe in its metadata) and the recipe beside it."""
+        if not clips:
+            return None
+        model = self.run.engine.model
+        measured = timings_of(timings, self.metrics.first_frame_s, elapsed_s, self.metrics.frames, model.device)
+        recipe = recipe_for(model, self.run.request, measured).to_json()
+        video = join_videos([self.before, *clips] if self.before else clips, self.workdir / "helios.mp4", recipe)
+        sidecar(video).write_text(recipe, encoding="utf-8")
+        return video
 
     @property
     def video(self) -> Path | None:

@@ -9,6 +9,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
+from helios.media import VideoWriter
+
 FAST = ["--height", "64", "--width", "64", "--steps", "1,1,1"]
 
 
@@ -47,6 +49,36 @@ def test_timeline_csv_image_and_video_inputs(tmp_path, sample_image, video_file)
         result = run("--model", "tiny", "--timeline", timeline, *context, *FAST, "--frames", "66", "--out", out)
         assert result.returncode == 0, result.stderr
         assert np.load(out).shape == (65, 64, 64, 3)
+
+
+def test_a_recipe_makes_the_same_frames_again(tmp_path, video_file, sample_video):
+    timeline = tmp_path / "t.json"
+    timeline.write_text(json.dumps({"crossfade": 1, "entries": [{"start": 0, "unit": "segment", "prompt": "a harbour"},
+                                                               {"start": 1, "unit": "segment", "prompt": "a storm"}]}))
+    first, again = tmp_path / "first.mp4", tmp_path / "again.npy"
+    made = run("--model", "tiny", "--timeline", timeline, "--video", video_file, *FAST, "--frames", "99", "--seed", "4",
+               "--out", first)
+    assert made.returncode == 0, made.stderr
+    recipe = json.loads((tmp_path / "first.json").read_text())
+    assert recipe["context"]["kind"] == "video" and recipe["timeline"]["crossfade"] == 1 and recipe["settings"]["seed"] == 4
+    assert len(recipe["timings"]["segments"]) == 3 and recipe["timings"]["overall_fps"] > 0 and recipe["packages"]["torch"]
+    tag = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "json", first],
+                         capture_output=True, text=True)
+    assert json.loads(json.loads(tag.stdout)["format"]["tags"]["comment"]) == recipe, "the MP4 carries the same recipe"
+
+    made_npy = run("--model", "tiny", "--timeline", timeline, "--video", video_file, *FAST, "--frames", "99", "--seed", "4",
+                   "--out", tmp_path / "first.npy")
+    assert made_npy.returncode == 0
+    result = run("--recipe", tmp_path / "first.json", "--video", video_file, "--out", again)
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(again), np.load(tmp_path / "first.npy"))
+
+    other = tmp_path / "other.mp4"
+    with VideoWriter(other) as writer:
+        writer.add(np.ascontiguousarray(sample_video[::-1]))
+    for context, message in ((["--video", other], "not the one this recipe was made from"), ([], "pass the same one with --video")):
+        refused = run("--recipe", tmp_path / "first.json", *context, "--out", tmp_path / "x.npy")
+        assert refused.returncode == 2 and message in refused.stderr and not (tmp_path / "x.npy").exists()
 
 
 def _bad_inputs(tmp_path: Path) -> dict:

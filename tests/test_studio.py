@@ -1,5 +1,6 @@
 """The app's parts without starting the app: the form's mapping, the metrics, and sessions driving the tiny engine."""
 
+import json
 import threading
 
 import imageio_ffmpeg
@@ -123,6 +124,8 @@ def test_each_segment_is_encoded_once_the_mp4_is_the_streamed_clips(sessions):
     video = decoded(updates[-1].video)
     assert [len(c) for c in clips] == [33, 32] and len(video) == 65
     assert np.array_equal(video, np.concatenate(clips)), "a second encode would change the pixels"
+    recipe = json.loads(updates[-1].video.with_suffix(".json").read_text())
+    assert recipe["timeline"]["entries"][0]["prompt"] == "a kite" and len(recipe["timings"]["segments"]) == 2
 
 
 def test_stop_while_queued_keeps_the_run_from_starting(sessions):
