@@ -31,6 +31,13 @@ def _steps(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.replace(" ", "").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, like 0,1,2 (got {text!r})") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m helios", description="Helios Studio: streaming Helios video generation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -46,15 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--height", type=int, default=384)
     g.add_argument("--width", type=int, default=640)
     g.add_argument("--frames", type=int, default=132, help="rounded up to whole segments of 33 frames")
-    g.add_argument("--steps", type=_steps, help="denoising steps per pyramid stage, e.g. 2,2,2")
+    g.add_argument("--steps", type=_steps, nargs="+", help="denoising steps per pyramid stage, e.g. 2,2,2 (several: a grid)")
     g.add_argument("--num-inference-steps", type=int, help="steps for the non-pyramid Base model")
     g.add_argument("--guidance", type=float, help="guidance scale (model default if omitted)")
     g.add_argument("--negative-prompt", default="")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_seeds, default=(0,), help="e.g. 0, or 0,1,2 for a grid")
     g.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     g.add_argument("--vae-dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on a GPU, float32 on a CPU")
     add_placement_arguments(g)
-    g.add_argument("--out", type=Path, required=True, help=".mp4 (H.264, 24 fps) or .npy (uint8 frames)")
+    g.add_argument("--out", type=Path, required=True,
+                   help=".mp4 (H.264, 24 fps) or .npy (uint8 frames); for a grid of seeds x steps, a folder")
     return parser
 
 
@@ -73,28 +81,35 @@ def placement_from_args(args) -> Placement:
     return Placement(memory=args.memory, fp8=args.fp8)
 
 
-def request_from_args(args) -> GenerationRequest:
+def requests_from_args(args) -> list[tuple[str, GenerationRequest]]:
+    """One request per combination of --seed and --steps (one for a recipe), each with a name for its file."""
     if args.recipe is not None:
         recipe = Recipe.read(args.recipe)
         size = (recipe.settings["height"], recipe.settings["width"])
-        return recipe.request(
+        context = dict(
             image=read_image(args.image, size) if args.image else None,
             video=read_video(args.video, size) if args.video else None,
         )
+        return [("recipe", recipe.request(**context))]
     if args.prompt is not None:
         if not args.prompt.strip():
             raise BadInput("The prompt is empty: describe what the video should show.")
         timeline = PromptTimeline.single(args.prompt)
     else:
         timeline = read_timeline(args.timeline)
-    settings = GenerationSettings(
-        height=args.height, width=args.width, num_frames=args.frames, pyramid_steps=args.steps,
-        num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance,
-        negative_prompt=args.negative_prompt, seed=args.seed,
-    )
     image = read_image(args.image, (args.height, args.width)) if args.image else None
     video = read_video(args.video, (args.height, args.width)) if args.video else None
-    return GenerationRequest(timeline, settings, image=image, video=video)
+    requests = []
+    for steps in args.steps or [None]:
+        for seed in args.seed:
+            settings = GenerationSettings(
+                height=args.height, width=args.width, num_frames=args.frames, pyramid_steps=steps,
+                num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance,
+                negative_prompt=args.negative_prompt, seed=seed,
+            )
+            name = f"seed{seed}-steps{'-'.join(map(str, steps)) if steps else 'default'}"
+            requests.append((name, GenerationRequest(timeline, settings, image=image, video=video)))
+    return requests
 
 
 class ProgressLine:
@@ -119,8 +134,13 @@ class ProgressLine:
 
 
 def generate(args) -> int:
-    out = check_output_path(args.out)
-    request = request_from_args(args)
+    requests = requests_from_args(args)
+    grid = len(requests) > 1
+    if grid:
+        if args.out.suffix:
+            raise BadInput(f"{len(requests)} runs (seeds x steps) need a folder for --out, not a file name like {args.out.name}.")
+        args.out.mkdir(parents=True, exist_ok=True)
+    outs = [args.out / f"{name}.mp4" for name, _ in requests] if grid else [check_output_path(args.out)]
     if args.recipe is not None:
         recipe = Recipe.read(args.recipe)
         args.model, args.fp8 = recipe.model, recipe.placement["fp8"]
@@ -131,37 +151,63 @@ def generate(args) -> int:
     )
     model = load_model(args.model, options)
     print(model.describe(), flush=True)
-    run = Engine(model).start(request)
-    settings = request.settings
+    engine = Engine(model)
+    runs = [engine.start(request) for _, request in requests]  # every request checked before the first runs
+    settings = requests[0][1].settings
     if settings.num_frames != settings.num_segments * FRAMES_PER_SEGMENT:
         print(
             f"note: {settings.num_frames} frames round up to {settings.num_segments} segments of {FRAMES_PER_SEGMENT}; "
             f"the video will have {settings.output_frames} frames.",
             file=sys.stderr,
         )
-    progress = ProgressLine()
+    rows = []
+    for n, (run, out) in enumerate(zip(runs, outs), 1):
+        recipe = make_video(run, out, None if grid else ProgressLine())
+        t = recipe.timings
+        line = f"{out.name}: {t['frames']} frames in {t['elapsed_s']:.1f} s ({t['overall_fps']:.1f} FPS, first frame {t['first_frame_s']:.2f} s)"
+        print(f"run {n}/{len(runs)} {line}" if grid else f"wrote {out} and its recipe {sidecar(out).name}: {line}", flush=True)
+        rows.append(dict(file=out.name, seed=recipe.settings["seed"], steps=recipe.settings["pyramid_steps"], **{
+            k: t[k] for k in ("frames", "elapsed_s", "overall_fps", "first_frame_s", "peak_gpu_gib")}))
+    if grid:
+        write_csv(args.out / "runs.csv", rows)
+        print(f"wrote {len(rows)} videos, their recipes and runs.csv to {args.out}")
+    return 0
+
+
+def make_video(run, out: Path, progress: "ProgressLine | None") -> Recipe:
+    """One run into `out` and its recipe beside it; nothing is left behind if it fails."""
+    model = run.engine.model
     start = time.perf_counter()
     segments, first_frame_s = [], None
     writer = VideoWriter(out)
     try:
         for event in run:
-            if isinstance(event, StepProgress):
+            if isinstance(event, StepProgress) and progress:
                 progress.step(event)
             elif isinstance(event, Segment):
                 first_frame_s = first_frame_s or time.perf_counter() - start
                 segments.append(segment_timings(event))
                 writer.add(event.frames)
-                progress.segment(event, time.perf_counter() - start, writer.count)
+                if progress:
+                    progress.segment(event, time.perf_counter() - start, writer.count)
         elapsed = time.perf_counter() - start
-        recipe = recipe_for(model, request, timings_of(segments, first_frame_s, elapsed, writer.count, model.device))
+        recipe = recipe_for(model, run.request, timings_of(segments, first_frame_s, elapsed, writer.count, model.device))
         writer.close(comment=recipe.to_json())
     except BaseException:
         run.cancel()
         writer.abort()
         raise
     sidecar(out).write_text(recipe.to_json(), encoding="utf-8")
-    print(f"wrote {out} and its recipe {sidecar(out).name}: {writer.count} frames in {elapsed:.1f} s ({writer.count / elapsed:.1f} FPS)")
-    return 0
+    return recipe
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in row.items()} for row in rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,7 +115,7 @@ def timings_of(segments: list[dict], first_frame_s: float | None, elapsed_s: flo
     """What the run measured: per segment, to the first frame, overall, and the GPU's peak memory."""
     return dict(
         segments=segments,
-        first_frame_s=None if first_frame_s is None else round(first_frame_s, 3), elapsed_s=round(elapsed_s, 3),
+        frames=frames, first_frame_s=None if first_frame_s is None else round(first_frame_s, 3), elapsed_s=round(elapsed_s, 3),
         overall_fps=round(frames / elapsed_s, 2) if elapsed_s else None,
         peak_gpu_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
     )

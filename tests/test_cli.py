@@ -1,5 +1,6 @@
 """The CLI as a user runs it: a real subprocess, real files, exit codes and one-line errors."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -79,6 +80,22 @@ def test_a_recipe_makes_the_same_frames_again(tmp_path, video_file, sample_video
     for context, message in ((["--video", other], "not the one this recipe was made from"), ([], "pass the same one with --video")):
         refused = run("--recipe", tmp_path / "first.json", *context, "--out", tmp_path / "x.npy")
         assert refused.returncode == 2 and message in refused.stderr and not (tmp_path / "x.npy").exists()
+
+
+def test_a_grid_of_seeds_and_steps_runs_every_combination_into_a_folder(tmp_path):
+    out = tmp_path / "grid"
+    result = run("--model", "tiny", "--prompt", "a red fox", "--height", "64", "--width", "64", "--frames", "33",
+                 "--seed", "0,1", "--steps", "1,1,1", "2,1,1", "--out", out)
+    assert result.returncode == 0, result.stderr
+    names = {f"seed{seed}-steps{steps}" for seed in (0, 1) for steps in ("1-1-1", "2-1-1")}
+    assert {p.stem for p in out.glob("*.mp4")} == names == {p.stem for p in out.glob("*.json")}
+    assert [line.startswith(f"run {n}/4 ") for n, line in enumerate(
+        (line for line in result.stdout.splitlines() if line.startswith("run ")), 1)] == [True] * 4
+    rows = list(csv.DictReader(open(out / "runs.csv")))
+    assert {(r["seed"], r["steps"]) for r in rows} == {(s, t) for s in ("0", "1") for t in ("1,1,1", "2,1,1")}
+    assert all(float(r["overall_fps"]) > 0 and int(r["frames"]) == 33 for r in rows)
+    refused = run("--model", "tiny", "--prompt", "x", "--seed", "0,1", "--out", tmp_path / "one.mp4")
+    assert refused.returncode == 2 and "need a folder for --out" in refused.stderr
 
 
 def _bad_inputs(tmp_path: Path) -> dict:
