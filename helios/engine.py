@@ -242,6 +242,15 @@ class Engine:
             watch.mark()
         return frames
 
+    def _video_pixels(self, frames, height: int, width: int) -> torch.Tensor:
+        """(T, H, W, 3) uint8 to (1, 3, T, H, W) in [-1, 1]. Frames already at the size (the readers scale uploads
+        to it) are sent as uint8 and scaled on the GPU with the processor's own arithmetic: the same values, without
+        a PIL round trip per frame on the CPU (0.35 s for 66 frames)."""
+        if frames.shape[1:3] != (height, width):
+            return self.video_processor.preprocess_video([Image.fromarray(f) for f in frames], height=height, width=width)
+        pixels = torch.from_numpy(frames).to(self.model.device).permute(3, 0, 1, 2).unsqueeze(0).float()
+        return (pixels / 255.0) * 2.0 - 1.0
+
     def _encode(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         mean, inv_std = self.latent_stats
         pixels = pixels.to(self.model.device, self.model.vae.dtype)
@@ -275,8 +284,7 @@ class Engine:
             fake = self._noisy(fake, generator)
             return prefix, torch.cat([history[:, :, :-1], fake], dim=2)
         if request.video is not None:
-            frames = [Image.fromarray(f) for f in request.video]
-            video = self.video_processor.preprocess_video(frames, height=s.height, width=s.width)
+            video = self._video_pixels(request.video, s.height, s.width)
             chunks = video.shape[2] // FRAMES_PER_SEGMENT
             start = video.shape[2] - chunks * FRAMES_PER_SEGMENT
             prefix = self._encode(video[:, :, :1], generator)
