@@ -24,6 +24,7 @@ from helios.engine import Engine
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD
 from helios.loading import DEFAULT_MODEL, LoadOptions, load_model
+from studio.sessions import SessionLimits
 
 
 def _port(text: str) -> int:
@@ -68,6 +69,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_placement_arguments(parser)
     parser.add_argument("--no-warmup", action="store_true", help="take requests at once; the first one pays for compiling")
     parser.add_argument("--max-upload", type=_size, default=MAX_UPLOAD, help="largest image or video a user may upload")
+    parser.add_argument("--session-idle-minutes", type=float, default=SessionLimits.idle_release_s / 60,
+                        help="release a quiet session and its files after this long")
+    parser.add_argument("--runs-disk-gib", type=float, default=SessionLimits.disk_cap_bytes / 2**30,
+                        help="keep the runs' files under this much disk, the least recently used removed first")
     return parser.parse_args(argv)
 
 
@@ -115,7 +120,8 @@ def main(argv=None) -> int:
     ready = threading.Event()
     if not warm:
         ready.set()
-    demo = build_demo(engine, banner, default_resolution, ready)
+    limits = SessionLimits(args.session_idle_minutes * 60, int(args.runs_disk_gib * 2**30))
+    demo = build_demo(engine, banner, default_resolution, ready, limits)
     demo.queue(default_concurrency_limit=1, max_size=32)
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS,

@@ -16,7 +16,7 @@ from helios.timeline import read_timeline
 from .form import Form, rows_from_timeline, task_of, timeline_from_rows
 from .gpu import on_gpu
 from .layout import EXAMPLE_TIMELINES, Layout, lay_out
-from .sessions import Sessions
+from .sessions import SessionLimits, Sessions
 
 
 def _user_error(exc: Exception) -> gr.Error:
@@ -44,10 +44,13 @@ CACHE_SWEEP = (3600, 6 * 3600)
 WARMING_UP = "Warming up with one short run (on a GPU: compiling, capturing CUDA graphs); requests wait until it is done."
 
 
-def build_demo(engine: Engine, banner: str, default_resolution: str, ready: threading.Event | None = None) -> gr.Blocks:
+def build_demo(
+    engine: Engine, banner: str, default_resolution: str, ready: threading.Event | None = None,
+    limits: SessionLimits = SessionLimits(),
+) -> gr.Blocks:
     """`ready`, if given, is set once the engine has warmed up: until then the banner says so and requests wait."""
     ready = ready or _set_event()
-    sessions = Sessions(engine, ready)
+    sessions = Sessions(engine, ready, limits)
 
     def generate(rows, unit, crossfade, image, video, segments, steps, seed, resolution, randomize, request: gr.Request):
         form = Form(rows, unit, crossfade, image, video, segments, steps, seed, resolution)

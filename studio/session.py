@@ -99,6 +99,9 @@ class StudioRun:
         path = self.workdir / "helios.mp4"
         return path if self.metrics.state in ("done", "stopped") and path.exists() else None
 
+    def disk_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.workdir.glob("*") if f.is_file())
+
     def cleanup(self) -> None:
         """Remove the run's files once the page no longer needs them; Gradio serves its own copies."""
         if self.metrics.state != "generating":

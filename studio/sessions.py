@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from helios.engine import Engine
@@ -15,16 +16,48 @@ from .form import Form, build_request, timeline_from_rows
 from .session import RunUpdate, StudioRun
 
 
+@dataclass(frozen=True)
+class SessionLimits:
+    """What the app keeps for sessions that never say goodbye (API clients send no unload): a session idle this long
+    is released with its files, and the runs' files together stay under the cap, the least recently used first."""
+
+    idle_release_s: float = 1800.0
+    disk_cap_bytes: int = 4 * 2**30
+
+
 class Sessions:
     """The latest run of each browser session; one session cannot touch another's."""
 
-    def __init__(self, engine: Engine, ready: threading.Event):
+    def __init__(self, engine: Engine, ready: threading.Event, limits: SessionLimits = SessionLimits(), clock=time.monotonic):
         self.engine = engine
         self.ready = ready
+        self.limits = limits
+        self.clock = clock
         self._runs: dict[str, StudioRun] = {}
+        self._seen: dict[str, float] = {}
         self._queued: dict[str, int] = {}
         self._stop_queued: set[str] = set()
         self._lock = threading.Lock()
+
+    def sweep(self) -> None:
+        """Release idle sessions, then the least recently used finished runs while the files exceed the cap."""
+        now = self.clock()
+        with self._lock:
+            idle = [
+                s for s, seen in self._seen.items()
+                if now - seen > self.limits.idle_release_s and (s not in self._runs or self._runs[s].metrics.state != "generating")
+            ]
+        for session in idle:
+            self.forget(session)
+        with self._lock:
+            finished = sorted((self._seen.get(s, 0.0), s) for s, run in self._runs.items() if run.metrics.state != "generating")
+            sizes = {s: run.disk_bytes() for s, run in self._runs.items()}
+        total = sum(sizes.values())
+        for _, session in finished:
+            if total <= self.limits.disk_cap_bytes:
+                break
+            total -= sizes[session]
+            self.forget(session)
 
     def get(self, session: str) -> StudioRun | None:
         with self._lock:
@@ -34,8 +67,10 @@ class Sessions:
         with self._lock:
             previous = self._runs.get(session)
             self._runs[session] = run
+            self._seen[session] = self.clock()
         if previous is not None:
             previous.cleanup()
+        self.sweep()
 
     def queued(self, session: str) -> None:
         """A Generate or Continue of this session is waiting in the queue: a Stop now keeps it from starting."""
@@ -59,7 +94,7 @@ class Sessions:
         self.ready.wait()
         run = StudioRun(self.engine.start(build_request(form)))
         self._replace(session, run)
-        return form.seed, run.updates()
+        return form.seed, self._touching(session, run.updates())
 
     def extend(self, session: str, form: Form) -> Iterator[RunUpdate]:
         """Continue the session's last finished run from the state it ended in: the frames a longer run gives."""
@@ -71,10 +106,23 @@ class Sessions:
             raise BadInput("Nothing to continue yet: generate a video first.")
         run = StudioRun(self.engine.start(build_request(form, after=previous.continuation)), before=previous.video)
         self._replace(session, run)
-        return run.updates()
+        return self._touching(session, run.updates())
+
+    def _touching(self, session: str, updates: Iterator[RunUpdate]) -> Iterator[RunUpdate]:
+        """A session is active while its run streams: idle time counts from its last update; a finished run sweeps."""
+        for update in updates:
+            self._touch(session)
+            yield update
+        self.sweep()
+
+    def _touch(self, session: str) -> None:
+        with self._lock:
+            if session in self._runs:
+                self._seen[session] = self.clock()
 
     def stop(self, session: str) -> bool:
         """Stops the session's running generation, or else keeps its queued ones from starting."""
+        self._touch(session)
         run = self.get(session)
         if run is not None and run.stop():
             return True
@@ -96,6 +144,7 @@ class Sessions:
     def forget(self, session: str) -> None:
         with self._lock:
             run = self._runs.pop(session, None)
+            self._seen.pop(session, None)
         if run is not None:
             run.stop()
             run.cleanup()

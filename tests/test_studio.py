@@ -15,7 +15,7 @@ from helios.segment import Segment, SegmentTimings, StepProgress
 from studio.form import Form, build_request, rows_from_timeline, timeline_from_rows
 from studio.gpu import gpu_seconds
 from studio.metrics import RunMetrics
-from studio.sessions import Sessions
+from studio.sessions import SessionLimits, Sessions
 
 
 def form(**changes) -> Form:
@@ -137,6 +137,31 @@ def test_stop_while_queued_keeps_the_run_from_starting(sessions):
     sessions.queued("fay")
     _, updates = sessions.generate("fay", form(segments=1, rows=[[0, "a kite"]]))
     assert list(updates)[-1].metrics.state == "done", "a Stop reaches only the runs queued when it was pressed"
+
+
+def test_quiet_sessions_are_released_and_run_files_stay_under_the_cap(tmp_path):
+    now = [0.0]
+    ready = threading.Event()
+    ready.set()
+    engine = Engine(load_model("tiny"))
+    sessions = Sessions(engine, ready, SessionLimits(idle_release_s=60, disk_cap_bytes=10**12), clock=lambda: now[0])
+    folders = {}
+    for name in ("api-1", "api-2"):
+        list(sessions.generate(name, form(segments=1, rows=[[0, "a kite"]]))[1])
+        folders[name] = sessions.get(name).workdir
+    now[0] = 61
+    list(sessions.generate("api-3", form(segments=1, rows=[[0, "a kite"]]))[1])
+    assert sessions.get("api-1") is None and sessions.get("api-2") is None
+    assert not folders["api-1"].exists() and not folders["api-2"].exists() and sessions.get("api-3").workdir.exists()
+
+    one_run = sessions.get("api-3").disk_bytes()
+    capped = Sessions(engine, ready, SessionLimits(idle_release_s=10**6, disk_cap_bytes=int(2.5 * one_run)))
+    kept = []
+    for n in range(5):
+        list(capped.generate(f"s{n}", form(segments=1, rows=[[0, "a kite"]]))[1])
+        kept.append(sorted(s for s in (f"s{k}" for k in range(n + 1)) if capped.get(s)))
+        assert sum(capped.get(s).disk_bytes() for s in kept[-1]) <= 2.5 * one_run
+    assert kept[-1] == ["s3", "s4"], "the least recently used go first"
 
 
 def test_continue_after_a_different_size_is_refused_in_words(sessions):
