@@ -47,6 +47,7 @@ class Layout:
     exported: gr.File
     live: gr.Video
     metrics: gr.HTML
+    fps_plot: gr.BarPlot
     generate: gr.Button
     stop: gr.Button
     apply: gr.Button
@@ -105,6 +106,10 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
         with gr.Column(scale=6):
             c["live"] = gr.Video(label="Live", streaming=True, autoplay=True, elem_id="live", interactive=False)
             c["metrics"] = gr.HTML("<div class='metrics'>Press Generate to start.</div>", elem_id="metrics")
+            c["fps_plot"] = gr.BarPlot(
+                x="segment", y="FPS", title="FPS per segment", x_title="segment", y_title="frames per second",
+                height=200, elem_id="fps-plot",
+            )
             with gr.Row():
                 c["generate"] = gr.Button("Generate", variant="primary", elem_id="generate")
                 c["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")

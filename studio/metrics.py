@@ -6,6 +6,7 @@ import html
 import time
 from dataclasses import dataclass, field
 
+import pandas as pd
 import torch
 
 from helios.segment import Segment, StepProgress
@@ -44,7 +45,11 @@ class RunMetrics:
         return self.frames / self.elapsed_s if self.frames and self.elapsed_s > 0 else None
 
     def to_html(self) -> str:
-        return f'<div class="metrics">{self._summary()}{fps_chart(self.segment_fps)}</div>'
+        return f'<div class="metrics">{self._summary()}</div>'
+
+    def fps_table(self) -> pd.DataFrame:
+        """Per-segment FPS for the page's plot (axes, hover values)."""
+        return pd.DataFrame({"segment": range(1, len(self.segment_fps) + 1), "FPS": [round(v, 2) for v in self.segment_fps]})
 
     def _summary(self) -> str:
         step = self.step
@@ -75,20 +80,3 @@ def gpu_memory() -> str:
     used = torch.cuda.memory_allocated() / 2**30
     peak = torch.cuda.max_memory_allocated() / 2**30
     return f"{used:.1f} GiB in use, {peak:.1f} GiB peak"
-
-
-def fps_chart(values: list[float], width: int = 320, height: int = 90) -> str:
-    """A bar per segment, scaled to the fastest one, drawn as inline SVG."""
-    if not values:
-        return ""
-    top = max(values)
-    bar = width / len(values)
-    bars = "".join(
-        f'<rect x="{i * bar + 1:.1f}" y="{height - 14 - (height - 28) * v / top:.1f}" width="{max(bar - 2, 1):.1f}" '
-        f'height="{(height - 28) * v / top:.1f}" fill="#f59e0b"><title>segment {i + 1}: {v:.1f} FPS</title></rect>'
-        for i, v in enumerate(values)
-    )
-    return (
-        f'<svg class="fps-chart" width="{width}" height="{height}" role="img" aria-label="FPS per segment">'
-        f'<text x="0" y="11" font-size="11" fill="currentColor">FPS per segment (max {top:.1f})</text>{bars}</svg>'
-    )

@@ -32,6 +32,7 @@ def _stream(seed: int, updates):
             yield (
                 str(update.clip) if update.clip else gr.skip(),
                 update.metrics.to_html(),
+                update.metrics.fps_table() if update.clip else gr.skip(),
                 str(update.video) if update.video else (None if update.final else gr.skip()),
                 seed,
             )
@@ -132,7 +133,7 @@ def _banner_state(banner: str, ready: threading.Event):
 
 def _wire_run_buttons(page: Layout, generate, extend, stop, apply, queued) -> None:
     inputs = [*page.form, page.randomize]
-    outputs = [page.live, page.metrics, page.download, page.seed]
+    outputs = [page.live, page.metrics, page.fps_plot, page.download, page.seed]
     for button in (page.generate, page.resume):  # at once, outside the queue: a Stop can then reach a queued run
         button.click(queued, None, None, queue=False, api_name=False)
     page.generate.click(generate, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="generate")

@@ -23,8 +23,11 @@ def test_generate_streams_and_offers_the_full_mp4(client):
     updates = list(job)
     final = job.result()
     assert len(updates) > 2, "segments and steps should arrive as separate updates"
-    live, metrics, download, seed = final
+    live, metrics, plot, download, seed = final
     assert seed == 5
+    plotted = [u[2] for u in updates if isinstance(u[2], dict) and "data" in u[2]][-1]
+    assert plotted["columns"] == ["segment", "FPS"] and [row[0] for row in plotted["data"]] == [1, 2]
+    assert all(fps > 0 for _, fps in plotted["data"]), "one bar per segment, its measured FPS"
     assert "done" in metrics and "FPS" in metrics and "time to first frame" in metrics
     frames, _ = imageio_ffmpeg.count_frames_and_secs(download)
     assert frames == 65
@@ -83,7 +86,7 @@ def test_stop_twice_and_stop_when_idle_are_harmless(client):
             break
     client.predict(api_name="/stop")
     client.predict(api_name="/stop")
-    *_, metrics, download, _ = job.result()
+    _, metrics, _, download, _ = job.result()
     assert "stopped" in metrics
     frames, _ = imageio_ffmpeg.count_frames_and_secs(download)
     assert 33 <= frames < 20 * 33, "what was made before the stop stays downloadable"
@@ -112,5 +115,5 @@ def test_two_users_at_once_are_queued_not_refused(app_url):
     for t in threads:
         t.join(300)
     assert sorted(results) == ["a", "b"]
-    for live, metrics, download, seed in results.values():
+    for live, metrics, plot, download, seed in results.values():
         assert imageio_ffmpeg.count_frames_and_secs(download)[0] == 33

@@ -62,6 +62,7 @@ def test_stream_plays_before_the_run_ends_and_stop_keeps_the_result(page):
     page.wait_for_function("() => document.querySelector('#metrics').innerText.includes('stopped')", timeout=120_000)
     page.wait_for_selector("#download a", timeout=30_000)
     assert ".mp4" in page.locator("#download").inner_text()
+    assert page.locator("#fps-plot canvas, #fps-plot svg").count() > 0, "the FPS plot is drawn"
     frames = int(metrics(page).split("frames")[1].split()[0])
     assert 33 <= frames < 4 * 33
 

@@ -54,6 +54,7 @@ def test_metrics_show_measured_numbers_and_escape_prompts():
     html = metrics.to_html()
     assert "55.0 FPS" in html and "&lt;b&gt;boat&lt;/b&gt;" in html and "<b>boat" not in html
     assert metrics.frames == 33 and metrics.first_frame_s is not None
+    assert metrics.fps_table().to_dict("records") == [{"segment": 1, "FPS": 55.0}]
 
 
 def test_metrics_show_a_long_prompt_shortened():
