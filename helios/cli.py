@@ -81,10 +81,9 @@ def placement_from_args(args) -> Placement:
     return Placement(memory=args.memory, fp8=args.fp8)
 
 
-def requests_from_args(args) -> list[tuple[str, GenerationRequest]]:
+def requests_from_args(args, recipe: Recipe | None = None) -> list[tuple[str, GenerationRequest]]:
     """One request per combination of --seed and --steps (one for a recipe), each with a name for its file."""
-    if args.recipe is not None:
-        recipe = Recipe.read(args.recipe)
+    if recipe is not None:
         size = (recipe.settings["height"], recipe.settings["width"])
         context = dict(
             image=read_image(args.image, size) if args.image else None,
@@ -134,16 +133,14 @@ class ProgressLine:
 
 
 def generate(args) -> int:
-    requests = requests_from_args(args)
-    grid = len(requests) > 1
-    if grid:
-        if args.out.suffix:
-            raise BadInput(f"{len(requests)} runs (seeds x steps) need a folder for --out, not a file name like {args.out.name}.")
-        args.out.mkdir(parents=True, exist_ok=True)
-    outs = [args.out / f"{name}.mp4" for name, _ in requests] if grid else [check_output_path(args.out)]
-    if args.recipe is not None:
-        recipe = Recipe.read(args.recipe)
+    recipe = Recipe.read(args.recipe) if args.recipe is not None else None
+    if recipe is not None:
         args.model, args.fp8 = recipe.model, recipe.placement["fp8"]
+    requests = requests_from_args(args, recipe)
+    grid = len(requests) > 1
+    if grid and args.out.suffix:
+        raise BadInput(f"{len(requests)} runs (seeds x steps) need a folder for --out, not a file name like {args.out.name}.")
+    outs = [args.out / f"{name}.mp4" for name, _ in requests] if grid else [check_output_path(args.out)]
     from .engine import Engine
 
     options = LoadOptions(
@@ -153,6 +150,8 @@ def generate(args) -> int:
     print(model.describe(), flush=True)
     engine = Engine(model)
     runs = [engine.start(request) for _, request in requests]  # every request checked before the first runs
+    if grid:
+        args.out.mkdir(parents=True, exist_ok=True)
     settings = requests[0][1].settings
     if settings.num_frames != settings.num_segments * FRAMES_PER_SEGMENT:
         print(

@@ -166,10 +166,14 @@ class Engine:
                 )
         if isinstance(s.seed, bool) or not isinstance(s.seed, int) or not 0 <= s.seed <= MAX_SEED:
             raise BadInput(f"The seed must be a whole number from 0 to {MAX_SEED} (got {s.seed!r}).")
-        request.timeline.check(request.total_segments)
-        for prompt in request.timeline.prompts:
-            self.prompts.check_length(prompt)
+        self.check_timeline(request.timeline, request.total_segments)
         return SamplingPlan(flavour, tuple(int(n) for n in pyramid_steps), steps, guidance)
+
+    def check_timeline(self, timeline: PromptTimeline, segments: int) -> None:
+        """For a new request and for a live edit alike: its rows, and no prompt longer than the model reads."""
+        timeline.check(segments)
+        for prompt in timeline.prompts:
+            self.prompts.check_length(prompt)
 
     @contextlib.contextmanager
     def reserved(self):

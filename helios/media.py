@@ -27,7 +27,9 @@ def read_image(path: str | Path, size: tuple[int, int] | None = None) -> Image.I
                 return img.convert("RGB").resize((size[1], size[0]), Image.Resampling.LANCZOS)
             img.load()
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise BadInput(f"{path.name} has too many pixels to read safely: scale it down below 8000x8000 and try again.") from None
+    except (UnidentifiedImageError, OSError, ValueError):
         raise BadInput(f"{path.name} is not an image this app can read: use a PNG, JPEG or WebP file.") from None
 
 

@@ -6,6 +6,7 @@ the same frames.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import platform
@@ -73,6 +74,7 @@ def context_of(image, video) -> dict | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
 def model_hash(folder: Path | None) -> str:
     """A hub snapshot's commit, or a hash of the checkpoint's configs and weight headers (read in milliseconds)."""
     if folder is None:

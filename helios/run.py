@@ -1,8 +1,8 @@
 """One generation, as the engine hands it out: validated, then iterated for one ordered stream of events.
 
 Denoising runs on the engine's denoise thread and decoding on its decode thread (on the decode stream), while the
-caller's thread hands out events, so segment k is decoded and handed out while segment k+1 is being denoised. The worker queues k+1 on the
-GPU only once k's decode is queued: at most one segment ahead, and the decode stream's higher priority lets k reach
+caller's thread hands out events, so segment k is decoded and handed out while segment k+1 is being denoised. The
+worker queues k+1 on the GPU only once k's decode is queued: at most one segment ahead, and the decode stream's higher priority lets k reach
 the user first. Step progress travels on the same queue, so the caller sees everything in the order it happened.
 """
 
@@ -75,7 +75,7 @@ class Run:
 
     def set_timeline(self, timeline: PromptTimeline) -> None:
         """Takes effect from the next segment to start."""
-        timeline.check(self.total_segments)
+        self.engine.check_timeline(timeline, self.total_segments)
         with self._lock:
             self._timeline = timeline
 

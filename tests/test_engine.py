@@ -92,6 +92,8 @@ def test_a_bad_timeline_change_is_refused_and_the_run_goes_on(engine):
     run = engine.start(request(PromptTimeline.single("a quiet forest"), frames=66))
     with pytest.raises(BadInput, match="only 2 segments"):
         run.set_timeline(PromptTimeline((TimelineEntry(0, "a"), TimelineEntry(5, "b")), 0))
+    with pytest.raises(BadInput, match="longer than the 512 tokens"):
+        run.set_timeline(PromptTimeline((TimelineEntry(0, "a"), TimelineEntry(1, "storm " * 600)), 0))
     assert len(list(run.segments())) == 2
 
 
