@@ -2,7 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from helios.placement.fp8 import Float8Linear, dequantized_linear, quantize_rows, to_float8
+from helios.placement.streaming import plain_tensors
+
+from helios.placement.fp8 import Float8Linear, block_to_float8, dequantized_linear, quantize_rows, to_float8
 
 GPU = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
 
@@ -35,3 +37,37 @@ def test_float8_linear_matches_its_dequantized_product_on_gpu():
     assert ((out - ref).norm() / ref.norm()).item() < 1e-2
     exact = linear(x).float()
     assert ((out - exact).norm() / exact.norm()).item() < 0.08
+
+
+def block_output(library: str, fp8_matmul: bool, device: str) -> torch.Tensor:
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    block = nn.Sequential(nn.Linear(512, 1024), nn.GELU(approximate="tanh"), nn.Linear(1024, 512)).to(device, dtype)
+    x = torch.randn(4, 300, 512, device=device, dtype=dtype)
+    exact = block(x).float()
+    if library:
+        block_to_float8(block, fp8_matmul, library)
+    stored = {t.dtype for t in plain_tensors(block)}
+    with torch.no_grad():
+        return block(x).float(), exact, stored
+
+
+@pytest.mark.parametrize("library", ["torchao", "ours"])
+def test_weight_only_fp8_stays_close_to_the_exact_block_and_stores_fp8(library):
+    out, exact, stored = block_output(library, False, "cpu")
+    assert torch.float8_e4m3fn in stored
+    assert 1e-4 < ((out - exact).norm() / exact.norm()).item() < 0.05
+
+
+def test_torchao_and_our_linears_compute_the_same_weight_only_product():
+    ours, *_ = block_output("ours", False, "cpu")
+    theirs, *_ = block_output("torchao", False, "cpu")
+    assert ((ours - theirs).norm() / ours.norm()).item() < 1e-3
+
+
+@pytest.mark.skipif(not GPU, reason="FP8 matmuls need a GPU with FP8 tensor cores (Ada or Hopper)")
+def test_torchao_and_our_fp8_matmuls_agree_on_gpu():
+    ours, exact, _ = block_output("ours", True, "cuda")
+    theirs, *_ = block_output("torchao", True, "cuda")
+    assert ((ours - theirs).norm() / ours.norm()).item() < 2e-2
+    assert ((theirs - exact).norm() / exact.norm()).item() < 0.08

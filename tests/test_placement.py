@@ -10,7 +10,7 @@ from helios.loading import LoadOptions, _load, load_model
 from helios.placement.capability import Capabilities
 from helios.placement.options import GIB, ModelSize, Placement, gpu_bytes, resolve, workspace_bytes
 from helios.placement.size import model_size
-from helios.placement.streaming import StreamedBlock, streamed_positions
+from helios.placement.streaming import StreamedBlock, plain_tensors, streamed_positions
 from helios.request import GenerationRequest, GenerationSettings
 from helios.tiny import TinySpec, build_tiny
 from helios.timeline import PromptTimeline
@@ -93,7 +93,7 @@ def frames_of(model) -> np.ndarray:
 
 def placed_bytes(module: torch.nn.Module) -> int:
     """Bytes of the tensors the model computes with: on a GPU, what it holds there."""
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*module.parameters(), *module.buffers()]}
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in plain_tensors(module)}
     return sum(storages.values())
 
 

@@ -2,7 +2,10 @@
 
 Where the GPU has FP8 tensor cores (Ada, Hopper) the matmul itself runs in FP8 through `torch._scaled_mm`: faster,
 at a measured cost in fidelity (benchmarks/README.md). Elsewhere (Ampere, the CPU) only the storage is FP8: the
-weight is widened to the activations' dtype for each product, which costs little next to the matmul itself."""
+weight is widened to the activations' dtype for each product, which costs little next to the matmul itself.
+
+Two implementations of the same math: torchao's quantization configs (the library, the default) and our
+`Float8Linear`; `Placement.fp8_linears` picks one so the benchmark can measure both in the compiled blocks."""
 
 from __future__ import annotations
 
@@ -51,8 +54,10 @@ def dequantized_linear(x: torch.Tensor, layer: Float8Linear) -> torch.Tensor:
     return y.reshape(*x.shape[:-1], layer.out_features)
 
 
-def block_to_float8(block: nn.Module, fp8_matmul: bool = True) -> int:
-    """Swap every nn.Linear inside one transformer block for a Float8Linear; returns how many were swapped."""
+def block_to_float8(block: nn.Module, fp8_matmul: bool = True, library: str = "ours") -> int:
+    """Every nn.Linear inside one transformer block to FP8, in place; returns how many were converted."""
+    if library == "torchao":
+        return _torchao(block, fp8_matmul)
     swapped = 0
     for module in list(block.modules()):
         for child_name, child in list(module.named_children()):
@@ -62,5 +67,20 @@ def block_to_float8(block: nn.Module, fp8_matmul: bool = True) -> int:
     return swapped
 
 
-def to_float8(transformer: nn.Module, fp8_matmul: bool = True) -> int:
-    return sum(block_to_float8(block, fp8_matmul) for block in transformer.blocks)
+def to_float8(transformer: nn.Module, fp8_matmul: bool = True, library: str = "ours") -> int:
+    return sum(block_to_float8(block, fp8_matmul, library) for block in transformer.blocks)
+
+
+def _torchao(block: nn.Module, fp8_matmul: bool) -> int:
+    """Row-wise dynamic activation scales with FP8 matmuls, or FP8 weight-only storage: torchao's Float8Tensor."""
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Float8WeightOnlyConfig,
+        PerRow,
+        quantize_,
+    )
+
+    count = sum(isinstance(m, nn.Linear) for m in block.modules())
+    config = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()) if fp8_matmul else Float8WeightOnlyConfig()
+    quantize_(block, config)
+    return count

@@ -7,6 +7,7 @@ is never patched afterwards. `resolve` turns what was asked for into what this G
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 
 from ..errors import ModelUnavailable
@@ -35,6 +36,7 @@ TIERS = (
 )
 TIER_NAMES = tuple(t.name for t in TIERS)
 MEMORY_CHOICES = ("auto", *TIER_NAMES)
+FP8_LINEARS = ("torchao", "ours")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ def workspace_bytes(height: int, width: int) -> int:
 class Placement:
     memory: str = "auto"
     fp8: bool = False
+    fp8_linears: str = "torchao"
+    """Whose FP8 linear layers: "torchao" (the library) or "ours" (`Float8Linear`); see placement/fp8.py."""
     kernels: bool = False
     compile_blocks: bool = True
     attention_backend: str | None = "_native_cudnn"
@@ -113,6 +117,8 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
     """On a CPU nothing is placed unless a tier is forced or a capacity is given (tests fake one that way)."""
     if placement.memory not in MEMORY_CHOICES:
         raise ModelUnavailable(f"Unknown memory tier {placement.memory!r}: choose one of {', '.join(MEMORY_CHOICES)}.")
+    if placement.fp8_linears not in FP8_LINEARS:
+        raise ModelUnavailable(f"Unknown FP8 linears {placement.fp8_linears!r}: choose one of {', '.join(FP8_LINEARS)}.")
     if not caps.cuda:
         placement = dataclasses.replace(placement, **GPU_ONLY_OFF)
         if placement.memory == "auto" and not caps.free_bytes:
@@ -126,6 +132,9 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
     if tier.fp8_weights and not caps.fp8_matmul:
         notes.append("no FP8 tensor cores: FP8 weights widened for each matmul (weight-only)")
     switches = dict(placement.__dict__, memory=tier.name)
+    if tier.fp8_weights and placement.fp8_linears == "torchao" and importlib.util.find_spec("torchao") is None:
+        switches["fp8_linears"] = "ours"
+        notes.append("torchao is not installed: our own FP8 linear layers")
     for name, ok, why in (
         ("attention_backend", caps.cudnn_attention, "cuDNN attention needs compute capability 8.0"),
         ("vae_kernels", caps.triton, "the Triton kernels need Triton and compute capability 8.0"),

@@ -42,7 +42,7 @@ def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.
     for i, block in enumerate(blocks):
         block.to(device)
         if resolved.tier.fp8_weights:
-            block_to_float8(block, resolved.fp8_matmul)
+            block_to_float8(block, resolved.fp8_matmul, paths.fp8_linears)
         if i in streamed:
             block.to("cpu")
     if paths.kernels:

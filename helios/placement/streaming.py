@@ -18,16 +18,17 @@ import contextlib
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 
 class BlockStream:
     def __init__(self, blocks: list[nn.Module], device: torch.device):
         self.device = device
         self.cuda = device.type == "cuda"
-        self.host = [[t.detach().to("cpu").pin_memory() if self.cuda else t.detach().clone() for t in _tensors(b)] for b in blocks]
+        self.host = [[t.detach().to("cpu").pin_memory() if self.cuda else t.detach().clone() for t in plain_tensors(b)] for b in blocks]
         self.slots = [[torch.empty_like(t, device=device) for t in self.host[0]] for _ in range(min(2, len(blocks)))]
         for i, block in enumerate(blocks):
-            for t, slot_t in zip(_tensors(block), self.slots[i % len(self.slots)]):
+            for t, slot_t in zip(plain_tensors(block), self.slots[i % len(self.slots)]):
                 t.data = slot_t
         self.count = len(blocks)
         self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
@@ -102,5 +103,13 @@ def stream_blocks(blocks: nn.ModuleList, positions: list[int], device: torch.dev
     return stream
 
 
-def _tensors(block: nn.Module) -> list[torch.Tensor]:
-    return [*block.parameters(), *block.buffers()]
+def plain_tensors(block: nn.Module) -> list[torch.Tensor]:
+    """Plain tensors only: a quantized weight (a tensor subclass, as torchao's Float8Tensor) streams as its parts."""
+    return [part for t in (*block.parameters(), *block.buffers()) for part in _parts(t)]
+
+
+def _parts(t: torch.Tensor) -> list[torch.Tensor]:
+    if not is_traceable_wrapper_subclass(t):
+        return [t]
+    names, _ = t.__tensor_flatten__()
+    return [part for name in names for part in _parts(getattr(t, name))]
