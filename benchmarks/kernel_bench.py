@@ -12,6 +12,7 @@ from diffusers.models.transformers.transformer_helios import HeliosTransformerBl
 from helios.placement.fused_block import use_kernels
 from kernels.adaln_norm import adaln_norm, adaln_norm_reference
 from kernels.causal_conv3d import causal_conv3d, gemm_weight
+from kernels.fp8_attention import fp8_attention, quantize_heads
 from kernels.gated_residual import gated_residual, gated_residual_reference
 from kernels.qk_norm_rope import qk_norm_rope, qk_norm_rope_reference
 
@@ -103,6 +104,35 @@ def conv_rows():
                 yield dict(kernel=f"causal conv3d {c}->{c}", variant=name, error=str(exc)[:200])
 
 
+def attention_rows():
+    """Self-attention at one segment with history (11,040 tokens, 40 heads x 128): cuDNN and flash bf16 SDPA against
+    the FP8 kernel at a few tile shapes (history keys amplified inside it; SDPA gets them scaled beforehand, a pass
+    not counted here). The kernel's rows include its q/k quantization; a last row times that quantization alone."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v = (torch.randn(1, TOKENS, HEADS, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    head_scale = torch.rand(HEADS, device="cuda") * 9 + 1
+    history = TOKENS - CONTEXT
+    flops = 4 * HEADS * TOKENS * TOKENS * 128
+    qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
+    variants = []
+    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION):
+        def sdpa(backend=backend):
+            with sdpa_kernel(backend):
+                return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt)
+        variants.append((f"bf16 SDPA, {backend.name}", sdpa))
+    for bm, bn, warps, stages in [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 4), (128, 128, 8, 2), (64, 64, 4, 3), (128, 32, 4, 4)]:
+        variants.append((f"FP8 q/k, BM={bm} BN={bn} warps={warps} stages={stages}",
+                         lambda bm=bm, bn=bn, w=warps, s=stages: fp8_attention(q, k, v, head_scale, history, True, bm, bn, w, s)))
+    variants.append(("the FP8 kernel's q/k quantization alone (compiled)", torch.compile(lambda: [quantize_heads(t) for t in (q, k)])))
+    for name, fn in variants:
+        try:
+            ms = bench(fn)
+            yield dict(kernel="self-attention 11,040 tokens, 40x128", variant=name, ms=round(ms, 3), tflops=round(flops / ms / 1e9, 1))
+        except Exception as exc:
+            yield dict(kernel="self-attention", variant=name, error=f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
 def main():
     rows = []
     for row in [*conv_rows(), *kernel_rows(), *block_rows()]:
@@ -120,5 +150,8 @@ if __name__ == "__main__":
         rows = list(conv_rows())
         for r in rows:
             print(r, flush=True)
+    elif sys.argv[1:] == ["--attention"]:
+        for r in attention_rows():
+            print(json.dumps(r), flush=True)
     else:
         main()

@@ -71,3 +71,27 @@ def test_torchao_and_our_fp8_matmuls_agree_on_gpu():
     theirs, *_ = block_output("torchao", True, "cuda")
     assert ((ours - theirs).norm() / ours.norm()).item() < 2e-2
     assert ((theirs - exact).norm() / exact.norm()).item() < 0.08
+
+
+@pytest.mark.parametrize("kernels", [False, True])
+def test_fp8_self_attention_computes_the_block_helios_computes(kernels):
+    """In fp32 on the CPU only the FP8 rounding is missing, so the block's output must match with history amplified."""
+    from diffusers.models.transformers.transformer_helios import HeliosTransformerBlock
+
+    from helios.placement.fp8_attention import use_fp8_attention
+    from helios.placement.fused_block import use_kernels
+
+    torch.manual_seed(0)
+    block = HeliosTransformerBlock(64, 128, 4, "rms_norm_across_heads", True, 1e-6, guidance_cross_attn=True,
+                                   is_amplify_history=True).eval()
+    block.attn1.history_key_scale.data.normal_()
+    tokens, context = 90, 60
+    args = (torch.randn(1, tokens, 64), torch.randn(1, 7, 64), torch.randn(1, 6, 64),
+            torch.randn(1, tokens, 32), context)
+    if kernels:
+        use_kernels([block])
+    with torch.no_grad():
+        bf16 = block(*args)
+        use_fp8_attention([block])
+        fp8 = block(*args)
+    assert ((fp8 - bf16).norm() / bf16.norm()).item() < 1e-5

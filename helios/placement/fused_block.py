@@ -19,8 +19,11 @@ from diffusers.models.transformers.transformer_helios import (
 )
 
 from kernels.adaln_norm import adaln_norm
+from kernels.fp8_attention import fp8_attention
 from kernels.gated_residual import gated_residual
 from kernels.qk_norm_rope import qk_norm_rope
+
+from .fp8_attention import Fp8SelfAttention, history_scale
 
 SHIFT, SCALE, GATE, FF_SHIFT, FF_SCALE, FF_GATE = range(6)
 
@@ -58,14 +61,15 @@ def fused_block_forward(
 
 
 def _self_attention(attn: HeliosAttention, x: torch.Tensor, rotary_emb: torch.Tensor, context_length: int) -> torch.Tensor:
+    """With FP8 attention the history factor goes to the kernel, which applies it to those keys' logits."""
     query, key, value = _get_qkv_projections(attn, x, None)
-    history = x.shape[1] - context_length
-    head_scale = None
-    if attn.is_amplify_history and history > 0:
-        head_scale = (1.0 + torch.sigmoid(attn.history_key_scale.float()) * (attn.max_scale - 1.0)).expand(attn.heads)
+    value = value.unflatten(2, (attn.heads, -1))
+    head_scale, history = history_scale(attn, x.shape[1], context_length)
     query = qk_norm_rope(query, attn.norm_q.weight, attn.heads, rotary_emb, eps=attn.norm_q.eps)
-    key = qk_norm_rope(key, attn.norm_k.weight, attn.heads, rotary_emb, head_scale, history, eps=attn.norm_k.eps)
-    out = dispatch_attention_fn(
-        query, key, value.unflatten(2, (attn.heads, -1)), backend=attn.processor._attention_backend
-    )
+    if isinstance(attn.processor, Fp8SelfAttention):
+        key = qk_norm_rope(key, attn.norm_k.weight, attn.heads, rotary_emb, eps=attn.norm_k.eps)
+        out = fp8_attention(query, key, value, head_scale, history, fp8=query.is_cuda)
+    else:
+        key = qk_norm_rope(key, attn.norm_k.weight, attn.heads, rotary_emb, head_scale, history, eps=attn.norm_k.eps)
+        out = dispatch_attention_fn(query, key, value, backend=attn.processor._attention_backend)
     return attn.to_out[0](out.flatten(2, 3).type_as(query))

@@ -67,6 +67,8 @@ class Placement:
     fp8: bool = False
     fp8_linears: str = "torchao"
     """Whose FP8 linear layers: "torchao" (the library) or "ours" (`Float8Linear`); see placement/fp8.py."""
+    fp8_attention: bool = True
+    """With FP8 weights on FP8 tensor cores, self-attention's q·k in FP8 too (kernels/fp8_attention.py)."""
     kernels: bool = False
     compile_blocks: bool = True
     attention_backend: str | None = "_native_cudnn"
@@ -135,7 +137,10 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
     if tier.fp8_weights and placement.fp8_linears == "torchao" and importlib.util.find_spec("torchao") is None:
         switches["fp8_linears"] = "ours"
         notes.append("torchao is not installed: our own FP8 linear layers")
+    if not (tier.fp8_weights and fp8_matmul):
+        switches["fp8_attention"] = False
     for name, ok, why in (
+        ("fp8_attention", caps.triton, "the FP8 attention kernel needs Triton"),
         ("attention_backend", caps.cudnn_attention, "cuDNN attention needs compute capability 8.0"),
         ("vae_kernels", caps.triton, "the Triton kernels need Triton and compute capability 8.0"),
         ("kernels", caps.triton, "the Triton kernels need Triton and compute capability 8.0"),

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .fp8 import block_to_float8
+from .fp8_attention import use_fp8_attention
 from .fused_block import use_kernels
 from .options import Resolved
 from .streaming import BlockStream, stream_blocks, streamed_positions
@@ -45,6 +46,8 @@ def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.
             block_to_float8(block, resolved.fp8_matmul, paths.fp8_linears)
         if i in streamed:
             block.to("cpu")
+    if paths.fp8_attention:
+        use_fp8_attention(blocks)
     if paths.kernels:
         use_kernels(blocks)
     stream = stream_blocks(blocks, streamed, device)
