@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import math
 import time
@@ -139,6 +140,14 @@ def engine_frames(engine):
     return np.concatenate([s.frames for s in run.segments()])
 
 
+FP8_VARIANTS = {
+    "FP8 linears (ours), bf16 attention": Placement(memory="resident", fp8=True, fp8_linears="ours", fp8_attention=False),
+    "FP8 linears (torchao), bf16 attention": Placement(memory="resident", fp8=True, fp8_linears="torchao", fp8_attention=False),
+    "FP8 linears (torchao) and FP8 attention (--fp8)": Placement(memory="resident", fp8=True),
+}
+"""Each FP8 piece on its own fresh load, so the run shows what each one buys and costs."""
+
+
 def size_of(parts) -> ModelSize:
     """The speed runs bring no text encoder: prompt embeddings are made up."""
     blocks = parts["transformer"].blocks
@@ -167,7 +176,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--vae-dtype", default="bfloat16", help="our engine's VAE dtype (the reference keeps fp32)")
     parser.add_argument("--vae-latents-per-pass", type=int, default=EngineOptions.vae_latents_per_pass)
-    parser.add_argument("--fp8", action="store_true", help="also measure FP8 weights (fresh load) and their deviation")
+    parser.add_argument("--fp8", action="store_true", help="also measure each FP8 piece (fresh loads) and its deviation")
     parser.add_argument("--contexts", action="store_true", help="also time the first frame of image- and video-to-video")
     parser.add_argument("--without-cuda-graphs", action="store_true", help="also measure the engine without CUDA graphs")
     parser.add_argument("--memory", help="measure this memory tier alone, loading --model (needs --cap-gib)")
@@ -220,10 +229,10 @@ def main(argv=None) -> int:
         del pipe
         torch.cuda.empty_cache()
 
-    def loaded(fp8: bool, transformer=None):
+    def loaded(placement: Placement, transformer=None):
         """A fresh load: placements are fixed at load, so another one is another model."""
         parts = dict(transformer=transformer or build_transformer(device), vae=build_vae(device, getattr(torch, args.vae_dtype)), text_encoder=None)
-        return place(parts, Placement(memory="resident", fp8=fp8), device)
+        return place(parts, placement, device)
 
     def engine_with(model, **options):
         torch.cuda.empty_cache()
@@ -237,11 +246,11 @@ def main(argv=None) -> int:
             torch.cuda.reset_peak_memory_stats()
             record(label, steps, run_engine(engine, steps, args.segments))
 
-    def deviation(name, engine, before):
-        results.append(dict(name=name, **psnr_between(engine_frames(engine), before)))
+    def deviation(name, frames, before):
+        results.append(dict(name=name, **psnr_between(frames, before)))
         print(json.dumps(results[-1]), flush=True)
 
-    model = loaded(False, transformer)
+    model = loaded(Placement(memory="resident"), transformer)
     engine = engine_with(model)
     bf16_frames = engine_frames(engine)
     measure(engine, f"Helios Studio engine ({args.vae_dtype} VAE, {model.placement.placement}, CUDA graphs, decode overlapped)")
@@ -252,14 +261,22 @@ def main(argv=None) -> int:
     if args.without_cuda_graphs:
         engine = engine_with(model, cuda_graphs=False)
         measure(engine, "Helios Studio engine, no CUDA graphs")
-        deviation("no CUDA graphs vs CUDA graphs, frames", engine, bf16_frames)
+        deviation("no CUDA graphs vs CUDA graphs, frames", engine_frames(engine), bf16_frames)
     if args.fp8:
         del engine, model, transformer
-        torch._dynamo.reset()
-        model = loaded(True)
-        engine = engine_with(model)
-        measure(engine, f"Helios Studio engine, FP8 weights and matmuls ({model.placement.describe()})")
-        deviation("FP8 vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", engine, bf16_frames)
+        frames = {"bf16": bf16_frames}
+        for label, placement in FP8_VARIANTS.items():
+            torch._dynamo.reset()
+            gc.collect()
+            torch.cuda.empty_cache()
+            model = loaded(placement)
+            engine = engine_with(model)
+            measure(engine, f"Helios Studio engine, {label} ({model.placement.describe()})")
+            frames[label] = engine_frames(engine)
+            deviation(f"{label} vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", frames[label], bf16_frames)
+            del engine, model
+        linears, both = list(FP8_VARIANTS)[1:]
+        deviation("FP8 attention alone: its frames vs the same FP8 linears without it", frames[both], frames[linears])
     summarize(results, args.out)
     return 0
 

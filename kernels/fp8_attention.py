@@ -22,11 +22,12 @@ LOG2E = 1.4426950408889634
 def _step(
     acc, m_i, l_i, q, q_scale, k_ptrs, v_ptrs, ks_ptrs, start, kv_len, history, history_scale,
     stride_kn, stride_vn, stride_sn, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, SCALE_HISTORY: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     offs_n = start + tl.arange(0, BLOCK_N)
     if MASKED:
         inside = offs_n < kv_len
-        k = tl.load(k_ptrs + start * stride_kn, mask=inside[None, :], other=0.0)
+        k = tl.load(k_ptrs + start * stride_kn, mask=inside[:, None], other=0.0)
         k_scale = tl.load(ks_ptrs + start * stride_sn, mask=inside, other=0.0)
         v = tl.load(v_ptrs + start * stride_vn, mask=inside[:, None], other=0.0)
     else:
@@ -35,13 +36,13 @@ def _step(
         v = tl.load(v_ptrs + start * stride_vn)
     if SCALE_HISTORY:
         k_scale = tl.where(offs_n < history, k_scale * history_scale, k_scale)
-    s = tl.dot(q, k) * q_scale[:, None] * k_scale[None, :]
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * (q_scale[:, None] * k_scale[None, :])
     if MASKED:
         s = tl.where(inside[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1))
     p = tl.math.exp2(s - m_new[:, None])
     alpha = tl.math.exp2(m_i - m_new)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
     return acc, m_new, l_i * alpha + tl.sum(p, 1)
 
 
@@ -50,6 +51,7 @@ def _fp8_attention_kernel(
     q_ptr, k_ptr, v_ptr, qs_ptr, ks_ptr, hs_ptr, out_ptr, q_len, kv_len, history, heads, logit_scale,
     stride_qb, stride_qn, stride_kb, stride_kn, stride_vb, stride_vn, stride_ob, stride_on, stride_qsb, stride_ksb, stride_sn,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SCALE_HISTORY: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one head of one batch item against all keys. Tensors are (B, N, H, D) with D
     contiguous; scales (B, N, H). `logit_scale` is the softmax scale times log2(e): the softmax runs in base 2."""
@@ -61,7 +63,7 @@ def _fp8_attention_kernel(
     rows = offs_m < q_len
     q = tl.load(q_ptr + b * stride_qb + h * HEAD_DIM + offs_m[:, None] * stride_qn + offs_d[None, :], mask=rows[:, None], other=0.0)
     q_scale = tl.load(qs_ptr + b * stride_qsb + h + offs_m * stride_sn, mask=rows, other=0.0) * logit_scale
-    k_ptrs = k_ptr + b * stride_kb + h * HEAD_DIM + offs_n[None, :] * stride_kn + offs_d[:, None]
+    k_ptrs = k_ptr + b * stride_kb + h * HEAD_DIM + offs_n[:, None] * stride_kn + offs_d[None, :]
     v_ptrs = v_ptr + b * stride_vb + h * HEAD_DIM + offs_n[:, None] * stride_vn + offs_d[None, :]
     ks_ptrs = ks_ptr + b * stride_ksb + h + offs_n * stride_sn
     history_scale = tl.load(hs_ptr + h) if SCALE_HISTORY else 1.0
@@ -72,12 +74,12 @@ def _fp8_attention_kernel(
     for start in range(0, full, BLOCK_N):
         acc, m_i, l_i = _step(
             acc, m_i, l_i, q, q_scale, k_ptrs, v_ptrs, ks_ptrs, start, kv_len, history, history_scale,
-            stride_kn, stride_vn, stride_sn, BLOCK_N, False, SCALE_HISTORY,
+            stride_kn, stride_vn, stride_sn, BLOCK_N, False, SCALE_HISTORY, PRECISION,
         )
     if full < kv_len:
         acc, m_i, l_i = _step(
             acc, m_i, l_i, q, q_scale, k_ptrs, v_ptrs, ks_ptrs, full, kv_len, history, history_scale,
-            stride_kn, stride_vn, stride_sn, BLOCK_N, True, SCALE_HISTORY,
+            stride_kn, stride_vn, stride_sn, BLOCK_N, True, SCALE_HISTORY, PRECISION,
         )
     out = acc / l_i[:, None]
     out_ptrs = out_ptr + b * stride_ob + h * HEAD_DIM + offs_m[:, None] * stride_on + offs_d[None, :]
@@ -109,7 +111,8 @@ def fp8_attention(
         qv, kv, v, qs, ks, history_scale.float().contiguous() if scaled else qs, out, q_len, kv_len, history, heads,
         LOG2E / math.sqrt(head_dim), qv.stride(0), qv.stride(1), kv.stride(0), kv.stride(1), v.stride(0), v.stride(1),
         out.stride(0), out.stride(1), qs.stride(0), ks.stride(0), qs.stride(1),
-        HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n, SCALE_HISTORY=scaled, num_warps=warps, num_stages=stages,
+        HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n, SCALE_HISTORY=scaled,
+        PRECISION="ieee" if v.dtype == torch.float32 else "tf32", num_warps=warps, num_stages=stages,
     )
     return out
 

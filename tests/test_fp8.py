@@ -73,6 +73,7 @@ def test_torchao_and_our_fp8_matmuls_agree_on_gpu():
     assert ((theirs - exact).norm() / exact.norm()).item() < 0.08
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU tensors: Triton's interpreter, which runs only where no GPU is")
 @pytest.mark.parametrize("kernels", [False, True])
 def test_fp8_self_attention_computes_the_block_helios_computes(kernels):
     """In fp32 on the CPU only the FP8 rounding is missing, so the block's output must match with history amplified."""
