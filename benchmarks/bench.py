@@ -141,9 +141,9 @@ def engine_frames(engine):
 
 
 FP8_VARIANTS = {
-    "FP8 linears (ours), bf16 attention": Placement(memory="resident", fp8=True, fp8_linears="ours", fp8_attention=False),
-    "FP8 linears (torchao), bf16 attention": Placement(memory="resident", fp8=True, fp8_linears="torchao", fp8_attention=False),
-    "FP8 linears (torchao) and FP8 attention (--fp8)": Placement(memory="resident", fp8=True),
+    "ours": ("FP8 linears (ours), bf16 attention", Placement(memory="resident", fp8=True, fp8_linears="ours", fp8_attention=False)),
+    "torchao": ("FP8 linears (torchao), bf16 attention", Placement(memory="resident", fp8=True, fp8_linears="torchao", fp8_attention=False)),
+    "ours+attention": ("FP8 linears (ours) and FP8 attention", Placement(memory="resident", fp8=True, fp8_linears="ours", fp8_attention=True)),
 }
 """Each FP8 piece on its own fresh load, so the run shows what each one buys and costs."""
 
@@ -177,6 +177,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-dtype", default="bfloat16", help="our engine's VAE dtype (the reference keeps fp32)")
     parser.add_argument("--vae-latents-per-pass", type=int, default=EngineOptions.vae_latents_per_pass)
     parser.add_argument("--fp8", action="store_true", help="also measure each FP8 piece (fresh loads) and its deviation")
+    parser.add_argument("--fp8-variants", default=",".join(FP8_VARIANTS), help=f"with --fp8: which of {', '.join(FP8_VARIANTS)}")
     parser.add_argument("--contexts", action="store_true", help="also time the first frame of image- and video-to-video")
     parser.add_argument("--without-cuda-graphs", action="store_true", help="also measure the engine without CUDA graphs")
     parser.add_argument("--memory", help="measure this memory tier alone, loading --model (needs --cap-gib)")
@@ -264,19 +265,20 @@ def main(argv=None) -> int:
         deviation("no CUDA graphs vs CUDA graphs, frames", engine_frames(engine), bf16_frames)
     if args.fp8:
         del engine, model, transformer
-        frames = {"bf16": bf16_frames}
-        for label, placement in FP8_VARIANTS.items():
+        frames = {}
+        for key in args.fp8_variants.split(","):
+            label, placement = FP8_VARIANTS[key]
             torch._dynamo.reset()
             gc.collect()
             torch.cuda.empty_cache()
             model = loaded(placement)
             engine = engine_with(model)
             measure(engine, f"Helios Studio engine, {label} ({model.placement.describe()})")
-            frames[label] = engine_frames(engine)
-            deviation(f"{label} vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", frames[label], bf16_frames)
+            frames[key] = engine_frames(engine)
+            deviation(f"{label} vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", frames[key], bf16_frames)
             del engine, model
-        linears, both = list(FP8_VARIANTS)[1:]
-        deviation("FP8 attention alone: its frames vs the same FP8 linears without it", frames[both], frames[linears])
+        if {"ours", "ours+attention"} <= frames.keys():
+            deviation("FP8 attention alone: its frames vs the same FP8 linears without it", frames["ours+attention"], frames["ours"])
     summarize(results, args.out)
     return 0
 

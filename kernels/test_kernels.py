@@ -159,8 +159,9 @@ def test_fp8_attention_in_fp32(q_len, kv_len, history):
 
 
 def dequantized(x):
+    """In fp32: rounding back to bf16 would add an error of its own, large against logits the outliers make large."""
     values, scale = quantize_heads(x)
-    return (values.float() * scale[..., None]).to(x.dtype)
+    return values.float() * scale[..., None]
 
 
 @fp8_on_gpu
@@ -171,7 +172,7 @@ def test_fp8_attention_at_helios_size(outliers):
     alone measures 0.085 (0.19) in fp32 on these inputs."""
     q, k, v, history_scale = attention_inputs(1, 11040, 11040, 8, 128, torch.bfloat16, outliers)
     out = fp8_attention(q, k, v, history_scale, 2400)
-    same_operands = fp8_attention_reference(dequantized(q).float(), dequantized(k).float(), v.float(), history_scale, 2400)
+    same_operands = fp8_attention_reference(dequantized(q), dequantized(k), v.float(), history_scale, 2400)
     assert relative_error(out.float(), same_operands) < 1.5e-2
     bf16 = fp8_attention_reference(q, k, v, history_scale, 2400)
     assert relative_error(out, bf16) < (0.25 if outliers else 0.12)
