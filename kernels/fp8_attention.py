@@ -62,7 +62,7 @@ def _fp8_attention_kernel(
     offs_n = tl.arange(0, BLOCK_N)
     rows = offs_m < q_len
     q = tl.load(q_ptr + b * stride_qb + h * HEAD_DIM + offs_m[:, None] * stride_qn + offs_d[None, :], mask=rows[:, None], other=0.0)
-    q_scale = tl.load(qs_ptr + b * stride_qsb + h + offs_m * stride_sn, mask=rows, other=0.0) * logit_scale
+    q_scale = (tl.load(qs_ptr + b * stride_qsb + h + offs_m * stride_sn, mask=rows, other=0.0) * logit_scale).to(tl.float32)
     k_ptrs = k_ptr + b * stride_kb + h * HEAD_DIM + offs_n[:, None] * stride_kn + offs_d[None, :]
     v_ptrs = v_ptr + b * stride_vb + h * HEAD_DIM + offs_n[:, None] * stride_vn + offs_d[None, :]
     ks_ptrs = ks_ptr + b * stride_ksb + h + offs_n * stride_sn
