@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
     """The load options the CLI and the app share."""
     parser.add_argument("--fp8", action="store_true", help="FP8 transformer weights (FP8 matmuls on Ada/Hopper; faster, less exact)")
+    parser.add_argument("--fp8-attention", action="store_true",
+                        help="with FP8 matmuls: self-attention's q·k in FP8 too (our Triton kernel; slower than cuDNN on an H100)")
     parser.add_argument(
         "--memory", choices=MEMORY_CHOICES, default=os.environ.get("HELIOS_MEMORY", "auto"),
         help="auto picks the fastest tier that fits the GPU's free memory; or force one: "
@@ -78,7 +80,7 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def placement_from_args(args) -> Placement:
-    return Placement(memory=args.memory, fp8=args.fp8)
+    return Placement(memory=args.memory, fp8=args.fp8, fp8_attention=args.fp8_attention)
 
 
 def requests_from_args(args, recipe: Recipe | None = None) -> list[tuple[str, GenerationRequest]]:
@@ -136,6 +138,7 @@ def generate(args) -> int:
     recipe = Recipe.read(args.recipe) if args.recipe is not None else None
     if recipe is not None:
         args.model, args.fp8 = recipe.model, recipe.placement["fp8"]
+        args.fp8_attention = recipe.placement["switches"].get("fp8_attention", False)
     requests = requests_from_args(args, recipe)
     grid = len(requests) > 1
     if grid and args.out.suffix:

@@ -21,7 +21,7 @@ from .errors import BadInput
 from .request import GenerationRequest, GenerationSettings
 from .timeline import PromptTimeline
 
-PACKAGES = ("torch", "diffusers", "transformers", "gradio")
+PACKAGES = ("torch", "diffusers", "torchao", "transformers", "gradio")
 SETTINGS = ("height", "width", "num_frames", "pyramid_steps", "num_inference_steps", "guidance_scale", "negative_prompt", "seed")
 
 

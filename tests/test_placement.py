@@ -148,3 +148,10 @@ def test_every_tier_keeps_the_frames(five_blocks, tier, exact):
     else:
         psnr = 10 * np.log10(255**2 / np.mean((ours.astype(float) - resident) ** 2))
         assert psnr > 25, f"FP8 weights moved the frames too far ({psnr:.1f} dB)"
+
+
+@pytest.mark.parametrize("memory, linears", [("fp8", "torchao"), ("fp8-streamed", "ours")])
+def test_fp8_tiers_use_torchao_where_it_was_measured_faster(memory, linears):
+    resolved = resolve(Placement(memory=memory), gpu(79, (9, 0)), HELIOS_14B)
+    assert resolved.placement.fp8_linears == linears
+    assert resolved.placement.fp8_attention is False, "slower than cuDNN's bf16 attention on the H100: opt-in"

@@ -134,9 +134,13 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
     if tier.fp8_weights and not caps.fp8_matmul:
         notes.append("no FP8 tensor cores: FP8 weights widened for each matmul (weight-only)")
     switches = dict(placement.__dict__, memory=tier.name)
-    if tier.fp8_weights and placement.fp8_linears == "torchao" and importlib.util.find_spec("torchao") is None:
-        switches["fp8_linears"] = "ours"
-        notes.append("torchao is not installed: our own FP8 linear layers")
+    if tier.fp8_weights and placement.fp8_linears == "torchao":
+        if importlib.util.find_spec("torchao") is None:
+            switches["fp8_linears"] = "ours"
+            notes.append("torchao is not installed: our own FP8 linear layers")
+        elif tier.streamed_blocks:
+            switches["fp8_linears"] = "ours"
+            notes.append("streamed blocks: our own FP8 linear layers (the ones this tier was measured with)")
     if not (tier.fp8_weights and fp8_matmul):
         switches["fp8_attention"] = False
     for name, ok, why in (
