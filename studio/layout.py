@@ -13,7 +13,7 @@ from helios.flavour import Flavour
 from helios.limits import FRAMES_PER_SEGMENT, MAX_SEGMENTS
 
 from .form import RESOLUTIONS, STEP_PRESETS, Form, task_of
-from .uploads import ImageUpload, VideoUpload
+from .worded import Crossfade, ImageUpload, Resolution, Seed, Segments, StartUnit, TimelineRows, VideoUpload
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 EXAMPLE_TIMELINES = {p.name: p for p in sorted((ASSETS / "timelines").glob("*")) if p.suffix in (".json", ".csv")}
@@ -67,7 +67,7 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
     c["banner"] = gr.HTML(banner)
     with gr.Row():
         with gr.Column(scale=5):
-            c["rows"] = gr.Dataframe(
+            c["rows"] = TimelineRows(
                 value=[[0, "A red fox trotting through fresh snow in a sunlit pine forest, cinematic"]],
                 headers=["start", "prompt"], datatype=["number", "str"], type="array", interactive=True,
                 column_count=2, label="Prompt timeline", elem_id="timeline", wrap=True, column_widths=["16%", "84%"],
@@ -77,8 +77,8 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
                 c["remove_row"] = gr.Button("Remove last row", size="sm")
                 c["sort_rows"] = gr.Button("Sort by start", size="sm")
             with gr.Row():
-                c["unit"] = gr.Radio(["seconds", "segments"], value="seconds", label="Start in")
-                c["crossfade"] = gr.Slider(0, 6, value=2, step=1, label="Crossfade (segments)")
+                c["unit"] = StartUnit(["seconds", "segments"], value="seconds", label="Start in")
+                c["crossfade"] = Crossfade(0, 6, value=2, step=1, label="Crossfade (segments)")
             with gr.Accordion("Import / export timeline", open=False):
                 c["import_file"] = gr.File(label="Import .json or .csv", file_types=[".json", ".csv"], type="filepath")
                 c["example_pick"] = gr.Dropdown(list(EXAMPLE_TIMELINES), label="Example timelines", value=None)
@@ -93,14 +93,14 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
             gr.Examples([[str(p)] for p in sorted((ASSETS / "images").glob("*.png"))], inputs=[c["image"]], label="Example images")
             gr.Examples([[str(p)] for p in sorted((ASSETS / "clips").glob("*.mp4"))], inputs=[c["video"]], label="Example clip")
             with gr.Row():
-                c["segments"] = gr.Slider(1, MAX_SEGMENTS, value=4, step=1, label=f"Length (segments of {FRAMES_PER_SEGMENT} frames)")
-                c["resolution"] = gr.Dropdown(list(RESOLUTIONS), value=default_resolution, label="Resolution (height x width)")
+                c["segments"] = Segments(1, MAX_SEGMENTS, value=4, step=1, label=f"Length (segments of {FRAMES_PER_SEGMENT} frames)")
+                c["resolution"] = Resolution(list(RESOLUTIONS), value=default_resolution, label="Resolution (height x width)")
             with gr.Row():
                 c["steps"] = gr.Dropdown(
                     list(STEP_PRESETS), value=",".join(map(str, flavour.default_pyramid_steps or (2, 2, 2))),
                     allow_custom_value=True, label="Steps per stage", visible=flavour.pyramid,
                 )
-                c["seed"] = gr.Number(value=0, precision=0, label="Seed")
+                c["seed"] = Seed(value=0, precision=0, label="Seed")
                 c["randomize"] = gr.Checkbox(value=False, label="Randomize seed")
             gr.Markdown(f"Model: `{html.escape(model_label)}`", elem_id="model")
         with gr.Column(scale=6):

@@ -22,8 +22,8 @@ from .sessions import SessionLimits, Sessions
 def _user_error(exc: Exception) -> gr.Error:
     """Gradio renders toasts as HTML and our messages may quote user text: escaped, so they are only ever text."""
     if isinstance(exc, HeliosError):
-        return gr.Error(html.escape(str(exc)), print_exception=False)
-    return gr.Error(f"Generation failed unexpectedly ({type(exc).__name__}): {html.escape(str(exc))}")
+        return gr.Error(html.escape(str(exc), quote=False), print_exception=False)
+    return gr.Error(f"Generation failed unexpectedly ({type(exc).__name__}): {html.escape(str(exc), quote=False)}")
 
 
 def _stream(seed: int, updates):
@@ -69,11 +69,8 @@ def build_demo(
             raise _user_error(exc) from None
         yield from _stream(seed, updates)
 
-    def queued(request: gr.Request):
-        sessions.queued(request.session_hash)
-
     def stop(request: gr.Request):
-        if sessions.stop(request.session_hash):
+        if sessions.stop(request.session_hash, _waiting_runs(demo, request.session_hash)):
             gr.Info("Stopping after the current denoising step (a queued run will not start); what was made stays downloadable.")
         else:
             gr.Warning("Nothing is running: there is nothing to stop.")
@@ -111,7 +108,7 @@ def build_demo(
 
     with gr.Blocks(title="Helios Studio", delete_cache=CACHE_SWEEP) as demo:
         page = lay_out(_banner_state(banner, ready)[0], engine.model.label, engine.model.flavour, default_resolution)
-        _wire_run_buttons(page, on_gpu(generate), on_gpu(extend), stop, apply, queued)
+        _wire_run_buttons(page, on_gpu(generate), on_gpu(extend), stop, apply)
         _wire_timeline_editor(page, load_timeline, export)
         demo.unload(forget)
         if not ready.is_set():
@@ -131,11 +128,18 @@ def _banner_state(banner: str, ready: threading.Event):
     return f'<div class="banner" id="banner">{html.escape(text)}</div>', gr.Timer(active=not ready.is_set())
 
 
-def _wire_run_buttons(page: Layout, generate, extend, stop, apply, queued) -> None:
+RUNS = ("generate", "continue")
+
+
+def _waiting_runs(demo: gr.Blocks, session: str) -> int:
+    """How many Generate or Continue requests of this session wait in Gradio's queue, from the page or the API."""
+    queues = demo._queue.event_queue_per_concurrency_id.values()
+    return sum(e.session_hash == session and e.fn.api_name in RUNS for q in queues for e in list(q.queue))
+
+
+def _wire_run_buttons(page: Layout, generate, extend, stop, apply) -> None:
     inputs = [*page.form, page.randomize]
     outputs = [page.live, page.metrics, page.fps_plot, page.download, page.seed]
-    for button in (page.generate, page.resume):  # at once, outside the queue: a Stop can then reach a queued run
-        button.click(queued, None, None, queue=False, api_name=False)
     page.generate.click(generate, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="generate")
     page.resume.click(extend, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="continue")
     page.stop.click(stop, None, None, concurrency_limit=None, api_name="stop")

@@ -35,8 +35,7 @@ class Sessions:
         self.clock = clock
         self._runs: dict[str, StudioRun] = {}
         self._seen: dict[str, float] = {}
-        self._queued: dict[str, int] = {}
-        self._stop_queued: set[str] = set()
+        self._cancel_next: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def sweep(self) -> None:
@@ -72,23 +71,18 @@ class Sessions:
             previous.cleanup()
         self.sweep()
 
-    def queued(self, session: str) -> None:
-        """A Generate or Continue of this session is waiting in the queue: a Stop now keeps it from starting."""
+    def _starting(self, session: str) -> None:
+        """A Generate or Continue of this session leaves the queue: it is refused if a Stop reached it while queued."""
         with self._lock:
-            self._queued[session] = self._queued.get(session, 0) + 1
-
-    def _dequeued(self, session: str) -> None:
-        with self._lock:
-            self._queued[session] = max(self._queued.get(session, 0) - 1, 0)
-            stopped = session in self._stop_queued and not self._queued[session]
-            if stopped:
-                self._stop_queued.discard(session)
-        if stopped:
+            cancel = self._cancel_next.get(session, 0)
+            if cancel:
+                self._cancel_next[session] = cancel - 1
+        if cancel:
             raise Cancelled("Stopped before it started: nothing was generated.")
 
     def generate(self, session: str, form: Form, randomize: bool = False) -> tuple[int, Iterator[RunUpdate]]:
         """The seed used, and the run's updates; the request is checked before anything starts."""
-        self._dequeued(session)
+        self._starting(session)
         if randomize:
             form = replace(form, seed=random.randrange(2**31))
         self.ready.wait()
@@ -98,7 +92,7 @@ class Sessions:
 
     def extend(self, session: str, form: Form) -> Iterator[RunUpdate]:
         """Continue the session's last finished run from the state it ended in: the frames a longer run gives."""
-        self._dequeued(session)
+        self._starting(session)
         previous = self.get(session)
         if previous is not None and previous.metrics.state == "generating":
             raise BadInput("A video is still being generated: wait for it or stop it, then continue.")
@@ -120,17 +114,16 @@ class Sessions:
             if session in self._runs:
                 self._seen[session] = self.clock()
 
-    def stop(self, session: str) -> bool:
-        """Stops the session's running generation, or else keeps its queued ones from starting."""
+    def stop(self, session: str, waiting: int = 0) -> bool:
+        """Stops the session's running generation and keeps its `waiting` queued ones (Generate or Continue, counted
+        in the app's queue by the caller) from starting; False if there was neither."""
         self._touch(session)
         run = self.get(session)
-        if run is not None and run.stop():
-            return True
-        with self._lock:
-            if self._queued.get(session):
-                self._stop_queued.add(session)
-                return True
-        return False
+        running = run is not None and run.stop()
+        if waiting:
+            with self._lock:
+                self._cancel_next[session] = waiting
+        return running or waiting > 0
 
     def apply_timeline(self, session: str, rows, unit: str, crossfade) -> int | None:
         """The 1-based segment the new timeline applies from; None when nothing is running."""
@@ -145,6 +138,7 @@ class Sessions:
         with self._lock:
             run = self._runs.pop(session, None)
             self._seen.pop(session, None)
+            self._cancel_next.pop(session, None)
         if run is not None:
             run.stop()
             run.cleanup()

@@ -1,6 +1,7 @@
 """The app's API endpoints through gradio_client, against `python app.py` on the tiny preview model."""
 
 import threading
+import time
 
 import imageio_ffmpeg
 import pytest
@@ -58,7 +59,7 @@ def test_bad_requests_get_a_message_and_the_app_keeps_serving(client, args, mess
 def test_unreadable_uploads_are_named(client, tmp_path):
     fake = tmp_path / "photo.png"
     fake.write_bytes(b"this is not an image")
-    with pytest.raises(AppError, match="not an image"):
+    with pytest.raises(AppError, match="image could not be read: upload a PNG"):
         client.predict(*form(image=handle_file(str(fake))), api_name="/generate")
     short = tmp_path / "short.txt"
     short.write_text("not a video either")
@@ -117,3 +118,62 @@ def test_two_users_at_once_are_queued_not_refused(app_url):
     assert sorted(results) == ["a", "b"]
     for live, metrics, plot, download, seed in results.values():
         assert imageio_ffmpeg.count_frames_and_secs(download)[0] == 33
+
+
+FORM_FIELDS = ("rows", "unit", "crossfade", "image", "video", "segments", "steps", "seed", "resolution", "randomize")
+MALFORMED = {
+    "rows": [None, "text", 5, [], {"headers": ["start", "prompt"]}, {"data": "x"}, {"data": [["x", "y", "z"]]},
+             {"data": [[None, None]]}, {"data": [[1e300, "a"]]}, {"data": [["nan", "a"]]}],
+    "unit": [5, "years", ""],
+    "crossfade": [None, "x", -1, 1e30, 0.5, [1]],
+    "image": ["/etc/passwd", "http://example.com/a.png", 5, {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}],
+    "video": ["/etc/passwd", 5, {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}],
+    "segments": [None, "x", -1, 0, 1e30, 2.5, [2]],
+    "steps": [None, 5, "", "a,b,c", "1,1", "0,1,1", "1e9,1,1", "1.5,1,1", "51,1,1"],
+    "seed": ["x", -1, 2**70, 1e30, [1]],
+    "resolution": [None, 5, "99x99"],
+}
+WALK = [("/generate", field, value) for field, values in MALFORMED.items() for value in values]
+WALK += [("/continue", "rows", 5), ("/continue", "seed", "x"), ("/continue", "video", "/etc/passwd")]
+
+
+def assert_in_our_words(message: str) -> None:
+    assert message.strip(), "an empty error"
+    for generic in ("upstream Gradio app", "unexpectedly", "Traceback", "&#", "<"):
+        assert generic not in message, message
+
+
+@pytest.mark.parametrize("endpoint, field, value", WALK, ids=[f"{e}-{f}-{v!r}"[:60] for e, f, v in WALK])
+def test_every_malformed_argument_is_refused_in_words(client, endpoint, field, value):
+    args = list(form(segments=1))
+    args[FORM_FIELDS.index(field)] = value
+    with pytest.raises(AppError) as refused:
+        client.predict(*args, api_name=endpoint)
+    assert_in_our_words(str(refused.value))
+
+
+@pytest.mark.parametrize("args", [
+    (None, "seconds", 1), ("x", "seconds", 1), ({"data": [[0, "a"]]}, 5, 1), ({"data": [[0, "a"]]}, "seconds", "x"),
+])
+def test_apply_timeline_refuses_malformed_arguments_in_words(client, args):
+    with pytest.raises(AppError) as refused:
+        client.predict(*args, api_name="/apply_timeline")
+    assert_in_our_words(str(refused.value))
+
+
+def test_stop_reaches_an_api_clients_queued_run(app_url):
+    """No button click announces an API client's run: the Stop finds it in the queue and it never starts."""
+    busy, waiting = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    running = busy.submit(*form(segments=20), api_name="/generate")
+    for update in running:
+        if "<th>frames</th><td>33</td>" in str(update[1]):
+            break
+    queued = waiting.submit(*form(segments=1), api_name="/generate")
+    deadline = time.time() + 30
+    while queued.status().code.name != "IN_QUEUE" and time.time() < deadline:
+        time.sleep(0.1)
+    waiting.predict(api_name="/stop")
+    busy.predict(api_name="/stop")
+    assert "stopped" in running.result()[1]
+    with pytest.raises(AppError, match="Stopped before it started"):
+        queued.result()

@@ -131,11 +131,10 @@ def test_each_segment_is_encoded_once_the_mp4_is_the_streamed_clips(sessions):
 
 def test_stop_while_queued_keeps_the_run_from_starting(sessions):
     assert not sessions.stop("fay"), "nothing running or queued"
-    sessions.queued("fay")
-    assert sessions.stop("fay")
-    with pytest.raises(Cancelled, match="Stopped before it started"):
-        sessions.generate("fay", form(segments=1))
-    sessions.queued("fay")
+    assert sessions.stop("fay", waiting=2)
+    for _ in range(2):
+        with pytest.raises(Cancelled, match="Stopped before it started"):
+            sessions.generate("fay", form(segments=1))
     _, updates = sessions.generate("fay", form(segments=1, rows=[[0, "a kite"]]))
     assert list(updates)[-1].metrics.state == "done", "a Stop reaches only the runs queued when it was pressed"
 
