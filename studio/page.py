@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from helios.engine import Engine
 from helios.errors import HeliosError
@@ -51,7 +52,7 @@ def build_demo(
 ) -> gr.Blocks:
     """`ready`, if given, is set once the engine has warmed up: until then the banner says so and requests wait."""
     ready = ready or _set_event()
-    sessions = Sessions(engine, ready, limits)
+    sessions = Sessions(engine, ready, limits, root=Path(get_upload_folder()) / "helios-runs")
 
     def generate(rows, unit, crossfade, image, video, segments, steps, seed, resolution, randomize, request: gr.Request):
         form = Form(rows, unit, crossfade, image, video, segments, steps, seed, resolution)

@@ -38,9 +38,9 @@ class StudioRun:
     run started from) joined without re-encoding.
     """
 
-    def __init__(self, run: Run, before: Path | None = None):
+    def __init__(self, run: Run, before: Path | None = None, root: Path | None = None):
         self.run = run
-        self.workdir = Path(tempfile.mkdtemp(prefix="helios-run-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="helios-run-", dir=root))
         self.before = None
         if before is not None:
             self.before = self.workdir / "before.mp4"

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Iterator
 
 from helios.engine import Engine
@@ -28,8 +29,15 @@ class SessionLimits:
 class Sessions:
     """The latest run of each browser session; one session cannot touch another's."""
 
-    def __init__(self, engine: Engine, ready: threading.Event, limits: SessionLimits = SessionLimits(), clock=time.monotonic):
+    def __init__(
+        self, engine: Engine, ready: threading.Event, limits: SessionLimits = SessionLimits(), clock=time.monotonic,
+        root: Path | None = None,
+    ):
+        """`root`: where runs keep their files; inside Gradio's cache folder, Gradio serves them without a copy."""
         self.engine = engine
+        self.root = root
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
         self.ready = ready
         self.limits = limits
         self.clock = clock
@@ -86,7 +94,7 @@ class Sessions:
         if randomize:
             form = replace(form, seed=random.randrange(2**31))
         self.ready.wait()
-        run = StudioRun(self.engine.start(build_request(form)))
+        run = StudioRun(self.engine.start(build_request(form)), root=self.root)
         self._replace(session, run)
         return form.seed, self._touching(session, run.updates())
 
@@ -98,7 +106,7 @@ class Sessions:
             raise BadInput("A video is still being generated: wait for it or stop it, then continue.")
         if previous is None or previous.continuation is None:
             raise BadInput("Nothing to continue yet: generate a video first.")
-        run = StudioRun(self.engine.start(build_request(form, after=previous.continuation)), before=previous.video)
+        run = StudioRun(self.engine.start(build_request(form, after=previous.continuation)), previous.video, self.root)
         self._replace(session, run)
         return self._touching(session, run.updates())
 

@@ -1,0 +1,219 @@
+"""`python -m studio.soak --runs N [--model M] [--resolution HxW] [--out FILE] [app flags]`: the app used for a long time, as careless and hostile
+clients use it, to show that nothing it holds keeps growing.
+
+It starts `python app.py` in a fresh folder for Gradio's cache, with sessions released after a few idle seconds and
+a small cap on the runs' disk, then makes N runs through the API, cycling through: a full generate, a generate
+stopped mid-run, a client that drops its stream mid-run, a continue, a timeline applied mid-run, a bad input, and
+two clients at once. After each run it samples the app's process: resident memory, open file descriptors, threads,
+GPU memory (where nvidia-smi sees the process) and the disk under Gradio's cache folder.
+
+The rule: after a warm-up of one cycle, the maximum of each quantity over the last quarter of runs may exceed its
+maximum over the first quarter by at most 5%. Exit status 1 if anything keeps growing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+ROOT = Path(__file__).resolve().parents[1]
+GROWTH = 1.05
+QUANTITIES = ("rss_mib", "fds", "threads", "gpu_mib", "disk_mib")
+
+
+@dataclass(frozen=True)
+class Sample:
+    run: int
+    action: str
+    seconds: float
+    rss_mib: float
+    fds: int
+    threads: int
+    gpu_mib: float | None
+    disk_mib: float
+
+
+class App:
+    """`python app.py` on a free port with its own Gradio cache folder; a context manager."""
+
+    def __init__(self, model: str, workdir: Path, extra: list[str], resolution: str):
+        self.resolution = resolution
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.cache = workdir / "gradio"
+        self.log = workdir / "app.log"
+        env = dict(os.environ, GRADIO_TEMP_DIR=str(self.cache), GRADIO_ANALYTICS_ENABLED="False")
+        command = [sys.executable, "app.py", "--model", model, "--port", str(self.port),
+                   "--session-idle-minutes", "0.1", "--runs-disk-gib", "0.02", *extra]
+        with open(self.log, "w") as out:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def __enter__(self) -> "App":
+        deadline = time.time() + 600
+        while "warm: ready" not in self.log.read_text():
+            if self.process.poll() is not None or time.time() > deadline:
+                self.process.kill()
+                raise RuntimeError(f"the app did not start:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+    def form(self, prompt: str = "a lighthouse at dusk", segments: int = 1, steps: str = "1,1,1"):
+        return ({"headers": ["start", "prompt"], "data": [[0, prompt]]}, "seconds", 1, None, None, segments, steps, 7,
+                self.resolution, False)
+
+    def sample(self, run: int, action: str, seconds: float) -> Sample:
+        proc = Path(f"/proc/{self.process.pid}")
+        status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
+        disk = sum(f.stat().st_size for f in self.cache.rglob("*") if f.is_file())
+        return Sample(
+            run, action, round(seconds, 2), round(int(status["VmRSS"].split()[0]) / 1024, 1),
+            len(os.listdir(proc / "fd")), int(status["Threads"]), self._gpu_mib(), round(disk / 2**20, 2),
+        )
+
+    def _gpu_mib(self) -> float | None:
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                capture_output=True, text=True, timeout=30,
+            ).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        used = [float(m) for pid, m in (line.split(",") for line in out.splitlines() if "," in line) if int(pid) == self.process.pid]
+        return used[0] if used else None
+
+
+def until_first_segment(job) -> None:
+    for update in job:
+        if "<th>frames</th><td>33</td>" in str(update[1]):
+            return
+
+
+def generate(app: App) -> None:
+    Client(app.url, verbose=False).predict(*app.form(segments=1), api_name="/generate")
+
+
+def stop_mid_run(app: App) -> None:
+    client = Client(app.url, verbose=False)
+    job = client.submit(*app.form(segments=4), api_name="/generate")
+    until_first_segment(job)
+    client.predict(api_name="/stop")
+    job.result()
+
+
+def drop_mid_stream(app: App) -> None:
+    """What a closed tab does: join the queue as the page does, read the stream until a segment arrives, hang up."""
+    config = httpx.get(app.url + "config").json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "generate")
+    session = uuid.uuid4().hex
+    httpx.post(app.url + "gradio_api/queue/join",
+               json={"data": list(app.form(segments=4)), "fn_index": fn_index, "session_hash": session, "event_data": None})
+    with httpx.stream("GET", app.url + "gradio_api/queue/data", params={"session_hash": session}, timeout=120) as stream:
+        for line in stream.iter_lines():
+            if "process_generating" in line and "frames</th><td>33" in line:
+                break
+    time.sleep(1)
+
+
+def continue_a_run(app: App) -> None:
+    client = Client(app.url, verbose=False)
+    client.predict(*app.form(segments=1), api_name="/generate")
+    client.predict(*app.form(segments=1), api_name="/continue")
+
+
+def apply_timeline_mid_run(app: App) -> None:
+    client = Client(app.url, verbose=False)
+    job = client.submit(*app.form(segments=3), api_name="/generate")
+    until_first_segment(job)
+    client.predict({"headers": ["start", "prompt"], "data": [[0, "a lighthouse"], [1, "a storm"]]}, "segments", 0,
+                   api_name="/apply_timeline")
+    job.result()
+
+
+def bad_input(app: App) -> None:
+    client = Client(app.url, verbose=False)
+    for args in (app.form(steps="99999,1,1"), app.form(segments="lots"), app.form(prompt=" ")):
+        try:
+            client.predict(*args, api_name="/generate")
+        except AppError:
+            continue
+        raise AssertionError(f"accepted a bad request: {args}")
+
+
+def two_clients(app: App) -> None:
+    threads = [threading.Thread(target=generate, args=(app,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+
+
+ACTIONS = {f.__name__: f for f in (generate, stop_mid_run, drop_mid_stream, continue_a_run, apply_timeline_mid_run, bad_input, two_clients)}
+
+
+def soak(app: App, runs: int, progress=print) -> list[Sample]:
+    samples = []
+    names = list(ACTIONS)
+    for run in range(runs):
+        action = names[run % len(names)]
+        start = time.perf_counter()
+        ACTIONS[action](app)
+        samples.append(app.sample(run, action, time.perf_counter() - start))
+        progress(json.dumps(asdict(samples[-1])))
+    return samples
+
+
+def growth(samples: list[Sample]) -> dict[str, dict]:
+    """Per quantity: the first and last quarter's maxima after one warm-up cycle, and whether it kept growing."""
+    measured = samples[len(ACTIONS):]
+    quarter = max(len(measured) // 4, 1)
+    verdict = {}
+    for name in QUANTITIES:
+        values = [getattr(s, name) for s in measured]
+        if not values or any(v is None for v in values):
+            continue
+        first, last = max(values[:quarter]), max(values[-quarter:])
+        verdict[name] = dict(first_quarter_max=first, last_quarter_max=last, grows=last > first * GROWTH)
+    return verdict
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--resolution", default="128x192", help="384x640 on a GPU: the size the app warms up at")
+    parser.add_argument("--out", type=Path, help="write the samples and the verdict here as JSON")
+    args, app_flags = parser.parse_known_args(argv)
+    if args.runs < 4 * len(ACTIONS):
+        parser.error(f"--runs must be at least {4 * len(ACTIONS)}: one warm-up cycle, then quarters to compare")
+    with tempfile.TemporaryDirectory(prefix="helios-soak-") as workdir, App(args.model, Path(workdir), app_flags, args.resolution) as app:
+        samples = soak(app, args.runs)
+    verdict = growth(samples)
+    print(json.dumps(verdict, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(dict(runs=args.runs, model=args.model, samples=[asdict(s) for s in samples],
+                                            verdict=verdict), indent=1))
+    return 1 if any(v["grows"] for v in verdict.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
