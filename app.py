@@ -20,9 +20,9 @@ import time
 import torch
 
 from helios.cli import add_placement_arguments, placement_from_args
-from helios.engine import Engine
+from helios.engine import Engine, EngineOptions
 from helios.errors import HeliosError
-from helios.limits import MAX_UPLOAD
+from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import DEFAULT_MODEL, LoadOptions, load_model
 from studio.sessions import SessionLimits
 
@@ -31,6 +31,14 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
     return int(text)
+
+
+def _at_least(low: int):
+    def whole(text: str) -> int:
+        if not text.isdigit() or int(text) < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {low} or more")
+        return int(text)
+    return whole
 
 
 def _size(text: str) -> str:
@@ -69,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_placement_arguments(parser)
     parser.add_argument("--no-warmup", action="store_true", help="take requests at once; the first one pays for compiling")
     parser.add_argument("--max-upload", type=_size, default=MAX_UPLOAD, help="largest image or video a user may upload")
+    parser.add_argument("--max-segments", type=_at_least(2), default=Limits.max_segments,
+                        help="the longest video one request may ask for, in segments of 33 frames (2 or more)")
+    parser.add_argument("--max-steps", type=_at_least(1), default=Limits.max_steps, help="the most denoising steps per stage")
     parser.add_argument("--session-idle-minutes", type=float, default=SessionLimits.idle_release_s / 60,
                         help="release a quiet session and its files after this long")
     parser.add_argument("--runs-disk-gib", type=float, default=SessionLimits.disk_cap_bytes / 2**30,
@@ -115,7 +126,7 @@ def main(argv=None) -> int:
     banner = note + model.describe()
     print(banner, flush=True)
     default_resolution = "128x192" if model.is_tiny and model.device.type == "cpu" else "384x640"
-    engine = Engine(model)
+    engine = Engine(model, EngineOptions(limits=Limits(args.max_segments, args.max_steps)))
     warm = not args.no_warmup and not model.capabilities.zero_gpu
     ready = threading.Event()
     if not warm:

@@ -22,9 +22,7 @@ from diffusers.video_processor import VideoProcessor
 
 from .denoise import Denoiser, SamplingPlan, SegmentContext
 from .errors import BadInput
-from .limits import (
-    FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_CONTEXT_FRAMES, MAX_SEED, MAX_SEGMENTS, MAX_STEPS, SPATIAL_COMPRESSION,
-)
+from .limits import FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_SEED, SPATIAL_COMPRESSION, Limits
 from .loading import HeliosModel
 from .placement.cuda_graphs import GraphedForward
 from .placement.options import GIB, workspace_bytes
@@ -45,6 +43,7 @@ class EngineOptions:
     cuda_graphs: bool = True
     vae_latents_per_pass: int = 2
     """Latents per VAE pass, decoding and encoding: wider is faster and holds more activation memory."""
+    limits: Limits = Limits()
 
 
 class Engine:
@@ -131,30 +130,31 @@ class Engine:
             )
         if not isinstance(s.num_frames, int) or s.num_frames < 1:
             raise BadInput(f"The number of frames must be a whole number, 1 or more (got {s.num_frames!r}).")
-        if s.num_segments > MAX_SEGMENTS:
+        limits = self.options.limits
+        if s.num_segments > limits.max_segments:
             raise BadInput(
-                f"{s.num_frames} frames is {s.num_segments} segments; at most {MAX_SEGMENTS} "
-                f"({MAX_SEGMENTS * FRAMES_PER_SEGMENT} frames) fit in one request: continue the video instead."
+                f"{s.num_frames} frames is {s.num_segments} segments; at most {limits.max_segments} "
+                f"({limits.max_segments * FRAMES_PER_SEGMENT} frames) fit in one request: continue the video instead."
             )
         pyramid_steps = tuple(s.pyramid_steps or flavour.default_pyramid_steps)
         stages = self.model.scheduler.config.get("stages", 3)
         if flavour.pyramid and (
-            len(pyramid_steps) != stages or any(int(n) != n or not 1 <= n <= MAX_STEPS for n in pyramid_steps)
+            len(pyramid_steps) != stages or any(int(n) != n or not 1 <= n <= limits.max_steps for n in pyramid_steps)
         ):
             raise BadInput(
-                f"Steps per stage must be {stages} whole numbers from 1 to {MAX_STEPS}, like 2,2,2 (got {pyramid_steps})."
+                f"Steps per stage must be {stages} whole numbers from 1 to {limits.max_steps}, like 2,2,2 (got {pyramid_steps})."
             )
         steps = s.num_inference_steps or flavour.default_steps
-        if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise BadInput(f"The number of inference steps must be a whole number from 1 to {MAX_STEPS} (got {steps!r}).")
+        if not flavour.pyramid and (not isinstance(steps, int) or not 1 <= steps <= limits.max_steps):
+            raise BadInput(f"The number of inference steps must be a whole number from 1 to {limits.max_steps} (got {steps!r}).")
         guidance = flavour.default_guidance if s.guidance_scale is None else float(s.guidance_scale)
         if not 0 <= guidance <= 30:
             raise BadInput(f"Guidance must be between 0 and 30 (got {guidance}).")
         if sum(x is not None for x in (request.image, request.video, request.after)) > 1:
             raise BadInput("Give one context: an image starts a video, a video or a finished run is continued.")
-        if request.video is not None and len(request.video) > MAX_CONTEXT_FRAMES:
+        if request.video is not None and len(request.video) > limits.max_context_frames:
             raise BadInput(
-                f"The video to continue has {len(request.video)} frames; at most {MAX_CONTEXT_FRAMES} are read: trim it."
+                f"The video to continue has {len(request.video)} frames; at most {limits.max_context_frames} are read: trim it."
             )
         after = request.after
         if after is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .errors import BadInput
 
 FPS = 24
@@ -10,15 +12,27 @@ LATENT_FRAMES = 9
 FRAMES_PER_SEGMENT = (LATENT_FRAMES - 1) * 4 + 1
 SPATIAL_COMPRESSION = 8
 
-MAX_SEGMENTS = 60
-"""Per request (82 s of video); a longer video is made by continuing it."""
-MAX_STEPS = 50
-"""Per pyramid stage, and for the Base model's single schedule: past it a request holds the GPU for minutes."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; the engine refuses more before any work starts. Those who host the app change
+    them with its flags (`--max-segments`, `--max-steps`); the page shows them where they apply."""
+
+    max_segments: int = 60
+    """Per request (82 s of video); a longer video is made by continuing it."""
+    max_steps: int = 50
+    """Per pyramid stage, and for the Base model's single schedule: past it a request holds the GPU for minutes."""
+
+    @property
+    def max_context_frames(self) -> int:
+        """An uploaded video is VAE-encoded whole before the first segment: this bounds that work and its memory."""
+        return FRAMES_PER_SEGMENT * self.max_segments
+
+
 MAX_PROMPT_TOKENS = 512
 """UMT5 tokens per prompt, as the reference pipelines encode it; longer prompts are cut there."""
 MIN_CONTEXT_FRAMES = FRAMES_PER_SEGMENT
-MAX_CONTEXT_FRAMES = FRAMES_PER_SEGMENT * MAX_SEGMENTS
-"""An uploaded video is VAE-encoded whole before the first segment: this bounds that work and its memory."""
 MAX_UPLOAD = "200mb"
 MAX_SEED = 2**63 - 1
 """The largest seed a torch generator takes."""

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import BadInput, HeliosError
-from .limits import FPS, MAX_CONTEXT_FRAMES, MIN_CONTEXT_FRAMES
+from .limits import FPS, MIN_CONTEXT_FRAMES, Limits
 
 OUTPUT_SUFFIXES = (".mp4", ".npy")
 
@@ -33,7 +33,9 @@ def read_image(path: str | Path, size: tuple[int, int] | None = None) -> Image.I
         raise BadInput(f"{path.name} is not an image this app can read: use a PNG, JPEG or WebP file.") from None
 
 
-def read_video(path: str | Path, size: tuple[int, int] | None = None, max_frames: int = MAX_CONTEXT_FRAMES) -> np.ndarray:
+def read_video(
+    path: str | Path, size: tuple[int, int] | None = None, max_frames: int = Limits().max_context_frames
+) -> np.ndarray:
     """All frames as uint8 (T, H, W, 3); continuing a video needs at least one full segment of it. A video larger
     than `size` (height, width) is scaled to it while it is decoded (FFmpeg, Lanczos), so its memory is bounded by
     the request, not by the upload's resolution."""

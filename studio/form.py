@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 
 from helios.errors import BadInput
-from helios.limits import FPS, FRAMES_PER_SEGMENT, parse_steps
+from helios.limits import FPS, FRAMES_PER_SEGMENT, Limits, parse_steps
 from helios.media import read_image, read_video
 from helios.request import Continuation, GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline, TimelineEntry
@@ -92,14 +92,15 @@ def task_of(image, video) -> str:
     return "Mode: **text-to-video**"
 
 
-def build_request(form: Form, after: Continuation | None = None) -> GenerationRequest:
-    """The request the form describes; `after` continues a finished run (its uploads are then not read)."""
+def build_request(form: Form, after: Continuation | None = None, limits: Limits = Limits()) -> GenerationRequest:
+    """The request the form describes; `after` continues a finished run (its uploads are then not read). A video is
+    read only up to the frames `limits` allow, so an upload cannot ask for more memory than a request may."""
     height, width = parse_resolution(form.resolution)
     settings = GenerationSettings(
         height=height, width=width, num_frames=whole(form.segments, "Segments") * FRAMES_PER_SEGMENT,
         pyramid_steps=parse_steps(form.steps), seed=whole(form.seed or 0, "The seed"),
     )
     image = read_image(form.image, (height, width)) if form.image and after is None else None
-    video = read_video(form.video, (height, width)) if form.video and after is None else None
+    video = read_video(form.video, (height, width), limits.max_context_frames) if form.video and after is None else None
     timeline = timeline_from_rows(form.rows, form.unit, form.crossfade)
     return GenerationRequest(timeline, settings, image=image, video=video, after=after)

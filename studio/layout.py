@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from helios.flavour import Flavour
-from helios.limits import FRAMES_PER_SEGMENT, MAX_SEGMENTS
+from helios.limits import FRAMES_PER_SEGMENT, MAX_PROMPT_TOKENS, MAX_SEED, Limits
 
 from .form import RESOLUTIONS, STEP_PRESETS, Form, task_of
 from .worded import Crossfade, ImageUpload, Resolution, Seed, Segments, StartUnit, TimelineRows, VideoUpload
@@ -60,8 +60,8 @@ class Layout:
         return [getattr(self, f.name) for f in fields(Form)]
 
 
-def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution: str) -> Layout:
-    """Call inside a `gr.Blocks` context; `banner` is HTML."""
+def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution: str, limits: Limits = Limits()) -> Layout:
+    """Call inside a `gr.Blocks` context; `banner` is HTML. Each input shows the limit that applies to it."""
     c: dict = {}
     gr.Markdown("# Helios Studio\nReal-time, minute-long video with Helios, streamed while it is generated.")
     c["banner"] = gr.HTML(banner)
@@ -70,7 +70,7 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
             c["rows"] = TimelineRows(
                 value=[[0, "A red fox trotting through fresh snow in a sunlit pine forest, cinematic"]],
                 headers=["start", "prompt"], datatype=["number", "str"], type="array", interactive=True,
-                column_count=2, label="Prompt timeline", elem_id="timeline", wrap=True, column_widths=["16%", "84%"],
+                column_count=2, label=f"Prompt timeline (prompts of at most {MAX_PROMPT_TOKENS} tokens)", elem_id="timeline", wrap=True, column_widths=["16%", "84%"],
             )
             with gr.Row():
                 c["add_row"] = gr.Button("Add row", size="sm", elem_id="add-row")
@@ -88,19 +88,22 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
                 c["exported"] = gr.File(label="Exported timeline", interactive=False)
             with gr.Row():
                 c["image"] = ImageUpload(label="Start from an image (optional)", type="filepath", sources=["upload"])
-                c["video"] = VideoUpload(label="Continue a video (optional)", sources=["upload"])
+                c["video"] = VideoUpload(
+                    label=f"Continue a video (optional; at most {limits.max_context_frames} frames)", sources=["upload"]
+                )
             c["mode"] = gr.Markdown(task_of(None, None), elem_id="mode")
             gr.Examples([[str(p)] for p in sorted((ASSETS / "images").glob("*.png"))], inputs=[c["image"]], label="Example images")
             gr.Examples([[str(p)] for p in sorted((ASSETS / "clips").glob("*.mp4"))], inputs=[c["video"]], label="Example clip")
             with gr.Row():
-                c["segments"] = Segments(1, MAX_SEGMENTS, value=4, step=1, label=f"Length (segments of {FRAMES_PER_SEGMENT} frames)")
+                c["segments"] = Segments(1, limits.max_segments, value=4, step=1, label=f"Length (segments of {FRAMES_PER_SEGMENT} frames)")
                 c["resolution"] = Resolution(list(RESOLUTIONS), value=default_resolution, label="Resolution (height x width)")
             with gr.Row():
                 c["steps"] = gr.Dropdown(
                     list(STEP_PRESETS), value=",".join(map(str, flavour.default_pyramid_steps or (2, 2, 2))),
                     allow_custom_value=True, label="Steps per stage", visible=flavour.pyramid,
+                    info=f"or your own, each from 1 to {limits.max_steps}",
                 )
-                c["seed"] = Seed(value=0, precision=0, label="Seed")
+                c["seed"] = Seed(value=0, precision=0, label="Seed", info=f"0 to {MAX_SEED}")
                 c["randomize"] = gr.Checkbox(value=False, label="Randomize seed")
             gr.Markdown(f"Model: `{html.escape(model_label)}`", elem_id="model")
         with gr.Column(scale=6):

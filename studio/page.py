@@ -108,8 +108,11 @@ def build_demo(
         return str(out)
 
     with gr.Blocks(title="Helios Studio", delete_cache=CACHE_SWEEP) as demo:
-        page = lay_out(_banner_state(banner, ready)[0], engine.model.label, engine.model.flavour, default_resolution)
-        _wire_run_buttons(page, on_gpu(generate), on_gpu(extend), stop, apply)
+        page = lay_out(
+            _banner_state(banner, ready)[0], engine.model.label, engine.model.flavour, default_resolution, engine.options.limits
+        )
+        limits = engine.options.limits
+        _wire_run_buttons(page, on_gpu(generate, limits), on_gpu(extend, limits), stop, apply)
         _wire_timeline_editor(page, load_timeline, export)
         demo.unload(forget)
         if not ready.is_set():

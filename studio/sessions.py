@@ -94,7 +94,7 @@ class Sessions:
         if randomize:
             form = replace(form, seed=random.randrange(2**31))
         self.ready.wait()
-        run = StudioRun(self.engine.start(build_request(form)), root=self.root)
+        run = StudioRun(self.engine.start(build_request(form, limits=self.engine.options.limits)), root=self.root)
         self._replace(session, run)
         return form.seed, self._touching(session, run.updates())
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from helios.limits import MAX_SEED, MAX_SEGMENTS
+from helios.limits import MAX_SEED
 
 from .form import RESOLUTIONS
 
@@ -50,7 +50,7 @@ ImageUpload = worded(gr.Image, "The image could not be read: upload a PNG, JPEG 
 VideoUpload = worded(gr.Video, "The video could not be read: upload an MP4, WebM or MOV file (server paths and URLs are not read).")
 TimelineRows = worded(gr.Dataframe, "The timeline must be rows of a start (a number) and a prompt (text).")
 Crossfade = worded(gr.Slider, "Crossfade must be a whole number of segments from 0 to 6.")
-Segments = worded(gr.Slider, f"Length must be a whole number of segments from 1 to {MAX_SEGMENTS}.")
+Segments = worded(gr.Slider, "Length must be a whole number of segments, within the slider's range.")
 Seed = worded(gr.Number, f"The seed must be a whole number from 0 to {MAX_SEED}.")
 StartUnit = worded(gr.Radio, "Start in must be seconds or segments.", keep_gradio_errors=False)
 Resolution = worded(gr.Dropdown, f"Resolution must be one of {', '.join(RESOLUTIONS)}.", keep_gradio_errors=False)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from helios.engine import Engine
+from helios.engine import Engine, EngineOptions
 from helios.errors import BadInput, Cancelled
+from helios.limits import Limits
 from helios.loading import load_model
+from helios.media import VideoWriter
 from helios.segment import Segment, SegmentTimings, StepProgress
 from studio.form import Form, build_request, rows_from_timeline, timeline_from_rows
 from studio.gpu import gpu_seconds
@@ -40,9 +42,12 @@ def test_the_form_maps_to_a_request_without_rules_of_its_own():
         timeline_from_rows([["soon", "x"]], "seconds", 0)
 
 
-def test_zero_gpu_budget_reads_named_values_and_grows_with_the_work():
-    assert gpu_seconds(segments=10, steps="2,2,2") > gpu_seconds(segments=10, steps="1,1,1") > gpu_seconds(1, "1,1,1")
-    assert gpu_seconds(segments=10**9, steps="1,1,1") == gpu_seconds(segments=60, steps="1,1,1")
+def test_zero_gpu_budget_reads_named_values_grows_with_the_work_and_stays_within_the_limits():
+    limits = Limits(max_segments=20, max_steps=8)
+    assert gpu_seconds(10, "2,2,2", limits) > gpu_seconds(10, "1,1,1", limits) > gpu_seconds(1, "1,1,1", limits)
+    assert gpu_seconds(10**9, "1,1,1", limits) == gpu_seconds(20, "1,1,1", limits)
+    assert gpu_seconds(20, "99999,1,1", limits) == gpu_seconds(20, "8,1,1", limits)
+    assert gpu_seconds("lots", None, limits) == gpu_seconds(1, "2,2,2", limits)
 
 
 def test_metrics_show_measured_numbers_and_escape_prompts():
@@ -183,3 +188,26 @@ def test_the_page_builds_without_touching_cuda(monkeypatch):
         monkeypatch.setattr(torch.cuda, name, no_cuda)
     demo = build_demo(Engine(model), "banner", "128x192")
     assert demo.config["components"]
+
+
+def test_a_hosts_limits_are_enforced_and_shown_on_the_page(tmp_path):
+    from studio.page import build_demo
+
+    limits = Limits(max_segments=2, max_steps=4)
+    engine = Engine(load_model("tiny"), EngineOptions(limits=limits))
+    ready = threading.Event()
+    ready.set()
+    sessions = Sessions(engine, ready)
+    with pytest.raises(BadInput, match="at most 2"):
+        sessions.generate("host", form(segments=3))
+    with pytest.raises(BadInput, match="from 1 to 4"):
+        sessions.generate("host", form(steps="5,1,1", segments=1))
+    long_video = tmp_path / "long.mp4"
+    with VideoWriter(long_video) as writer:
+        writer.add(np.zeros((70, 64, 64, 3), np.uint8))
+    with pytest.raises(BadInput, match="more than 66 frames"):
+        sessions.generate("host", form(video=str(long_video), segments=1))
+    props = [c.get("props", {}) for c in build_demo(engine, "banner", "128x192").config["components"]]
+    assert any(p.get("maximum") == 2 and "segments" in str(p.get("label")) for p in props)
+    assert any("from 1 to 4" in str(p.get("info")) for p in props)
+    assert any("at most 66 frames" in str(p.get("label")) for p in props)
