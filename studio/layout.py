@@ -13,7 +13,8 @@ from helios.flavour import Flavour
 from helios.limits import FRAMES_PER_SEGMENT, MAX_PROMPT_TOKENS, MAX_SEED, Limits
 
 from .form import RESOLUTIONS, STEP_PRESETS, Form, task_of
-from .worded import Crossfade, ImageUpload, Resolution, Seed, Segments, StartUnit, TimelineRows, VideoUpload
+from .history import COLUMNS
+from .worded import Crossfade, ImageUpload, Resolution, RunNumber, Seed, Segments, StartUnit, TimelineRows, VideoUpload
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 EXAMPLE_TIMELINES = {p.name: p for p in sorted((ASSETS / "timelines").glob("*")) if p.suffix in (".json", ".csv")}
@@ -53,6 +54,12 @@ class Layout:
     apply: gr.Button
     resume: gr.Button
     download: gr.File
+    history: gr.Dataframe
+    run_pick: gr.Number
+    play_run: gr.Button
+    load_run: gr.Button
+    run_video: gr.Video
+    run_files: gr.File
 
     @property
     def form(self) -> list:
@@ -119,4 +126,12 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
                 c["apply"] = gr.Button("Apply timeline now", elem_id="apply")
                 c["resume"] = gr.Button("Continue", elem_id="continue")
             c["download"] = gr.File(label="Download MP4", interactive=False, elem_id="download")
+            with gr.Accordion("This session's runs", open=False):
+                c["history"] = gr.Dataframe(headers=COLUMNS, interactive=False, elem_id="history", wrap=True)
+                with gr.Row():
+                    c["run_pick"] = RunNumber(value=1, precision=0, minimum=1, label="Run", elem_id="run-pick")
+                    c["play_run"] = gr.Button("Play and download", size="sm", elem_id="play-run")
+                    c["load_run"] = gr.Button("Load its settings", size="sm", elem_id="load-run")
+                c["run_video"] = gr.Video(label="Run", interactive=False, elem_id="run-video")
+                c["run_files"] = gr.File(label="Its MP4 and recipe", file_count="multiple", interactive=False, elem_id="run-files")
     return Layout(**c)

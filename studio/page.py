@@ -15,6 +15,7 @@ from helios.errors import HeliosError
 from helios.timeline import read_timeline
 
 from .form import Form, rows_from_timeline, task_of, timeline_from_rows
+from . import history
 from .gpu import on_gpu
 from .layout import EXAMPLE_TIMELINES, Layout, lay_out
 from .sessions import SessionLimits, Sessions
@@ -76,6 +77,30 @@ def build_demo(
         else:
             gr.Warning("Nothing is running: there is nothing to stop.")
 
+    def runs(request: gr.Request):
+        return [history.summary(n, run) for n, run in enumerate(sessions.history(request.session_hash), 1)]
+
+    def picked(number, session: str):
+        runs = sessions.history(session)
+        if not isinstance(number, (int, float)) or number != int(number) or not 1 <= number <= len(runs):
+            raise HeliosError(f"There is no run {number} in this session: it has {len(runs)}, numbered in the table.")
+        return runs[int(number) - 1]
+
+    def play_run(number, request: gr.Request):
+        try:
+            run = picked(number, request.session_hash)
+            if run.video is None:
+                raise HeliosError("That run has no video yet: it is still generating, or stopped before its first segment.")
+        except Exception as exc:
+            raise _user_error(exc) from None
+        return str(run.video), [str(f) for f in history.files(run)]
+
+    def load_run(number, request: gr.Request):
+        try:
+            return history.form_values(picked(number, request.session_hash))
+        except Exception as exc:
+            raise _user_error(exc) from None
+
     def apply(rows, unit, crossfade, request: gr.Request):
         try:
             segment = sessions.apply_timeline(request.session_hash, rows, unit, crossfade)
@@ -113,6 +138,7 @@ def build_demo(
         )
         limits = engine.options.limits
         _wire_run_buttons(page, on_gpu(generate, limits), on_gpu(extend, limits), stop, apply)
+        _wire_history(page, runs, play_run, load_run)
         _wire_timeline_editor(page, load_timeline, export)
         demo.unload(forget)
         if not ready.is_set():
@@ -150,6 +176,14 @@ def _wire_run_buttons(page: Layout, generate, extend, stop, apply) -> None:
     page.apply.click(apply, [page.rows, page.unit, page.crossfade], None, concurrency_limit=None, api_name="apply_timeline")
     page.image.change(task_of, [page.image, page.video], page.mode, api_name=False)
     page.video.change(task_of, [page.image, page.video], page.mode, api_name=False)
+
+
+def _wire_history(page: Layout, runs, play_run, load_run) -> None:
+    """The table follows the runs: it is refreshed when a run's MP4 is offered, that is when the run ends."""
+    page.download.change(runs, None, page.history, concurrency_limit=None, api_name="history", show_progress="hidden")
+    page.play_run.click(play_run, page.run_pick, [page.run_video, page.run_files], concurrency_limit=None, api_name="play_run")
+    settings = [page.rows, page.unit, page.crossfade, page.segments, page.steps, page.seed, page.resolution]
+    page.load_run.click(load_run, page.run_pick, settings, concurrency_limit=None, api_name="load_run")
 
 
 def _wire_timeline_editor(page: Layout, load_timeline, export) -> None:

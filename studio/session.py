@@ -46,6 +46,7 @@ class StudioRun:
             self.before = self.workdir / "before.mp4"
             shutil.copyfile(before, self.before)
         self.metrics = RunMetrics()
+        self._discarded = False
 
     def stop(self) -> bool:
         """True if this call stopped a running generation."""
@@ -66,21 +67,25 @@ class StudioRun:
         clips, timings = [], []
         start = time.perf_counter()
         try:
-            for event in self.run:
-                if isinstance(event, StepProgress):
-                    self.metrics.on_step(event)
-                    yield RunUpdate(self.metrics)
-                elif isinstance(event, Segment):
-                    self.metrics.on_segment(event)
-                    timings.append(segment_timings(event))
-                    clips.append(encode_clip(event.frames, self.workdir / f"segment-{event.index:04d}.ts"))
-                    yield RunUpdate(self.metrics, clip=clips[-1])
-        except BaseException:
-            self.run.cancel()
-            self.metrics.state = "failed"
-            raise
-        self.metrics.state = "stopped" if self.run.cancelled else "done"
-        yield RunUpdate(self.metrics, video=self._finish(clips, timings, time.perf_counter() - start), final=True)
+            try:
+                for event in self.run:
+                    if isinstance(event, StepProgress):
+                        self.metrics.on_step(event)
+                        yield RunUpdate(self.metrics)
+                    elif isinstance(event, Segment):
+                        self.metrics.on_segment(event)
+                        timings.append(segment_timings(event))
+                        clips.append(encode_clip(event.frames, self.workdir / f"segment-{event.index:04d}.ts"))
+                        yield RunUpdate(self.metrics, clip=clips[-1])
+            except BaseException:
+                self.run.cancel()
+                self.metrics.state = "failed"
+                raise
+            self.metrics.state = "stopped" if self.run.cancelled else "done"
+            yield RunUpdate(self.metrics, video=self._finish(clips, timings, time.perf_counter() - start), final=True)
+        finally:
+            if self._discarded:
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _finish(self, clips: list[Path], timings: list[dict], elapsed_s: float) -> Path | None:
         """The MP4 (the recipe in its metadata) and the recipe beside it."""
@@ -103,6 +108,7 @@ class StudioRun:
         return sum(f.stat().st_size for f in self.workdir.glob("*") if f.is_file())
 
     def cleanup(self) -> None:
-        """Remove the run's files once the page no longer needs them; Gradio serves its own copies."""
+        """Remove the run's files once the page no longer needs them; a run still generating removes them as it ends."""
+        self._discarded = True
         if self.metrics.state != "generating":
             shutil.rmtree(self.workdir, ignore_errors=True)

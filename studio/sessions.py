@@ -14,6 +14,7 @@ from helios.engine import Engine
 from helios.errors import BadInput, Cancelled
 
 from .form import Form, build_request, timeline_from_rows
+from .history import KEPT
 from .session import RunUpdate, StudioRun
 
 
@@ -44,6 +45,7 @@ class Sessions:
         self._runs: dict[str, StudioRun] = {}
         self._seen: dict[str, float] = {}
         self._cancel_next: dict[str, int] = {}
+        self._history: dict[str, list[StudioRun]] = {}
         self._lock = threading.Lock()
 
     def sweep(self) -> None:
@@ -57,26 +59,46 @@ class Sessions:
         for session in idle:
             self.forget(session)
         with self._lock:
-            finished = sorted((self._seen.get(s, 0.0), s) for s, run in self._runs.items() if run.metrics.state != "generating")
-            sizes = {s: run.disk_bytes() for s, run in self._runs.items()}
-        total = sum(sizes.values())
-        for _, session in finished:
+            finished = sorted(
+                (self._seen.get(s, 0.0), -age, s, run)
+                for s, runs in self._history.items() for age, run in enumerate(runs) if run.metrics.state != "generating"
+            )
+            total = sum(run.disk_bytes() for runs in self._history.values() for run in runs)
+        for *_, session, run in finished:
             if total <= self.limits.disk_cap_bytes:
                 break
-            total -= sizes[session]
-            self.forget(session)
+            total -= run.disk_bytes()
+            self._drop(session, run)
+
+    def history(self, session: str) -> list[StudioRun]:
+        """The session's runs, newest first; the first may still be generating."""
+        with self._lock:
+            return list(self._history.get(session, ()))
+
+    def _drop(self, session: str, run: StudioRun) -> None:
+        with self._lock:
+            runs = self._history.get(session, [])
+            if run in runs:
+                runs.remove(run)
+            if self._runs.get(session) is run:
+                del self._runs[session]
+        run.cleanup()
 
     def get(self, session: str) -> StudioRun | None:
         with self._lock:
             return self._runs.get(session)
 
     def _replace(self, session: str, run: StudioRun) -> None:
+        """The new run becomes the session's current one; the previous ones stay in its history, up to KEPT."""
         with self._lock:
-            previous = self._runs.get(session)
             self._runs[session] = run
             self._seen[session] = self.clock()
-        if previous is not None:
-            previous.cleanup()
+            runs = self._history.setdefault(session, [])
+            runs.insert(0, run)
+            dropped = runs[KEPT:]
+            del runs[KEPT:]
+        for old in dropped:
+            old.cleanup()
         self.sweep()
 
     def _starting(self, session: str) -> None:
@@ -145,8 +167,10 @@ class Sessions:
     def forget(self, session: str) -> None:
         with self._lock:
             run = self._runs.pop(session, None)
+            runs = self._history.pop(session, [])
             self._seen.pop(session, None)
             self._cancel_next.pop(session, None)
         if run is not None:
             run.stop()
-            run.cleanup()
+        for old in runs:
+            old.cleanup()

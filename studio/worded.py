@@ -52,5 +52,6 @@ TimelineRows = worded(gr.Dataframe, "The timeline must be rows of a start (a num
 Crossfade = worded(gr.Slider, "Crossfade must be a whole number of segments from 0 to 6.")
 Segments = worded(gr.Slider, "Length must be a whole number of segments, within the slider's range.")
 Seed = worded(gr.Number, f"The seed must be a whole number from 0 to {MAX_SEED}.")
+RunNumber = worded(gr.Number, "The run must be a whole number from the table of this session's runs.")
 StartUnit = worded(gr.Radio, "Start in must be seconds or segments.", keep_gradio_errors=False)
 Resolution = worded(gr.Dropdown, f"Resolution must be one of {', '.join(RESOLUTIONS)}.", keep_gradio_errors=False)

@@ -1,5 +1,6 @@
 """The app's API endpoints through gradio_client, against `python app.py` on the tiny preview model."""
 
+import json
 import threading
 import time
 
@@ -177,3 +178,21 @@ def test_stop_reaches_an_api_clients_queued_run(app_url):
     assert "stopped" in running.result()[1]
     with pytest.raises(AppError, match="Stopped before it started"):
         queued.result()
+
+
+def test_the_sessions_runs_can_be_listed_replayed_downloaded_and_loaded_back(client):
+    client.predict(*form(prompt="a red kite", segments=1), api_name="/generate")
+    client.predict(*form(prompt="a blue kite", segments=2), api_name="/generate")
+    table = client.predict(api_name="/history")
+    assert [row[1] for row in table["data"]] == ["a blue kite", "a red kite"]
+    video, files = client.predict(2, api_name="/play_run")
+    assert imageio_ffmpeg.count_frames_and_secs(video["video"] if isinstance(video, dict) else video)[0] == 33
+    recipe = next(f for f in files if f.endswith(".json"))
+    assert json.loads(open(recipe).read())["timeline"]["entries"][0]["prompt"] == "a red kite"
+    rows, unit, crossfade, segments, steps, seed, resolution = client.predict(2, api_name="/load_run")
+    assert rows["data"][0][1] == "a red kite" and segments == 1 and steps == "1,1,1" and resolution == "128x192"
+    with pytest.raises(AppError, match="There is no run 9 in this session: it has 2"):
+        client.predict(9, api_name="/play_run")
+    with pytest.raises(AppError) as refused:
+        client.predict("x", api_name="/load_run")
+    assert_in_our_words(str(refused.value))

@@ -211,3 +211,33 @@ def test_a_hosts_limits_are_enforced_and_shown_on_the_page(tmp_path):
     assert any(p.get("maximum") == 2 and "segments" in str(p.get("label")) for p in props)
     assert any("from 1 to 4" in str(p.get("info")) for p in props)
     assert any("at most 66 frames" in str(p.get("label")) for p in props)
+
+
+def test_a_sessions_runs_are_kept_newest_first_to_replay_download_and_load(sessions, monkeypatch):
+    from studio import history
+
+    monkeypatch.setattr("studio.sessions.KEPT", 2)
+    workdirs = []
+    for seed in (11, 12, 13):
+        _, updates = sessions.generate("gil", form(segments=1, seed=seed, steps="2,1,1", rows=[[0, f"a kite {seed}"]]))
+        list(updates)
+        workdirs.append(sessions.get("gil").workdir)
+    runs = sessions.history("gil")
+    assert [history.summary(i, r)[3] for i, r in enumerate(runs)] == [13, 12], "newest first, two kept"
+    assert not workdirs[0].exists(), "the run that fell off the history is deleted with its files"
+    video, recipe = history.files(runs[1])
+    assert imageio_ffmpeg.count_frames_and_secs(str(video))[0] == 33
+    assert json.loads(recipe.read_text())["settings"]["seed"] == 12
+    rows, unit, crossfade, segments, steps, seed, resolution = history.form_values(runs[1])
+    assert (rows[0][1], segments, steps, seed, resolution) == ("a kite 12", 1, "2,1,1", 12, "128x192")
+    row = history.summary(2, runs[1])
+    assert row[1] == "a kite 12" and row[6] > 0 and row[8] == "done"
+
+
+def test_a_run_forgotten_while_generating_deletes_its_files_when_it_ends(sessions):
+    _, updates = sessions.generate("hal", form(segments=3))
+    next(iter(updates))
+    workdir = sessions.get("hal").workdir
+    sessions.forget("hal")
+    list(updates)
+    assert not workdir.exists()
