@@ -26,9 +26,6 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-from gradio_client import Client
-from gradio_client.exceptions import AppError
 
 ROOT = Path(__file__).resolve().parents[1]
 GROWTH = 1.05
@@ -102,6 +99,13 @@ class App:
         return used[0] if used else None
 
 
+def Client(url: str, verbose: bool = False):
+    """gradio_client's, imported on use: the in-process soak runs where the web packages are not installed."""
+    from gradio_client import Client as client
+
+    return client(url, verbose=verbose)
+
+
 def until_first_segment(job) -> None:
     for update in job:
         if "<th>frames</th><td>33</td>" in str(update[1]):
@@ -122,6 +126,8 @@ def stop_mid_run(app: App) -> None:
 
 def drop_mid_stream(app: App) -> None:
     """What a closed tab does: join the queue as the page does, read the stream until a segment arrives, hang up."""
+    import httpx
+
     config = httpx.get(app.url + "config").json()
     fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "generate")
     session = uuid.uuid4().hex
@@ -150,6 +156,8 @@ def apply_timeline_mid_run(app: App) -> None:
 
 
 def bad_input(app: App) -> None:
+    from gradio_client.exceptions import AppError
+
     client = Client(app.url, verbose=False)
     for args in (app.form(steps="99999,1,1"), app.form(segments="lots"), app.form(prompt=" ")):
         try:
@@ -170,13 +178,113 @@ def two_clients(app: App) -> None:
 ACTIONS = {f.__name__: f for f in (generate, stop_mid_run, drop_mid_stream, continue_a_run, apply_timeline_mid_run, bad_input, two_clients)}
 
 
-def soak(app: App, runs: int, progress=print) -> list[Sample]:
+class InProcess:
+    """The same cycle against the page's handlers (`Sessions`) in this process: for a GPU machine without the app's
+    web packages (Gradio's streaming player needs ffprobe). A dropped stream is a closed updates generator."""
+
+    def __init__(self, model: str, workdir: Path, resolution: str):
+        from helios.engine import Engine
+        from helios.loading import load_model
+
+        from .form import parse_resolution
+        from .sessions import SessionLimits, Sessions
+
+        self.resolution = resolution
+        self.root = workdir / "runs"
+        engine = Engine(load_model(model))
+        engine.warm_up(*parse_resolution(resolution))
+        ready = threading.Event()
+        ready.set()
+        self.sessions = Sessions(engine, ready, SessionLimits(6.0, int(0.02 * 2**30)), root=self.root)
+
+    def form(self, prompt: str = "a lighthouse at dusk", segments: int = 1, steps: str = "1,1,1"):
+        from .form import Form
+
+        return Form([[0, prompt]], "seconds", 1, None, None, segments, steps, 7, self.resolution)
+
+    def sample(self, run: int, action: str, seconds: float) -> Sample:
+        import torch
+
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        disk = sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
+        gpu = torch.cuda.memory_reserved() / 2**20 if torch.cuda.is_available() else None
+        return Sample(run, action, round(seconds, 2), round(int(status["VmRSS"].split()[0]) / 1024, 1),
+                      len(os.listdir("/proc/self/fd")), int(status["Threads"]), gpu, round(disk / 2**20, 2))
+
+
+def _session() -> str:
+    return uuid.uuid4().hex
+
+
+def _until_clip(updates) -> None:
+    for update in updates:
+        if update.clip:
+            return
+
+
+def _in_generate(target: InProcess) -> None:
+    list(target.sessions.generate(_session(), target.form())[1])
+
+
+def _in_stop_mid_run(target: InProcess) -> None:
+    session = _session()
+    updates = target.sessions.generate(session, target.form(segments=4))[1]
+    _until_clip(updates)
+    target.sessions.stop(session)
+    list(updates)
+
+
+def _in_drop_mid_stream(target: InProcess) -> None:
+    updates = target.sessions.generate(_session(), target.form(segments=4))[1]
+    _until_clip(updates)
+    updates.close()
+
+
+def _in_continue_a_run(target: InProcess) -> None:
+    session = _session()
+    list(target.sessions.generate(session, target.form())[1])
+    list(target.sessions.extend(session, target.form()))
+
+
+def _in_apply_timeline_mid_run(target: InProcess) -> None:
+    session = _session()
+    updates = target.sessions.generate(session, target.form(segments=3))[1]
+    _until_clip(updates)
+    target.sessions.apply_timeline(session, [[0, "a lighthouse"], [1, "a storm"]], "segments", 0)
+    list(updates)
+
+
+def _in_bad_input(target: InProcess) -> None:
+    from helios.errors import HeliosError
+
+    for form in (target.form(steps="99999,1,1"), target.form(segments="lots"), target.form(prompt=" ")):
+        try:
+            list(target.sessions.generate(_session(), form)[1])
+        except HeliosError:
+            continue
+        raise AssertionError(f"accepted a bad request: {form}")
+
+
+def _in_two_clients(target: InProcess) -> None:
+    """One after the other, as the app's queue runs them (the engine takes one run at a time)."""
+    _in_generate(target)
+    _in_generate(target)
+
+
+IN_PROCESS = {f.__name__.removeprefix("_in_"): f for f in (
+    _in_generate, _in_stop_mid_run, _in_drop_mid_stream, _in_continue_a_run, _in_apply_timeline_mid_run, _in_bad_input,
+    _in_two_clients,
+)}
+
+
+def soak(app, runs: int, progress=print, actions: dict = ACTIONS) -> list[Sample]:
+    """`app`: an App (through its API) or an InProcess (its handlers), with the matching `actions`."""
     samples = []
-    names = list(ACTIONS)
+    names = list(actions)
     for run in range(runs):
         action = names[run % len(names)]
         start = time.perf_counter()
-        ACTIONS[action](app)
+        actions[action](app)
         samples.append(app.sample(run, action, time.perf_counter() - start))
         progress(json.dumps(asdict(samples[-1])))
     return samples
@@ -201,16 +309,21 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--resolution", default="128x192", help="384x640 on a GPU: the size the app warms up at")
+    parser.add_argument("--in-process", action="store_true", help="drive the page's handlers here, not the app's API")
     parser.add_argument("--out", type=Path, help="write the samples and the verdict here as JSON")
     args, app_flags = parser.parse_known_args(argv)
     if args.runs < 4 * len(ACTIONS):
         parser.error(f"--runs must be at least {4 * len(ACTIONS)}: one warm-up cycle, then quarters to compare")
-    with tempfile.TemporaryDirectory(prefix="helios-soak-") as workdir, App(args.model, Path(workdir), app_flags, args.resolution) as app:
-        samples = soak(app, args.runs)
+    with tempfile.TemporaryDirectory(prefix="helios-soak-") as workdir:
+        if args.in_process:
+            samples = soak(InProcess(args.model, Path(workdir), args.resolution), args.runs, actions=IN_PROCESS)
+        else:
+            with App(args.model, Path(workdir), app_flags, args.resolution) as app:
+                samples = soak(app, args.runs)
     verdict = growth(samples)
     print(json.dumps(verdict, indent=1))
     if args.out:
-        args.out.write_text(json.dumps(dict(runs=args.runs, model=args.model, samples=[asdict(s) for s in samples],
+        args.out.write_text(json.dumps(dict(runs=args.runs, model=args.model, in_process=args.in_process, samples=[asdict(s) for s in samples],
                                             verdict=verdict), indent=1))
     return 1 if any(v["grows"] for v in verdict.values()) else 0
 
