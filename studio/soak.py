@@ -182,16 +182,12 @@ class InProcess:
     """The same cycle against the page's handlers (`Sessions`) in this process: for a GPU machine without the app's
     web packages (Gradio's streaming player needs ffprobe). A dropped stream is a closed updates generator."""
 
-    def __init__(self, model: str, workdir: Path, resolution: str):
-        from helios.engine import Engine
-        from helios.loading import load_model
-
+    def __init__(self, engine, workdir: Path, resolution: str):
         from .form import parse_resolution
         from .sessions import SessionLimits, Sessions
 
         self.resolution = resolution
         self.root = workdir / "runs"
-        engine = Engine(load_model(model))
         engine.warm_up(*parse_resolution(resolution))
         ready = threading.Event()
         ready.set()
@@ -277,8 +273,9 @@ IN_PROCESS = {f.__name__.removeprefix("_in_"): f for f in (
 )}
 
 
-def soak(app, runs: int, progress=print, actions: dict = ACTIONS) -> list[Sample]:
-    """`app`: an App (through its API) or an InProcess (its handlers), with the matching `actions`."""
+def soak(app, runs: int, progress=print, actions: dict = ACTIONS, out: Path | None = None, **about) -> list[Sample]:
+    """`app`: an App (through its API) or an InProcess (its handlers), with the matching `actions`. With `out`, the
+    samples so far and their verdict are rewritten after every run, so a soak cut short still leaves its record."""
     samples = []
     names = list(actions)
     for run in range(runs):
@@ -287,6 +284,9 @@ def soak(app, runs: int, progress=print, actions: dict = ACTIONS) -> list[Sample
         actions[action](app)
         samples.append(app.sample(run, action, time.perf_counter() - start))
         progress(json.dumps(asdict(samples[-1])))
+        if out:
+            record = dict(about, runs=runs, samples=[asdict(s) for s in samples], verdict=growth(samples))
+            out.write_text(json.dumps(record, indent=1))
     return samples
 
 
@@ -314,17 +314,24 @@ def main(argv=None) -> int:
     args, app_flags = parser.parse_known_args(argv)
     if args.runs < 4 * len(ACTIONS):
         parser.error(f"--runs must be at least {4 * len(ACTIONS)}: one warm-up cycle, then quarters to compare")
+    about = dict(model=args.model, resolution=args.resolution, in_process=args.in_process)
     with tempfile.TemporaryDirectory(prefix="helios-soak-") as workdir:
         if args.in_process:
-            samples = soak(InProcess(args.model, Path(workdir), args.resolution), args.runs, actions=IN_PROCESS)
+            from helios.engine import Engine
+            from helios.loading import load_model
+
+            target = InProcess(Engine(load_model(args.model)), Path(workdir), args.resolution)
+            samples = soak(target, args.runs, actions=IN_PROCESS, out=args.out, **about)
         else:
             with App(args.model, Path(workdir), app_flags, args.resolution) as app:
-                samples = soak(app, args.runs)
+                samples = soak(app, args.runs, out=args.out, **about)
+    return verdict_of(samples)
+
+
+def verdict_of(samples: list[Sample]) -> int:
+    """Prints the verdict; the exit status: 1 if anything kept growing."""
     verdict = growth(samples)
     print(json.dumps(verdict, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(dict(runs=args.runs, model=args.model, in_process=args.in_process, samples=[asdict(s) for s in samples],
-                                            verdict=verdict), indent=1))
     return 1 if any(v["grows"] for v in verdict.values()) else 0
 
 
