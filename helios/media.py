@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -75,6 +76,19 @@ def read_video(
             f"({MIN_CONTEXT_FRAMES / FPS:.1f} s at {FPS} fps)."
         )
     return np.stack(frames)
+
+
+def video_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """A video's frames one at a time, uint8 (H, W, 3): for passes over whole videos in bounded memory."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    w, h = next(reader)["size"]
+    try:
+        for raw in reader:
+            yield np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
+    finally:
+        reader.close()
 
 
 def check_output_path(path: str | Path) -> Path:

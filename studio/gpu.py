@@ -15,21 +15,26 @@ START_SECONDS = 30
 
 def gpu_seconds(segments, steps, limits: Limits) -> int:
     """The budget for a request: its denoising steps at a measured-order cost, plus the GPU state's start; never
-    more than the largest request `limits` allow."""
-    try:
-        per_segment = sum(min(max(int(n), 1), limits.max_steps) for n in parse_steps(steps))
-    except (BadInput, TypeError, ValueError, OverflowError):
-        per_segment = 6
+    more than the largest request `limits` allow. `steps` may list each run's steps (a comparison makes two)."""
     try:
         segments = min(max(int(segments or 1), 1), limits.max_segments)
     except (TypeError, ValueError, OverflowError):
         segments = 1
-    return int(START_SECONDS + segments * (per_segment * SECONDS_PER_STEP + SECONDS_PER_SEGMENT))
+    work = sum(segments * (_steps_per_segment(s, limits) * SECONDS_PER_STEP + SECONDS_PER_SEGMENT)
+               for s in (steps if isinstance(steps, list) else [steps]))
+    return int(START_SECONDS + work)
+
+
+def _steps_per_segment(steps, limits: Limits) -> int:
+    try:
+        return sum(min(max(int(n), 1), limits.max_steps) for n in parse_steps(steps))
+    except (BadInput, TypeError, ValueError, OverflowError):
+        return 6
 
 
 def on_gpu(handler: Callable, limits: Limits) -> Callable:
-    """`spaces.GPU` with the duration read from the handler's own `segments` and `steps` arguments, by name;
-    anywhere but a ZeroGPU Space it changes nothing."""
+    """`spaces.GPU` with the duration read from the handler's own `segments` and `steps` arguments (or `steps_a`
+    and `steps_b`), by name; anywhere but a ZeroGPU Space it changes nothing."""
     try:
         import spaces
     except ImportError:
@@ -38,6 +43,7 @@ def on_gpu(handler: Callable, limits: Limits) -> Callable:
 
     def duration(*args, **kwargs) -> int:
         named = signature.bind_partial(*args, **kwargs).arguments
-        return gpu_seconds(named.get("segments"), named.get("steps"), limits)
+        steps = [v for k, v in named.items() if k == "steps" or k.startswith("steps_")]
+        return gpu_seconds(named.get("segments"), steps or [None], limits)
 
     return spaces.GPU(duration=duration)(handler)

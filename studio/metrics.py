@@ -20,6 +20,7 @@ class RunMetrics:
     step: StepProgress | None = None
     frames: int = 0
     segment_fps: list[float] = field(default_factory=list)
+    segment_frames: list[int] = field(default_factory=list)
     first_frame_s: float | None = None
     prompts: tuple[tuple[str, float], ...] = ()
     elapsed_s: float = 0.0
@@ -38,6 +39,7 @@ class RunMetrics:
         self.total_segments = segment.count
         self.frames += len(segment.frames)
         self.segment_fps.append(segment.fps)
+        self.segment_frames.append(len(segment.frames))
         self.prompts = segment.prompts
 
     @property

@@ -12,7 +12,9 @@ from typing import Iterator
 
 from helios.engine import Engine
 from helios.errors import BadInput, Cancelled
+from helios.run import Run
 
+from .compare import Comparison, SideSettings
 from .form import Form, build_request, timeline_from_rows
 from .history import KEPT
 from .session import RunUpdate, StudioRun
@@ -116,9 +118,22 @@ class Sessions:
         if randomize:
             form = replace(form, seed=random.randrange(2**31))
         self.ready.wait()
-        run = StudioRun(self.engine.start(build_request(form, limits=self.engine.options.limits)), root=self.root)
-        self._replace(session, run)
-        return form.seed, self._touching(session, run.updates())
+        _, updates = self._begin(session, self.engine.start(build_request(form, limits=self.engine.options.limits)))
+        return form.seed, updates
+
+    def compare(self, session: str, form: Form, a: SideSettings, b: SideSettings) -> Comparison:
+        """A and B over the form's shared inputs; both requests are checked before either starts."""
+        self._starting(session)
+        self.ready.wait()
+        limits = self.engine.options.limits
+        runs = [self.engine.start(build_request(side.applied_to(form), limits=limits)) for side in (a, b)]
+        return Comparison(runs, lambda run: self._begin(session, run))
+
+    def _begin(self, session: str, run: Run, before: Path | None = None) -> tuple[StudioRun, Iterator[RunUpdate]]:
+        """The session's new current run, in its history; its updates keep the session active."""
+        studio = StudioRun(run, before, self.root)
+        self._replace(session, studio)
+        return studio, self._touching(session, studio.updates())
 
     def extend(self, session: str, form: Form) -> Iterator[RunUpdate]:
         """Continue the session's last finished run from the state it ended in: the frames a longer run gives."""
@@ -128,9 +143,7 @@ class Sessions:
             raise BadInput("A video is still being generated: wait for it or stop it, then continue.")
         if previous is None or previous.continuation is None:
             raise BadInput("Nothing to continue yet: generate a video first.")
-        run = StudioRun(self.engine.start(build_request(form, after=previous.continuation)), previous.video, self.root)
-        self._replace(session, run)
-        return self._touching(session, run.updates())
+        return self._begin(session, self.engine.start(build_request(form, after=previous.continuation)), previous.video)[1]
 
     def _touching(self, session: str, updates: Iterator[RunUpdate]) -> Iterator[RunUpdate]:
         """A session is active while its run streams: idle time counts from its last update; a finished run sweeps."""

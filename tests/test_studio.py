@@ -48,6 +48,8 @@ def test_zero_gpu_budget_reads_named_values_grows_with_the_work_and_stays_within
     assert gpu_seconds(10**9, "1,1,1", limits) == gpu_seconds(20, "1,1,1", limits)
     assert gpu_seconds(20, "99999,1,1", limits) == gpu_seconds(20, "8,1,1", limits)
     assert gpu_seconds("lots", None, limits) == gpu_seconds(1, "2,2,2", limits)
+    both = gpu_seconds(10, ["1,1,1", "2,2,2"], limits)
+    assert both > gpu_seconds(10, "2,2,2", limits) and both < gpu_seconds(10, "1,1,1", limits) + gpu_seconds(10, "2,2,2", limits)
 
 
 def test_metrics_show_measured_numbers_and_escape_prompts():

@@ -1,0 +1,101 @@
+"""Settings A and B over the same inputs, run one after the other on the shared GPU, and what they measured and
+made, side by side. Gradio-free: the page renders the tables, the plot and the files."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
+
+import pandas as pd
+
+from helios.difference import VideoDifference, video_difference
+from helios.recipe import sidecar
+from helios.run import Run
+
+from . import history
+from .form import Form
+from .session import RunUpdate, StudioRun
+
+SIDES = ("A", "B")
+MEASURES = ["measure", "A", "B", "B − A"]
+PSNR_COLUMNS = ["segment", "PSNR A vs B (dB)"]
+
+
+@dataclass(frozen=True)
+class SideSettings:
+    """What each side of a comparison sets; the uploads, length, resolution and time unit are shared."""
+
+    rows: list
+    crossfade: int
+    steps: str
+    seed: int
+
+    def applied_to(self, form: Form) -> Form:
+        return replace(form, rows=self.rows, crossfade=self.crossfade, steps=self.steps, seed=self.seed)
+
+
+class Comparison:
+    """`updates` runs A, then B if A finished, yielding (side, update); once both are done `difference` is set and
+    the tables describe them."""
+
+    def __init__(self, runs: list[Run], begin: Callable[[Run], tuple[StudioRun, Iterator[RunUpdate]]]):
+        """`begin`: the session's way to start a run (its history, its idle time)."""
+        self._pending = runs
+        self._begin = begin
+        self.runs: list[StudioRun] = []
+        self.difference: VideoDifference | None = None
+
+    def updates(self) -> Iterator[tuple[str, RunUpdate]]:
+        for side, run in zip(SIDES, self._pending):
+            studio, updates = self._begin(run)
+            self.runs.append(studio)
+            for update in updates:
+                yield side, update
+            if studio.metrics.state != "done":
+                return
+        a, b = self.runs
+        self.difference = video_difference(a.video, b.video, a.metrics.segment_frames, b.workdir / "difference.mp4")
+
+    def measures(self) -> list[list]:
+        """Each run's overall FPS, time to first frame, peak GPU memory and frames, and B's difference from A."""
+        rows = []
+        for name, values in (
+            ("FPS", [r.metrics.overall_fps for r in self.runs]),
+            ("first frame (s)", [r.metrics.first_frame_s for r in self.runs]),
+            ("peak GPU memory (GiB)", [_peak_gib(r) for r in self.runs]),
+            ("frames", [r.metrics.frames for r in self.runs]),
+        ):
+            a, b = (values + [None, None])[:2]
+            delta = b - a if a is not None and b is not None else None
+            rows.append([name, *(_shown(v) for v in (a, b, delta))])
+        return rows
+
+    def psnr(self) -> list[list]:
+        if self.difference is None:
+            return []
+        return [[n, "identical" if math.isinf(db) else round(db, 2)] for n, db in enumerate(self.difference.segment_psnr_db, 1)]
+
+    def fps_series(self) -> pd.DataFrame:
+        """Per-segment FPS, one series per run, for the page's plot."""
+        return pd.DataFrame(
+            [(n, round(fps, 2), side) for side, run in zip(SIDES, self.runs) for n, fps in enumerate(run.metrics.segment_fps, 1)],
+            columns=["segment", "FPS", "run"],
+        )
+
+    def files(self) -> list:
+        """Both MP4s with their recipes."""
+        return [f for run in self.runs for f in history.files(run)]
+
+
+def _peak_gib(run: StudioRun) -> float | None:
+    if run.video is None:
+        return None
+    return json.loads(sidecar(run.video).read_text(encoding="utf-8"))["timings"]["peak_gpu_gib"]
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.2f}"

@@ -1,0 +1,96 @@
+"""Comparisons without the page: two runs over the same inputs, one after the other, and what differs between them."""
+
+import threading
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from helios.difference import video_difference
+from helios.engine import Engine
+from helios.errors import BadInput
+from helios.loading import load_model
+from helios.media import VideoWriter, video_frames
+from studio.compare import SideSettings
+from studio.form import Form
+from studio.sessions import Sessions
+
+ROWS = [[0, "a paper boat"]]
+
+
+def shared(**changes) -> Form:
+    values = dict(rows=[], unit="seconds", crossfade=0, image=None, video=None, segments=2, steps="", seed=0, resolution="128x192")
+    return Form(**{**values, **changes})
+
+
+def side(steps="1,1,1", seed=5, rows=ROWS, crossfade=1) -> SideSettings:
+    return SideSettings(rows, crossfade, steps, seed)
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    ready = threading.Event()
+    ready.set()
+    return Sessions(Engine(load_model("tiny")), ready)
+
+
+def test_a_comparison_runs_a_then_b_and_measures_both(sessions):
+    comparison = sessions.compare("ann", shared(), side(seed=5), side(seed=6, rows=[[0, "a paper boat"], [1, "a storm"]]))
+    sides = [s for s, _ in comparison.updates()]
+    assert sides == sorted(sides) and set(sides) == {"A", "B"}, "all of A, then all of B"
+    a, b = comparison.runs
+    assert a.metrics.state == b.metrics.state == "done"
+    assert [r.run.request.settings.seed for r in (a, b)] == [5, 6]
+    assert len(b.run.request.timeline.entries) == 2 and len(a.run.request.timeline.entries) == 1
+    psnr = comparison.psnr()
+    assert [row[0] for row in psnr] == [1, 2] and all(isinstance(db, float) and 0 < db < 60 for _, db in psnr)
+    measures = {row[0]: row[1:] for row in comparison.measures()}
+    assert measures["frames"] == ["65", "65", "0"]
+    assert float(measures["FPS"][0]) > 0 and float(measures["FPS"][1]) > 0
+    series = comparison.fps_series()
+    assert list(series.columns) == ["segment", "FPS", "run"] and list(series["run"]) == ["A", "A", "B", "B"]
+    assert imageio_ffmpeg.count_frames_and_secs(str(comparison.difference.heatmap))[0] == 65
+    assert sorted(f.suffix for f in comparison.files()) == [".json", ".json", ".mp4", ".mp4"]
+    assert sessions.history("ann")[:2] == [b, a], "both runs join the session's history"
+
+
+def test_the_same_settings_twice_are_identical_segment_by_segment(sessions):
+    comparison = sessions.compare("bea", shared(segments=1), side(), side())
+    list(comparison.updates())
+    assert comparison.psnr() == [[1, "identical"]]
+    assert not any(frame.any() for frame in video_frames(comparison.difference.heatmap)), "no difference is black"
+
+
+def test_stopping_a_keeps_b_from_running(sessions):
+    comparison = sessions.compare("cid", shared(segments=3), side(), side(seed=9))
+    for name, update in comparison.updates():
+        if update.clip:
+            sessions.stop("cid")
+    assert [r.metrics.state for r in comparison.runs] == ["stopped"]
+    assert comparison.difference is None and comparison.psnr() == []
+
+
+def test_a_bad_side_is_refused_before_either_runs(sessions):
+    with pytest.raises(BadInput, match="Steps per stage"):
+        sessions.compare("dot", shared(), side(), side(steps="0,1,1"))
+    with pytest.raises(BadInput, match="empty prompt"):
+        sessions.compare("dot", shared(), side(rows=[[0, " "]]), side())
+    assert sessions.history("dot") == []
+
+
+def test_psnr_is_per_segment_and_the_heat_map_marks_where_frames_differ(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.integers(0, 256, (1, 64, 96, 3), dtype=np.uint8), 12, axis=0)
+    changed = frames.copy()
+    changed[6:, :32] = 255 - changed[6:, :32]
+    paths = []
+    for name, video in (("a", frames), ("b", changed)):
+        with VideoWriter(tmp_path / f"{name}.mp4") as writer:
+            writer.add(video)
+        paths.append(tmp_path / f"{name}.mp4")
+    difference = video_difference(*paths, [6, 6], tmp_path / "heat.mp4")
+    first, second = difference.segment_psnr_db
+    assert first > 30 > 15 > second, (first, second)
+    heat = np.stack(list(video_frames(difference.heatmap)))
+    assert difference.frames == len(heat) == 12
+    assert heat[8, :, :28].mean() > 60 > 20 > heat[8, :, 40:].mean() and heat[2].mean() < 20
