@@ -12,6 +12,7 @@ import gradio as gr
 from helios.flavour import Flavour
 from helios.limits import FRAMES_PER_SEGMENT, MAX_PROMPT_TOKENS, MAX_SEED, Limits
 
+from .compare import MEASURES, PSNR_COLUMNS
 from .form import RESOLUTIONS, STEP_PRESETS, Form, task_of
 from .history import COLUMNS
 from .worded import Crossfade, ImageUpload, Resolution, RunNumber, Seed, Segments, StartUnit, TimelineRows, VideoUpload
@@ -60,6 +61,7 @@ class Layout:
     load_run: gr.Button
     run_video: gr.Video
     run_files: gr.File
+    compare: "CompareLayout"
 
     @property
     def form(self) -> list:
@@ -72,7 +74,7 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
     c: dict = {}
     gr.Markdown("# Helios Studio\nReal-time, minute-long video with Helios, streamed while it is generated.")
     c["banner"] = gr.HTML(banner)
-    with gr.Row():
+    with gr.Tab("Generate"), gr.Row():
         with gr.Column(scale=5):
             c["rows"] = TimelineRows(
                 value=[[0, "A red fox trotting through fresh snow in a sunlit pine forest, cinematic"]],
@@ -134,4 +136,84 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
                     c["load_run"] = gr.Button("Load its settings", size="sm", elem_id="load-run")
                 c["run_video"] = gr.Video(label="Run", interactive=False, elem_id="run-video")
                 c["run_files"] = gr.File(label="Its MP4 and recipe", file_count="multiple", interactive=False, elem_id="run-files")
+    with gr.Tab("Compare", elem_id="compare-tab"):
+        c["compare"] = lay_out_compare(flavour, limits)
     return Layout(**c)
+
+
+@dataclass
+class CompareLayout:
+    rows_a: gr.Dataframe
+    crossfade_a: gr.Slider
+    steps_a: gr.Dropdown
+    seed_a: gr.Number
+    rows_b: gr.Dataframe
+    crossfade_b: gr.Slider
+    steps_b: gr.Dropdown
+    seed_b: gr.Number
+    run: gr.Button
+    stop: gr.Button
+    live_a: gr.Video
+    live_b: gr.Video
+    metrics: gr.HTML
+    video_a: gr.Video
+    video_b: gr.Video
+    play_both: gr.Button
+    measures: gr.Dataframe
+    psnr: gr.Dataframe
+    difference: gr.Video
+    fps_plot: gr.LinePlot
+    files: gr.File
+
+    @property
+    def sides(self) -> list:
+        """The components behind each side's `SideSettings`, A's then B's."""
+        return [self.rows_a, self.crossfade_a, self.steps_a, self.seed_a, self.rows_b, self.crossfade_b, self.steps_b, self.seed_b]
+
+
+def lay_out_compare(flavour: Flavour, limits: Limits) -> CompareLayout:
+    c: dict = {}
+    gr.Markdown(
+        "Two settings over the same inputs: the **Generate** tab's image or video, length, resolution and time unit. "
+        "A runs, then B, on the same GPU and model (its memory tier and FP8 setting are the loaded model's); "
+        "when both are done they play side by side, with what each measured and how far their frames differ."
+    )
+    default = ",".join(map(str, flavour.default_pyramid_steps or (2, 2, 2)))
+    with gr.Row():
+        for side, steps in (("a", "1,1,1" if flavour.pyramid else default), ("b", default)):
+            with gr.Column():
+                c[f"rows_{side}"] = TimelineRows(
+                    value=[[0, "A red fox trotting through fresh snow in a sunlit pine forest, cinematic"]],
+                    headers=["start", "prompt"], datatype=["number", "str"], type="array", interactive=True, column_count=2,
+                    label=f"Timeline {side.upper()}", elem_id=f"compare-rows-{side}", wrap=True, column_widths=["16%", "84%"],
+                )
+                with gr.Row():
+                    c[f"steps_{side}"] = gr.Dropdown(
+                        list(STEP_PRESETS), value=steps, allow_custom_value=True, label=f"Steps {side.upper()}",
+                        visible=flavour.pyramid, info=f"each from 1 to {limits.max_steps}", elem_id=f"compare-steps-{side}",
+                    )
+                    c[f"seed_{side}"] = Seed(value=0, precision=0, label=f"Seed {side.upper()}", info=f"0 to {MAX_SEED}")
+                    c[f"crossfade_{side}"] = Crossfade(0, 6, value=2, step=1, label=f"Crossfade {side.upper()} (segments)")
+    with gr.Row():
+        c["run"] = gr.Button("Compare", variant="primary", elem_id="compare")
+        c["stop"] = gr.Button("Stop", variant="stop", elem_id="compare-stop")
+    with gr.Row():
+        c["live_a"] = gr.Video(label="A, live", streaming=True, autoplay=True, interactive=False, elem_id="compare-live-a")
+        c["live_b"] = gr.Video(label="B, live", streaming=True, autoplay=True, interactive=False, elem_id="compare-live-b")
+    c["metrics"] = gr.HTML("<div class='metrics'>Press Compare to run A, then B.</div>", elem_id="compare-metrics")
+    with gr.Row():
+        c["video_a"] = gr.Video(label="A", interactive=False, loop=True, elem_id="compare-a")
+        c["video_b"] = gr.Video(label="B", interactive=False, loop=True, elem_id="compare-b")
+        c["difference"] = gr.Video(
+            label="Difference (brighter = further apart)", interactive=False, loop=True, elem_id="compare-difference"
+        )
+    c["play_both"] = gr.Button("Play side by side, in sync", elem_id="play-both")
+    with gr.Row():
+        c["measures"] = gr.Dataframe(headers=MEASURES, interactive=False, label="Measured", elem_id="compare-table")
+        c["psnr"] = gr.Dataframe(headers=PSNR_COLUMNS, interactive=False, label="PSNR per segment (the two MP4s)", elem_id="compare-psnr")
+    c["fps_plot"] = gr.LinePlot(
+        x="segment", y="FPS", color="run", color_map={"A": "#f97316", "B": "#4f46e5"}, title="FPS per segment", x_title="segment", y_title="frames per second",
+        height=200, elem_id="compare-plot",
+    )
+    c["files"] = gr.File(label="Both MP4s and recipes", file_count="multiple", interactive=False, elem_id="compare-files")
+    return CompareLayout(**c)

@@ -18,6 +18,7 @@ from .form import Form, rows_from_timeline, task_of, timeline_from_rows
 from . import history
 from .gpu import on_gpu
 from .layout import EXAMPLE_TIMELINES, Layout, lay_out
+from .compare import SIDES, Comparison, SideSettings
 from .sessions import SessionLimits, Sessions
 
 
@@ -70,6 +71,16 @@ def build_demo(
         except Exception as exc:
             raise _user_error(exc) from None
         yield from _stream(seed, updates)
+
+    def compare(rows_a, crossfade_a, steps_a, seed_a, rows_b, crossfade_b, steps_b, seed_b, unit, image, video, segments,
+                resolution, request: gr.Request):
+        form = Form([], unit, 0, image, video, segments, "", 0, resolution)
+        a, b = SideSettings(rows_a, crossfade_a, steps_a, seed_a), SideSettings(rows_b, crossfade_b, steps_b, seed_b)
+        try:
+            comparison = sessions.compare(request.session_hash, form, a, b)
+        except Exception as exc:
+            raise _user_error(exc) from None
+        yield from _compare_stream(comparison)
 
     def stop(request: gr.Request):
         if sessions.stop(request.session_hash, _waiting_runs(demo, request.session_hash)):
@@ -139,11 +150,12 @@ def build_demo(
         limits = engine.options.limits
         _wire_run_buttons(page, on_gpu(generate, limits), on_gpu(extend, limits), stop, apply)
         _wire_history(page, runs, play_run, load_run)
+        _wire_compare(page, on_gpu(compare, limits), stop, runs)
         _wire_timeline_editor(page, load_timeline, export)
         demo.unload(forget)
         if not ready.is_set():
             timer = gr.Timer(1.0)
-            timer.tick(lambda: _banner_state(banner, ready), None, [page.banner, timer], api_name=False)
+            timer.tick(lambda: _banner_state(banner, ready), None, [page.banner, timer], api_visibility="private")
     return demo
 
 
@@ -158,7 +170,31 @@ def _banner_state(banner: str, ready: threading.Event):
     return f'<div class="banner" id="banner">{html.escape(text)}</div>', gr.Timer(active=not ready.is_set())
 
 
-RUNS = ("generate", "continue")
+def _compare_stream(comparison: Comparison):
+    """Outputs: A's and B's live players, metrics, plot, A's and B's videos, measures, PSNR, difference, files. The
+    last comparison's results are cleared first; A's clips stream to A's player, then B's to B's."""
+    yield gr.skip(), gr.skip(), "<div class='metrics'>Starting A.</div>", None, None, None, [], [], None, None
+    try:
+        for side, update in comparison.updates():
+            out = [gr.skip()] * 10
+            n = SIDES.index(side)
+            out[2] = f"<h4>Run {side}</h4>{update.metrics.to_html()}"
+            if update.clip:
+                out[n], out[3] = str(update.clip), comparison.fps_series()
+            if update.video:
+                out[4 + n] = str(update.video)
+            yield tuple(out)
+    except Exception as exc:
+        raise _user_error(exc) from None
+    if comparison.difference is None:
+        gr.Warning("A was stopped, so B did not run." if len(comparison.runs) < 2 else "B was stopped: there is no difference to show.")
+    videos = [str(r.video) if r.video else None for r in comparison.runs] + [None] * (2 - len(comparison.runs))
+    difference = str(comparison.difference.heatmap) if comparison.difference else None
+    yield (gr.skip(), gr.skip(), gr.skip(), comparison.fps_series(), *videos, comparison.measures(), comparison.psnr(),
+           difference, [str(f) for f in comparison.files()])
+
+
+RUNS = ("generate", "continue", "compare")
 
 
 def _waiting_runs(demo: gr.Blocks, session: str) -> int:
@@ -174,8 +210,8 @@ def _wire_run_buttons(page: Layout, generate, extend, stop, apply) -> None:
     page.resume.click(extend, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="continue")
     page.stop.click(stop, None, None, concurrency_limit=None, api_name="stop")
     page.apply.click(apply, [page.rows, page.unit, page.crossfade], None, concurrency_limit=None, api_name="apply_timeline")
-    page.image.change(task_of, [page.image, page.video], page.mode, api_name=False)
-    page.video.change(task_of, [page.image, page.video], page.mode, api_name=False)
+    page.image.change(task_of, [page.image, page.video], page.mode, api_visibility="private")
+    page.video.change(task_of, [page.image, page.video], page.mode, api_visibility="private")
 
 
 def _wire_history(page: Layout, runs, play_run, load_run) -> None:
@@ -186,15 +222,39 @@ def _wire_history(page: Layout, runs, play_run, load_run) -> None:
     page.load_run.click(load_run, page.run_pick, settings, concurrency_limit=None, api_name="load_run")
 
 
+SYNC_PLAY = """() => {
+  const [lead, ...rest] = ['#compare-a', '#compare-b', '#compare-difference'].map(s => document.querySelector(s + ' video')).filter(v => v);
+  if (!lead) return;
+  if (!lead.dataset.synced) {
+    lead.dataset.synced = '1';
+    lead.addEventListener('play', () => rest.forEach(v => v.play()));
+    lead.addEventListener('pause', () => rest.forEach(v => v.pause()));
+    lead.addEventListener('timeupdate', () => rest.forEach(v => { if (Math.abs(v.currentTime - lead.currentTime) > 0.1) v.currentTime = lead.currentTime; }));
+  }
+  [lead, ...rest].forEach(v => { v.muted = true; v.currentTime = 0; v.play(); });
+}"""
+"""A and B (and their difference) from the start together; the others follow A's play, pause and position."""
+
+
+def _wire_compare(page: Layout, compare, stop, runs) -> None:
+    c = page.compare
+    inputs = [*c.sides, page.unit, page.image, page.video, page.segments, page.resolution]
+    outputs = [c.live_a, c.live_b, c.metrics, c.fps_plot, c.video_a, c.video_b, c.measures, c.psnr, c.difference, c.files]
+    c.run.click(compare, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="compare")
+    c.stop.click(stop, None, None, concurrency_limit=None, api_visibility="private")
+    c.play_both.click(None, None, None, js=SYNC_PLAY)
+    c.files.change(runs, None, page.history, concurrency_limit=None, api_visibility="private", show_progress="hidden")
+
+
 def _wire_timeline_editor(page: Layout, load_timeline, export) -> None:
     timeline = [page.rows, page.unit, page.crossfade]
-    page.add_row.click(add_row, page.rows, page.rows, api_name=False)
-    page.remove_row.click(remove_row, page.rows, page.rows, api_name=False)
-    page.sort_rows.click(sort_rows, page.rows, page.rows, api_name=False)
-    page.import_file.upload(load_timeline, page.import_file, timeline, api_name=False)
-    page.example_pick.change(lambda name: load_timeline(EXAMPLE_TIMELINES.get(name)), page.example_pick, timeline, api_name=False)
-    page.export_json.click(lambda r, u, c: export(r, u, c, "json"), timeline, page.exported, api_name=False)
-    page.export_csv.click(lambda r, u, c: export(r, u, c, "csv"), timeline, page.exported, api_name=False)
+    page.add_row.click(add_row, page.rows, page.rows, api_visibility="private")
+    page.remove_row.click(remove_row, page.rows, page.rows, api_visibility="private")
+    page.sort_rows.click(sort_rows, page.rows, page.rows, api_visibility="private")
+    page.import_file.upload(load_timeline, page.import_file, timeline, api_visibility="private")
+    page.example_pick.change(lambda name: load_timeline(EXAMPLE_TIMELINES.get(name)), page.example_pick, timeline, api_visibility="private")
+    page.export_json.click(lambda r, u, c: export(r, u, c, "json"), timeline, page.exported, api_visibility="private")
+    page.export_csv.click(lambda r, u, c: export(r, u, c, "csv"), timeline, page.exported, api_visibility="private")
 
 
 def add_row(rows):

@@ -196,3 +196,35 @@ def test_the_sessions_runs_can_be_listed_replayed_downloaded_and_loaded_back(cli
     with pytest.raises(AppError) as refused:
         client.predict("x", api_name="/load_run")
     assert_in_our_words(str(refused.value))
+
+
+def test_the_api_offers_the_pages_actions_and_nothing_else(client):
+    named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert named == {"/generate", "/continue", "/stop", "/apply_timeline", "/history", "/play_run", "/load_run", "/compare"}
+
+
+def compare_args(steps_b="1,1,1", seed_b=3, **changes):
+    rows = {"headers": ["start", "prompt"], "data": [[0, "a paper boat"]]}
+    args = dict(rows_a=rows, crossfade_a=1, steps_a="1,1,1", seed_a=3, rows_b=rows, crossfade_b=1, steps_b=steps_b, seed_b=seed_b,
+                unit="seconds", image=None, video=None, segments=1, resolution="128x192")
+    return list({**args, **changes}.values())
+
+
+def test_compare_gives_both_videos_their_difference_and_recipes(client):
+    live_a, live_b, metrics, plot, a, b, measures, psnr, difference, files = client.predict(*compare_args(), api_name="/compare")
+    assert psnr["data"] == [[1, "identical"]], "the same settings twice make the same frames"
+    assert [imageio_ffmpeg.count_frames_and_secs(v)[0] for v in (a, b, difference)] == [33, 33, 33]
+    assert [row[0] for row in measures["data"]] == ["FPS", "first frame (s)", "peak GPU memory (GiB)", "frames"]
+    assert sorted(f.rsplit(".", 1)[1] for f in files) == ["json", "json", "mp4", "mp4"]
+    assert {row[2] for row in plot["data"]} == {"A", "B"}
+
+
+COMPARE_WALK = [("rows_a", 5), ("crossfade_b", 1e30), ("steps_b", "0,1,1"), ("seed_a", 2**70), ("seed_b", "x"),
+                ("video", "/etc/passwd"), ("segments", None), ("resolution", "99x99"), ("rows_b", {"data": [[0, " "]]})]
+
+
+@pytest.mark.parametrize("field, value", COMPARE_WALK, ids=[f"{f}-{v!r}"[:40] for f, v in COMPARE_WALK])
+def test_compare_refuses_malformed_arguments_in_words(client, field, value):
+    with pytest.raises(AppError) as refused:
+        client.predict(*compare_args(**{field: value}), api_name="/compare")
+    assert_in_our_words(str(refused.value))

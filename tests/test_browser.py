@@ -76,3 +76,49 @@ def test_bad_request_shows_words_not_a_trace(page):
     page.click("#generate")
     page.wait_for_selector("text=empty prompt", timeout=60_000)
     assert "Traceback" not in page.content()
+
+
+def test_a_run_from_history_loads_back_into_the_form(page):
+    edit_cell(page, 1, "a blue kite over a beach")
+    page.get_by_label("Seed", exact=True).fill("42")
+    page.click("#generate")
+    page.wait_for_selector("#download a", timeout=180_000)
+    edit_cell(page, 1, "something else entirely")
+    page.get_by_label("Seed", exact=True).fill("7")
+    page.get_by_text("This session's runs").click()
+    page.wait_for_function("() => document.querySelector('#history').innerText.includes('a blue kite')", timeout=30_000)
+    page.click("#load-run")
+    page.wait_for_function(
+        "() => document.querySelector('#timeline [role=grid]').innerText.includes('a blue kite over a beach')", timeout=30_000
+    )
+    assert page.get_by_label("Seed", exact=True).input_value() == "42"
+
+
+def playing(page, selector: str) -> float:
+    return page.evaluate(f"() => document.querySelector('{selector} video').currentTime")
+
+
+def test_compare_two_settings_side_by_side_in_sync(page):
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_label("Seed B").fill("1")
+    page.click("#compare")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#compare-live-a video'); return v && v.currentTime > 0; }", timeout=180_000
+    )
+    assert "Run A" in page.locator("#compare-metrics").inner_text()
+    page.wait_for_function("() => document.querySelector('#compare-psnr').innerText.includes('1')", timeout=300_000)
+    page.wait_for_selector("#compare-a video")
+    page.wait_for_selector("#compare-b video")
+    page.wait_for_selector("#compare-difference video")
+    table = page.locator("#compare-table").inner_text()
+    assert "FPS" in table and "first frame" in table and "peak GPU memory" in table
+    assert page.locator("#compare-plot canvas, #compare-plot svg").count() > 0, "both runs' FPS are plotted"
+    page.click("#play-both")
+    page.wait_for_function(
+        "() => ['#compare-a', '#compare-b'].every(s => document.querySelector(s + ' video').currentTime > 0.3)", timeout=30_000
+    )
+    a, b = playing(page, "#compare-a"), playing(page, "#compare-b")
+    assert abs(a - b) < 0.25, (a, b)
+    assert page.locator("#compare-files a").count() == 4, "both MP4s and both recipes"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app-compare.png"), full_page=True)
