@@ -114,8 +114,8 @@ def main(argv=None) -> int:
             f"warning: listening on {args.host}: anyone who can reach port {args.port} can use this GPU "
             "(the app has no login); use --host 127.0.0.1 to keep it to this machine.", file=sys.stderr,
         )
-    from studio.page import build_demo
     from studio.layout import CSS
+    from studio.page import WATCH_FIRST_FRAME, build_demo
 
     options = LoadOptions(placement=placement_from_args(args), gpu_memory_gib=args.gpu_memory)
     try:
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     demo = build_demo(engine, banner, default_resolution, ready, limits)
     demo.queue(default_concurrency_limit=1, max_size=32)
     demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS,
+        server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS, js=WATCH_FIRST_FRAME,
         prevent_thread_lock=warm,
     )
     if warm:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from helios.limits import FPS, FRAMES_PER_SEGMENT
-from helios.media import LIVE_PARAMS, MP4_PARAMS, _h264_writer, encode_clip, join_videos
+from helios.media import MP4_PARAMS, _h264_writer, encode_clip, join_videos
 
 
 def segment(k: int, height=384, width=640) -> np.ndarray:

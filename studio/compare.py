@@ -59,11 +59,11 @@ class Comparison:
         self.difference = video_difference(a.video, b.video, a.metrics.segment_frames, b.workdir / "difference.mp4")
 
     def measures(self) -> list[list]:
-        """Each run's overall FPS, time to first frame, peak GPU memory and frames, and B's difference from A."""
+        """Each run's overall FPS, time to its first frame, peak GPU memory and frames, and B's difference from A."""
         rows = []
         for name, values in (
             ("FPS", [r.metrics.overall_fps for r in self.runs]),
-            ("first frame (s)", [r.metrics.first_frame_s for r in self.runs]),
+            ("first frame ready (s)", [r.metrics.first_frame_s for r in self.runs]),
             ("peak GPU memory (GiB)", [_peak_gib(r) for r in self.runs]),
             ("frames", [r.metrics.frames for r in self.runs]),
         ):

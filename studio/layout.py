@@ -49,6 +49,7 @@ class Layout:
     exported: gr.File
     live: gr.Video
     metrics: gr.HTML
+    on_screen: gr.HTML
     fps_plot: gr.BarPlot
     generate: gr.Button
     stop: gr.Button
@@ -118,6 +119,7 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
         with gr.Column(scale=6):
             c["live"] = gr.Video(label="Live", streaming=True, autoplay=True, elem_id="live", interactive=False)
             c["metrics"] = gr.HTML("<div class='metrics'>Press Generate to start.</div>", elem_id="metrics")
+            c["on_screen"] = gr.HTML("", elem_id="on-screen")
             c["fps_plot"] = gr.BarPlot(
                 x="segment", y="FPS", title="FPS per segment", x_title="segment", y_title="frames per second",
                 height=200, elem_id="fps-plot",

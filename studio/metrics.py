@@ -1,4 +1,5 @@
-"""Live numbers of one run, all measured: per-segment FPS, overall FPS, time to first frame, GPU memory."""
+"""Live numbers of one run, all measured: per-segment FPS, overall FPS, time to the first frame
+(ready on the server; the page adds when it is on screen), GPU memory."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ class RunMetrics:
             ("step", f"{step.step} of {step.steps}" if step else "-"),
             ("last segment", f"{self.segment_fps[-1]:.1f} FPS" if self.segment_fps else "-"),
             ("overall", f"{self.overall_fps:.1f} FPS" if self.overall_fps else "-"),
-            ("time to first frame", f"{self.first_frame_s:.2f} s" if self.first_frame_s is not None else "-"),
+            ("first frame ready", f"{self.first_frame_s:.2f} s after the run started" if self.first_frame_s is not None else "-"),
             ("frames", str(self.frames)),
             ("prompt", " + ".join(f"{shortened(p)} ({w:.0%})" for p, w in self.prompts) or "-"),
             ("GPU memory", gpu_memory()),

@@ -30,7 +30,7 @@ def test_generate_streams_and_offers_the_full_mp4(client):
     plotted = [u[2] for u in updates if isinstance(u[2], dict) and "data" in u[2]][-1]
     assert plotted["columns"] == ["segment", "FPS"] and [row[0] for row in plotted["data"]] == [1, 2]
     assert all(fps > 0 for _, fps in plotted["data"]), "one bar per segment, its measured FPS"
-    assert "done" in metrics and "FPS" in metrics and "time to first frame" in metrics
+    assert "done" in metrics and "FPS" in metrics and "first frame ready" in metrics
     frames, _ = imageio_ffmpeg.count_frames_and_secs(download)
     assert frames == 65
 
@@ -214,7 +214,7 @@ def test_compare_gives_both_videos_their_difference_and_recipes(client):
     live_a, live_b, metrics, plot, a, b, measures, psnr, difference, files = client.predict(*compare_args(), api_name="/compare")
     assert psnr["data"] == [[1, "identical"]], "the same settings twice make the same frames"
     assert [imageio_ffmpeg.count_frames_and_secs(v)[0] for v in (a, b, difference)] == [33, 33, 33]
-    assert [row[0] for row in measures["data"]] == ["FPS", "first frame (s)", "peak GPU memory (GiB)", "frames"]
+    assert [row[0] for row in measures["data"]] == ["FPS", "first frame ready (s)", "peak GPU memory (GiB)", "frames"]
     assert sorted(f.rsplit(".", 1)[1] for f in files) == ["json", "json", "mp4", "mp4"]
     assert {row[2] for row in plot["data"]} == {"A", "B"}
 

@@ -11,7 +11,7 @@ from helios.errors import BadInput, OutOfMemory
 from helios.loading import load_model
 from helios.noise import sample_block_noise
 from helios.request import GenerationRequest, GenerationSettings
-from helios.segment import Segment, StepProgress
+from helios.segment import StepProgress
 from helios.timeline import PromptTimeline, TimelineEntry
 
 FAST = dict(height=64, width=64, pyramid_steps=(1, 1, 1))
