@@ -77,3 +77,17 @@ def app_url(tmp_path_factory):
     yield url + "/"
     proc.terminate()
     proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    """The app's session handlers over the tiny engine, without the web server."""
+    import threading
+
+    from helios.engine import Engine
+    from helios.loading import load_model
+    from studio.sessions import Sessions
+
+    ready = threading.Event()
+    ready.set()
+    return Sessions(Engine(load_model("tiny")), ready)

@@ -1,19 +1,15 @@
 """Comparisons without the page: two runs over the same inputs, one after the other, and what differs between them."""
 
-import threading
 
 import imageio_ffmpeg
 import numpy as np
 import pytest
 
 from helios.difference import video_difference
-from helios.engine import Engine
 from helios.errors import BadInput
-from helios.loading import load_model
 from helios.media import VideoWriter, video_frames
 from studio.compare import SideSettings
 from studio.form import Form
-from studio.sessions import Sessions
 
 ROWS = [[0, "a paper boat"]]
 
@@ -25,13 +21,6 @@ def shared(**changes) -> Form:
 
 def side(steps="1,1,1", seed=5, rows=ROWS, crossfade=1) -> SideSettings:
     return SideSettings(rows, crossfade, steps, seed)
-
-
-@pytest.fixture(scope="module")
-def sessions():
-    ready = threading.Event()
-    ready.set()
-    return Sessions(Engine(load_model("tiny")), ready)
 
 
 def test_a_comparison_runs_a_then_b_and_measures_both(sessions):

@@ -98,13 +98,6 @@ def test_error_toasts_carry_no_markup():
     assert "<a " not in shown and "<form" not in shown and "&lt;a href=" in shown
 
 
-@pytest.fixture(scope="module")
-def sessions():
-    ready = threading.Event()
-    ready.set()
-    return Sessions(Engine(load_model("tiny")), ready)
-
-
 def test_a_session_generates_continues_and_keeps_to_itself(sessions):
     one = [[0, "a paper boat"]]
     seed, updates = sessions.generate("alice", form(segments=1, rows=one))
