@@ -1,10 +1,13 @@
 """The app's API endpoints through gradio_client, against `python app.py` on the tiny preview model."""
 
 import json
+import subprocess
+import sys
 import threading
 import time
 
 import imageio_ffmpeg
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -228,3 +231,37 @@ def test_compare_refuses_malformed_arguments_in_words(client, field, value):
     with pytest.raises(AppError) as refused:
         client.predict(*compare_args(**{field: value}), api_name="/compare")
     assert_in_our_words(str(refused.value))
+
+
+def as_the_app_encodes(frames, folder):
+    """The app's MP4 is each segment encoded once as a live clip, the clips joined without re-encoding."""
+    from helios.limits import FRAMES_PER_SEGMENT
+    from helios.media import encode_clip, join_videos, video_frames
+
+    clips = [encode_clip(frames[i:i + FRAMES_PER_SEGMENT], folder / f"{i}.ts") for i in range(0, len(frames), FRAMES_PER_SEGMENT)]
+    return np.stack(list(video_frames(join_videos(clips, folder / "as-the-app.mp4"))))
+
+
+@pytest.mark.parametrize("task", ["text", "image", "video", "timeline"])
+def test_an_app_runs_recipe_makes_its_frames_again_through_the_cli(client, task, tmp_path, sample_image, video_file):
+    """The MP4 the app offers carries its recipe; the CLI reads it back (with the same upload) and makes the same
+    frames: encoded as the app encodes them, they are the app's MP4 to the pixel."""
+    from helios.media import video_frames
+
+    image = tmp_path / "start.png"
+    sample_image.save(image)
+    context = {"image": ["--image", str(image)], "video": ["--video", str(video_file)]}.get(task, [])
+    rows = [[0, "a harbour"], [1, "a storm"]] if task == "timeline" else None
+    args = form(segments=2, rows=rows, image=handle_file(str(image)) if task == "image" else None,
+                video=handle_file(str(video_file)) if task == "video" else None)
+    *_, download, _ = client.predict(*args, api_name="/generate")
+    tag = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "json", download],
+                         capture_output=True, text=True)
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.loads(tag.stdout)["format"]["tags"]["comment"])
+    assert (json.loads(recipe.read_text())["context"] or {}).get("kind") == {"image": "image", "video": "video"}.get(task)
+    again = tmp_path / "again.npy"
+    made = subprocess.run([sys.executable, "-m", "helios", "generate", "--recipe", str(recipe), *context, "--out", str(again)],
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    assert np.array_equal(as_the_app_encodes(np.load(again), tmp_path), np.stack(list(video_frames(download))))
