@@ -115,7 +115,7 @@ def main(argv=None) -> int:
             "(the app has no login); use --host 127.0.0.1 to keep it to this machine.", file=sys.stderr,
         )
     from studio.layout import CSS
-    from studio.page import WATCH_FIRST_FRAME, build_demo
+    from studio.page import SESSION_STATES, WATCH_FIRST_FRAME, build_demo
 
     options = LoadOptions(placement=placement_from_args(args), gpu_memory_gib=args.gpu_memory)
     try:
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     demo.queue(default_concurrency_limit=1, max_size=32)
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS, js=WATCH_FIRST_FRAME,
-        prevent_thread_lock=warm,
+        prevent_thread_lock=warm, state_session_capacity=SESSION_STATES,
     )
     if warm:
         warm_up(engine, default_resolution, ready)

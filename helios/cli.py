@@ -18,6 +18,9 @@ from .request import GenerationRequest, GenerationSettings
 from .segment import Segment, StepProgress
 from .timeline import PromptTimeline, read_timeline
 
+DEFAULT_FRAMES = 132
+"""Four segments; a --timeline without --frames gets at least what it covers (its last entry, faded in)."""
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
@@ -52,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctx.add_argument("--video", type=Path, help="continue this video (video-to-video)")
     g.add_argument("--height", type=int, default=384)
     g.add_argument("--width", type=int, default=640)
-    g.add_argument("--frames", type=int, default=132, help="rounded up to whole segments of 33 frames")
+    g.add_argument("--frames", type=int, help="rounded up to whole segments of 33 frames; default 132, or what a --timeline covers")
     g.add_argument("--steps", type=_steps, nargs="+", help="denoising steps per pyramid stage, e.g. 2,2,2 (several: a grid)")
     g.add_argument("--num-inference-steps", type=int, help="steps for the non-pyramid Base model")
     g.add_argument("--guidance", type=float, help="guidance scale (model default if omitted)")
@@ -100,11 +103,12 @@ def requests_from_args(args, recipe: Recipe | None = None) -> list[tuple[str, Ge
         timeline = read_timeline(args.timeline)
     image = read_image(args.image, (args.height, args.width)) if args.image else None
     video = read_video(args.video, (args.height, args.width)) if args.video else None
+    frames = args.frames if args.frames is not None else max(DEFAULT_FRAMES, timeline.covering_segments * FRAMES_PER_SEGMENT)
     requests = []
     for steps in args.steps or [None]:
         for seed in args.seed:
             settings = GenerationSettings(
-                height=args.height, width=args.width, num_frames=args.frames, pyramid_steps=steps,
+                height=args.height, width=args.width, num_frames=frames, pyramid_steps=steps,
                 num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance,
                 negative_prompt=args.negative_prompt, seed=seed,
             )

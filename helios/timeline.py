@@ -45,6 +45,11 @@ class PromptTimeline:
         return cls((TimelineEntry(0, prompt),))
 
     @property
+    def covering_segments(self) -> int:
+        """The shortest video that shows every entry fully faded in: up to its last entry and the crossfade after it."""
+        return max((e.segment for e in self.entries), default=0) + self.crossfade + 1
+
+    @property
     def prompts(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(e.prompt for e in self.entries))
 

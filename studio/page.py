@@ -45,6 +45,10 @@ def _stream(seed: int, updates):
 
 CACHE_SWEEP = (3600, 6 * 3600)
 """Every hour Gradio deletes the files it cached for the page (uploads, clips, videos) that are over 6 hours old."""
+SESSION_STATES = 64
+"""Gradio keeps a copy of the page's configuration for every session it has seen (160 KiB measured, more as outputs
+update) up to 10,000 sessions, and API clients never close theirs: a 300-run soak grew by 0.27 MiB a run. The app
+keeps nothing there (runs live in `Sessions`), so Gradio keeps the last 64: twice the queue's length."""
 WARMING_UP = "Warming up with one short run (on a GPU: compiling, capturing CUDA graphs); requests wait until it is done."
 
 
@@ -125,13 +129,16 @@ def build_demo(
     def forget(request: gr.Request):
         sessions.forget(request.session_hash)
 
-    def load_timeline(path):
+    def load_timeline(path, segments):
+        """The timeline's rows, and a length that covers it (never shorter than the one set)."""
         if not path:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
-            return rows_from_timeline(read_timeline(path))
+            timeline = read_timeline(path)
         except Exception as exc:
             raise _user_error(exc) from None
+        covering = min(timeline.covering_segments, engine.options.limits.max_segments)
+        return *rows_from_timeline(timeline), max(covering, segments if isinstance(segments, (int, float)) else 1)
 
     def export(rows, unit, crossfade, kind):
         try:
@@ -276,8 +283,12 @@ def _wire_timeline_editor(page: Layout, load_timeline, export) -> None:
     page.add_row.click(add_row, page.rows, page.rows, api_visibility="private")
     page.remove_row.click(remove_row, page.rows, page.rows, api_visibility="private")
     page.sort_rows.click(sort_rows, page.rows, page.rows, api_visibility="private")
-    page.import_file.upload(load_timeline, page.import_file, timeline, api_visibility="private")
-    page.example_pick.change(lambda name: load_timeline(EXAMPLE_TIMELINES.get(name)), page.example_pick, timeline, api_visibility="private")
+    covered = [*timeline, page.segments]
+    page.import_file.upload(load_timeline, [page.import_file, page.segments], covered, api_visibility="private")
+    page.example_pick.change(
+        lambda name, segments: load_timeline(EXAMPLE_TIMELINES.get(name), segments), [page.example_pick, page.segments],
+        covered, api_visibility="private",
+    )
     page.export_json.click(lambda r, u, c: export(r, u, c, "json"), timeline, page.exported, api_visibility="private")
     page.export_csv.click(lambda r, u, c: export(r, u, c, "csv"), timeline, page.exported, api_visibility="private")
 

@@ -126,3 +126,13 @@ def test_compare_two_settings_side_by_side_in_sync(page):
     assert page.locator("#compare-files a").count() == 4, "both MP4s and both recipes"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app-compare.png"), full_page=True)
+
+
+def test_an_example_timeline_sets_a_length_that_covers_it(page):
+    page.get_by_text("Import / export timeline").click()
+    page.get_by_label("Example timelines").click()
+    page.get_by_role("option", name="seasons.csv").click()
+    page.wait_for_function("() => document.querySelector('#timeline [role=grid]').innerText.includes('winter')", timeout=30_000)
+    length = page.get_by_label("Length (segments of 33 frames)", exact=False).first
+    page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some(i => i.value === '9')", timeout=10_000)
+    assert length.input_value() == "9", "winter starts at segment 6, faded in over 2 more"

@@ -163,3 +163,12 @@ def test_bad_input_gives_one_line_and_leaves_no_file(case, tmp_path):
 def test_bad_output_suffix(tmp_path):
     result = run("--model", "tiny", "--prompt", "x", "--out", tmp_path / "v.avi")
     assert result.returncode == 2 and "must end in .mp4" in result.stderr
+
+
+def test_a_timeline_without_a_length_gets_one_that_covers_it(tmp_path):
+    timeline = tmp_path / "t.csv"
+    timeline.write_text("id,prompt_index,prompt\n0,0,a meadow\n0,3,a meadow at night\n")
+    out = tmp_path / "out.npy"
+    result = run("--model", "tiny", "--timeline", timeline, *FAST, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert len(np.load(out)) == 6 * 33 - 1, "segment 3 and a crossfade of 2 after it: 6 segments, trimmed to 4k+1"
