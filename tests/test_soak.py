@@ -1,5 +1,5 @@
 """The app soaked with a mix of runs, stops, dropped streams, continues, live edits, bad inputs and concurrent
-clients: nothing it holds may keep growing. CI runs 40 runs on the tiny model; a longer soak by hand:
+clients: nothing it holds may keep growing. CI runs 28 runs (one warm-up cycle and three more) on the tiny model; a longer soak by hand:
 `HELIOS_SOAK_RUNS=300 python -m pytest -m soak tests/test_soak.py`, or `python -m studio.soak --runs 300`."""
 
 import os
@@ -11,7 +11,7 @@ from studio.soak import ACTIONS, QUANTITIES, App, Sample, growth, soak
 
 @pytest.mark.soak
 def test_memory_threads_descriptors_and_disk_stay_flat(tmp_path):
-    runs = int(os.environ.get("HELIOS_SOAK_RUNS", 40))
+    runs = int(os.environ.get("HELIOS_SOAK_RUNS", 28))
     with App("tiny", tmp_path, [], "128x192") as app:
         samples = soak(app, runs, progress=lambda line: None)
     verdict = growth(samples)
