@@ -179,7 +179,8 @@ def _banner_state(banner: str, ready: threading.Event):
 
 def _compare_stream(comparison: Comparison):
     """Outputs: A's and B's live players, metrics, plot, A's and B's videos, measures, PSNR, difference, files. The
-    last comparison's results are cleared first; A's clips stream to A's player, then B's to B's."""
+    last comparison's results are cleared first; A's clips stream to A's player, then B's to B's. The plot is drawn
+    once both series exist (a plot first drawn with A alone kept only A's series in the browser)."""
     yield gr.skip(), gr.skip(), "<div class='metrics'>Starting A.</div>", None, None, None, [], [], None, None
     try:
         for side, update in comparison.updates():
@@ -187,7 +188,7 @@ def _compare_stream(comparison: Comparison):
             n = SIDES.index(side)
             out[2] = f"<h4>Run {side}</h4>{update.metrics.to_html()}"
             if update.clip:
-                out[n], out[3] = str(update.clip), comparison.fps_series()
+                out[n] = str(update.clip)
             if update.video:
                 out[4 + n] = str(update.video)
             yield tuple(out)
