@@ -29,3 +29,6 @@ def test_the_growth_rule_flags_a_steady_climb_and_not_a_plateau():
     assert growth(samples_of(warm_up + [800 + 5 * i for i in range(40)]))["rss_mib"]["grows"]
     assert not growth(samples_of(warm_up + [800 + (i % 5) for i in range(40)]))["rss_mib"]["grows"]
     assert set(growth(samples_of(warm_up + [800.0] * 40))) == set(QUANTITIES) - {"gpu_mib"}
+    threads = lambda values: growth([Sample(i, "generate", 1.0, 800.0, 20, v, None, 1.0) for i, v in enumerate(values)])["threads"]["grows"]
+    assert not threads([10] * 7 + [10] * 39 + [11]), "one more thread at one sample"
+    assert threads([10] * 7 + [10] * 20 + [12] * 20)
