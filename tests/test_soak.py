@@ -1,5 +1,6 @@
 """The app soaked with a mix of runs, stops, dropped streams, continues, live edits, bad inputs and concurrent
-clients: nothing it holds may keep growing. CI runs 28 runs (one warm-up cycle and three more) on the tiny model; a longer soak by hand:
+clients: nothing it holds may keep growing. `python -m pytest -m soak` runs 28 (one warm-up cycle and three more)
+on the tiny model (~5 min, so the default run leaves it out); a longer soak:
 `HELIOS_SOAK_RUNS=300 python -m pytest -m soak tests/test_soak.py`, or `python -m studio.soak --runs 300`."""
 
 import os
