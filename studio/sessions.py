@@ -122,11 +122,14 @@ class Sessions:
         return form.seed, updates
 
     def compare(self, session: str, form: Form, a: SideSettings, b: SideSettings) -> Comparison:
-        """A and B over the form's shared inputs; both requests are checked before either starts."""
+        """A and B over the form's shared inputs (an upload read once); both requests are checked before either starts."""
         self._starting(session)
         self.ready.wait()
         limits = self.engine.options.limits
-        runs = [self.engine.start(build_request(side.applied_to(form), limits=limits)) for side in (a, b)]
+        first = build_request(a.applied_to(form), limits=limits)
+        uploads_read = replace(b.applied_to(form), image=None, video=None)
+        second = replace(build_request(uploads_read, limits=limits), image=first.image, video=first.video)
+        runs = [self.engine.start(request) for request in (first, second)]
         return Comparison(runs, lambda run: self._begin(session, run))
 
     def _begin(self, session: str, run: Run, before: Path | None = None) -> tuple[StudioRun, Iterator[RunUpdate]]:

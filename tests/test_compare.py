@@ -84,3 +84,13 @@ def test_psnr_is_per_segment_and_the_heat_map_marks_where_frames_differ(tmp_path
     heat = np.stack(list(video_frames(difference.heatmap)))
     assert difference.frames == len(heat) == 12
     assert heat[8, :, :28].mean() > 60 > 20 > heat[8, :, 40:].mean() and heat[2].mean() < 20
+
+
+def test_both_sides_start_from_the_same_image(sessions, tmp_path, sample_image):
+    image = tmp_path / "start.png"
+    sample_image.save(image)
+    comparison = sessions.compare("eve", shared(segments=1, image=str(image)), side(), side())
+    list(comparison.updates())
+    a, b = (r.run.request for r in comparison.runs)
+    assert a.task == b.task == "image-to-video" and a.image is b.image
+    assert comparison.psnr() == [[1, "identical"]]
