@@ -24,6 +24,7 @@ from helios.engine import Engine, EngineOptions
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import DEFAULT_MODEL, LoadOptions, load_model
+from helios.placement.ranks import follow
 from studio.sessions import SessionLimits
 
 
@@ -114,19 +115,30 @@ def main(argv=None) -> int:
             f"warning: listening on {args.host}: anyone who can reach port {args.port} can use this GPU "
             "(the app has no login); use --host 127.0.0.1 to keep it to this machine.", file=sys.stderr,
         )
-    from studio.layout import CSS
-    from studio.page import SESSION_STATES, WATCH_FIRST_FRAME, build_demo
-
     options = LoadOptions(placement=placement_from_args(args), gpu_memory_gib=args.gpu_memory)
     try:
         model, note = choose_model(args.model, options)
     except HeliosError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    banner = note + model.describe()
+    engine = Engine(model, EngineOptions(limits=Limits(args.max_segments, args.max_steps)))
+    if not model.ranks.leader:
+        follow(engine)
+        return 0
+    try:
+        return serve(args, engine, note + model.describe())
+    finally:
+        model.ranks.dismiss()
+
+
+def serve(args, engine: Engine, banner: str) -> int:
+    """Rank 0's part (the only one without torchrun): the page, and the runs it asks for."""
+    from studio.layout import CSS
+    from studio.page import SESSION_STATES, WATCH_FIRST_FRAME, build_demo
+
+    model = engine.model
     print(banner, flush=True)
     default_resolution = "128x192" if model.is_tiny and model.device.type == "cpu" else "384x640"
-    engine = Engine(model, EngineOptions(limits=Limits(args.max_segments, args.max_steps)))
     warm = not args.no_warmup and not model.capabilities.zero_gpu
     ready = threading.Event()
     if not warm:

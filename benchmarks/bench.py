@@ -26,6 +26,7 @@ from helios.limits import parse_steps
 from helios.loading import LoadOptions, _load, assemble
 from helios.placement.capability import Capabilities
 from helios.placement.options import ModelSize, Placement, resolve
+from helios.placement.ranks import follow, ranks
 from helios.request import GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline
 
@@ -180,12 +181,14 @@ def main(argv=None) -> int:
     parser.add_argument("--fp8-variants", default=",".join(FP8_VARIANTS), help=f"with --fp8: which of {', '.join(FP8_VARIANTS)}")
     parser.add_argument("--contexts", action="store_true", help="also time the first frame of image- and video-to-video")
     parser.add_argument("--without-cuda-graphs", action="store_true", help="also measure the engine without CUDA graphs")
+    parser.add_argument("--no-cuda-graphs", action="store_true", help="measure the engine without CUDA graphs only")
+    parser.add_argument("--no-compile", action="store_true", help="the engine's blocks not compiled")
     parser.add_argument("--memory", help="measure this memory tier alone, loading --model (needs --cap-gib)")
     parser.add_argument("--model", help="with --memory: a checkpoint folder (python -m benchmarks.random_checkpoint)")
     parser.add_argument("--cap-gib", type=float, help="hold the process to this much GPU memory")
-    parser.add_argument("--frames-out", help="with --memory: save the 2-segment [2,2,2] frames here (.npy)")
+    parser.add_argument("--frames-out", help="save the engine's 2-segment [2,2,2] frames here (.npy)")
     parser.add_argument("--as-capability", help="with --memory: run as if the GPU had this compute capability (8.6: no FP8 tensor cores)")
-    parser.add_argument("--frames-vs", help="with --memory: the deviation of those frames from these (.npy)")
+    parser.add_argument("--frames-vs", help="with --memory or torchrun: the deviation of the engine's frames from these (.npy)")
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -197,11 +200,15 @@ def main(argv=None) -> int:
 
     from diffusers import HeliosDMDScheduler, HeliosPyramidPipeline
 
-    device = torch.device("cuda")
+    me = ranks()
+    if me.size > 1 and (args.fp8 or args.contexts or args.without_cuda_graphs):
+        raise SystemExit("error: under torchrun the benchmark measures the bf16 engine and the reference only.")
+    device = torch.device("cuda", me.local_rank)
     t0 = time.perf_counter()
     transformer = build_transformer(device)
     transformer.set_attention_backend("_native_cudnn")
-    transformer.compile_repeated_blocks(fullgraph=True)
+    if not args.no_compile:
+        transformer.compile_repeated_blocks(fullgraph=True)
     embeds = torch.randn(1, 512, 4096, device=device, dtype=torch.bfloat16) * 0.1
     print(f"built the 14B transformer in {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -209,15 +216,17 @@ def main(argv=None) -> int:
     step_sets = [parse_steps(s) for s in args.steps.split(";")]
 
     def record(name, steps, r):
-        r = dict(name=name, steps=list(steps), gpu=torch.cuda.get_device_name(), **r)
+        r = dict(name=name, steps=list(steps), gpu=torch.cuda.get_device_name(), gpus=me.size, **r)
         r["fps"] = r["frames"] / r["wall_s"]
         r["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
         r["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
         r = {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
-        print(json.dumps(r), flush=True)
+        if me.leader:
+            print(json.dumps(r), flush=True)
         results.append(r)
 
-    if not args.no_reference:
+    def reference():
+        """Under torchrun every rank runs the pipeline, on the transformer our placement split (diffusers' plan)."""
         pipe = HeliosPyramidPipeline(
             tokenizer=None, text_encoder=None, vae=build_vae(device, torch.float32), scheduler=HeliosDMDScheduler(),
             transformer=transformer, is_distilled=True,
@@ -226,9 +235,12 @@ def main(argv=None) -> int:
         for steps in step_sets:
             run_reference(pipe, embeds, steps, 2)
             torch.cuda.reset_peak_memory_stats()
-            record("diffusers HeliosPyramidPipeline (compiled, cuDNN SDPA, fp32 VAE)", steps, run_reference(pipe, embeds, steps, args.segments))
+            record(f"diffusers HeliosPyramidPipeline ({'' if args.no_compile else 'compiled, '}cuDNN SDPA, fp32 VAE)", steps, run_reference(pipe, embeds, steps, args.segments))
         del pipe
         torch.cuda.empty_cache()
+
+    if not args.no_reference and me.size == 1:
+        reference()
 
     def loaded(placement: Placement, transformer=None):
         """A fresh load: placements are fixed at load, so another one is another model."""
@@ -251,9 +263,21 @@ def main(argv=None) -> int:
         results.append(dict(name=name, **psnr_between(frames, before)))
         print(json.dumps(results[-1]), flush=True)
 
-    model = loaded(Placement(memory="resident"), transformer)
-    engine = engine_with(model)
+    model = loaded(Placement(memory="resident", compile_blocks=not args.no_compile), transformer)
+    engine = engine_with(model, cuda_graphs=not args.no_cuda_graphs)
+    if me.size > 1:
+        if me.leader:
+            measure_leading(engine, measure, args, f"Helios Studio engine on {me.size} GPUs ({model.describe()})")
+        else:
+            follow(engine)
+        if not args.no_reference:
+            reference()
+        if me.leader:
+            summarize(results, args.out)
+        return 0
     bf16_frames = engine_frames(engine)
+    if args.frames_out:
+        np.save(args.frames_out, bf16_frames)
     measure(engine, f"Helios Studio engine ({args.vae_dtype} VAE, {model.placement.placement}, CUDA graphs, decode overlapped)")
     if args.contexts:
         for steps in step_sets:
@@ -281,6 +305,17 @@ def main(argv=None) -> int:
             deviation("FP8 attention alone: its frames vs the same FP8 linears without it", frames["ours+attention"], frames["ours"])
     summarize(results, args.out)
     return 0
+
+
+def measure_leading(engine, measure, args, label) -> None:
+    """Rank 0's part under torchrun: the frames (against one GPU's, with --frames-vs), then the speed runs."""
+    try:
+        frames = engine_frames(engine)
+        if args.frames_vs:
+            print(json.dumps(dict(name=f"{engine.model.ranks.size} GPUs vs one GPU, frames", **psnr_between(frames, np.load(args.frames_vs)))), flush=True)
+        measure(engine, label)
+    finally:
+        engine.model.ranks.dismiss()
 
 
 def measure_tier(args) -> int:

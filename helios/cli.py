@@ -12,7 +12,8 @@ from .errors import BadInput, HeliosError
 from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import DEFAULT_MODEL, LoadOptions, load_model
 from .media import VideoWriter, check_output_path, read_image, read_video
-from .placement.options import MEMORY_CHOICES, TIERS, Placement
+from .placement.options import MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
+from .placement.ranks import follow, ranks
 from .recipe import Recipe, recipe_for, segment_timings, sidecar, timings_of
 from .request import GenerationRequest, GenerationSettings
 from .segment import Segment, StepProgress
@@ -80,10 +81,15 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
         + "; ".join(f"{t.name}: {t.serves}" for t in TIERS),
     )
     parser.add_argument("--gpu-memory", type=float, metavar="GIB", help="use at most this much GPU memory")
+    parser.add_argument(
+        "--parallel", choices=PARALLEL_CHOICES, default="auto",
+        help="under torchrun --nproc-per-node N: split attention by heads (ulysses) or by tokens (ring); "
+        "auto: Ulysses when N divides the 40 heads",
+    )
 
 
 def placement_from_args(args) -> Placement:
-    return Placement(memory=args.memory, fp8=args.fp8, fp8_attention=args.fp8_attention)
+    return Placement(memory=args.memory, fp8=args.fp8, fp8_attention=args.fp8_attention, parallel=args.parallel)
 
 
 def requests_from_args(args, recipe: Recipe | None = None) -> list[tuple[str, GenerationRequest]]:
@@ -154,11 +160,21 @@ def generate(args) -> int:
         device=args.device, vae_dtype=args.vae_dtype, placement=placement_from_args(args), gpu_memory_gib=args.gpu_memory
     )
     model = load_model(args.model, options)
-    print(model.describe(), flush=True)
     engine = Engine(model)
+    if not model.ranks.leader:
+        follow(engine)
+        return 0
+    print(model.describe(), flush=True)
+    try:
+        return write_videos(engine, requests, outs, grid, args.out)
+    finally:
+        model.ranks.dismiss()
+
+
+def write_videos(engine, requests, outs: list[Path], grid: bool, folder: Path) -> int:
     runs = [engine.start(request) for _, request in requests]  # every request checked before the first runs
     if grid:
-        args.out.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     settings = requests[0][1].settings
     if settings.num_frames != settings.num_segments * FRAMES_PER_SEGMENT:
         print(
@@ -175,8 +191,8 @@ def generate(args) -> int:
         rows.append(dict(file=out.name, seed=recipe.settings["seed"], steps=recipe.settings["pyramid_steps"], **{
             k: t[k] for k in ("frames", "elapsed_s", "overall_fps", "first_frame_s", "peak_gpu_gib")}))
     if grid:
-        write_csv(args.out / "runs.csv", rows)
-        print(f"wrote {len(rows)} videos, their recipes and runs.csv to {args.out}")
+        write_csv(folder / "runs.csv", rows)
+        print(f"wrote {len(rows)} videos, their recipes and runs.csv to {folder}")
     return 0
 
 
@@ -221,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return generate(args)
     except HeliosError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if ranks().leader:  # under torchrun every rank meets the same problem: it is said once
+            print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted; no output was written.", file=sys.stderr)

@@ -71,12 +71,17 @@ class Engine:
     def denoise_thread(self) -> ThreadPoolExecutor:
         """Every run's denoising (and context encoding) on one long-lived thread: PyTorch keeps cuDNN's autotuned
         plans per thread, and a fresh thread tunes the VAE again (+1.3 s before an image run's first step, H100)."""
-        return ThreadPoolExecutor(1, thread_name_prefix="helios-denoise")
+        return ThreadPoolExecutor(1, thread_name_prefix="helios-denoise", initializer=self._on_model_device)
 
     @functools.cached_property
     def decode_thread(self) -> ThreadPoolExecutor:
         """Decoding on one long-lived thread too, whichever thread (Gradio hops between its pool's) iterates a run."""
-        return ThreadPoolExecutor(1, thread_name_prefix="helios-decode")
+        return ThreadPoolExecutor(1, thread_name_prefix="helios-decode", initializer=self._on_model_device)
+
+    def _on_model_device(self) -> None:
+        """A thread's current GPU is its own: a rank's threads work on the rank's GPU (CUDA graphs, streams)."""
+        if self.model.device.type == "cuda":
+            torch.cuda.set_device(self.model.device)
 
     @functools.cached_property
     def decode_stream(self) -> torch.cuda.Stream | None:
@@ -206,7 +211,7 @@ class Engine:
         for k in range(first, total):
             watch = Stopwatch(device)
             watch.mark()
-            mix = run.timeline.mix(k)
+            mix = model.ranks.share(run.timeline.mix(k))
             long, mid, short1x = history.split(sorted(s.history_sizes, reverse=True), dim=2)
             anchor = torch.zeros_like(short1x[:, :, :1]) if prefix is None else prefix
             history_inputs = dict(

@@ -20,9 +20,11 @@ import torch
 from .errors import ModelUnavailable
 from .flavour import Flavour, flavour_from_index
 from .placement.capability import Capabilities
+from .placement.context_parallel import attention_split
 from .placement.options import Placement, Resolved, resolve
 from .placement.place import place_text_encoder, place_transformer, place_vae
 from .placement.size import model_size
+from .placement.ranks import Ranks, ranks
 from .placement.streaming import BlockStream
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
 
@@ -43,6 +45,8 @@ class LoadOptions:
 
     def resolve(self) -> tuple[torch.device, torch.dtype, torch.dtype]:
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", ranks().local_rank)
         default = "bfloat16" if device.type == "cuda" else "float32"
         return device, getattr(torch, self.dtype or default), getattr(torch, self.vae_dtype or default)
 
@@ -63,6 +67,7 @@ class HeliosModel:
     placement: Resolved
     capabilities: Capabilities
     block_stream: BlockStream | None = None
+    ranks: Ranks = Ranks()
 
     @property
     def label(self) -> str:
@@ -72,7 +77,12 @@ class HeliosModel:
 
     def describe(self) -> str:
         """Which tier was chosen and why, for the app's banner and the CLI's first line."""
-        notes = "; ".join(self.placement.notes)
+        notes = list(self.placement.notes)
+        if self.ranks.size > 1:
+            heads = self.transformer.config.num_attention_heads
+            split = attention_split(self.placement.placement.parallel, heads, self.ranks.size)
+            notes.insert(0, f"context parallel: {split} attention over {self.ranks.size} ranks")
+        notes = "; ".join(notes)
         where = self.capabilities.summary
         if self.placement.tier.name != "cpu":
             where += f": {self.placement.describe()}"
@@ -179,12 +189,12 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
             # kept in fp32 by diffusers, it would promote the scaled keys to fp32 and half-precision attention fails
             param.data = param.data.to(dtype)
     place_text_encoder(parts["text_encoder"], resolved, device)
-    block_stream = place_transformer(parts["transformer"], resolved, device)
+    block_stream = place_transformer(parts["transformer"], resolved, device, ranks())
     place_vae(parts["vae"], resolved, device)
     is_tiny = folder is not None and (folder / TINY_MARKER).exists()
     return HeliosModel(
         source=source, folder=folder, flavour=flavour, is_tiny=is_tiny, device=device, dtype=dtype, placement=resolved,
-        capabilities=caps, block_stream=block_stream, **parts,
+        capabilities=caps, block_stream=block_stream, ranks=ranks(), **parts,
     )
 
 

@@ -87,7 +87,7 @@ class Run:
     def step(self, progress: StepProgress) -> None:
         """The engine reports each denoising step here; raises Cancelled once the run is to stop."""
         self._events.put(progress)
-        if self._cancel.is_set() or self._abandon.is_set():
+        if self.engine.model.ranks.stop(self._cancel.is_set() or self._abandon.is_set()):
             raise Cancelled("Generation stopped.")
 
     def segments(self) -> Iterator[Segment]:
@@ -119,6 +119,7 @@ class Run:
 
     def _denoise(self) -> None:
         try:
+            self.engine.model.ranks.send(self.request)
             with torch.inference_mode():
                 for item in self.engine.denoise(self):
                     self._events.put(item)

@@ -1,15 +1,20 @@
-"""Context parallelism on the CPU: two processes over gloo give the frames of one, with the tiny Distilled model
-(its history-key amplification included), through diffusers' plan with Ulysses attention. Ring attention needs an
-attention backend that returns log-sum-exps (cuDNN, flash): the CPU's native one does not, so ring waits for GPUs."""
+"""Several ranks on a CPU, as `torchrun --nproc-per-node 2` starts them (gloo), with the tiny Distilled model (its
+history-key amplification included) through diffusers' context-parallel plan with Ulysses attention: the CLI's frames
+are one rank's, and the app on two ranks streams, stops, continues and serves the next request. Ring attention needs
+an attention backend that returns log-sum-exps (cuDNN, flash): the CPU's native one does not, so ring is measured on
+GPUs (benchmarks/README.md)."""
 
 import os
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gradio_client import Client
 
 from helios.engine import Engine
 from helios.loading import load_model
@@ -17,46 +22,63 @@ from helios.request import GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline
 
 pytest.importorskip("diffusers.models._modeling_parallel")
+ROOT = Path(__file__).resolve().parents[1]
+TIMELINE = "id,prompt_index,prompt\n0,0,a paper boat on a pond\n0,1,a paper boat in the rain\n"
 
 
-def frames_of(model) -> np.ndarray:
-    request = GenerationRequest(
-        PromptTimeline.single("a paper boat"),
-        GenerationSettings(height=128, width=192, num_frames=66, pyramid_steps=(1, 1, 1), seed=3),
-    )
-    return np.concatenate([s.frames for s in Engine(model).start(request).segments()])
-
-
-def _rank(rank: int, ranks: int, port: int, out: str) -> None:
-    from diffusers import ContextParallelConfig
-    from torch.distributed.device_mesh import init_device_mesh
-
-    from helios.placement.context_parallel import enable_context_parallel
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=ranks)
-    torch.accelerator.device_count = lambda: 1  # diffusers places ranks on accelerators; here each rank is a CPU
-    mesh = init_device_mesh("cpu", (1, ranks), mesh_dim_names=("ring", "ulysses"))
-    model = load_model("tiny")
-    enable_context_parallel(model.transformer, ContextParallelConfig(ulysses_degree=ranks, mesh=mesh))
-    frames = frames_of(model)
-    if rank == 0:
-        np.save(out, frames)
-    dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def torchrun(ranks: int, *args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
+            str(ROOT / "tests" / "ranks_on_cpu.py"), *args]
 
 
 def test_two_ranks_give_the_frames_of_one(tmp_path):
     model = load_model("tiny")
     assert model.transformer.blocks[0].attn1.is_amplify_history, "the history correction must be exercised"
-    one = frames_of(model)
-    out = tmp_path / "two.npy"
-    mp.spawn(_rank, args=(2, free_port(), str(out)), nprocs=2)
-    two = np.load(out)
+    (tmp_path / "timeline.csv").write_text(TIMELINE)
+    settings = GenerationSettings(height=128, width=192, num_frames=66, pyramid_steps=(1, 1, 1), seed=3)
+    request = GenerationRequest(PromptTimeline.from_csv(TIMELINE), settings)
+    one = np.concatenate([s.frames for s in Engine(model).start(request).segments()])
+    done = subprocess.run(
+        torchrun(2, "helios", "generate", "--model", "tiny", "--timeline", "timeline.csv", "--height", "128", "--width",
+                 "192", "--frames", "66", "--steps", "1,1,1", "--seed", "3", "--out", "two.npy"),
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "context parallel: ulysses attention over 2 ranks" in done.stdout
+    assert done.stdout.count("wrote two.npy") == 1, "only rank 0 writes"
+    two = np.load(tmp_path / "two.npy")
     assert two.shape == one.shape
     assert np.abs(two.astype(int) - one).max() <= 1, "fp32 on the CPU: only the summation order differs"
+
+
+def test_app_on_two_ranks_stops_continues_and_serves_the_next_request(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "app.log"
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    with open(log, "w") as out:
+        app = subprocess.Popen(torchrun(2, "app.py", "--port", str(port)), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 240
+        while "warm: ready" not in log.read_text():
+            assert app.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        form = ({"headers": ["start", "prompt"], "data": [[0, "a paper boat"]]}, "seconds", 1, None, None)
+        job = client.submit(*form, 20, "1,1,1", 5, "128x192", False, api_name="/generate")
+        for update in job:
+            if "<th>frames</th><td>33</td>" in str(update[1]):
+                break
+        client.predict(api_name="/stop")
+        _, metrics, _, download, _ = job.result()
+        stopped = imageio_ffmpeg.count_frames_and_secs(download)[0]
+        assert "stopped" in metrics and stopped < 20 * 33
+        *_, download, _ = client.predict(*form, 1, "1,1,1", 5, "128x192", False, api_name="/continue")
+        assert imageio_ffmpeg.count_frames_and_secs(download)[0] > stopped, "the followers continue from rank 0's state"
+        *_, download, _ = client.predict(*form, 1, "1,1,1", 6, "128x192", False, api_name="/generate")
+        assert imageio_ffmpeg.count_frames_and_secs(download)[0] == 33, "the followers stopped with rank 0 and follow again"
+    finally:
+        app.terminate()
+        app.wait(30)
+    assert log.read_text().count("Running on local URL") == 1, "only rank 0 serves the page"

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .ranks import ranks
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -20,6 +22,8 @@ class Capabilities:
     triton: bool = False
     cudnn_attention: bool = False
     zero_gpu: bool = False
+    ranks: int = 1
+    """Processes sharing one stream, a GPU each (context parallelism, see ranks.py)."""
 
     @property
     def cuda(self) -> bool:
@@ -33,16 +37,21 @@ class Capabilities:
     @property
     def summary(self) -> str:
         if not self.cuda:
-            return "CPU"
+            return "CPU" + (f" ({self.ranks} ranks)" if self.ranks > 1 else "")
         major, minor = self.compute_capability
-        return f"{self.name}, compute capability {major}.{minor}, {self.free_bytes / 2**30:.1f} of {self.total_bytes / 2**30:.1f} GiB free"
+        gpus = f"{self.ranks} x " if self.ranks > 1 else ""
+        return (
+            f"{gpus}{self.name}, compute capability {major}.{minor}, {self.free_bytes / 2**30:.1f} of "
+            f"{self.total_bytes / 2**30:.1f} GiB free" + (" each" if gpus else "")
+        )
 
     @classmethod
     def detect(cls, device: torch.device, cap_gib: float | None = None) -> "Capabilities":
         """`cap_gib` holds this process to that much GPU memory (the allocator enforces it), as on a smaller card."""
         zero_gpu = bool(os.environ.get("SPACES_ZERO_GPU"))
+        count = ranks().size
         if device.type != "cuda":
-            return cls(device.type, zero_gpu=zero_gpu)
+            return cls(device.type, zero_gpu=zero_gpu, ranks=count)
         index = device.index if device.index is not None else torch.cuda.current_device()
         free, total = torch.cuda.mem_get_info(index)
         if cap_gib is not None:
@@ -54,6 +63,6 @@ class Capabilities:
             "cuda", torch.cuda.get_device_name(index), capability, free, total,
             triton=importlib.util.find_spec("triton") is not None and capability >= (8, 0),
             cudnn_attention=torch.backends.cudnn.is_available() and capability >= (8, 0),
-            zero_gpu=zero_gpu,
+            zero_gpu=zero_gpu, ranks=count,
         )
 

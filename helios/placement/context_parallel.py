@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ModelUnavailable
+
 
 def context_parallel_plan(transformer) -> dict:
     """diffusers' plan, its per-block entries made for this model's blocks."""
@@ -22,11 +24,30 @@ def context_parallel_plan(transformer) -> dict:
     return shared | {f"blocks.{i}.{part}": v for i in range(len(transformer.blocks)) for part, v in per_block.items()}
 
 
-def enable_context_parallel(transformer, config) -> None:
-    """`config`: diffusers' `ContextParallelConfig` (Ulysses for head-divisible degrees, ring otherwise)."""
-    transformer.enable_parallelism(config=config, cp_plan=context_parallel_plan(transformer))
-    mesh = transformer._parallel_config.context_parallel_config._flattened_mesh
-    rank, ranks = torch.distributed.get_rank(mesh.get_group()), mesh.size()
+def attention_split(attention: str, heads: int, ranks: int) -> str:
+    """"auto": Ulysses (one all-to-all each way, by heads) when the ranks divide the heads, else ring."""
+    if attention == "auto":
+        return "ulysses" if heads % ranks == 0 else "ring"
+    if attention == "ulysses" and heads % ranks:
+        raise ModelUnavailable(
+            f"Ulysses attention splits the {heads} attention heads evenly, and {ranks} ranks do not divide them: "
+            "start a number of ranks that does, or pass --parallel ring."
+        )
+    return attention
+
+
+def enable_context_parallel(transformer, attention: str, ranks: int, device: torch.device) -> None:
+    """Split the transformer over `ranks` processes, one per GPU; `attention` as `Placement.parallel` says."""
+    from diffusers import ContextParallelConfig
+    from torch.distributed.device_mesh import init_device_mesh
+
+    attention = attention_split(attention, transformer.config.num_attention_heads, ranks)
+    shape = (1, ranks) if attention == "ulysses" else (ranks, 1)
+    mesh = init_device_mesh(device.type, shape, mesh_dim_names=("ring", "ulysses"))
+    degree = dict(ulysses_degree=ranks) if attention == "ulysses" else dict(ring_degree=ranks)
+    transformer.enable_parallelism(config=ContextParallelConfig(**degree, mesh=mesh), cp_plan=context_parallel_plan(transformer))
+    flat = transformer._parallel_config.context_parallel_config._flattened_mesh
+    rank = torch.distributed.get_rank(flat.get_group())
     for block in transformer.blocks:
         block.attn1.register_forward_pre_hook(_history_of_this_share(rank, ranks), with_kwargs=True)
 

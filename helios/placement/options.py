@@ -37,6 +37,7 @@ TIERS = (
 TIER_NAMES = tuple(t.name for t in TIERS)
 MEMORY_CHOICES = ("auto", *TIER_NAMES)
 FP8_LINEARS = ("torchao", "ours")
+PARALLEL_CHOICES = ("auto", "ulysses", "ring")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class Placement:
     vae_kernels: bool = True
     compile_vae: bool = False
     cudnn_autotune: bool = True
+    parallel: str = "auto"
+    """With several ranks: how attention is split, "ulysses" (by heads), "ring", or "auto" (Ulysses when the heads
+    divide evenly among the ranks)."""
 
 
 @dataclass(frozen=True)
@@ -121,13 +125,15 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
         raise ModelUnavailable(f"Unknown memory tier {placement.memory!r}: choose one of {', '.join(MEMORY_CHOICES)}.")
     if placement.fp8_linears not in FP8_LINEARS:
         raise ModelUnavailable(f"Unknown FP8 linears {placement.fp8_linears!r}: choose one of {', '.join(FP8_LINEARS)}.")
+    if placement.parallel not in PARALLEL_CHOICES:
+        raise ModelUnavailable(f"Unknown parallel attention {placement.parallel!r}: choose one of {', '.join(PARALLEL_CHOICES)}.")
     if not caps.cuda:
         placement = dataclasses.replace(placement, **GPU_ONLY_OFF)
         if placement.memory == "auto" and not caps.free_bytes:
             return Resolved(placement, CPU_TIER, False, None, None, cuda_graphs=False)
     notes = []
     budget = int(caps.free_bytes * HEADROOM)
-    tier, resident = _tier(placement, size, budget - workspace_bytes(*DEFAULT_RESOLUTION))
+    tier, resident = _tier(placement, size, budget - workspace_bytes(*DEFAULT_RESOLUTION), caps.ranks)
     if placement.memory == "auto":
         notes.append(f"chose {tier.name} for {caps.summary}")
     fp8_matmul = tier.fp8_weights and caps.fp8_matmul
@@ -162,8 +168,15 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
     return Resolved(Placement(**switches), tier, fp8_matmul, resident, free_after, tuple(notes), cuda_graphs)
 
 
-def _candidates(placement: Placement) -> tuple[Tier, ...]:
+def _candidates(placement: Placement, ranks: int) -> tuple[Tier, ...]:
     tiers = TIERS if placement.memory == "auto" else tuple(t for t in TIERS if t.name == placement.memory)
+    if ranks > 1:
+        if placement.memory != "auto" and tiers[0].streamed_blocks:
+            raise ModelUnavailable(
+                f"The {placement.memory} tier streams blocks through one small GPU; with {ranks} ranks each GPU holds "
+                "the whole transformer: choose a tier without streaming (--memory auto)."
+            )
+        tiers = tuple(t for t in tiers if not t.streamed_blocks)
     if placement.fp8:  # FP8 weights asked for on top of whatever the memory needs
         tiers = tuple(
             t if t.fp8_weights else dataclasses.replace(t, name=f"{t.name}+fp8", fp8_weights=True) for t in tiers
@@ -171,11 +184,11 @@ def _candidates(placement: Placement) -> tuple[Tier, ...]:
     return tiers
 
 
-def _tier(placement: Placement, size: ModelSize, budget: int) -> tuple[Tier, int | None]:
+def _tier(placement: Placement, size: ModelSize, budget: int, ranks: int) -> tuple[Tier, int | None]:
     """The first tier (least memory saving, so fastest) whose weights fit; streamed tiers keep as many blocks as fit.
     A tier forced by name is taken as it is, keeping at least no block resident."""
     forced = placement.memory != "auto"
-    for tier in _candidates(placement):
+    for tier in _candidates(placement, ranks):
         if not tier.streamed_blocks:
             if forced or gpu_bytes(tier, size) <= budget:
                 return tier, None

@@ -10,7 +10,9 @@ from torch import nn
 from .fp8 import block_to_float8
 from .fp8_attention import use_fp8_attention
 from .fused_block import use_kernels
+from .context_parallel import enable_context_parallel
 from .options import Resolved
+from .ranks import Ranks
 from .streaming import BlockStream, stream_blocks, streamed_positions
 from .vae_kernels import use_vae_kernels
 
@@ -32,7 +34,7 @@ def place_text_encoder(text_encoder: nn.Module | None, resolved: Resolved, devic
     )
 
 
-def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.device) -> BlockStream | None:
+def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.device, ranks: Ranks) -> BlockStream | None:
     paths = resolved.placement
     blocks = transformer.blocks
     transformer.blocks = nn.ModuleList()
@@ -53,6 +55,8 @@ def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.
     stream = stream_blocks(blocks, streamed, device)
     if paths.attention_backend:
         transformer.set_attention_backend(paths.attention_backend)
+    if ranks.size > 1:
+        enable_context_parallel(transformer, paths.parallel, ranks.size, device)
     if paths.compile_blocks:
         transformer.compile_repeated_blocks(fullgraph=True)
     return stream
