@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     transformer = build_transformer(device)
     transformer.set_attention_backend("_native_cudnn")
-    if not args.no_compile:
+    if not args.no_compile and me.size == 1:
         transformer.compile_repeated_blocks(fullgraph=True)
     embeds = torch.randn(1, 512, 4096, device=device, dtype=torch.bfloat16) * 0.1
     print(f"built the 14B transformer in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -226,10 +226,10 @@ def main(argv=None) -> int:
         results.append(r)
 
     def reference():
-        """Under torchrun every rank runs the pipeline, on the transformer our placement split (diffusers' plan)."""
+        """Under torchrun every rank runs the pipeline on a transformer of its own, split by diffusers' own plan."""
         pipe = HeliosPyramidPipeline(
             tokenizer=None, text_encoder=None, vae=build_vae(device, torch.float32), scheduler=HeliosDMDScheduler(),
-            transformer=transformer, is_distilled=True,
+            transformer=transformer if me.size == 1 else split_by_diffusers(me.size, not args.no_compile, device), is_distilled=True,
         )
         pipe.set_progress_bar_config(disable=True)
         for steps in step_sets:
@@ -305,6 +305,19 @@ def main(argv=None) -> int:
             deviation("FP8 attention alone: its frames vs the same FP8 linears without it", frames["ours+attention"], frames["ours"])
     summarize(results, args.out)
     return 0
+
+
+def split_by_diffusers(ranks: int, compile_blocks: bool, device):
+    """diffusers' context parallelism as its documentation shows it, Ulysses over the ranks (its plan gathers the
+    tokens inside each block, so blocks compile with graph breaks there)."""
+    from diffusers import ContextParallelConfig
+
+    transformer = build_transformer(device)
+    transformer.set_attention_backend("_native_cudnn")
+    transformer.enable_parallelism(config=ContextParallelConfig(ulysses_degree=ranks))
+    if compile_blocks:
+        transformer.compile_repeated_blocks(fullgraph=False)
+    return transformer
 
 
 def measure_leading(engine, measure, args, label) -> None:

@@ -1,12 +1,16 @@
-"""One stream on several GPUs: diffusers' context-parallel plan for `HeliosTransformer3DModel` (each rank holds one
-contiguous share of the token sequence inside attention and the feed-forward; Ulysses or ring attention), with two
-corrections found on the tiny model (two CPU processes over gloo):
+"""One stream on several GPUs through diffusers' context parallelism (its hooks, sharders and Ulysses or ring
+attention), with a plan of our own for Helios' blocks and one correction, both found on the tiny model (two CPU
+processes over gloo) and measured on H200s (benchmarks/README.md):
 
-- the plan names blocks 0 to 39; a model of another depth gets the same plan for its own blocks;
-- Distilled's and Mid's history-key amplification find the history by the sequence length the attention sees, which
-  under the split is one rank's share, so the wrong keys were amplified: two ranks' frames differed from one rank's
-  by 4 levels on average (76 at most). The history comes first in the sequence, so each rank is told how many of its
-  own tokens are history; then the frames agree within one level.
+- diffusers 0.42.1's plan splits the tokens before each block's self-attention, cross-attention and feed-forward and
+  gathers them after each: three all-gathers of the whole sequence per block, and fullgraph compile breaks on them.
+  Ours splits once, before the first block, and gathers once, after the last: in between each rank keeps its share and
+  only attention's all-to-alls (Ulysses) or key/value passes (ring) cross GPUs. The per-token inputs every block gets
+  (the timestep modulation and the rotary embedding) are split at each block, a view;
+- Distilled's and Mid's history-key amplification find the history by the sequence length they see, which under the
+  split is one rank's share, so the wrong keys were amplified (two ranks' frames were 4 levels off one rank's on
+  average, 76 at most). The history comes first in the sequence, so each rank is told how many of its own tokens are
+  history; then the frames agree within one level.
 """
 
 from __future__ import annotations
@@ -17,11 +21,16 @@ from ..errors import ModelUnavailable
 
 
 def context_parallel_plan(transformer) -> dict:
-    """diffusers' plan, its per-block entries made for this model's blocks."""
-    plan = type(transformer)._cp_plan
-    per_block = {k.split(".", 2)[2]: v for k, v in plan.items() if k.startswith("blocks.0.")}
-    shared = {k: v for k, v in plan.items() if not k.split(".")[1].isdigit()}
-    return shared | {f"blocks.{i}.{part}": v for i in range(len(transformer.blocks)) for part, v in per_block.items()}
+    from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
+
+    def share(dims: int):
+        return ContextParallelInput(split_dim=1, expected_dims=dims, split_output=False)
+
+    return {
+        "blocks.*": {"temb": share(4), "rotary_emb": share(3)},
+        "blocks.0": {"hidden_states": share(3)},
+        f"blocks.{len(transformer.blocks) - 1}": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    }
 
 
 def attention_split(attention: str, heads: int, ranks: int) -> str:
@@ -49,21 +58,21 @@ def enable_context_parallel(transformer, attention: str, ranks: int, device: tor
     flat = transformer._parallel_config.context_parallel_config._flattened_mesh
     rank = torch.distributed.get_rank(flat.get_group())
     for block in transformer.blocks:
-        block.attn1.register_forward_pre_hook(_history_of_this_share(rank, ranks), with_kwargs=True)
+        block.register_forward_pre_hook(_history_of_this_share(rank, ranks), with_kwargs=True)
 
 
 def _history_of_this_share(rank: int, ranks: int):
-    """Runs before the split: the attention then derives this rank's history length from its own share."""
+    """Runs before the split: the block (and its attention) then derive this rank's history from its own share."""
 
     def hook(module, args, kwargs):
         args = list(args)
-        hidden_states = args[0] if args else kwargs["hidden_states"]
         in_args = len(args) > 4
         context = args[4] if in_args else kwargs.get("original_context_length")
         if context is None:
             return None
-        share = hidden_states.shape[1] // ranks
-        history = hidden_states.shape[1] - context
+        tokens = (args[3] if len(args) > 3 else kwargs["rotary_emb"]).shape[1]  # the whole sequence on every rank
+        share = tokens // ranks
+        history = tokens - context
         local_context = share - min(max(history - rank * share, 0), share)
         if in_args:
             args[4] = local_context
