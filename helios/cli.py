@@ -126,8 +126,8 @@ def requests_from_args(args, recipe: Recipe | None = None) -> list[tuple[str, Ge
 class ProgressLine:
     """One line per segment on stderr: a bar of denoising steps, then the segment's measured FPS."""
 
-    def __init__(self, stream=sys.stderr, width: int = 24):
-        self.stream = stream
+    def __init__(self, stream=None, width: int = 24):
+        self.stream = stream or sys.stderr
         self.width = width
 
     def step(self, p: StepProgress) -> None:

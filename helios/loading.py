@@ -22,7 +22,6 @@ from .flavour import Flavour, flavour_from_index
 from .placement.capability import Capabilities
 from .placement.context_parallel import attention_split
 from .placement.options import Placement, Resolved, resolve
-from .placement.place import place_text_encoder, place_transformer, place_vae
 from .placement.size import model_size
 from .placement.ranks import Ranks, ranks
 from .placement.streaming import BlockStream
@@ -181,6 +180,7 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
 
 def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities) -> HeliosModel:
     """Place host-loaded components as `resolved` says; the benchmark enters here with full-size random ones."""
+    from .placement.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
     for name in ("text_encoder", "transformer", "vae"):
         if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
             parts[name].eval().requires_grad_(False)

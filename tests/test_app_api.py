@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 import threading
 import time
 
@@ -243,7 +242,7 @@ def as_the_app_encodes(frames, folder):
 
 
 @pytest.mark.parametrize("task", ["text", "image", "video", "timeline"])
-def test_an_app_runs_recipe_makes_its_frames_again_through_the_cli(client, task, tmp_path, sample_image, video_file):
+def test_an_app_runs_recipe_makes_its_frames_again_through_the_cli(client, task, tmp_path, sample_image, video_file, cli):
     """The MP4 the app offers carries its recipe; the CLI reads it back (with the same upload) and makes the same
     frames: encoded as the app encodes them, they are the app's MP4 to the pixel."""
     from helios.media import video_frames
@@ -261,7 +260,6 @@ def test_an_app_runs_recipe_makes_its_frames_again_through_the_cli(client, task,
     recipe.write_text(json.loads(tag.stdout)["format"]["tags"]["comment"])
     assert (json.loads(recipe.read_text())["context"] or {}).get("kind") == {"image": "image", "video": "video"}.get(task)
     again = tmp_path / "again.npy"
-    made = subprocess.run([sys.executable, "-m", "helios", "generate", "--recipe", str(recipe), *context, "--out", str(again)],
-                          capture_output=True, text=True, timeout=300)
+    made = cli("--recipe", recipe, *context, "--out", again)
     assert made.returncode == 0, made.stderr
     assert np.array_equal(as_the_app_encodes(np.load(again), tmp_path), np.stack(list(video_frames(download))))

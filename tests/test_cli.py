@@ -1,4 +1,5 @@
-"""The CLI as a user runs it: a real subprocess, real files, exit codes and one-line errors."""
+"""The CLI as a user runs it: real files, exit codes and one-line errors; a video and a bad output name through a
+real subprocess (`python -m helios`), the rest through the same `main` in this process (the `cli` fixture)."""
 
 import csv
 import json
@@ -33,31 +34,31 @@ def test_writes_a_playable_mp4_with_the_reference_frame_count(tmp_path):
     assert frames == 65 and seconds == pytest.approx(65 / 24, abs=0.1)
 
 
-def test_npy_holds_the_raw_frames(tmp_path):
+def test_npy_holds_the_raw_frames(tmp_path, cli):
     out = tmp_path / "frames.npy"
-    assert run("--model", "tiny", "--prompt", "rain", *FAST, "--frames", "33", "--out", out).returncode == 0
+    assert cli("--model", "tiny", "--prompt", "rain", *FAST, "--frames", "33", "--out", out).returncode == 0
     frames = np.load(out)
     assert frames.shape == (33, 64, 64, 3) and frames.dtype == np.uint8 and frames.std() > 1
 
 
-def test_timeline_csv_image_and_video_inputs(tmp_path, sample_image, video_file):
+def test_timeline_csv_image_and_video_inputs(tmp_path, sample_image, video_file, cli):
     timeline = tmp_path / "t.csv"
     timeline.write_text("id,prompt_index,prompt\n0,0,a meadow\n0,1,a meadow at night\n")
     image = tmp_path / "start.png"
     sample_image.save(image)
     for context in (["--image", image], ["--video", video_file]):
         out = tmp_path / "out.npy"
-        result = run("--model", "tiny", "--timeline", timeline, *context, *FAST, "--frames", "66", "--out", out)
+        result = cli("--model", "tiny", "--timeline", timeline, *context, *FAST, "--frames", "66", "--out", out)
         assert result.returncode == 0, result.stderr
         assert np.load(out).shape == (65, 64, 64, 3)
 
 
-def test_a_recipe_makes_the_same_frames_again(tmp_path, video_file, sample_video):
+def test_a_recipe_makes_the_same_frames_again(tmp_path, video_file, sample_video, cli):
     timeline = tmp_path / "t.json"
     timeline.write_text(json.dumps({"crossfade": 1, "entries": [{"start": 0, "unit": "segment", "prompt": "a harbour"},
                                                                {"start": 1, "unit": "segment", "prompt": "a storm"}]}))
     first, again = tmp_path / "first.mp4", tmp_path / "again.npy"
-    made = run("--model", "tiny", "--timeline", timeline, "--video", video_file, *FAST, "--frames", "99", "--seed", "4",
+    made = cli("--model", "tiny", "--timeline", timeline, "--video", video_file, *FAST, "--frames", "99", "--seed", "4",
                "--out", first)
     assert made.returncode == 0, made.stderr
     recipe = json.loads((tmp_path / "first.json").read_text())
@@ -67,10 +68,10 @@ def test_a_recipe_makes_the_same_frames_again(tmp_path, video_file, sample_video
                          capture_output=True, text=True)
     assert json.loads(json.loads(tag.stdout)["format"]["tags"]["comment"]) == recipe, "the MP4 carries the same recipe"
 
-    made_npy = run("--model", "tiny", "--timeline", timeline, "--video", video_file, *FAST, "--frames", "99", "--seed", "4",
+    made_npy = cli("--model", "tiny", "--timeline", timeline, "--video", video_file, *FAST, "--frames", "99", "--seed", "4",
                    "--out", tmp_path / "first.npy")
     assert made_npy.returncode == 0
-    result = run("--recipe", tmp_path / "first.json", "--video", video_file, "--out", again)
+    result = cli("--recipe", tmp_path / "first.json", "--video", video_file, "--out", again)
     assert result.returncode == 0, result.stderr
     assert np.array_equal(np.load(again), np.load(tmp_path / "first.npy"))
 
@@ -78,13 +79,13 @@ def test_a_recipe_makes_the_same_frames_again(tmp_path, video_file, sample_video
     with VideoWriter(other) as writer:
         writer.add(np.ascontiguousarray(sample_video[::-1]))
     for context, message in ((["--video", other], "not the one this recipe was made from"), ([], "pass the same one with --video")):
-        refused = run("--recipe", tmp_path / "first.json", *context, "--out", tmp_path / "x.npy")
+        refused = cli("--recipe", tmp_path / "first.json", *context, "--out", tmp_path / "x.npy")
         assert refused.returncode == 2 and message in refused.stderr and not (tmp_path / "x.npy").exists()
 
 
-def test_a_grid_of_seeds_and_steps_runs_every_combination_into_a_folder(tmp_path):
+def test_a_grid_of_seeds_and_steps_runs_every_combination_into_a_folder(tmp_path, cli):
     out = tmp_path / "grid"
-    result = run("--model", "tiny", "--prompt", "a red fox", "--height", "64", "--width", "64", "--frames", "33",
+    result = cli("--model", "tiny", "--prompt", "a red fox", "--height", "64", "--width", "64", "--frames", "33",
                  "--seed", "0,1", "--steps", "1,1,1", "2,1,1", "--out", out)
     assert result.returncode == 0, result.stderr
     names = {f"seed{seed}-steps{steps}" for seed in (0, 1) for steps in ("1-1-1", "2-1-1")}
@@ -94,7 +95,7 @@ def test_a_grid_of_seeds_and_steps_runs_every_combination_into_a_folder(tmp_path
     rows = list(csv.DictReader(open(out / "runs.csv")))
     assert {(r["seed"], r["steps"]) for r in rows} == {(s, t) for s in ("0", "1") for t in ("1,1,1", "2,1,1")}
     assert all(float(r["overall_fps"]) > 0 and int(r["frames"]) == 33 for r in rows)
-    refused = run("--model", "tiny", "--prompt", "x", "--seed", "0,1", "--out", tmp_path / "one.mp4")
+    refused = cli("--model", "tiny", "--prompt", "x", "--seed", "0,1", "--out", tmp_path / "one.mp4")
     assert refused.returncode == 2 and "need a folder for --out" in refused.stderr
 
 
@@ -147,11 +148,11 @@ def _bad_inputs(tmp_path: Path) -> dict:
      "timeline of unknown type", "not an image", "not a video", "zero-frame video", "bad size", "bad steps",
      "image and video", "missing model folder", "unreachable hub", "full-size model without a GPU"],
 )
-def test_bad_input_gives_one_line_and_leaves_no_file(case, tmp_path):
+def test_bad_input_gives_one_line_and_leaves_no_file(case, tmp_path, cli):
     code, message, args = _bad_inputs(tmp_path)[case]
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    result = run(*args, "--frames", "132", "--out", out_dir / "video.mp4")
+    result = cli(*args, "--frames", "132", "--out", out_dir / "video.mp4")
     assert result.returncode == code, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -165,10 +166,10 @@ def test_bad_output_suffix(tmp_path):
     assert result.returncode == 2 and "must end in .mp4" in result.stderr
 
 
-def test_a_timeline_without_a_length_gets_one_that_covers_it(tmp_path):
+def test_a_timeline_without_a_length_gets_one_that_covers_it(tmp_path, cli):
     timeline = tmp_path / "t.csv"
     timeline.write_text("id,prompt_index,prompt\n0,0,a meadow\n0,3,a meadow at night\n")
     out = tmp_path / "out.npy"
-    result = run("--model", "tiny", "--timeline", timeline, *FAST, "--out", out)
+    result = cli("--model", "tiny", "--timeline", timeline, *FAST, "--out", out)
     assert result.returncode == 0, result.stderr
     assert len(np.load(out)) == 6 * 33 - 1, "segment 3 and a crossfade of 2 after it: 6 segments, trimmed to 4k+1"

@@ -10,7 +10,10 @@ processes over gloo) and measured on H200s (benchmarks/README.md):
 - Distilled's and Mid's history-key amplification find the history by the sequence length they see, which under the
   split is one rank's share, so the wrong keys were amplified (two ranks' frames were 4 levels off one rank's on
   average, 76 at most). The history comes first in the sequence, so each rank is told how many of its own tokens are
-  history; then the frames agree within one level.
+  history; then the frames agree within one level;
+- a rank whose share is all history has no queries for the cross-attention (it attends to the text, on each rank
+  alone): cuDNN's attention has no kernel for zero queries (H200, ring: "No available kernel"; Ulysses: rank 0
+  failed while rank 1 waited in its all-to-all), so cross-attention runs on PyTorch's own SDPA, which takes them.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def attention_split(attention: str, heads: int, ranks: int) -> str:
 def enable_context_parallel(transformer, attention: str, ranks: int, device: torch.device) -> None:
     """Split the transformer over `ranks` processes, one per GPU; `attention` as `Placement.parallel` says."""
     from diffusers import ContextParallelConfig
+    from diffusers.models.attention_dispatch import AttentionBackendName
     from torch.distributed.device_mesh import init_device_mesh
 
     attention = attention_split(attention, transformer.config.num_attention_heads, ranks)
@@ -59,6 +63,7 @@ def enable_context_parallel(transformer, attention: str, ranks: int, device: tor
     rank = torch.distributed.get_rank(flat.get_group())
     for block in transformer.blocks:
         block.register_forward_pre_hook(_history_of_this_share(rank, ranks), with_kwargs=True)
+        block.attn2.processor._attention_backend = AttentionBackendName.NATIVE
 
 
 def _history_of_this_share(rank: int, ranks: int):
