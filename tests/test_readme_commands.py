@@ -1,6 +1,6 @@
 """Every command in the README's code blocks runs as written, on the tiny model (a hub id is swapped for `tiny`):
-the CLI examples here, in order, in one folder; the start-the-app command's `app.py` by the `app_url` fixture; the
-run-the-tests command by CI itself (`.ci/run`)."""
+the CLI examples here, in order, in one folder; the start-the-app command's `app.py` by the `app_url` fixture, its
+torchrun form by test_context_parallel.py; the run-the-tests command by CI itself (`.ci/run`)."""
 
 import re
 import shlex
@@ -18,7 +18,9 @@ def readme_commands() -> list[str]:
 def test_the_readmes_commands_are_the_ones_this_suite_covers():
     commands = readme_commands()
     others = [c for c in commands if not c.startswith("python -m helios")]
-    assert len(others) == 2 and others[0].endswith(".venv/bin/python app.py") and others[1] == Path(ROOT / ".ci/run").read_text().splitlines()[-1]
+    assert len(others) == 3 and others[0].endswith(".venv/bin/python app.py")
+    assert others[1].startswith(".venv/bin/torchrun --standalone --nproc-per-node 2 app.py"), "test_context_parallel.py"
+    assert others[2] == Path(ROOT / ".ci/run").read_text().splitlines()[-1]
     assert len(commands) - len(others) == 4
 
 
