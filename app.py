@@ -20,12 +20,11 @@ import time
 import torch
 
 from helios.cli import add_placement_arguments, placement_from_args
-from helios.engine import Engine, EngineOptions
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import DEFAULT_MODEL, LoadOptions, load_model
 from helios.placement.ranks import follow
-from studio.sessions import SessionLimits
+from studio.session_limits import SessionLimits
 
 
 def _port(text: str) -> int:
@@ -115,6 +114,8 @@ def main(argv=None) -> int:
             f"warning: listening on {args.host}: anyone who can reach port {args.port} can use this GPU "
             "(the app has no login); use --host 127.0.0.1 to keep it to this machine.", file=sys.stderr,
         )
+    from helios.engine import Engine, EngineOptions  # diffusers and Gradio: imported once the flags are known good
+
     options = LoadOptions(placement=placement_from_args(args), gpu_memory_gib=args.gpu_memory)
     try:
         model, note = choose_model(args.model, options)
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
         model.ranks.dismiss()
 
 
-def serve(args, engine: Engine, banner: str) -> int:
+def serve(args, engine, banner: str) -> int:
     """Rank 0's part (the only one without torchrun): the page, and the runs it asks for."""
     from studio.layout import CSS
     from studio.page import SESSION_STATES, WATCH_FIRST_FRAME, build_demo
@@ -156,7 +157,7 @@ def serve(args, engine: Engine, banner: str) -> int:
     return 0
 
 
-def warm_up(engine: Engine, resolution: str, ready: threading.Event) -> None:
+def warm_up(engine, resolution: str, ready: threading.Event) -> None:
     height, width = (int(v) for v in resolution.split("x"))
     print(f"warming up: one short run at {resolution} (on a GPU it compiles and captures CUDA graphs) ...", flush=True)
     start = time.perf_counter()

@@ -19,7 +19,8 @@ from . import history
 from .gpu import on_gpu
 from .layout import EXAMPLE_TIMELINES, Layout, lay_out
 from .compare import SIDES, Comparison, SideSettings
-from .sessions import SessionLimits, Sessions
+from .session_limits import SessionLimits
+from .sessions import Sessions
 
 
 def _user_error(exc: Exception) -> gr.Error:

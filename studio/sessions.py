@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -18,15 +18,7 @@ from .compare import Comparison, SideSettings
 from .form import Form, build_request, timeline_from_rows
 from .history import KEPT
 from .session import RunUpdate, StudioRun
-
-
-@dataclass(frozen=True)
-class SessionLimits:
-    """What the app keeps for sessions that never say goodbye (API clients send no unload): a session idle this long
-    is released with its files, and the runs' files together stay under the cap, the least recently used first."""
-
-    idle_release_s: float = 1800.0
-    disk_cap_bytes: int = 4 * 2**30
+from .session_limits import SessionLimits
 
 
 class Sessions:

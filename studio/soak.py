@@ -185,7 +185,8 @@ class InProcess:
 
     def __init__(self, engine, workdir: Path, resolution: str):
         from .form import parse_resolution
-        from .sessions import SessionLimits, Sessions
+        from .session_limits import SessionLimits
+        from .sessions import Sessions
 
         self.resolution = resolution
         self.root = workdir / "runs"

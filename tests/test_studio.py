@@ -17,7 +17,8 @@ from helios.segment import Segment, SegmentTimings, StepProgress
 from studio.form import Form, build_request, rows_from_timeline, timeline_from_rows
 from studio.gpu import gpu_seconds
 from studio.metrics import RunMetrics
-from studio.sessions import SessionLimits, Sessions
+from studio.session_limits import SessionLimits
+from studio.sessions import Sessions
 
 
 def form(**changes) -> Form:
