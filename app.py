@@ -139,7 +139,7 @@ def serve(args, engine, banner: str) -> int:
 
     model = engine.model
     print(banner, flush=True)
-    default_resolution = "128x192" if model.is_tiny and model.device.type == "cpu" else "384x640"
+    default_resolution = "64x128" if model.is_tiny and model.device.type == "cpu" else "384x640"
     warm = not args.no_warmup and not model.capabilities.zero_gpu
     ready = threading.Event()
     if not warm:

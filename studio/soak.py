@@ -310,7 +310,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--model", default="tiny")
-    parser.add_argument("--resolution", default="128x192", help="384x640 on a GPU: the size the app warms up at")
+    parser.add_argument("--resolution", default="64x128", help="384x640 on a GPU: the size the app warms up at")
     parser.add_argument("--in-process", action="store_true", help="drive the page's handlers here, not the app's API")
     parser.add_argument("--out", type=Path, help="write the samples and the verdict here as JSON")
     args, app_flags = parser.parse_known_args(argv)

@@ -14,7 +14,7 @@ from gradio_client.exceptions import AppError
 
 def form(prompt="a paper boat on a pond", segments=2, image=None, video=None, rows=None):
     rows = rows if rows is not None else [[0, prompt]]
-    return ({"headers": ["start", "prompt"], "data": rows}, "seconds", 1, image, video, segments, "1,1,1", 5, "128x192", False)
+    return ({"headers": ["start", "prompt"], "data": rows}, "seconds", 1, image, video, segments, "1,1,1", 5, "64x128", False)
 
 
 @pytest.fixture
@@ -192,7 +192,7 @@ def test_the_sessions_runs_can_be_listed_replayed_downloaded_and_loaded_back(cli
     recipe = next(f for f in files if f.endswith(".json"))
     assert json.loads(open(recipe).read())["timeline"]["entries"][0]["prompt"] == "a red kite"
     rows, unit, crossfade, segments, steps, seed, resolution = client.predict(2, api_name="/load_run")
-    assert rows["data"][0][1] == "a red kite" and segments == 1 and steps == "1,1,1" and resolution == "128x192"
+    assert rows["data"][0][1] == "a red kite" and segments == 1 and steps == "1,1,1" and resolution == "64x128"
     with pytest.raises(AppError, match="There is no run 9 in this session: it has 2"):
         client.predict(9, api_name="/play_run")
     with pytest.raises(AppError) as refused:
@@ -208,7 +208,7 @@ def test_the_api_offers_the_pages_actions_and_nothing_else(client):
 def compare_args(steps_b="1,1,1", seed_b=3, **changes):
     rows = {"headers": ["start", "prompt"], "data": [[0, "a paper boat"]]}
     args = dict(rows_a=rows, crossfade_a=1, steps_a="1,1,1", seed_a=3, rows_b=rows, crossfade_b=1, steps_b=steps_b, seed_b=seed_b,
-                unit="seconds", image=None, video=None, segments=1, resolution="128x192")
+                unit="seconds", image=None, video=None, segments=1, resolution="64x128")
     return list({**args, **changes}.values())
 
 

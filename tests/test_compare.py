@@ -15,7 +15,7 @@ ROWS = [[0, "a paper boat"]]
 
 
 def shared(**changes) -> Form:
-    values = dict(rows=[], unit="seconds", crossfade=0, image=None, video=None, segments=2, steps="", seed=0, resolution="128x192")
+    values = dict(rows=[], unit="seconds", crossfade=0, image=None, video=None, segments=2, steps="", seed=0, resolution="64x128")
     return Form(**{**values, **changes})
 
 

@@ -66,7 +66,7 @@ def test_app_on_two_ranks_stops_continues_and_serves_the_next_request(tmp_path):
             time.sleep(0.5)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         form = ({"headers": ["start", "prompt"], "data": [[0, "a paper boat"]]}, "seconds", 1, None, None)
-        job = client.submit(*form, 20, "1,1,1", 5, "128x192", False, api_name="/generate")
+        job = client.submit(*form, 20, "1,1,1", 5, "64x128", False, api_name="/generate")
         for update in job:
             if "<th>frames</th><td>33</td>" in str(update[1]):
                 break
@@ -74,9 +74,9 @@ def test_app_on_two_ranks_stops_continues_and_serves_the_next_request(tmp_path):
         _, metrics, _, download, _ = job.result()
         stopped = imageio_ffmpeg.count_frames_and_secs(download)[0]
         assert "stopped" in metrics and stopped < 20 * 33
-        *_, download, _ = client.predict(*form, 1, "1,1,1", 5, "128x192", False, api_name="/continue")
+        *_, download, _ = client.predict(*form, 1, "1,1,1", 5, "64x128", False, api_name="/continue")
         assert imageio_ffmpeg.count_frames_and_secs(download)[0] > stopped, "the followers continue from rank 0's state"
-        *_, download, _ = client.predict(*form, 1, "1,1,1", 6, "128x192", False, api_name="/generate")
+        *_, download, _ = client.predict(*form, 1, "1,1,1", 6, "64x128", False, api_name="/generate")
         assert imageio_ffmpeg.count_frames_and_secs(download)[0] == 33, "the followers stopped with rank 0 and follow again"
     finally:
         app.terminate()

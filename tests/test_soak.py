@@ -13,7 +13,7 @@ from studio.soak import ACTIONS, QUANTITIES, App, Sample, growth, soak
 @pytest.mark.soak
 def test_memory_threads_descriptors_and_disk_stay_flat(tmp_path):
     runs = int(os.environ.get("HELIOS_SOAK_RUNS", 28))
-    with App("tiny", tmp_path, [], "128x192") as app:
+    with App("tiny", tmp_path, [], "64x128") as app:
         samples = soak(app, runs, progress=lambda line: None)
     verdict = growth(samples)
     assert set(verdict) == {"rss_mib", "fds", "threads", "disk_mib"}, "no GPU here: all but GPU memory"

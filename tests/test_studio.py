@@ -24,7 +24,7 @@ from studio.sessions import Sessions
 def form(**changes) -> Form:
     values = dict(
         rows=[[0, "a paper boat"], [2.8, "a storm"]], unit="seconds", crossfade=1, image=None, video=None,
-        segments=2, steps="1,1,1", seed=5, resolution="128x192",
+        segments=2, steps="1,1,1", seed=5, resolution="64x128",
     )
     return Form(**{**values, **changes})
 
@@ -32,7 +32,7 @@ def form(**changes) -> Form:
 def test_the_form_maps_to_a_request_without_rules_of_its_own():
     request = build_request(form())
     s = request.settings
-    assert (s.height, s.width, s.num_frames, s.pyramid_steps, s.seed) == (128, 192, 66, (1, 1, 1), 5)
+    assert (s.height, s.width, s.num_frames, s.pyramid_steps, s.seed) == (64, 128, 66, (1, 1, 1), 5)
     assert [e.segment for e in request.timeline.entries] == [0, 2], "2.8 s is nearest segment 2's start"
     assert request.task == "text-to-video"
     rows, unit, crossfade = rows_from_timeline(request.timeline)
@@ -167,7 +167,7 @@ def test_quiet_sessions_are_released_and_run_files_stay_under_the_cap(tmp_path):
 
 def test_continue_after_a_different_size_is_refused_in_words(sessions):
     list(sessions.generate("carol", form(segments=1, rows=[[0, "a paper boat"]]))[1])
-    with pytest.raises(BadInput, match="keeps its size: use 128x192"):
+    with pytest.raises(BadInput, match="keeps its size: use 64x128"):
         sessions.extend("carol", form(resolution="192x320"))
 
 
@@ -182,7 +182,7 @@ def test_the_page_builds_without_touching_cuda(monkeypatch):
 
     for name in ("Stream", "Event", "graph_pool_handle", "synchronize", "current_device", "mem_get_info"):
         monkeypatch.setattr(torch.cuda, name, no_cuda)
-    demo = build_demo(Engine(model), "banner", "128x192")
+    demo = build_demo(Engine(model), "banner", "64x128")
     assert demo.config["components"]
 
 
@@ -203,7 +203,7 @@ def test_a_hosts_limits_are_enforced_and_shown_on_the_page(tmp_path):
         writer.add(np.zeros((70, 64, 64, 3), np.uint8))
     with pytest.raises(BadInput, match="more than 66 frames"):
         sessions.generate("host", form(video=str(long_video), segments=1))
-    props = [c.get("props", {}) for c in build_demo(engine, "banner", "128x192").config["components"]]
+    props = [c.get("props", {}) for c in build_demo(engine, "banner", "64x128").config["components"]]
     assert any(p.get("maximum") == 2 and "segments" in str(p.get("label")) for p in props)
     assert any("from 1 to 4" in str(p.get("info")) for p in props)
     assert any("at most 66 frames" in str(p.get("label")) for p in props)
@@ -225,7 +225,7 @@ def test_a_sessions_runs_are_kept_newest_first_to_replay_download_and_load(sessi
     assert imageio_ffmpeg.count_frames_and_secs(str(video))[0] == 33
     assert json.loads(recipe.read_text())["settings"]["seed"] == 12
     rows, unit, crossfade, segments, steps, seed, resolution = history.form_values(runs[1])
-    assert (rows[0][1], segments, steps, seed, resolution) == ("a kite 12", 1, "2,1,1", 12, "128x192")
+    assert (rows[0][1], segments, steps, seed, resolution) == ("a kite 12", 1, "2,1,1", 12, "64x128")
     row = history.summary(2, runs[1])
     assert row[1] == "a kite 12" and row[6] > 0 and row[8] == "done"
 
