@@ -118,7 +118,7 @@ def test_compare_two_settings_side_by_side_in_sync(page):
     page.wait_for_selector("#compare-difference video")
     table = page.locator("#compare-table").inner_text()
     assert "FPS" in table and "first frame" in table and "peak GPU memory" in table
-    assert page.locator("#compare-plot canvas, #compare-plot svg").count() > 0, "both runs' FPS are plotted"
+    page.wait_for_selector("#compare-plot canvas, #compare-plot svg", timeout=30_000)  # both runs' FPS, drawn at the end
     page.click("#play-both")
     page.wait_for_function(
         "() => ['#compare-a', '#compare-b'].every(s => document.querySelector(s + ' video').currentTime > 0.3)", timeout=30_000

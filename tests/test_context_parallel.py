@@ -35,12 +35,12 @@ def test_two_ranks_give_the_frames_of_one(tmp_path):
     model = load_model("tiny")
     assert model.transformer.blocks[0].attn1.is_amplify_history, "the history correction must be exercised"
     (tmp_path / "timeline.csv").write_text(TIMELINE)
-    settings = GenerationSettings(height=128, width=192, num_frames=66, pyramid_steps=(1, 1, 1), seed=3)
+    settings = GenerationSettings(height=64, width=128, num_frames=66, pyramid_steps=(1, 1, 1), seed=3)
     request = GenerationRequest(PromptTimeline.from_csv(TIMELINE), settings)
     one = np.concatenate([s.frames for s in Engine(model).start(request).segments()])
     done = subprocess.run(
-        torchrun(2, "helios", "generate", "--model", "tiny", "--timeline", "timeline.csv", "--height", "128", "--width",
-                 "192", "--frames", "66", "--steps", "1,1,1", "--seed", "3", "--out", "two.npy"),
+        torchrun(2, "helios", "generate", "--model", "tiny", "--timeline", "timeline.csv", "--height", "64", "--width",
+                 "128", "--frames", "66", "--steps", "1,1,1", "--seed", "3", "--out", "two.npy"),
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
