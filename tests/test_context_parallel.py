@@ -1,8 +1,8 @@
 """Several ranks on a CPU, as `torchrun --nproc-per-node 2` starts them (gloo), with the tiny Distilled model (its
-history-key amplification included) through diffusers' context-parallel plan with Ulysses attention: the CLI's frames
+history-key amplification included), split by our plan on diffusers' hooks with Ulysses attention: the CLI's frames
 are one rank's, and the app on two ranks streams, stops, continues and serves the next request. Ring attention needs
-an attention backend that returns log-sum-exps (cuDNN, flash): the CPU's native one does not, so ring is measured on
-GPUs (benchmarks/README.md)."""
+an attention backend that returns log-sum-exps (cuDNN, flash): the CPU's native one does not, so ring is left to GPU
+runs (`benchmarks.context_parallel_probe`; benchmarks/README.md says what has been run)."""
 
 import os
 import socket

@@ -28,6 +28,8 @@ _DONE = "done"
 
 @dataclasses.dataclass(frozen=True)
 class Ranks:
+    """This process among those sharing one stream; with one (no torchrun) every method is a no-op."""
+
     rank: int = 0
     size: int = 1
     local_rank: int = 0
