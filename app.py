@@ -114,7 +114,7 @@ def main(argv=None) -> int:
             f"warning: listening on {args.host}: anyone who can reach port {args.port} can use this GPU "
             "(the app has no login); use --host 127.0.0.1 to keep it to this machine.", file=sys.stderr,
         )
-    from helios.engine import Engine, EngineOptions  # diffusers and Gradio: imported once the flags are known good
+    from helios.engine import Engine, EngineOptions  # diffusers: imported once the flags are known good
 
     options = LoadOptions(placement=placement_from_args(args), gpu_memory_gib=args.gpu_memory)
     try:

@@ -18,8 +18,8 @@ RESOLUTIONS = {
     "384x640": (384, 640), "320x576": (320, 576), "256x448": (256, 448), "192x320": (192, 320), "128x192": (128, 192),
     "64x128": (64, 128),
 }
-"""The last is the tiny preview's default on a CPU: its frames are noise, and a quarter of the pixels decode in a
-quarter of the time (1.2 s a segment on 2 cores instead of 5)."""
+"""The last is the tiny preview's default on a CPU: its frames are noise, and a third of the pixels decode in about
+a third of the time (1.2-1.7 s a segment on 2 cores instead of 5)."""
 STEP_PRESETS = ("1,1,1", "2,2,2", "3,3,3")
 UNITS = {"seconds": "second", "segments": "segment"}
 

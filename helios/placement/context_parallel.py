@@ -1,6 +1,6 @@
 """One stream on several GPUs through diffusers' context parallelism (its hooks, sharders and Ulysses or ring
-attention), with a plan of our own for Helios' blocks and one correction, both found on the tiny model (two CPU
-processes over gloo) and measured on H200s (benchmarks/README.md):
+attention), with a plan of our own for Helios' blocks and two corrections, found on the tiny model (two CPU processes
+over gloo) and on two H200s (benchmarks/README.md; the fixes are checked on the CPU, not yet re-run on GPUs):
 
 - diffusers 0.42.1's plan splits the tokens before each block's self-attention, cross-attention and feed-forward and
   gathers them after each: three all-gathers of the whole sequence per block, and fullgraph compile breaks on them.
@@ -13,7 +13,8 @@ processes over gloo) and measured on H200s (benchmarks/README.md):
   history; then the frames agree within one level;
 - a rank whose share is all history has no queries for the cross-attention (it attends to the text, on each rank
   alone): cuDNN's attention has no kernel for zero queries (H200, ring: "No available kernel"; Ulysses: rank 0
-  failed while rank 1 waited in its all-to-all), so cross-attention runs on PyTorch's own SDPA, which takes them.
+  failed while rank 1 waited in its all-to-all), so cross-attention runs on PyTorch's own SDPA, whose math kernel
+  takes them (the two CPU ranks of the tests have such shares at the first pyramid stage).
 """
 
 from __future__ import annotations
