@@ -1,7 +1,7 @@
 """Load a Helios checkpoint (hub id, local diffusers folder, or the `tiny` preset) once per process and keep it warm.
 
-Weights are read into host memory first; the placement then puts each part where its memory tier says, converting
-on the way, so loading never holds more on the GPU than the tier allows.
+The transformer and the text encoder are built empty, then filled from their files module by module straight into
+the place their memory tier gives them (placement/place.py), side by side: no whole model passes through host memory.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .placement.options import Placement, Resolved, resolve
 from .placement.size import model_size
 from .placement.ranks import Ranks, ranks
 from .placement.streaming import BlockStream
+from .placement.weights import Loading, WeightFiles, empty
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
 
 DEFAULT_MODEL = "BestWishYsh/Helios-Distilled"
@@ -166,30 +167,33 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
     resolved = resolve(options.placement, caps, model_size(folder))
     try:
         scheduler_cls = getattr(diffusers, index["scheduler"][1])
+        transformer_config = diffusers.HeliosTransformer3DModel.load_config(folder / "transformer")
+        text_config = transformers.UMT5Config.from_pretrained(folder / "text_encoder")
         parts = dict(
             tokenizer=transformers.AutoTokenizer.from_pretrained(folder / "tokenizer"),
-            text_encoder=transformers.UMT5EncoderModel.from_pretrained(folder / "text_encoder", dtype=dtype),
-            transformer=diffusers.HeliosTransformer3DModel.from_pretrained(folder, subfolder="transformer", dtype=dtype),
+            text_encoder=empty(lambda: transformers.UMT5EncoderModel(text_config)),
+            transformer=empty(lambda: diffusers.HeliosTransformer3DModel.from_config(transformer_config)),
             vae=diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
             scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        weights = {name: WeightFiles(folder / name) for name in ("transformer", "text_encoder")}
+        return assemble(source, folder, flavour, parts, device, dtype, resolved, caps, weights)
+    except (OSError, ValueError, KeyError) as exc:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
-    return assemble(source, folder, flavour, parts, device, dtype, resolved, caps)
 
 
-def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities) -> HeliosModel:
-    """Place host-loaded components as `resolved` says; the benchmark enters here with full-size random ones."""
-    from .placement.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
+def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities, weights=None) -> HeliosModel:
+    """Fill and place the components as `resolved` says, the text encoder beside the transformer; without `weights`
+    the modules bring their own (the benchmark's full-size random ones)."""
+    from .placement.place import InMemory, place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
+
+    weights = weights or {"transformer": InMemory(), "text_encoder": InMemory()}
     for name in ("text_encoder", "transformer", "vae"):
         if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
-            parts[name].eval().requires_grad_(False)
-    for name, param in parts["transformer"].named_parameters():
-        if name.endswith("history_key_scale"):
-            # kept in fp32 by diffusers, it would promote the scaled keys to fp32 and half-precision attention fails
-            param.data = param.data.to(dtype)
-    place_text_encoder(parts["text_encoder"], resolved, device)
-    block_stream = place_transformer(parts["transformer"], resolved, device, ranks())
+            parts[name].eval()
+    text = Loading(lambda: place_text_encoder(parts["text_encoder"], resolved, device, weights["text_encoder"], dtype), device)
+    block_stream = place_transformer(parts["transformer"], resolved, device, ranks(), weights["transformer"], dtype)
+    text.wait()
     place_vae(parts["vae"], resolved, device)
     is_tiny = folder is not None and (folder / TINY_MARKER).exists()
     return HeliosModel(

@@ -54,14 +54,15 @@ def dequantized_linear(x: torch.Tensor, layer: Float8Linear) -> torch.Tensor:
     return y.reshape(*x.shape[:-1], layer.out_features)
 
 
-def block_to_float8(block: nn.Module, fp8_matmul: bool = True, library: str = "ours") -> int:
-    """Every nn.Linear inside one transformer block to FP8, in place; returns how many were converted."""
+def block_to_float8(block: nn.Module, fp8_matmul: bool = True, library: str = "ours", keep: tuple[str, ...] = ()) -> int:
+    """Every nn.Linear inside one block to FP8, in place, except those named in `keep`; returns how many were
+    converted."""
     if library == "torchao":
         return _torchao(block, fp8_matmul)
     swapped = 0
     for module in list(block.modules()):
         for child_name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear):
+            if isinstance(child, nn.Linear) and child_name not in keep:
                 setattr(module, child_name, Float8Linear(child, fp8_matmul))
                 swapped += 1
     return swapped

@@ -1,53 +1,112 @@
-"""Put host-loaded components where their placement says, converting on the way, never holding more on the GPU than
-the tier allows: the transformer goes one block at a time (to the GPU, to FP8 there, back to host memory if streamed).
+"""Put each part of the model where its placement says, filling its weights module by module on the way, so loading
+never holds more on the GPU than the tier allows, nor a whole model in host memory: a transformer block is filled on
+the GPU, turned to FP8 there if the tier says so, and moved to pinned host memory if it is streamed.
+
+Weights come from a checkpoint's files (`WeightFiles`) or from modules already built in memory (`InMemory`, the
+benchmark's full-size random weights); both fill a module the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
+from .context_parallel import enable_context_parallel
 from .fp8 import block_to_float8
 from .fp8_attention import use_fp8_attention
 from .fused_block import use_kernels
-from .context_parallel import enable_context_parallel
 from .options import Resolved
 from .ranks import Ranks
 from .streaming import BlockStream, stream_blocks, streamed_positions
 from .vae_kernels import use_vae_kernels
+from .weights import to_pinned_host
+
+TEXT_KEPT_WIDE = ("wo",)
+"""UMT5's feed-forward output: the model casts its input to this weight's dtype, so it cannot be stored in FP8."""
 
 
-def place_text_encoder(text_encoder: nn.Module | None, resolved: Resolved, device: torch.device) -> None:
-    """Off the GPU, it waits in pinned host memory and passes through the GPU one layer at a time, on a side stream,
-    whenever a new prompt is encoded (diffusers' group offloading); its inputs go to `device` either way."""
+class InMemory:
+    """Weights already in the modules: filling moves each tensor to the device and dtype a file's would take."""
+
+    bytes_read = 0
+
+    def fill(self, module: nn.Module, prefix: str, device: torch.device, dtype_of) -> None:
+        for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+            dtype = dtype_of(prefix + name, tensor.dtype)
+            tensor.data = tensor.data.to(device, dtype)
+        module.requires_grad_(False)
+
+
+def dtype_rule(dtype: torch.dtype, keep_fp32: tuple[str, ...] = ()):
+    """The model's dtype for floating tensors, except modules the model keeps in fp32 (diffusers' own rule).
+
+    Helios' `history_key_scale` is among them in diffusers, but it scales half-precision keys: in fp32 it would
+    promote them, and half-precision attention fails, so it takes the model's dtype."""
+    keep = tuple(k for k in keep_fp32 if k != "history_key_scale")
+
+    def dtype_of(name: str, stored: torch.dtype) -> torch.dtype:
+        if not stored.is_floating_point:
+            return stored
+        return torch.float32 if any(k in name.split(".") for k in keep) else dtype
+
+    return dtype_of
+
+
+@contextlib.contextmanager
+def _without(parent: nn.Module, name: str):
+    """The parent with one child taken out for a while: its other tensors are filled apart from the layers."""
+    child = getattr(parent, name)
+    setattr(parent, name, nn.ModuleList())
+    try:
+        yield child
+    finally:
+        setattr(parent, name, child)
+
+
+def place_text_encoder(text_encoder: nn.Module | None, resolved: Resolved, device: torch.device, weights, dtype) -> None:
+    """Off the GPU, it waits in pinned host memory (in FP8 with FP8 tiers) and passes through the GPU one layer at a
+    time, on a side stream, whenever a new prompt is encoded (diffusers' group offloading)."""
     if text_encoder is None:
         return
+    dtype_of = dtype_rule(dtype)
+    text_encoder.tie_weights()  # the token embedding is stored once, under `shared`
     if resolved.tier.text_on_gpu or device.type != "cuda":
-        text_encoder.to(device)
+        weights.fill(text_encoder, "", device, dtype_of)
+        text_encoder.tie_weights()
         return
+    encoder = text_encoder.encoder  # UMT5's layers sit one level down, in encoder.block
+    with _without(encoder, "block") as layers:
+        weights.fill(text_encoder, "", device, dtype_of)
+        text_encoder.tie_weights()
+        to_pinned_host(text_encoder, device)
+    for i, layer in enumerate(layers):
+        weights.fill(layer, f"encoder.block.{i}.", device, dtype_of)
+        if resolved.tier.fp8_weights:
+            block_to_float8(layer, fp8_matmul=False, keep=TEXT_KEPT_WIDE)
+        to_pinned_host(layer, device)
     from diffusers.hooks import apply_group_offloading
 
-    layered = getattr(text_encoder, "encoder", text_encoder)  # UMT5's layers sit one level down, in encoder.block
     apply_group_offloading(
-        layered, onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
+        encoder, onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
         num_blocks_per_group=1, use_stream=True, non_blocking=True,
     )
 
 
-def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.device, ranks: Ranks) -> BlockStream | None:
+def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.device, ranks: Ranks, weights, dtype) -> BlockStream | None:
     paths = resolved.placement
-    blocks = transformer.blocks
-    transformer.blocks = nn.ModuleList()
-    transformer.to(device)
-    transformer.blocks = blocks
+    dtype_of = dtype_rule(dtype, tuple(type(transformer)._keep_in_fp32_modules or ()))
+    with _without(transformer, "blocks") as blocks:
+        weights.fill(transformer, "", device, dtype_of)
     resident = len(blocks) if resolved.resident_blocks is None else resolved.resident_blocks
     streamed = streamed_positions(len(blocks), resident)
     for i, block in enumerate(blocks):
-        block.to(device)
+        weights.fill(block, f"blocks.{i}.", device, dtype_of)
         if resolved.tier.fp8_weights:
             block_to_float8(block, resolved.fp8_matmul, paths.fp8_linears)
         if i in streamed:
-            block.to("cpu")
+            to_pinned_host(block, device)
     if paths.fp8_attention:
         use_fp8_attention(blocks)
     if paths.kernels:

@@ -3,24 +3,17 @@ chosen before a single weight is loaded."""
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 from pathlib import Path
 
 from .options import ModelSize
+from .weights import stored_tensors
 
 BF16 = 2
 
 
-def _shapes(folder: Path) -> dict[str, list[int]]:
-    shapes = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        with open(file, "rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(length))
-        shapes.update({name: meta["shape"] for name, meta in header.items() if name != "__metadata__"})
-    return shapes
+def _shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    return {name: stored.shape for name, stored in stored_tensors(folder).items()}
 
 
 def model_size(checkpoint: Path) -> ModelSize:

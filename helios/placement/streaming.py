@@ -25,7 +25,7 @@ class BlockStream:
     def __init__(self, blocks: list[nn.Module], device: torch.device):
         self.device = device
         self.cuda = device.type == "cuda"
-        self.host = [[t.detach().to("cpu").pin_memory() if self.cuda else t.detach().clone() for t in plain_tensors(b)] for b in blocks]
+        self.host = [[_pinned(t.detach()) if self.cuda else t.detach() for t in plain_tensors(b)] for b in blocks]
         self.slots = [[torch.empty_like(t, device=device) for t in self.host[0]] for _ in range(min(2, len(blocks)))]
         for i, block in enumerate(blocks):
             for t, slot_t in zip(plain_tensors(block), self.slots[i % len(self.slots)]):
@@ -94,13 +94,18 @@ def streamed_positions(count: int, resident: int) -> list[int]:
 
 
 def stream_blocks(blocks: nn.ModuleList, positions: list[int], device: torch.device) -> BlockStream | None:
-    """Stream the blocks at `positions` (already in host memory), keep the rest; returns the stream (None if none)."""
+    """Stream the blocks at `positions`, keep the rest; returns the stream (None if none)."""
     if not positions:
         return None
     stream = BlockStream([blocks[p] for p in positions], device)
     for k, p in enumerate(positions):
         blocks[p] = StreamedBlock(blocks[p], stream, k)
     return stream
+
+
+def _pinned(t: torch.Tensor) -> torch.Tensor:
+    """Placement moves streamed blocks to pinned host memory as it fills them; anything else is copied there."""
+    return t if t.device.type == "cpu" and t.is_pinned() else t.to("cpu").pin_memory()
 
 
 def plain_tensors(block: nn.Module) -> list[torch.Tensor]:

@@ -1,0 +1,172 @@
+"""Weights go from a checkpoint's safetensors files straight to where they will live, one module at a time: GPU
+memory, or plain host memory on a CPU. Never a whole model in host memory on the way.
+
+Files are read with plain reads into two small pinned buffers, each copied to the GPU while the other fills: no
+memory map, whose touched pages would count as the process's own memory until the load ends. A tensor stored in
+another dtype than the model computes in is converted on its device. Modules are built empty first (`empty`), so
+their parameters cost nothing until filled.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ModelUnavailable
+from .streaming import plain_tensors
+
+DTYPES = {
+    "BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64, "I64": torch.int64,
+    "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+CHUNK = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Stored:
+    file: Path
+    offset: int
+    nbytes: int
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+
+def stored_tensors(folder: Path) -> dict[str, Stored]:
+    """Every tensor of a component folder's safetensors files, from their headers."""
+    stored = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        with open(file, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        for name, meta in header.items():
+            if name == "__metadata__":
+                continue
+            if meta["dtype"] not in DTYPES:
+                raise ModelUnavailable(f"{file} stores {name} as {meta['dtype']}, which this loader does not read.")
+            start, end = meta["data_offsets"]
+            stored[name] = Stored(file, 8 + length + start, end - start, DTYPES[meta["dtype"]], tuple(meta["shape"]))
+    return stored
+
+
+def empty(build):
+    """A module built with every parameter on the meta device (no memory); buffers are made as usual."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        return build()
+
+
+class WeightFiles:
+    """One component's weights on disk. `fill(module, prefix, device, dtype_of)` gives each of the module's tensors
+    its stored value, on `device`, in the dtype `dtype_of(name, stored dtype)` names. Safe to use from one thread."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.stored = stored_tensors(folder)
+        self.bytes_read = 0
+        self._staging: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
+        self._turn = 0
+        self.stream: torch.cuda.Stream | None = None
+
+    def fill(self, module: nn.Module, prefix: str, device: torch.device, dtype_of) -> None:
+        values = {}
+        for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+            key = prefix + name
+            if key in self.stored:
+                values[name] = self._read(self.stored[key], device, dtype_of(key, self.stored[key].dtype))
+            elif tensor.is_meta:
+                raise ModelUnavailable(f"{self.folder} lacks {key}: the checkpoint is incomplete; download it again.")
+            else:
+                values[name] = tensor.to(device)  # computed when the module was built (rotary tables)
+        module.load_state_dict(values, strict=False, assign=True)
+        module.requires_grad_(False)
+
+    def _read(self, stored: Stored, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        self.bytes_read += stored.nbytes
+        if device.type != "cuda":
+            out = torch.empty(stored.shape, dtype=stored.dtype)
+            _read_into(stored.file, stored.offset, _bytes(out))
+            return out.to(dtype)
+        out = torch.empty(stored.shape, dtype=stored.dtype, device=device)
+        target = _bytes(out)
+        for start in range(0, stored.nbytes, CHUNK):
+            size = min(CHUNK, stored.nbytes - start)
+            buffer = self._buffer(device)
+            _read_into(stored.file, stored.offset + start, buffer[:size])
+            target[start:start + size].copy_(buffer[:size], non_blocking=True)
+            self._staging[self._turn] = (buffer, torch.cuda.current_stream(device).record_event())
+            self._turn = 1 - self._turn
+        return out.to(dtype)
+
+    def _buffer(self, device: torch.device) -> torch.Tensor:
+        """The next staging buffer, once the GPU has finished copying out of it."""
+        if not self._staging:
+            self._staging = [(torch.empty(CHUNK, dtype=torch.uint8, pin_memory=True), None) for _ in range(2)]
+        buffer, copied = self._staging[self._turn]
+        if copied is not None:
+            copied.synchronize()
+        return buffer
+
+
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    return t.view(-1).view(torch.uint8) if t.numel() else torch.empty(0, dtype=torch.uint8, device=t.device)
+
+
+def _read_into(file: Path, offset: int, target: torch.Tensor) -> None:
+    view = memoryview(target.numpy()).cast("B")
+    with open(file, "rb", buffering=0) as f:
+        f.seek(offset)
+        done = 0
+        while done < len(view):
+            n = f.readinto(view[done:])
+            if not n:
+                raise ModelUnavailable(f"{file} ends early: the checkpoint is damaged; download it again.")
+            done += n
+
+
+def to_pinned_host(module: nn.Module, device: torch.device) -> int:
+    """Moves a module's tensors off the GPU into pinned host memory (plain host memory on a CPU); returns bytes."""
+    moved = 0
+    for t in plain_tensors(module):
+        if device.type == "cuda":
+            host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+            host.copy_(t.data)
+            t.data = host
+        moved += t.numel() * t.element_size()
+    return moved
+
+
+class Loading(threading.Thread):
+    """Runs one component's load beside another's (the text encoder beside the transformer), on a CUDA stream of its
+    own, and hands back its result or its exception."""
+
+    def __init__(self, work, device: torch.device):
+        super().__init__(daemon=True)
+        self.work, self.device = work, device
+        self.result, self.error = None, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+                with torch.cuda.stream(torch.cuda.Stream(self.device)):
+                    self.result = self.work()
+                    torch.cuda.current_stream(self.device).synchronize()
+            else:
+                self.result = self.work()
+        except BaseException as exc:  # handed to the caller's thread
+            self.error = exc
+
+    def wait(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
