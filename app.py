@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from helios.cli import add_placement_arguments, placement_from_args
+from helios.cli import add_placement_arguments, load_options_from_args
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import DEFAULT_MODEL, LoadOptions, load_model
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         )
     from helios.engine import Engine, EngineOptions  # diffusers: imported once the flags are known good
 
-    options = LoadOptions(placement=placement_from_args(args), gpu_memory_gib=args.gpu_memory)
+    options = load_options_from_args(args)
     try:
         model, note = choose_model(args.model, options)
     except HeliosError as exc:

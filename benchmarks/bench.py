@@ -186,6 +186,7 @@ def main(argv=None) -> int:
     parser.add_argument("--memory", help="measure this memory tier alone, loading --model (needs --cap-gib)")
     parser.add_argument("--model", help="with --memory: a checkpoint folder (python -m benchmarks.random_checkpoint)")
     parser.add_argument("--cap-gib", type=float, help="hold the process to this much GPU memory")
+    parser.add_argument("--host-memory", type=float, metavar="GIB", help="with --memory: hold the load to this much host memory")
     parser.add_argument("--frames-out", help="save the engine's 2-segment [2,2,2] frames here (.npy)")
     parser.add_argument("--as-capability", help="with --memory: run as if the GPU had this compute capability (8.6: no FP8 tensor cores)")
     parser.add_argument("--frames-vs", help="with --memory or torchrun: the deviation of the engine's frames from these (.npy)")
@@ -339,16 +340,16 @@ def measure_tier(args) -> int:
     def host_gib():
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)
 
-    options = LoadOptions(placement=Placement(memory=args.memory), gpu_memory_gib=args.cap_gib)
+    options = LoadOptions(placement=Placement(memory=args.memory), gpu_memory_gib=args.cap_gib, host_memory_gib=args.host_memory)
     caps = None
     if args.as_capability:
         major, minor = (int(v) for v in args.as_capability.split("."))
-        caps = dataclasses.replace(Capabilities.detect(torch.device("cuda"), args.cap_gib), compute_capability=(major, minor))
+        caps = dataclasses.replace(Capabilities.detect(torch.device("cuda"), args.cap_gib, args.host_memory), compute_capability=(major, minor))
     t0 = time.perf_counter()
     model = _load(args.model, options, caps)
     torch.cuda.synchronize()
     result = dict(
-        tier=model.placement.describe(), cap_gib=args.cap_gib, as_capability=args.as_capability, gpu=torch.cuda.get_device_name(),
+        banner=model.describe(), tier=model.placement.describe(), cap_gib=args.cap_gib, as_capability=args.as_capability, gpu=torch.cuda.get_device_name(),
         notes=list(model.placement.notes), load_s=round(time.perf_counter() - t0, 1),
         load_peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2), host_peak_after_load_gib=host_gib(),
     )

@@ -81,6 +81,8 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
         + "; ".join(f"{t.name}: {t.serves}" for t in TIERS),
     )
     parser.add_argument("--gpu-memory", type=float, metavar="GIB", help="use at most this much GPU memory")
+    parser.add_argument("--host-memory", type=float, metavar="GIB",
+                        help="hold at most this much host memory (default: what the system has available)")
     parser.add_argument(
         "--parallel", choices=PARALLEL_CHOICES, default="auto",
         help="under torchrun --nproc-per-node N: split attention by heads (ulysses) or by tokens (ring); "
@@ -88,8 +90,9 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def placement_from_args(args) -> Placement:
-    return Placement(memory=args.memory, fp8=args.fp8, fp8_attention=args.fp8_attention, parallel=args.parallel)
+def load_options_from_args(args, **more) -> LoadOptions:
+    placement = Placement(memory=args.memory, fp8=args.fp8, fp8_attention=args.fp8_attention, parallel=args.parallel)
+    return LoadOptions(placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory, **more)
 
 
 def requests_from_args(args, recipe: Recipe | None = None) -> list[tuple[str, GenerationRequest]]:
@@ -156,10 +159,7 @@ def generate(args) -> int:
     outs = [args.out / f"{name}.mp4" for name, _ in requests] if grid else [check_output_path(args.out)]
     from .engine import Engine
 
-    options = LoadOptions(
-        device=args.device, vae_dtype=args.vae_dtype, placement=placement_from_args(args), gpu_memory_gib=args.gpu_memory
-    )
-    model = load_model(args.model, options)
+    model = load_model(args.model, load_options_from_args(args, device=args.device, vae_dtype=args.vae_dtype))
     engine = Engine(model)
     if not model.ranks.leader:
         follow(engine)
@@ -199,6 +199,7 @@ def write_videos(engine, requests, outs: list[Path], grid: bool, folder: Path) -
 def make_video(run, out: Path, progress: "ProgressLine | None") -> Recipe:
     """One run into `out` and its recipe beside it; nothing is left behind if it fails."""
     model = run.engine.model
+    moved = model.block_stream.bytes_moved if model.block_stream else None
     start = time.perf_counter()
     segments, first_frame_s = [], None
     writer = VideoWriter(out)
@@ -213,7 +214,8 @@ def make_video(run, out: Path, progress: "ProgressLine | None") -> Recipe:
                 if progress:
                     progress.segment(event, time.perf_counter() - start, writer.count)
         elapsed = time.perf_counter() - start
-        recipe = recipe_for(model, run.request, timings_of(segments, first_frame_s, elapsed, writer.count, model.device))
+        link = model.block_stream.bytes_moved - moved if model.block_stream else None
+        recipe = recipe_for(model, run.request, timings_of(segments, first_frame_s, elapsed, writer.count, model.device, link))
         writer.close(comment=recipe.to_json())
     except BaseException:
         run.cancel()

@@ -21,11 +21,11 @@ from .errors import ModelUnavailable
 from .flavour import Flavour, flavour_from_index
 from .placement.capability import Capabilities
 from .placement.context_parallel import attention_split
-from .placement.options import Placement, Resolved, resolve
+from .placement.options import HOST_BASE, Placement, Resolved, resolve
 from .placement.size import model_size
 from .placement.ranks import Ranks, ranks
 from .placement.streaming import BlockStream
-from .placement.weights import Loading, WeightFiles, empty
+from .placement.weights import HostLedger, InMemory, Loading, WeightFiles, empty
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
 
 DEFAULT_MODEL = "BestWishYsh/Helios-Distilled"
@@ -42,6 +42,7 @@ class LoadOptions:
     vae_dtype: str | None = None
     placement: Placement = Placement()
     gpu_memory_gib: float | None = None
+    host_memory_gib: float | None = None
 
     def resolve(self) -> tuple[torch.device, torch.dtype, torch.dtype]:
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -163,7 +164,7 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
     _check_hardware(folder, device)
     # compiled kernels persist beside the models, so a restart on this machine is warm in seconds
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
-    caps = capabilities or Capabilities.detect(device, options.gpu_memory_gib)
+    caps = capabilities or Capabilities.detect(device, options.gpu_memory_gib, options.host_memory_gib)
     resolved = resolve(options.placement, caps, model_size(folder))
     try:
         scheduler_cls = getattr(diffusers, index["scheduler"][1])
@@ -176,7 +177,8 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
             vae=diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
             scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         )
-        weights = {name: WeightFiles(folder / name) for name in ("transformer", "text_encoder")}
+        ledger = HostLedger(resolved.host_budget, HOST_BASE)
+        weights = {name: WeightFiles(folder / name, ledger) for name in ("transformer", "text_encoder")}
         return assemble(source, folder, flavour, parts, device, dtype, resolved, caps, weights)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
@@ -185,9 +187,11 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
 def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities, weights=None) -> HeliosModel:
     """Fill and place the components as `resolved` says, the text encoder beside the transformer; without `weights`
     the modules bring their own (the benchmark's full-size random ones)."""
-    from .placement.place import InMemory, place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
+    from .placement.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
 
-    weights = weights or {"transformer": InMemory(), "text_encoder": InMemory()}
+    if weights is None:
+        ledger = HostLedger(resolved.host_budget, HOST_BASE)
+        weights = {"transformer": InMemory(ledger), "text_encoder": InMemory(ledger)}
     for name in ("text_encoder", "transformer", "vae"):
         if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
             parts[name].eval()

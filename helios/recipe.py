@@ -113,13 +113,16 @@ def segment_timings(segment) -> dict:
     return dict(index=segment.index, denoise_s=round(t.denoise_s, 3), decode_s=round(t.decode_s, 3), fps=round(segment.fps, 2))
 
 
-def timings_of(segments: list[dict], first_frame_s: float | None, elapsed_s: float, frames: int, device) -> dict:
-    """What the run measured: per segment, to the first frame, overall, and the GPU's peak memory."""
+def timings_of(segments: list[dict], first_frame_s: float | None, elapsed_s: float, frames: int, device,
+               host_link_bytes: int | None = None) -> dict:
+    """What the run measured: per segment, to the first frame, overall, the GPU's peak memory, and the streamed
+    blocks' bytes over the host link."""
     return dict(
         segments=segments,
         frames=frames, first_frame_s=None if first_frame_s is None else round(first_frame_s, 3), elapsed_s=round(elapsed_s, 3),
         overall_fps=round(frames / elapsed_s, 2) if elapsed_s else None,
         peak_gpu_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
+        host_link_gib=None if host_link_bytes is None else round(host_link_bytes / 2**30, 2),
     )
 
 

@@ -22,6 +22,8 @@ class Capabilities:
     triton: bool = False
     cudnn_attention: bool = False
     zero_gpu: bool = False
+    host_free_bytes: int = 0
+    """Host memory this process may use: what it holds now plus what the system has available, or --host-memory."""
     ranks: int = 1
     """Processes sharing one stream, a GPU each (context parallelism, see ranks.py)."""
 
@@ -40,18 +42,23 @@ class Capabilities:
             return "CPU" + (f" ({self.ranks} ranks)" if self.ranks > 1 else "")
         major, minor = self.compute_capability
         gpus = f"{self.ranks} x " if self.ranks > 1 else ""
+        host = f", {self.host_free_bytes / 2**30:.0f} GiB host memory" if self.host_free_bytes else ""
         return (
             f"{gpus}{self.name}, compute capability {major}.{minor}, {self.free_bytes / 2**30:.1f} of "
-            f"{self.total_bytes / 2**30:.1f} GiB free" + (" each" if gpus else "")
+            f"{self.total_bytes / 2**30:.1f} GiB free" + (" each" if gpus else "") + host
         )
 
     @classmethod
-    def detect(cls, device: torch.device, cap_gib: float | None = None) -> "Capabilities":
-        """`cap_gib` holds this process to that much GPU memory (the allocator enforces it), as on a smaller card."""
+    def detect(cls, device: torch.device, cap_gib: float | None = None, host_cap_gib: float | None = None) -> "Capabilities":
+        """`cap_gib` holds this process to that much GPU memory (the allocator enforces it), as on a smaller card;
+        `host_cap_gib` to that much host memory (the load's ledger enforces it, placement/weights.py)."""
         zero_gpu = bool(os.environ.get("SPACES_ZERO_GPU"))
         count = ranks().size
         if device.type != "cuda":
             return cls(device.type, zero_gpu=zero_gpu, ranks=count)
+        host = host_memory()
+        if host_cap_gib is not None:
+            host = min(host, int(host_cap_gib * 2**30))
         index = device.index if device.index is not None else torch.cuda.current_device()
         free, total = torch.cuda.mem_get_info(index)
         if cap_gib is not None:
@@ -63,6 +70,17 @@ class Capabilities:
             "cuda", torch.cuda.get_device_name(index), capability, free, total,
             triton=importlib.util.find_spec("triton") is not None and capability >= (8, 0),
             cudnn_attention=torch.backends.cudnn.is_available() and capability >= (8, 0),
-            zero_gpu=zero_gpu, ranks=count,
+            zero_gpu=zero_gpu, host_free_bytes=host, ranks=count,
         )
+
+
+def host_memory() -> int:
+    """What this process holds now plus MemAvailable (free memory and reclaimable cache; not MemTotal)."""
+    try:
+        meminfo = dict(line.split(":", 1) for line in open("/proc/meminfo"))
+        available = int(meminfo["MemAvailable"].split()[0]) * 1024
+        resident = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, KeyError, ValueError):
+        return 0  # unknown: only the GPU decides
+    return available + resident
 

@@ -51,10 +51,16 @@ class ModelSize:
     text_bytes: int
     vae_bytes: int
     text_passing_bytes: int = 0
-    """What the text encoder holds on the GPU while it streams through: its embedding and two layers."""
+    """What the text encoder holds on the GPU while it streams through: two layers (its embedding stays in host
+    memory)."""
+    text_linear_bytes: int = 0
+    """The text encoder's linear layers that FP8 tiers store in FP8."""
 
     def block(self, fp8: bool) -> int:
         return self.block_bytes - self.block_linear_bytes // 2 if fp8 else self.block_bytes
+
+    def text(self, fp8: bool) -> int:
+        return self.text_bytes - self.text_linear_bytes // 2 if fp8 else self.text_bytes
 
 
 def workspace_bytes(height: int, width: int) -> int:
@@ -82,6 +88,18 @@ class Placement:
     divide evenly among the ranks)."""
 
 
+HOST_BASE = int(3.0 * GIB)
+"""Host memory of the process before any weight: Python, PyTorch, CUDA's context, diffusers and transformers."""
+
+
+def host_bytes(tier: Tier, size: ModelSize, resident_blocks: int | None = None) -> int:
+    """Host memory this tier holds once loaded: the streamed blocks and an offloaded text encoder, pinned; loading
+    itself adds only two 64 MiB staging buffers (placement/weights.py)."""
+    streamed = size.blocks - resident_blocks if tier.streamed_blocks and resident_blocks is not None else 0
+    text = 0 if tier.text_on_gpu else size.text(tier.fp8_weights)
+    return HOST_BASE + streamed * size.block(tier.fp8_weights) + text
+
+
 @dataclass(frozen=True)
 class Resolved:
     """The placement this GPU runs: a concrete tier, the switches it supports, and why anything was turned off."""
@@ -94,6 +112,8 @@ class Resolved:
     """GPU bytes left beside the weights for a request's activations; None on the CPU."""
     notes: tuple[str, ...] = ()
     cuda_graphs: bool = True
+    host_budget: int | None = None
+    """Host bytes this load may hold (available memory, or --host-memory); None on the CPU preview."""
 
     def describe(self) -> str:
         streamed = f", {self.resident_blocks} blocks resident" if self.tier.streamed_blocks else ""
@@ -133,7 +153,8 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
             return Resolved(placement, CPU_TIER, False, None, None, cuda_graphs=False)
     notes = []
     budget = int(caps.free_bytes * HEADROOM)
-    tier, resident = _tier(placement, size, budget - workspace_bytes(*DEFAULT_RESOLUTION), caps.ranks)
+    host = caps.host_free_bytes or None
+    tier, resident = _tier(placement, size, budget - workspace_bytes(*DEFAULT_RESOLUTION), host, caps.ranks)
     if placement.memory == "auto":
         notes.append(f"chose {tier.name} for {caps.summary}")
     fp8_matmul = tier.fp8_weights and caps.fp8_matmul
@@ -165,7 +186,7 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
         why = "no runtime capture on ZeroGPU" if caps.zero_gpu else "streamed blocks copy weights while they run"
         notes.append(f"CUDA graphs off: {why}")
     free_after = budget - gpu_bytes(tier, size, resident) if caps.cuda or caps.free_bytes else None
-    return Resolved(Placement(**switches), tier, fp8_matmul, resident, free_after, tuple(notes), cuda_graphs)
+    return Resolved(Placement(**switches), tier, fp8_matmul, resident, free_after, tuple(notes), cuda_graphs, host)
 
 
 def _candidates(placement: Placement, ranks: int) -> tuple[Tier, ...]:
@@ -184,20 +205,34 @@ def _candidates(placement: Placement, ranks: int) -> tuple[Tier, ...]:
     return tiers
 
 
-def _tier(placement: Placement, size: ModelSize, budget: int, ranks: int) -> tuple[Tier, int | None]:
-    """The first tier (least memory saving, so fastest) whose weights fit; streamed tiers keep as many blocks as fit.
-    A tier forced by name is taken as it is, keeping at least no block resident."""
+def _tier(placement: Placement, size: ModelSize, budget: int, host: int | None, ranks: int) -> tuple[Tier, int | None]:
+    """The first tier (least memory saving, so fastest) whose weights fit the GPU and the host; streamed tiers keep as
+    many blocks resident as the GPU holds, and stream no more than the host holds. A tier forced by name is taken as
+    it is, keeping at least no block resident, if the host holds it."""
     forced = placement.memory != "auto"
+    host_short = None
     for tier in _candidates(placement, ranks):
         if not tier.streamed_blocks:
-            if forced or gpu_bytes(tier, size) <= budget:
-                return tier, None
+            if not (forced or gpu_bytes(tier, size) <= budget):
+                continue
+            resident = None
+        else:
+            resident = (budget - gpu_bytes(tier, size, 0)) // size.block(tier.fp8_weights)
+            if not forced and (resident >= size.blocks - 1 or resident < tier.min_resident * size.blocks):
+                continue  # an unstreamed tier would have fit, or too few blocks stay for the copies to hide
+            if not forced and resident < 0:
+                continue
+            resident = int(min(max(resident, 0), size.blocks - 2))
+        if host is not None and host_bytes(tier, size, resident) > host:
+            host_short = host_short or (tier, host_bytes(tier, size, resident))
             continue
-        resident = (budget - gpu_bytes(tier, size, 0)) // size.block(tier.fp8_weights)
-        if not forced and (resident >= size.blocks - 1 or resident < tier.min_resident * size.blocks):
-            continue  # an unstreamed tier would have fit, or too few blocks stay for the copies to hide
-        if forced or resident >= 0:
-            return tier, int(min(max(resident, 0), size.blocks - 2))
+        return tier, resident
+    if host_short is not None:
+        tier, needed = host_short
+        raise ModelUnavailable(
+            f"The {tier.name} tier this GPU needs holds {needed / GIB:.1f} GiB in host memory and {host / GIB:.1f} GiB "
+            "is available: close other programs, or use a machine with more RAM or a GPU with more memory."
+        )
     smallest = gpu_bytes(TIERS[-1], size, 0) + workspace_bytes(*DEFAULT_RESOLUTION)
     raise ModelUnavailable(
         f"This GPU has {budget / GIB + workspace_bytes(*DEFAULT_RESOLUTION) / GIB:.1f} GiB free; the model needs at least "

@@ -2,8 +2,7 @@
 never holds more on the GPU than the tier allows, nor a whole model in host memory: a transformer block is filled on
 the GPU, turned to FP8 there if the tier says so, and moved to pinned host memory if it is streamed.
 
-Weights come from a checkpoint's files (`WeightFiles`) or from modules already built in memory (`InMemory`, the
-benchmark's full-size random weights); both fill a module the same way.
+Weights come from a checkpoint's files or from modules already built in memory (placement/weights.py).
 """
 
 from __future__ import annotations
@@ -21,22 +20,9 @@ from .options import Resolved
 from .ranks import Ranks
 from .streaming import BlockStream, stream_blocks, streamed_positions
 from .vae_kernels import use_vae_kernels
-from .weights import to_pinned_host
 
 TEXT_KEPT_WIDE = ("wo",)
 """UMT5's feed-forward output: the model casts its input to this weight's dtype, so it cannot be stored in FP8."""
-
-
-class InMemory:
-    """Weights already in the modules: filling moves each tensor to the device and dtype a file's would take."""
-
-    bytes_read = 0
-
-    def fill(self, module: nn.Module, prefix: str, device: torch.device, dtype_of) -> None:
-        for name, tensor in (*module.named_parameters(), *module.named_buffers()):
-            dtype = dtype_of(prefix + name, tensor.dtype)
-            tensor.data = tensor.data.to(device, dtype)
-        module.requires_grad_(False)
 
 
 def dtype_rule(dtype: torch.dtype, keep_fp32: tuple[str, ...] = ()):
@@ -65,14 +51,26 @@ def _without(parent: nn.Module, name: str):
         setattr(parent, name, child)
 
 
+class HostEmbedding(nn.Module):
+    """The token embedding looked up in host memory: a prompt reads 512 of its 256k rows, so its 2.1 GB need never
+    go to the GPU. The table is a plain attribute, which group offloading leaves where it is."""
+
+    def __init__(self, table: torch.Tensor, device: torch.device):
+        super().__init__()
+        self.table, self.device = table, device
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return nn.functional.embedding(ids.cpu(), self.table).to(self.device, non_blocking=True)
+
+
 def place_text_encoder(text_encoder: nn.Module | None, resolved: Resolved, device: torch.device, weights, dtype) -> None:
-    """Off the GPU, it waits in pinned host memory (in FP8 with FP8 tiers) and passes through the GPU one layer at a
-    time, on a side stream, whenever a new prompt is encoded (diffusers' group offloading)."""
+    """Off the GPU, it waits in pinned host memory (its linear layers in FP8 with FP8 tiers) and passes through the
+    GPU one layer at a time, on a side stream, whenever a new prompt is encoded (diffusers' group offloading)."""
     if text_encoder is None:
         return
     dtype_of = dtype_rule(dtype)
     text_encoder.tie_weights()  # the token embedding is stored once, under `shared`
-    if resolved.tier.text_on_gpu or device.type != "cuda":
+    if resolved.tier.text_on_gpu:
         weights.fill(text_encoder, "", device, dtype_of)
         text_encoder.tie_weights()
         return
@@ -80,18 +78,20 @@ def place_text_encoder(text_encoder: nn.Module | None, resolved: Resolved, devic
     with _without(encoder, "block") as layers:
         weights.fill(text_encoder, "", device, dtype_of)
         text_encoder.tie_weights()
-        to_pinned_host(text_encoder, device)
+        weights.pin(text_encoder, device)
+    encoder.embed_tokens = HostEmbedding(text_encoder.shared.weight, device)
     for i, layer in enumerate(layers):
         weights.fill(layer, f"encoder.block.{i}.", device, dtype_of)
         if resolved.tier.fp8_weights:
             block_to_float8(layer, fp8_matmul=False, keep=TEXT_KEPT_WIDE)
-        to_pinned_host(layer, device)
-    from diffusers.hooks import apply_group_offloading
+        weights.pin(layer, device)
+    if device.type == "cuda":
+        from diffusers.hooks import apply_group_offloading
 
-    apply_group_offloading(
-        encoder, onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
-        num_blocks_per_group=1, use_stream=True, non_blocking=True,
-    )
+        apply_group_offloading(
+            encoder, onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
+            num_blocks_per_group=1, use_stream=True, non_blocking=True,
+        )
 
 
 def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.device, ranks: Ranks, weights, dtype) -> BlockStream | None:
@@ -106,7 +106,7 @@ def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.
         if resolved.tier.fp8_weights:
             block_to_float8(block, resolved.fp8_matmul, paths.fp8_linears)
         if i in streamed:
-            to_pinned_host(block, device)
+            weights.pin(block, device)
     if paths.fp8_attention:
         use_fp8_attention(blocks)
     if paths.kernels:

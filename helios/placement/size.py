@@ -26,7 +26,11 @@ def model_size(checkpoint: Path) -> ModelSize:
     block0 = [n for n in transformer if n.startswith("blocks.0.")]
     linear = [n for n in block0 if n.endswith(".weight") and len(transformer[n]) == 2]
     text = _shapes(checkpoint / "text_encoder")
-    passing = [n for n in text if not n.startswith("encoder.block.") or n.startswith(("encoder.block.0.", "encoder.block.1."))]
+    passing = [n for n in text if n.startswith(("encoder.block.0.", "encoder.block.1.", "encoder.final_layer_norm"))]
+    text_linear = [
+        n for n in text if n.startswith("encoder.block.") and len(text[n]) == 2 and n.endswith(".weight")
+        and "relative_attention_bias" not in n and ".wo." not in n
+    ]
     return ModelSize(
         blocks=len(blocks),
         block_bytes=numel(block0) * BF16,
@@ -35,4 +39,5 @@ def model_size(checkpoint: Path) -> ModelSize:
         text_bytes=sum(math.prod(s) for s in text.values()) * BF16,
         vae_bytes=sum(math.prod(s) for s in _shapes(checkpoint / "vae").values()) * BF16,
         text_passing_bytes=sum(math.prod(text[n]) for n in passing) * BF16,
+        text_linear_bytes=sum(math.prod(text[n]) for n in text_linear) * BF16,
     )

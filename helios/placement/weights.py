@@ -63,17 +63,61 @@ def empty(build):
         return build()
 
 
-class WeightFiles:
-    """One component's weights on disk. `fill(module, prefix, device, dtype_of)` gives each of the module's tensors
-    its stored value, on `device`, in the dtype `dtype_of(name, stored dtype)` names. Safe to use from one thread."""
+class HostLedger:
+    """The host memory a load pins, counted as it is pinned: past its budget (the memory available, or
+    --host-memory) the load stops in words instead of the system killing the process later."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, budget: int | None, base: int):
+        self.budget, self.base, self.pinned = budget, base, 0
+        self._lock = threading.Lock()
+
+    def charge(self, nbytes: int) -> None:
+        with self._lock:
+            self.pinned += nbytes
+            if self.budget is not None and self.base + self.pinned > self.budget:
+                raise ModelUnavailable(
+                    f"Loading would hold more than the {self.budget / 2**30:.1f} GiB of host memory allowed: choose a "
+                    "memory tier that keeps more on the GPU, or allow more host memory (--host-memory)."
+                )
+
+
+class Weights:
+    """Where a component's weights come from. `fill(module, prefix, device, dtype_of)` gives each of the module's
+    tensors its value on `device`, in the dtype `dtype_of(name, stored dtype)` names; `pin` moves them on to pinned
+    host memory, charged to the ledger."""
+
+    def __init__(self, ledger: HostLedger):
+        self.ledger = ledger
+
+    def pin(self, module: nn.Module, device: torch.device) -> None:
+        """Off the GPU into pinned host memory (plain host memory on a CPU)."""
+        for t in plain_tensors(module):
+            self.ledger.charge(t.numel() * t.element_size())
+            if device.type == "cuda":
+                host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+                host.copy_(t.data)
+                t.data = host
+
+
+class InMemory(Weights):
+    """Weights already in the modules (the benchmark's full-size random ones): filling moves each tensor to the
+    device and dtype a file's would take."""
+
+    def fill(self, module: nn.Module, prefix: str, device: torch.device, dtype_of) -> None:
+        for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+            tensor.data = tensor.data.to(device, dtype_of(prefix + name, tensor.dtype))
+        module.requires_grad_(False)
+
+
+class WeightFiles(Weights):
+    """One component's safetensors files, read with one thread."""
+
+    def __init__(self, folder: Path, ledger: HostLedger):
+        super().__init__(ledger)
         self.folder = folder
         self.stored = stored_tensors(folder)
-        self.bytes_read = 0
         self._staging: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
         self._turn = 0
-        self.stream: torch.cuda.Stream | None = None
 
     def fill(self, module: nn.Module, prefix: str, device: torch.device, dtype_of) -> None:
         values = {}
@@ -89,7 +133,6 @@ class WeightFiles:
         module.requires_grad_(False)
 
     def _read(self, stored: Stored, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        self.bytes_read += stored.nbytes
         if device.type != "cuda":
             out = torch.empty(stored.shape, dtype=stored.dtype)
             _read_into(stored.file, stored.offset, _bytes(out))
@@ -108,6 +151,7 @@ class WeightFiles:
     def _buffer(self, device: torch.device) -> torch.Tensor:
         """The next staging buffer, once the GPU has finished copying out of it."""
         if not self._staging:
+            self.ledger.charge(2 * CHUNK)
             self._staging = [(torch.empty(CHUNK, dtype=torch.uint8, pin_memory=True), None) for _ in range(2)]
         buffer, copied = self._staging[self._turn]
         if copied is not None:
@@ -129,18 +173,6 @@ def _read_into(file: Path, offset: int, target: torch.Tensor) -> None:
             if not n:
                 raise ModelUnavailable(f"{file} ends early: the checkpoint is damaged; download it again.")
             done += n
-
-
-def to_pinned_host(module: nn.Module, device: torch.device) -> int:
-    """Moves a module's tensors off the GPU into pinned host memory (plain host memory on a CPU); returns bytes."""
-    moved = 0
-    for t in plain_tensors(module):
-        if device.type == "cuda":
-            host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-            host.copy_(t.data)
-            t.data = host
-        moved += t.numel() * t.element_size()
-    return moved
 
 
 class Loading(threading.Thread):

@@ -1,0 +1,164 @@
+"""`python -m benchmarks.first_minute --model FOLDER`: the first minute as a new user meets it. Each case is a fresh
+`python -m helios generate` process (the CLI a user runs) on a checkpoint folder, timed from its start: load (the
+banner line), first frame, the whole video, steady FPS, host memory peak (the process's ru_maxrss), GPU peak, and
+bytes over the host link. Cold cases start from an empty compile cache; kept cases reuse the cold case's. diffusers'
+pipeline loads the same folder in a process of its own (its load, first segment, whole video), in the same session.
+
+`--drop-caches` empties the page cache before each case (root only), so the load reads the disk, as after a reboot.
+One JSON line per case as it ends (and appended to --out); a markdown table at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROMPT = "A red fox walks through fresh snow at dawn"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    flags: tuple[str, ...] = ()
+    cache: str = ""
+    """Cases naming the same cache share it: the first of them starts it empty."""
+    env: dict = field(default_factory=dict)
+
+
+CASES = {
+    "bf16-cold": Case("bf16, JIT, empty compile cache", cache="bf16"),
+    "bf16-kept": Case("bf16, JIT, compile cache kept", cache="bf16"),
+    "fp8-cold": Case("--fp8, JIT, empty compile cache", ("--fp8",), "fp8", {"TORCH_LOGS": "recompiles,graph_breaks"}),
+    "fp8-kept": Case("--fp8, JIT, compile cache kept", ("--fp8",), "fp8"),
+    "16gib": Case("16 GiB GPU, 24 GiB host", ("--gpu-memory", "16", "--host-memory", "24"), "streamed"),
+    "12gib": Case("12 GiB GPU, 24 GiB host", ("--gpu-memory", "12", "--host-memory", "24"), "streamed"),
+    "8gib": Case("8 GiB GPU, 24 GiB host", ("--gpu-memory", "8", "--host-memory", "24"), "streamed"),
+    "diffusers": Case("diffusers HeliosPyramidPipeline from the same folder (eager, fp32 VAE)"),
+}
+
+
+def drop_caches() -> bool:
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def run_timed(command: list[str], env: dict, log: Path) -> tuple[list[tuple[float, str]], int, float, float]:
+    """Runs `command`, stamping each stdout line with seconds since start; returns the lines, the exit code, the
+    wall time and the process's host memory peak in GiB (its own rusage, not its siblings')."""
+    start = time.perf_counter()
+    with open(log, "w") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        lines = [(time.perf_counter() - start, line.rstrip()) for line in proc.stdout]
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return lines, proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 2**20
+
+
+def ours(case: Case, model: str, segments: int, work: Path, logs: Path, key: str) -> dict:
+    cache = work / f"cache-{case.cache}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HELIOS_STUDIO_CACHE=str(cache), TRITON_CACHE_DIR=str(cache / "triton"), **case.env)
+    cold = not cache.exists()
+    out = work / f"{key}.mp4"
+    command = [sys.executable, "-m", "helios", "generate", "--model", model, "--prompt", PROMPT, "--frames",
+               str(33 * segments), "--steps", "2,2,2", "--out", str(out), *case.flags]
+    lines, code, wall, host = run_timed(command, env, logs / f"{key}.stderr.log")
+    result = dict(case=case.name, key=key, cold_cache=cold, exit_code=code, wall_s=round(wall, 1), host_peak_gib=round(host, 1))
+    banner = next(((t, line) for t, line in lines if line.startswith("Model:")), None)
+    if code or banner is None:
+        return dict(result, error=(Path(logs / f"{key}.stderr.log").read_text()[-600:]))
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    timings = recipe["timings"]
+    later = [s["fps"] for s in timings["segments"][2:]] or [s["fps"] for s in timings["segments"]]
+    wrote = next(t for t, line in lines if line.startswith("wrote"))
+    return dict(
+        result, banner=banner[1], load_s=round(banner[0], 1), first_frame_s=round(banner[0] + timings["first_frame_s"], 1),
+        first_frame_after_load_s=timings["first_frame_s"], video_s=round(wrote, 1), steady_fps=round(statistics.median(later), 2),
+        frames=timings["frames"], peak_gpu_gib=timings["peak_gpu_gib"], host_link_gib=timings.get("host_link_gib"),
+    )
+
+
+def diffusers(model: str, segments: int, logs: Path) -> dict:
+    command = [sys.executable, "-m", "benchmarks.first_minute", "--diffusers-child", model, "--segments", str(segments)]
+    lines, code, wall, host = run_timed(command, dict(os.environ, PYTHONUNBUFFERED="1"), logs / "diffusers.stderr.log")
+    stamps = {line.split()[0]: (t, line) for t, line in lines}
+    result = dict(case=CASES["diffusers"].name, key="diffusers", exit_code=code, wall_s=round(wall, 1), host_peak_gib=round(host, 1))
+    if code or "video" not in stamps:
+        return dict(result, error=(logs / "diffusers.stderr.log").read_text()[-600:])
+    first, video = (float(stamps[k][1].split()[1]) for k in ("first", "video"))
+    return dict(result, load_s=round(stamps["loaded"][0], 1), first_segment_after_load_s=round(first, 1),
+                video_after_load_s=round(video, 1), first_frame_s=round(stamps["loaded"][0] + first, 1),
+                video_s=round(stamps["loaded"][0] + first + video, 1), steady_fps=round(33 * segments / video, 2))
+
+
+def diffusers_child(model: str, segments: int) -> None:
+    """diffusers' pipeline as its model card loads it (bf16, the VAE in fp32), a one-segment video then the whole."""
+    import torch
+    from diffusers import AutoencoderKLWan, HeliosPyramidPipeline
+
+    vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32)
+    pipe = HeliosPyramidPipeline.from_pretrained(model, vae=vae, torch_dtype=torch.bfloat16).to("cuda")
+    pipe.set_progress_bar_config(disable=True)
+    print("loaded", flush=True)
+    for name, count in (("first", 1), ("video", segments)):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        pipe(prompt=PROMPT, height=384, width=640, num_frames=33 * count, guidance_scale=1.0,
+             pyramid_num_inference_steps_list=[2, 2, 2], is_amplify_first_chunk=True,
+             generator=torch.Generator("cuda").manual_seed(0), output_type="np")
+        torch.cuda.synchronize()
+        print(name, round(time.perf_counter() - start, 2), flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a checkpoint folder (python -m benchmarks.random_checkpoint FOLDER)")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, in order, of {', '.join(CASES)}")
+    parser.add_argument("--segments", type=int, default=10)
+    parser.add_argument("--drop-caches", action="store_true")
+    parser.add_argument("--work", type=Path, help="folder for caches and videos (default: a fresh temporary one)")
+    parser.add_argument("--logs", type=Path, default=Path("."), help="each case's stderr goes here")
+    parser.add_argument("--out", type=Path, help="append one JSON line per case here")
+    parser.add_argument("--diffusers-child", metavar="FOLDER", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.diffusers_child:
+        diffusers_child(args.diffusers_child, args.segments)
+        return 0
+    if not args.model:
+        parser.error("give --model FOLDER")
+    work = args.work or Path(tempfile.mkdtemp(prefix="first-minute-"))
+    args.logs.mkdir(parents=True, exist_ok=True)
+    results = []
+    for key in args.cases.split(","):
+        dropped = drop_caches() if args.drop_caches else False
+        if key == "diffusers":
+            result = diffusers(args.model, args.segments, args.logs)
+        else:
+            result = ours(CASES[key], args.model, args.segments, work, args.logs, key)
+        result["page_cache_dropped"] = dropped
+        results.append(result)
+        print(json.dumps(result), flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(json.dumps(result) + "\n")
+    print("\n| case | load s | first frame s (from start) | whole video s | steady FPS | host peak GiB | GPU peak GiB |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print(f"| {r['case']} | {r.get('load_s')} | {r.get('first_frame_s')} | {r.get('video_s')} | {r.get('steady_fps')} | "
+              f"{r['host_peak_gib']} | {r.get('peak_gpu_gib')} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

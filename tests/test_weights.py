@@ -1,0 +1,64 @@
+"""Weights read from the checkpoint's files straight to their place: the values diffusers' and transformers' own
+loaders give, and host memory held to its budget."""
+
+import pytest
+import torch
+
+from helios.errors import ModelUnavailable
+from helios.loading import LoadOptions, _load
+from helios.placement.capability import Capabilities
+from helios.placement.options import GIB, HOST_BASE, Placement, host_bytes, resolve
+from helios.placement.size import model_size
+from helios.placement.weights import WeightFiles
+
+
+def tensors(module) -> dict[str, torch.Tensor]:
+    return dict(module.named_parameters(remove_duplicate=False)) | dict(module.named_buffers())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_files_fill_the_model_with_what_the_libraries_load(tiny_checkpoint, dtype):
+    import diffusers
+    import transformers
+
+    folder = tiny_checkpoint("distilled")
+    ours = _load(str(folder), LoadOptions(device="cpu", dtype=dtype, vae_dtype="float32"))
+    theirs = dict(
+        transformer=diffusers.HeliosTransformer3DModel.from_pretrained(folder, subfolder="transformer", dtype=getattr(torch, dtype)),
+        text_encoder=transformers.UMT5EncoderModel.from_pretrained(folder / "text_encoder", dtype=getattr(torch, dtype)),
+    )
+    for part, reference in theirs.items():
+        a, b = tensors(getattr(ours, part)), tensors(reference)
+        assert a.keys() == b.keys()
+        for name in a:
+            assert torch.equal(a[name].float(), b[name].float()), name
+            if not name.endswith("history_key_scale"):  # ours takes the model's dtype (placement/place.py)
+                assert a[name].dtype == b[name].dtype, name
+    assert ours.text_encoder.encoder.embed_tokens.weight is ours.text_encoder.shared.weight
+
+
+def cpu_with_host(host: int) -> Capabilities:
+    return Capabilities("cpu", free_bytes=64 * GIB, host_free_bytes=host)
+
+
+def test_a_load_past_its_host_budget_stops_in_words(tiny_checkpoint, monkeypatch):
+    """fp32 on the CPU pins twice the bf16 bytes the tier was chosen by: the ledger, not the estimate, stops it."""
+    folder = tiny_checkpoint("distilled")
+    size = model_size(folder)
+    placement = Placement(memory="fp8-streamed")
+    tier = resolve(placement, cpu_with_host(64 * GIB), size)
+    needed = host_bytes(tier.tier, size, tier.resident_blocks)
+    with pytest.raises(ModelUnavailable, match="more than the .* GiB of host memory allowed"):
+        _load(str(folder), LoadOptions(device="cpu", dtype="float32", placement=placement), cpu_with_host(needed + 1))
+    model = _load(str(folder), LoadOptions(device="cpu", dtype="bfloat16", placement=placement), cpu_with_host(needed + 2 * 2**27))
+    assert model.placement.host_budget == needed + 2 * 2**27
+
+
+def test_a_forced_tier_the_host_cannot_hold_is_refused_before_any_weight_is_read(tiny_checkpoint, monkeypatch):
+    def read(*args):
+        raise AssertionError("a weight was read")
+
+    monkeypatch.setattr(WeightFiles, "_read", read)
+    with pytest.raises(ModelUnavailable, match="GiB in host memory and .* is available"):
+        _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu", placement=Placement(memory="fp8-streamed")),
+              cpu_with_host(HOST_BASE))
