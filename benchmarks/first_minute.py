@@ -66,11 +66,11 @@ def run_timed(command: list[str], env: dict, log: Path) -> tuple[list[tuple[floa
     return lines, proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 2**20
 
 
-def ours(case: Case, model: str, segments: int, work: Path, logs: Path, key: str) -> dict:
+def ours(case: Case, model: str, segments: int, work: Path, logs: Path, key: str, suffix: str) -> dict:
     cache = work / f"cache-{case.cache}"
     env = dict(os.environ, PYTHONUNBUFFERED="1", HELIOS_STUDIO_CACHE=str(cache), TRITON_CACHE_DIR=str(cache / "triton"), **case.env)
     cold = not cache.exists()
-    out = work / f"{key}.mp4"
+    out = work / f"{key}.{suffix}"
     command = [sys.executable, "-m", "helios", "generate", "--model", model, "--prompt", PROMPT, "--frames",
                str(33 * segments), "--steps", "2,2,2", "--out", str(out), *case.flags]
     lines, code, wall, host = run_timed(command, env, logs / f"{key}.stderr.log")
@@ -127,6 +127,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, in order, of {', '.join(CASES)}")
     parser.add_argument("--segments", type=int, default=10)
     parser.add_argument("--drop-caches", action="store_true")
+    parser.add_argument("--video-format", choices=("mp4", "npy"), default="mp4", help="npy where the machine has no FFmpeg")
     parser.add_argument("--work", type=Path, help="folder for caches and videos (default: a fresh temporary one)")
     parser.add_argument("--logs", type=Path, default=Path("."), help="each case's stderr goes here")
     parser.add_argument("--out", type=Path, help="append one JSON line per case here")
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
         if key == "diffusers":
             result = diffusers(args.model, args.segments, args.logs)
         else:
-            result = ours(CASES[key], args.model, args.segments, work, args.logs, key)
+            result = ours(CASES[key], args.model, args.segments, work, args.logs, key, args.video_format)
         result["page_cache_dropped"] = dropped
         results.append(result)
         print(json.dumps(result), flush=True)

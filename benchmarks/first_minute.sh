@@ -8,14 +8,14 @@ ckpt=${CKPT:-/tmp/helios-ckpt}
 mkdir -p "$out/logs"
 head -3 /proc/meminfo > "$out/machine.txt"; nvidia-smi --query-gpu=name,memory.total --format=csv >> "$out/machine.txt"
 if [ ! -f "$ckpt/model_index.json" ]; then
-  python -m benchmarks.random_checkpoint "$ckpt" 2>&1 | tail -2 | tee -a "$out/machine.txt" || exit 1
+  python3 -m benchmarks.random_checkpoint "$ckpt" 2>&1 | tail -2 | tee -a "$out/machine.txt" || exit 1
   shard=$(ls -S "$ckpt"/transformer/*.safetensors | head -1)
   dd if="$shard" of=/dev/null bs=64M iflag=direct 2>&1 | tail -1 | sed 's/^/disk read (O_DIRECT): /' | tee -a "$out/machine.txt"
   for memory in resident fp8-streamed; do
-    timeout 180 python -m helios generate --model tiny --prompt check --frames 33 --steps 1,1,1 --height 64 --width 128 \
+    timeout 180 python3 -m helios generate --model tiny --prompt check --frames 33 --steps 1,1,1 --height 64 --width 128 \
       --memory "$memory" --out "/tmp/check-$memory.npy" > "$out/logs/check-$memory.log" 2>&1 || { cat "$out/logs/check-$memory.log"; exit 1; }
   done
 fi
-python -m benchmarks.first_minute --model "$ckpt" --cases "${CASES:-bf16-cold,bf16-kept}" --work /tmp/first-minute \
-  --drop-caches --logs "$out/logs" --out "$out/first_minute.jsonl"
-if [ "${FORMS:-0}" = 1 ]; then python -m benchmarks.text_encoder_forms --model "$ckpt" --out "$out/text_encoder_forms.json"; fi
+python3 -m benchmarks.first_minute --model "$ckpt" --cases "${CASES:-bf16-cold,bf16-kept}" --work /tmp/first-minute \
+  --drop-caches --video-format "${FORMAT:-mp4}" --logs "$out/logs" --out "$out/first_minute.jsonl"
+if [ "${FORMS:-0}" = 1 ]; then python3 -m benchmarks.text_encoder_forms --model "$ckpt" --out "$out/text_encoder_forms.json"; fi
