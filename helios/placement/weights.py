@@ -129,8 +129,13 @@ class WeightFiles(Weights):
                 raise ModelUnavailable(f"{self.folder} lacks {key}: the checkpoint is incomplete; download it again.")
             else:
                 values[name] = tensor.to(device)  # computed when the module was built (rotary tables)
-        module.load_state_dict(values, strict=False, assign=True)
-        module.requires_grad_(False)
+        for name, value in values.items():  # set one by one: load_state_dict skips non-persistent buffers
+            owner, _, leaf = name.rpartition(".")
+            sub = module.get_submodule(owner)
+            if leaf in sub._parameters:
+                sub._parameters[leaf] = nn.Parameter(value, requires_grad=False)
+            else:
+                sub._buffers[leaf] = value
 
     def _read(self, stored: Stored, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         if device.type != "cuda":
