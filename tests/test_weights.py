@@ -62,3 +62,13 @@ def test_a_forced_tier_the_host_cannot_hold_is_refused_before_any_weight_is_read
     with pytest.raises(ModelUnavailable, match="GiB in host memory and .* is available"):
         _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu", placement=Placement(memory="fp8-streamed")),
               cpu_with_host(HOST_BASE))
+
+
+def test_an_offloaded_text_encoder_looks_tokens_up_in_host_memory(tiny_checkpoint):
+    """Group offloading onloads every parameter it finds: the embedding table must not be one of the lookup's."""
+    model = _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu", placement=Placement(memory="fp8-streamed")))
+    lookup = model.text_encoder.encoder.embed_tokens
+    assert list(lookup.parameters()) == [] and list(lookup.buffers()) == []
+    assert lookup.table.data_ptr() == model.text_encoder.shared.weight.data_ptr()
+    ids = torch.tensor([[5, 7, 1]])
+    assert torch.equal(lookup(ids), model.text_encoder.shared(ids))

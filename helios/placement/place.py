@@ -57,7 +57,7 @@ class HostEmbedding(nn.Module):
 
     def __init__(self, table: torch.Tensor, device: torch.device):
         super().__init__()
-        self.table, self.device = table, device
+        self.table, self.device = table.detach(), device  # detached: a Parameter would be registered, and onloaded
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return nn.functional.embedding(ids.cpu(), self.table).to(self.device, non_blocking=True)
