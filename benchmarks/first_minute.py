@@ -139,6 +139,7 @@ def main(argv=None) -> int:
     if not args.model:
         parser.error("give --model FOLDER")
     work = args.work or Path(tempfile.mkdtemp(prefix="first-minute-"))
+    work.mkdir(parents=True, exist_ok=True)
     args.logs.mkdir(parents=True, exist_ok=True)
     results = []
     for key in args.cases.split(","):

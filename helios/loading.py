@@ -25,7 +25,7 @@ from .placement.options import HOST_BASE, Placement, Resolved, resolve
 from .placement.size import model_size
 from .placement.ranks import Ranks, ranks
 from .placement.streaming import BlockStream
-from .placement.weights import HostLedger, InMemory, Loading, WeightFiles, empty
+from .placement.weights import HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
 
 DEFAULT_MODEL = "BestWishYsh/Helios-Distilled"
@@ -178,7 +178,8 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
             scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         )
         ledger = HostLedger(resolved.host_budget, HOST_BASE)
-        weights = {name: WeightFiles(folder / name, ledger) for name in ("transformer", "text_encoder")}
+        slabs = PinnedSlabs(ledger)
+        weights = {name: WeightFiles(folder / name, ledger, slabs) for name in ("transformer", "text_encoder")}
         return assemble(source, folder, flavour, parts, device, dtype, resolved, caps, weights)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
@@ -191,7 +192,8 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
 
     if weights is None:
         ledger = HostLedger(resolved.host_budget, HOST_BASE)
-        weights = {"transformer": InMemory(ledger), "text_encoder": InMemory(ledger)}
+        slabs = PinnedSlabs(ledger)
+        weights = {"transformer": InMemory(ledger, slabs), "text_encoder": InMemory(ledger, slabs)}
     for name in ("text_encoder", "transformer", "vae"):
         if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
             parts[name].eval()
