@@ -51,8 +51,7 @@ class ModelSize:
     text_bytes: int
     vae_bytes: int
     text_passing_bytes: int = 0
-    """What the text encoder holds on the GPU while it streams through: two layers (its embedding stays in host
-    memory)."""
+    """What the GPU budget sets aside for the text encoder streaming through: two layers and its embedding's size."""
     text_linear_bytes: int = 0
     """The text encoder's linear layers that FP8 tiers store in FP8."""
 
@@ -88,6 +87,8 @@ class Placement:
     divide evenly among the ranks)."""
 
 
+PINNED_SLACK = GIB
+"""Pinned memory comes in 1 GiB slabs, the last partly used, and tensors leave the tail of each unused."""
 HOST_BASE = int(3.0 * GIB)
 """Host memory of the process before any weight: Python, PyTorch, CUDA's context, diffusers and transformers."""
 
@@ -97,7 +98,8 @@ def host_bytes(tier: Tier, size: ModelSize, resident_blocks: int | None = None) 
     itself adds only two 64 MiB staging buffers (placement/weights.py)."""
     streamed = size.blocks - resident_blocks if tier.streamed_blocks and resident_blocks is not None else 0
     text = 0 if tier.text_on_gpu else size.text(tier.fp8_weights)
-    return HOST_BASE + streamed * size.block(tier.fp8_weights) + text
+    pinned = streamed * size.block(tier.fp8_weights) + text
+    return HOST_BASE + pinned + (PINNED_SLACK if pinned else 0)
 
 
 @dataclass(frozen=True)

@@ -111,9 +111,6 @@ def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.
         use_fp8_attention(blocks)
     if paths.kernels:
         use_kernels(blocks)
-    if streamed and device.type == "cuda":
-        # streaming leaves the allocator's fixed segments fragmented: at 16 GiB 4.4 GiB were reserved beyond use
-        torch.cuda.memory._set_allocator_settings("expandable_segments:True")
     stream = stream_blocks(blocks, streamed, device)
     if paths.attention_backend:
         transformer.set_attention_backend(paths.attention_backend)
