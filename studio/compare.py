@@ -16,6 +16,7 @@ from helios.run import Run
 
 from . import history
 from .form import Form
+from .metrics import fps_series
 from .session import RunUpdate, StudioRun
 
 SIDES = ("A", "B")
@@ -79,10 +80,7 @@ class Comparison:
 
     def fps_series(self) -> pd.DataFrame:
         """Per-segment FPS, one series per run, for the page's plot."""
-        return pd.DataFrame(
-            [(n, round(fps, 2), side) for side, run in zip(SIDES, self.runs) for n, fps in enumerate(run.metrics.segment_fps, 1)],
-            columns=["segment", "FPS", "run"],
-        )
+        return fps_series({side: run.metrics.segment_fps for side, run in zip(SIDES, self.runs)})
 
     def files(self) -> list:
         """Both MP4s with their recipes."""

@@ -15,6 +15,7 @@ from helios.limits import FRAMES_PER_SEGMENT, MAX_PROMPT_TOKENS, MAX_SEED, Limit
 from .compare import MEASURES, PSNR_COLUMNS
 from .form import RESOLUTIONS, STEP_PRESETS, Form, task_of
 from .history import COLUMNS
+from .metrics import REAL_TIME
 from .worded import Crossfade, ImageUpload, Resolution, RunNumber, Seed, Segments, StartUnit, TimelineRows, VideoUpload
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -50,7 +51,7 @@ class Layout:
     live: gr.Video
     metrics: gr.HTML
     on_screen: gr.HTML
-    fps_plot: gr.BarPlot
+    fps_plot: gr.LinePlot
     generate: gr.Button
     stop: gr.Button
     apply: gr.Button
@@ -68,6 +69,11 @@ class Layout:
     def form(self) -> list:
         """The components behind `Form`, in its field order."""
         return [getattr(self, f.name) for f in fields(Form)]
+
+
+def segment_order(limits: Limits) -> list[str]:
+    """Segments are categories on the plots' axis, in number order (not "1", "10", "2")."""
+    return [str(n) for n in range(1, limits.max_segments + 1)]
 
 
 def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution: str, limits: Limits = Limits()) -> Layout:
@@ -120,8 +126,9 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
             c["live"] = gr.Video(label="Live", streaming=True, autoplay=True, elem_id="live", interactive=False)
             c["metrics"] = gr.HTML("<div class='metrics'>Press Generate to start.</div>", elem_id="metrics")
             c["on_screen"] = gr.HTML("", elem_id="on-screen")
-            c["fps_plot"] = gr.BarPlot(
-                x="segment", y="FPS", title="FPS per segment", x_title="segment", y_title="frames per second",
+            c["fps_plot"] = gr.LinePlot(
+                x="segment", y="FPS", color="run", color_map={"this run": "#4f46e5", REAL_TIME: "#9ca3af"},
+                sort=segment_order(limits), title="FPS per segment", x_title="segment", y_title="frames per second",
                 height=200, elem_id="fps-plot",
             )
             with gr.Row():
@@ -214,7 +221,8 @@ def lay_out_compare(flavour: Flavour, limits: Limits) -> CompareLayout:
         c["measures"] = gr.Dataframe(headers=MEASURES, interactive=False, label="Measured", elem_id="compare-table")
         c["psnr"] = gr.Dataframe(headers=PSNR_COLUMNS, interactive=False, label="PSNR per segment (the two MP4s)", elem_id="compare-psnr")
     c["fps_plot"] = gr.LinePlot(
-        x="segment", y="FPS", color="run", color_map={"A": "#f97316", "B": "#4f46e5"}, title="FPS per segment", x_title="segment", y_title="frames per second",
+        x="segment", y="FPS", color="run", color_map={"A": "#f97316", "B": "#4f46e5", REAL_TIME: "#9ca3af"},
+        sort=segment_order(limits), title="FPS per segment", x_title="segment", y_title="frames per second",
         height=200, elem_id="compare-plot",
     )
     c["files"] = gr.File(label="Both MP4s and recipes", file_count="multiple", interactive=False, elem_id="compare-files")

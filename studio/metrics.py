@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from helios.limits import FPS
 from helios.segment import Segment, StepProgress
 
 
@@ -26,6 +27,8 @@ class RunMetrics:
     prompts: tuple[tuple[str, float], ...] = ()
     elapsed_s: float = 0.0
     state: str = "starting"
+    steps: tuple[int, ...] | None = None
+    """The run's steps per pyramid stage (None without a pyramid)."""
 
     def on_step(self, progress: StepProgress) -> None:
         self.step = progress
@@ -51,8 +54,28 @@ class RunMetrics:
         return f'<div class="metrics">{self._summary()}</div>'
 
     def fps_table(self) -> pd.DataFrame:
-        """Per-segment FPS for the page's plot (axes, hover values)."""
-        return pd.DataFrame({"segment": range(1, len(self.segment_fps) + 1), "FPS": [round(v, 2) for v in self.segment_fps]})
+        """Per-segment FPS for the page's plot, beside the real-time line."""
+        return fps_series({"this run": self.segment_fps})
+
+    def real_time_advice(self) -> str | None:
+        """After a run slower than real time, the steps preset that would be real time here, from this run's
+        measured segments (the amplified first one aside): a segment's time scales with its steps per stage."""
+        later = self.segment_fps[1:] or self.segment_fps
+        if self.state not in ("done", "stopped") or not later or not self.steps or len(set(self.steps)) != 1:
+            return None
+        fps = sorted(later)[len(later) // 2]
+        if fps >= FPS:
+            return None
+        measured, stages = self.steps[0], len(self.steps)
+        now = ",".join(map(str, self.steps))
+        projected = {k: fps * measured / k for k in range(measured - 1, 0, -1)}
+        fast = [k for k, f in projected.items() if f >= FPS]
+        if fast:
+            k = fast[0]
+            return (f"{fps:.1f} FPS at {now}, below real time ({FPS} FPS): {','.join([str(k)] * stages)} would play in "
+                    f"real time on this GPU (about {projected[k]:.0f} FPS, from this run's segment times).")
+        return (f"{fps:.1f} FPS at {now}, below real time ({FPS} FPS); no steps preset reaches it on this GPU "
+                f"({','.join(['1'] * stages)}: about {fps * measured:.0f} FPS, from this run's segment times).")
 
     def _summary(self) -> str:
         step = self.step
@@ -68,8 +91,22 @@ class RunMetrics:
             ("prompt", " + ".join(f"{shortened(p)} ({w:.0%})" for p, w in self.prompts) or "-"),
             ("GPU memory", gpu_memory()),
         ]
+        advice = self.real_time_advice()
+        if advice:
+            rows.append(("real time", advice))
         cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
         return f'<table class="metrics-table">{cells}</table>'
+
+
+REAL_TIME = f"real time ({FPS} FPS)"
+
+
+def fps_series(runs: dict[str, list[float]]) -> pd.DataFrame:
+    """Per-segment FPS of each run, segments as categories, and a line at real time across them."""
+    count = max((len(v) for v in runs.values()), default=0)
+    rows = [(str(n), round(fps, 2), name) for name, values in runs.items() for n, fps in enumerate(values, 1)]
+    rows += [(str(n), float(FPS), REAL_TIME) for n in range(1, count + 1)]
+    return pd.DataFrame(rows, columns=["segment", "FPS", "run"])
 
 
 def shortened(prompt: str, limit: int = 120) -> str:

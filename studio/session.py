@@ -6,6 +6,7 @@ in the caller's thread (which is where the engine decodes), so a segment crosses
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import time
@@ -39,13 +40,16 @@ class StudioRun:
     """
 
     def __init__(self, run: Run, before: Path | None = None, root: Path | None = None):
+        """The run's files go in a folder named as unguessably as a session token: Gradio serves them to whoever
+        has the name, and only this session is given it."""
         self.run = run
-        self.workdir = Path(tempfile.mkdtemp(prefix="helios-run-", dir=root))
+        self.workdir = Path(root or tempfile.gettempdir()) / f"helios-run-{secrets.token_urlsafe(24)}"
+        self.workdir.mkdir(mode=0o700)
         self.before = None
         if before is not None:
             self.before = self.workdir / "before.mp4"
             shutil.copyfile(before, self.before)
-        self.metrics = RunMetrics()
+        self.metrics = RunMetrics(steps=run.request.settings.pyramid_steps)
         self._discarded = False
 
     def stop(self) -> bool:

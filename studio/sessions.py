@@ -104,9 +104,21 @@ class Sessions:
         if cancel:
             raise Cancelled("Stopped before it started: nothing was generated.")
 
+    def _own_files_only(self, session: str, form: Form) -> None:
+        """A file of the app's runs given as an input must be one of this session's runs' files."""
+        if self.root is None:
+            return
+        root = self.root.resolve()
+        own = [run.workdir.resolve() for run in self.history(session)]
+        for name, value in (("image", form.image), ("video", form.video)):
+            path = Path(value).resolve() if isinstance(value, (str, Path)) and value else None
+            if path is not None and path.is_relative_to(root) and not any(path.is_relative_to(d) for d in own):
+                raise BadInput(f"That {name} is another session's file: upload one of your own.")
+
     def generate(self, session: str, form: Form, randomize: bool = False) -> tuple[int, Iterator[RunUpdate]]:
         """The seed used, and the run's updates; the request is checked before anything starts."""
         self._starting(session)
+        self._own_files_only(session, form)
         if randomize:
             form = replace(form, seed=random.randrange(2**31))
         self.ready.wait()
@@ -116,6 +128,7 @@ class Sessions:
     def compare(self, session: str, form: Form, a: SideSettings, b: SideSettings) -> Comparison:
         """A and B over the form's shared inputs (an upload read once); both requests are checked before either starts."""
         self._starting(session)
+        self._own_files_only(session, form)
         self.ready.wait()
         limits = self.engine.options.limits
         first = build_request(a.applied_to(form), limits=limits)

@@ -263,3 +263,18 @@ def test_an_app_runs_recipe_makes_its_frames_again_through_the_cli(client, task,
     made = cli("--recipe", recipe, *context, "--out", again)
     assert made.returncode == 0, made.stderr
     assert np.array_equal(as_the_app_encodes(np.load(again), tmp_path), np.stack(list(video_frames(download))))
+
+
+def test_a_run_is_its_sessions_own(app_url):
+    """Another client holding a run's server path can neither continue it nor get its recipe through the app."""
+    ann, bob = Client(app_url, verbose=False, download_files=False), Client(app_url, verbose=False)
+    result = ann.predict(*form(prompt="ann's boat", segments=1), api_name="/generate")
+    video = next(r for r in result if isinstance(r, dict) and str(r.get("path", "")).endswith(".mp4"))["path"]
+    assert len(video.split("helios-run-")[1].split("/")[0]) >= 32, "named as unguessably as a session token"
+    for field in ("video", "image"):
+        args = list(form(segments=1))
+        args[FORM_FIELDS.index(field)] = {"path": video, "meta": {"_type": "gradio.FileData"}}
+        with pytest.raises(AppError) as refused:
+            bob.predict(*args, api_name="/generate")
+        assert_in_our_words(str(refused.value))
+        assert "another session's file" in str(refused.value) or "could not be read" in str(refused.value)

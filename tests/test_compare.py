@@ -37,7 +37,9 @@ def test_a_comparison_runs_a_then_b_and_measures_both(sessions):
     assert measures["frames"] == ["65", "65", "0"]
     assert float(measures["FPS"][0]) > 0 and float(measures["FPS"][1]) > 0
     series = comparison.fps_series()
-    assert list(series.columns) == ["segment", "FPS", "run"] and list(series["run"]) == ["A", "A", "B", "B"]
+    assert list(series.columns) == ["segment", "FPS", "run"]
+    assert list(series["run"]) == ["A", "A", "B", "B", "real time (24 FPS)", "real time (24 FPS)"]
+    assert list(series["segment"]) == ["1", "2"] * 3, "segments are categories"
     assert imageio_ffmpeg.count_frames_and_secs(str(comparison.difference.heatmap))[0] == 65
     assert sorted(f.suffix for f in comparison.files()) == [".json", ".json", ".mp4", ".mp4"]
     assert sessions.history("ann")[:2] == [b, a], "both runs join the session's history"

@@ -62,7 +62,30 @@ def test_metrics_show_measured_numbers_and_escape_prompts():
     html = metrics.to_html()
     assert "55.0 FPS" in html and "&lt;b&gt;boat&lt;/b&gt;" in html and "<b>boat" not in html
     assert metrics.frames == 33 and metrics.first_frame_s is not None
-    assert metrics.fps_table().to_dict("records") == [{"segment": 1, "FPS": 55.0}]
+    assert metrics.fps_table().to_dict("records") == [
+        {"segment": "1", "FPS": 55.0, "run": "this run"}, {"segment": "1", "FPS": 24.0, "run": "real time (24 FPS)"},
+    ]
+
+
+@pytest.mark.parametrize("steps, fps, advice", [
+    ((2, 2, 2), [9.0, 12.5, 12.0, 12.2], "12.2 FPS at 2,2,2, below real time (24 FPS): 1,1,1 would play in real time on this GPU (about 24 FPS"),
+    ((3, 3, 3), [20.0, 9.0, 9.5], "9.5 FPS at 3,3,3, below real time (24 FPS): 1,1,1 would play in real time on this GPU (about 28 FPS"),
+    ((3, 3, 3), [20.0, 6.0, 6.0], "6.0 FPS at 3,3,3, below real time (24 FPS); no steps preset reaches it on this GPU (1,1,1: about 18 FPS"),
+    ((4, 4, 4), [5.0, 13.0], "13.0 FPS at 4,4,4, below real time (24 FPS): 2,2,2 would play in real time on this GPU (about 26 FPS"),
+    ((1, 1, 1), [20.0, 30.0], None),
+    ((2, 1, 2), [5.0, 10.0], None),
+])
+def test_a_run_slower_than_real_time_names_the_preset_that_would_be(steps, fps, advice):
+    metrics = RunMetrics(steps=steps)
+    frames = np.zeros((33, 8, 8, 3), np.uint8)
+    for n, value in enumerate(fps):
+        metrics.on_segment(Segment(n, len(fps), frames, 33 * n, (("a boat", 1.0),), SegmentTimings(33 / value, 0.1, 33 / value)))
+    assert metrics.real_time_advice() is None, "said only once the run has ended"
+    metrics.state = "done"
+    said = metrics.real_time_advice()
+    assert (said is None) if advice is None else said.startswith(advice)
+    if advice:
+        assert "real time" in metrics.to_html()
 
 
 def test_metrics_show_a_long_prompt_shortened():
@@ -237,3 +260,19 @@ def test_a_run_forgotten_while_generating_deletes_its_files_when_it_ends(session
     sessions.forget("hal")
     list(updates)
     assert not workdir.exists()
+
+
+def test_another_sessions_run_given_as_an_input_is_refused_in_words(tmp_path):
+    engine = Engine(load_model("tiny"))
+    ready = threading.Event()
+    ready.set()
+    sessions = Sessions(engine, ready, root=tmp_path / "runs")
+    _, updates = sessions.generate("ann", form(segments=1, rows=[[0, "a kite"]]))
+    video = [u.video for u in updates if u.video][0]
+    assert len(video.parent.name) >= 32, "run folders are named as unguessably as a session token"
+    with pytest.raises(BadInput, match="That video is another session's file: upload one of your own"):
+        sessions.generate("bob", form(video=str(video), segments=1, rows=[[0, "a kite"]]))
+    with pytest.raises(BadInput, match="That image is another session's file"):
+        sessions.generate("bob", form(image=str(video.parent / ".." / video.parent.name / "helios.json"), segments=1, rows=[[0, "a kite"]]))
+    _, mine = sessions.generate("ann", form(video=str(video), segments=1, rows=[[0, "a kite"]]))
+    assert [u for u in mine if u.final][0].metrics.state == "done", "a session may continue its own video"
