@@ -135,7 +135,7 @@ def main(argv=None) -> int:
 def serve(args, engine, banner: str) -> int:
     """Rank 0's part (the only one without torchrun): the page, and the runs it asks for."""
     from studio.layout import CSS
-    from studio.page import SESSION_STATES, WATCH_FIRST_FRAME, build_demo
+    from studio.page import PAGE_SCRIPT, SESSION_STATES, build_demo
 
     model = engine.model
     print(banner, flush=True)
@@ -148,7 +148,7 @@ def serve(args, engine, banner: str) -> int:
     demo = build_demo(engine, banner, default_resolution, ready, limits)
     demo.queue(default_concurrency_limit=1, max_size=32)
     demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS, js=WATCH_FIRST_FRAME,
+        server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS, js=PAGE_SCRIPT,
         prevent_thread_lock=warm, state_session_capacity=SESSION_STATES,
     )
     if warm:

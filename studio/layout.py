@@ -50,6 +50,7 @@ class Layout:
     exported: gr.File
     live: gr.Video
     metrics: gr.HTML
+    playback: gr.Radio
     on_screen: gr.HTML
     fps_plot: gr.LinePlot
     generate: gr.Button
@@ -125,6 +126,12 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
         with gr.Column(scale=6):
             c["live"] = gr.Video(label="Live", streaming=True, autoplay=True, elem_id="live", interactive=False)
             c["metrics"] = gr.HTML("<div class='metrics'>Press Generate to start.</div>", elem_id="metrics")
+            with gr.Row():
+                c["playback"] = gr.Radio(
+                    ["smooth", "live"], value="smooth", label="Playback", elem_id="playback", scale=1,
+                    info="smooth: below real time, starts once the whole video will play without a pause; live: at once",
+                )
+                gr.HTML("", elem_id="playback-status")
             c["on_screen"] = gr.HTML("", elem_id="on-screen")
             c["fps_plot"] = gr.LinePlot(
                 x="segment", y="FPS", color="run", color_map={"this run": "#4f46e5", REAL_TIME: "#9ca3af"},

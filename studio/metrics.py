@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from helios.limits import FPS
+from helios.limits import FPS, FRAMES_PER_SEGMENT
 from helios.segment import Segment, StepProgress
+
+from .playback import SEGMENT_S, segments_to_hold
 
 
 @dataclass
@@ -50,8 +52,19 @@ class RunMetrics:
     def overall_fps(self) -> float | None:
         return self.frames / self.elapsed_s if self.frames and self.elapsed_s > 0 else None
 
+    @property
+    def segment_s(self) -> float | None:
+        """Seconds the engine takes per segment, from the measured ones (the amplified first one only if alone)."""
+        later = self.segment_fps[1:] or self.segment_fps
+        return FRAMES_PER_SEGMENT / sorted(later)[len(later) // 2] if later else None
+
     def to_html(self) -> str:
-        return f'<div class="metrics">{self._summary()}</div>'
+        """The table, with what the page's player needs to hold its start (studio/playback.py) as data."""
+        segment_s = self.segment_s
+        data = f'data-state="{self.state}" data-hold="{segments_to_hold(self.total_segments, segment_s)}"'
+        if segment_s:
+            data += f' data-segment-s="{segment_s:.3f}" data-rtf="{SEGMENT_S / segment_s:.3f}"'
+        return f'<div class="metrics" {data}>{self._summary()}</div>'
 
     def fps_table(self) -> pd.DataFrame:
         """Per-segment FPS for the page's plot, beside the real-time line."""
@@ -60,10 +73,9 @@ class RunMetrics:
     def real_time_advice(self) -> str | None:
         """After a run slower than real time, the steps preset that would be real time here, from this run's
         measured segments (the amplified first one aside): a segment's time scales with its steps per stage."""
-        later = self.segment_fps[1:] or self.segment_fps
-        if self.state not in ("done", "stopped") or not later or not self.steps or len(set(self.steps)) != 1:
+        if self.state not in ("done", "stopped") or not self.segment_s or not self.steps or len(set(self.steps)) != 1:
             return None
-        fps = sorted(later)[len(later) // 2]
+        fps = FRAMES_PER_SEGMENT / self.segment_s
         if fps >= FPS:
             return None
         measured, stages = self.steps[0], len(self.steps)

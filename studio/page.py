@@ -18,6 +18,7 @@ from .form import Form, rows_from_timeline, task_of, timeline_from_rows
 from . import history
 from .gpu import on_gpu
 from .layout import EXAMPLE_TIMELINES, Layout, lay_out
+from .playback import SMOOTH_PLAYBACK
 from .compare import SIDES, Comparison, SideSettings
 from .session_limits import SessionLimits
 from .sessions import Sessions
@@ -227,6 +228,9 @@ WATCH_FIRST_FRAME = """() => {
 }"""
 """Where the user sees the first frame: from a click on Generate or Continue to the live player's first played
 frame, measured in the browser (installed once when the page loads)."""
+
+PAGE_SCRIPT = f"() => {{ ({WATCH_FIRST_FRAME})(); ({SMOOTH_PLAYBACK})(); }}"
+"""What the page installs when it loads (`launch(js=...)` takes one function)."""
 
 RUNS = ("generate", "continue", "compare")
 

@@ -49,6 +49,7 @@ def test_stream_plays_before_the_run_ends_and_stop_keeps_the_result(page):
     grid = page.locator("#timeline [role=grid]").inner_text()
     assert "a lighthouse on a cliff at dusk" in grid and "the lighthouse in a storm" in grid
 
+    page.locator("#playback label").filter(has_text="live").click()
     page.click("#generate")
     page.wait_for_function(
         "() => { const v = document.querySelector('#live video'); return v && v.currentTime > 0; }", timeout=180_000
@@ -75,6 +76,52 @@ def test_stream_plays_before_the_run_ends_and_stop_keeps_the_result(page):
     page.click("#stop")
     page.wait_for_selector("text=Nothing is running", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "app-stopped.png"), full_page=True)
+
+
+RECORD_PLAYBACK = """(length) => {
+  const rec = window.rec = {t0: null, started: null, arrivals: [], stalls: [], said: []};
+  const SEGMENT_S = 33 / 24;
+  document.addEventListener('click', (e) => { if (e.target.closest('#generate')) rec.t0 = performance.now(); }, true);
+  let last = {time: -1, at: 0};
+  setInterval(() => {
+    const v = document.querySelector('#live video'), now = performance.now();
+    const status = (document.querySelector('#playback-status') || {}).textContent || '';
+    if (status && rec.said[rec.said.length - 1] !== status) rec.said.push(status);
+    if (!v || rec.t0 === null) return;
+    const n = v.buffered.length ? Math.floor(v.buffered.end(v.buffered.length - 1) / SEGMENT_S + 0.05) : 0;
+    while (rec.arrivals.length < n) rec.arrivals.push(now);
+    if (rec.started === null && !v.paused && v.currentTime > 0) rec.started = now;
+    if (rec.started === null || v.paused || v.ended) { last = {time: v.currentTime, at: now}; return; }
+    if (v.currentTime !== last.time) { last = {time: v.currentTime, at: now}; return; }
+    if (now - last.at > 300 && v.currentTime < length - 0.2) {
+      rec.stalls.push(v.currentTime);
+      last = {time: v.currentTime, at: Infinity};
+    }
+  }, 50);
+}"""
+"""Records, in the page: the click, each segment's arrival in the player's buffer, the start of playback, the
+smooth player's words, and every stall (playback not advancing for 300 ms before the end)."""
+
+
+def test_below_real_time_smooth_playback_waits_then_plays_through_without_a_stall(page):
+    page.evaluate(RECORD_PLAYBACK, 5 * 33 / 24)
+    page.get_by_label("Steps per stage").fill("3,3,3")
+    page.keyboard.press("Enter")
+    page.get_by_label("Length (segments of 33 frames)", exact=False).first.fill("5")
+    page.click("#generate")
+    page.wait_for_function("() => document.querySelector('#metrics').innerText.includes('done')", timeout=300_000)
+    page.wait_for_function("() => { const v = document.querySelector('#live video'); return v && v.ended; }", timeout=60_000)
+    rec = page.evaluate("() => window.rec")
+    rtf = float(page.locator("#metrics .metrics").get_attribute("data-rtf"))
+    assert rtf < 1, f"the tiny model at 3,3,3 must be slower than real time on this machine for this test ({rtf}x)"
+    assert any(s.startswith("starts in") and "real time" in s for s in rec["said"]), rec["said"]
+    assert rec["stalls"] == [], f"playback paused for data at {rec['stalls']} s"
+    arrivals = rec["arrivals"][:5]
+    earliest = max(at - i * 33 / 24 * 1000 for i, at in enumerate(arrivals)) - rec["t0"]
+    started = rec["started"] - rec["t0"]
+    assert started <= 1.15 * earliest + 1000, f"started {started / 1000:.1f} s after the click; {earliest / 1000:.1f} s would do"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app-smooth-playback.png"), full_page=True)
 
 
 def test_bad_request_shows_words_not_a_trace(page):
