@@ -128,7 +128,7 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
             c["metrics"] = gr.HTML("<div class='metrics'>Press Generate to start.</div>", elem_id="metrics")
             with gr.Row():
                 c["playback"] = gr.Radio(
-                    ["smooth", "live"], value="smooth", label="Playback", elem_id="playback", scale=1,
+                    ["smooth", "live"], value="smooth", label="Playback", elem_id="playback", scale=1, interactive=True,
                     info="smooth: below real time, starts once the whole video will play without a pause; live: at once",
                 )
                 gr.HTML("", elem_id="playback-status")
