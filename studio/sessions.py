@@ -3,6 +3,7 @@ raise HeliosError, and the page turns it into words on screen."""
 
 from __future__ import annotations
 
+import filecmp
 import random
 import threading
 import time
@@ -16,6 +17,7 @@ from helios.run import Run
 
 from .compare import Comparison, SideSettings
 from .form import Form, build_request, timeline_from_rows
+from . import history
 from .history import KEPT
 from .session import RunUpdate, StudioRun
 from .session_limits import SessionLimits
@@ -105,15 +107,22 @@ class Sessions:
             raise Cancelled("Stopped before it started: nothing was generated.")
 
     def _own_files_only(self, session: str, form: Form) -> None:
-        """A file of the app's runs given as an input must be one of this session's runs' files."""
-        if self.root is None:
-            return
-        root = self.root.resolve()
-        own = [run.workdir.resolve() for run in self.history(session)]
+        """A run's file given as an input must be one of this session's runs'. Gradio copies an input file into a
+        folder of its own before the handler sees it, so a copy is recognized by its bytes."""
         for name, value in (("image", form.image), ("video", form.video)):
-            path = Path(value).resolve() if isinstance(value, (str, Path)) and value else None
-            if path is not None and path.is_relative_to(root) and not any(path.is_relative_to(d) for d in own):
+            path = Path(value) if isinstance(value, (str, Path)) and value else None
+            if path is not None and path.is_file() and self._owner_of(path) not in (None, session):
                 raise BadInput(f"That {name} is another session's file: upload one of your own.")
+
+    def _owner_of(self, path: Path) -> str | None:
+        """The session whose run wrote this file (or an exact copy of it), if any."""
+        size = path.stat().st_size
+        with self._lock:
+            kept = [(s, f) for s, runs in self._history.items() for run in runs for f in history.files(run)]
+        for owner, file in kept:
+            if path.resolve() == file.resolve() or (file.exists() and file.stat().st_size == size and filecmp.cmp(file, path, shallow=False)):
+                return owner
+        return None
 
     def generate(self, session: str, form: Form, randomize: bool = False) -> tuple[int, Iterator[RunUpdate]]:
         """The seed used, and the run's updates; the request is checked before anything starts."""

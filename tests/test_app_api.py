@@ -30,8 +30,11 @@ def test_generate_streams_and_offers_the_full_mp4(client):
     live, metrics, plot, download, seed = final
     assert seed == 5
     plotted = [u[2] for u in updates if isinstance(u[2], dict) and "data" in u[2]][-1]
-    assert plotted["columns"] == ["segment", "FPS"] and [row[0] for row in plotted["data"]] == [1, 2]
-    assert all(fps > 0 for _, fps in plotted["data"]), "one bar per segment, its measured FPS"
+    assert plotted["columns"] == ["segment", "FPS", "run"]
+    ours = [row for row in plotted["data"] if row[2] == "this run"]
+    assert [row[0] for row in ours] == ["1", "2"], "segments are categories"
+    assert all(fps > 0 for _, fps, _ in ours), "a point per segment, its measured FPS"
+    assert [row[1] for row in plotted["data"] if row[2] == "real time (24 FPS)"] == [24.0, 24.0], "the real-time line"
     assert "done" in metrics and "FPS" in metrics and "first frame ready" in metrics
     frames, _ = imageio_ffmpeg.count_frames_and_secs(download)
     assert frames == 65
@@ -218,7 +221,7 @@ def test_compare_gives_both_videos_their_difference_and_recipes(client):
     assert [imageio_ffmpeg.count_frames_and_secs(v)[0] for v in (a, b, difference)] == [33, 33, 33]
     assert [row[0] for row in measures["data"]] == ["FPS", "first frame ready (s)", "peak GPU memory (GiB)", "frames"]
     assert sorted(f.rsplit(".", 1)[1] for f in files) == ["json", "json", "mp4", "mp4"]
-    assert {row[2] for row in plot["data"]} == {"A", "B"}
+    assert {row[2] for row in plot["data"]} == {"A", "B", "real time (24 FPS)"}
 
 
 COMPARE_WALK = [("rows_a", 5), ("crossfade_b", 1e30), ("steps_b", "0,1,1"), ("seed_a", 2**70), ("seed_b", "x"),
