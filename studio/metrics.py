@@ -86,6 +86,8 @@ class RunMetrics:
             k = fast[0]
             return (f"{fps:.1f} FPS at {now}, below real time ({FPS} FPS): {','.join([str(k)] * stages)} would play in "
                     f"real time on this GPU (about {projected[k]:.0f} FPS, from this run's segment times).")
+        if measured == 1:
+            return f"{fps:.1f} FPS at {now}, below real time ({FPS} FPS), with the fewest steps: a smaller size would be faster."
         return (f"{fps:.1f} FPS at {now}, below real time ({FPS} FPS); no steps preset reaches it on this GPU "
                 f"({','.join(['1'] * stages)}: about {fps * measured:.0f} FPS, from this run's segment times).")
 

@@ -73,6 +73,7 @@ def test_metrics_show_measured_numbers_and_escape_prompts():
     ((3, 3, 3), [20.0, 6.0, 6.0], "6.0 FPS at 3,3,3, below real time (24 FPS); no steps preset reaches it on this GPU (1,1,1: about 18 FPS"),
     ((4, 4, 4), [5.0, 13.0], "13.0 FPS at 4,4,4, below real time (24 FPS): 2,2,2 would play in real time on this GPU (about 26 FPS"),
     ((1, 1, 1), [20.0, 30.0], None),
+    ((1, 1, 1), [9.0, 17.8], "17.8 FPS at 1,1,1, below real time (24 FPS), with the fewest steps: a smaller size"),
     ((2, 1, 2), [5.0, 10.0], None),
 ])
 def test_a_run_slower_than_real_time_names_the_preset_that_would_be(steps, fps, advice):
