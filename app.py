@@ -23,7 +23,7 @@ from helios.cli import add_placement_arguments, load_options_from_args
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import DEFAULT_MODEL, LoadOptions, load_model
-from helios.placement.ranks import follow
+from helios.run import follow
 from studio.session_limits import SessionLimits
 
 

@@ -26,7 +26,8 @@ from helios.limits import parse_steps
 from helios.loading import LoadOptions, _load, assemble
 from helios.placement.capability import Capabilities
 from helios.placement.options import ModelSize, Placement, resolve
-from helios.placement.ranks import follow, ranks
+from helios.placement.ranks import ranks
+from helios.run import follow
 from helios.request import GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline
 

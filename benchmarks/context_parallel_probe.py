@@ -15,7 +15,7 @@ import numpy as np
 from helios.engine import Engine, EngineOptions
 from helios.loading import LoadOptions, load_model
 from helios.placement.options import Placement
-from helios.placement.ranks import follow
+from helios.run import follow
 from helios.request import GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline
 

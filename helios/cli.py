@@ -13,8 +13,9 @@ from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import DEFAULT_MODEL, LoadOptions, load_model
 from .media import VideoWriter, check_output_path, read_image, read_video
 from .placement.options import MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
-from .placement.ranks import follow, ranks
+from .placement.ranks import ranks
 from .recipe import Recipe, recipe_for, segment_timings, sidecar, timings_of
+from .run import follow
 from .request import GenerationRequest, GenerationSettings
 from .segment import Segment, StepProgress
 from .timeline import PromptTimeline, read_timeline

@@ -19,6 +19,7 @@ import torch
 from .denoise import SamplingPlan
 from .errors import Cancelled, OutOfMemory
 from .limits import output_frames
+from .placement.ranks import DONE, tensors_on
 from .request import Continuation, GenerationRequest
 from .segment import Segment, SegmentTimings, StepProgress, Stopwatch
 from .timeline import PromptTimeline
@@ -170,3 +171,17 @@ class Run:
                 height=s.height, width=s.width, history_sizes=s.history_sizes,
             )
             yield segment
+
+
+def follow(engine: Engine) -> None:
+    """A follower rank's whole life (placement/ranks.py): run each request the leader sends, in step with it, until
+    the leader is done."""
+    me = engine.model.ranks
+    while (request := me.share(None)) != DONE:
+        run = engine.start(tensors_on(engine.model.device, request))
+        try:
+            with torch.inference_mode():
+                for _ in engine.denoise(run):
+                    pass
+        except Cancelled:
+            pass

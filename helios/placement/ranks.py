@@ -1,7 +1,8 @@
 """One stream on several GPUs, started by `torchrun --nproc-per-node N`: every rank holds the whole model and runs
 the same denoising loop on its share of the tokens (context parallelism, see context_parallel.py); rank 0 leads.
 
-Rank 0 alone serves the page or runs the CLI, decodes and writes the frames. The other ranks follow: for each run
+Rank 0 alone serves the page or runs the CLI, decodes and writes the frames. The other ranks follow
+(`helios.run.follow`): for each run
 rank 0 sends them its request (a continuation's tensors included), at each segment's start the prompts it uses
 (live timeline edits), and at each denoising step whether to stop. These small messages go over a CPU (gloo) group
 of their own, so the GPUs' collectives never wait for them and no step waits for the GPU to answer.
@@ -17,13 +18,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from ..errors import Cancelled
-
 if TYPE_CHECKING:
-    from ..engine import Engine
     from ..request import GenerationRequest
 
-_DONE = "done"
+DONE = "done"
+"""What the leader sends when it is done: the followers' loop (`helios.run.follow`) ends."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +63,7 @@ class Ranks:
     def dismiss(self) -> None:
         """The leader is done: the followers return from `follow`."""
         if self.size > 1 and self.leader:
-            self.share(_DONE)
+            self.share(DONE)
 
 
 @functools.cache
@@ -88,16 +87,3 @@ def tensors_on(device, request: GenerationRequest) -> GenerationRequest:
         return request
     moved = {k: getattr(after, k).to(device) for k in ("prefix", "history") if getattr(after, k) is not None}
     return dataclasses.replace(request, after=dataclasses.replace(after, **moved))
-
-
-def follow(engine: Engine) -> None:
-    """A follower's whole life: run each request the leader sends, in step with it, until it is done."""
-    me = engine.model.ranks
-    while (request := me.share(None)) != _DONE:
-        run = engine.start(tensors_on(engine.model.device, request))
-        try:
-            with torch.inference_mode():
-                for _ in engine.denoise(run):
-                    pass
-        except Cancelled:
-            pass
