@@ -1,0 +1,40 @@
+"""On a GPU: weights read from the files land where each tier says (the GPU, or pinned host memory) and every tier
+makes the frames the resident one makes. Skipped without CUDA."""
+
+import numpy as np
+import pytest
+import torch
+
+from helios.engine import Engine
+from helios.loading import LoadOptions, _load
+from helios.placement.options import Placement
+from helios.placement.streaming import StreamedBlock, plain_tensors
+from helios.request import GenerationRequest, GenerationSettings
+from helios.timeline import PromptTimeline
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def frames(model) -> np.ndarray:
+    settings = GenerationSettings(height=64, width=128, num_frames=66, pyramid_steps=(1, 1, 1), seed=3)
+    run = Engine(model).start(GenerationRequest(PromptTimeline.single("a heron at dawn"), settings))
+    return np.concatenate([s.frames for s in run.segments()])
+
+
+@pytest.mark.parametrize("tier", ["text-offload", "fp8", "fp8-streamed"])
+def test_each_tier_places_its_weights_and_keeps_the_frames(tiny_checkpoint, tier):
+    folder = str(tiny_checkpoint("distilled"))
+    resident = _load(folder, LoadOptions(device="cuda", placement=Placement(memory="resident", compile_blocks=False)))
+    for t in (*resident.transformer.parameters(), *resident.transformer.buffers(), *resident.text_encoder.parameters()):
+        assert t.is_cuda, "the resident tier holds everything on the GPU, buffers made at build included"
+    model = _load(folder, LoadOptions(device="cuda", placement=Placement(memory=tier, compile_blocks=False)))
+    streamed = [b for b in model.transformer.blocks if isinstance(b, StreamedBlock)]
+    for block in streamed:
+        assert all(t.is_cuda for t in plain_tensors(block.block)), "streamed blocks compute from their GPU slots"
+    if streamed:
+        assert all(t.is_pinned() for host in model.block_stream.host for t in host), "copied in from pinned memory"
+    lookup = model.text_encoder.encoder.embed_tokens
+    assert not lookup.table.is_cuda and list(lookup.parameters()) == [], "tokens are looked up in host memory"
+    ours, theirs = frames(model), frames(resident)
+    psnr = 10 * np.log10(255**2 / max(np.mean((ours.astype(float) - theirs) ** 2), 1e-12))
+    assert psnr > (60 if tier == "text-offload" else 25), f"{tier}: {psnr:.1f} dB from the resident tier's frames"
