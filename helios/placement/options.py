@@ -90,7 +90,8 @@ class Placement:
 PINNED_SLACK = GIB
 """Pinned memory comes in 1 GiB slabs, the last partly used, and tensors leave the tail of each unused."""
 HOST_BASE = int(3.0 * GIB)
-"""Host memory of the process before any weight: Python, PyTorch, CUDA's context, diffusers and transformers."""
+"""Host memory of the process beside the weights it keeps there: Python, PyTorch, CUDA's context, diffusers and
+transformers, loading's buffers. The resident tier, which keeps none, peaked at 2.7 GiB through load and run (H200)."""
 
 
 def host_bytes(tier: Tier, size: ModelSize, resident_blocks: int | None = None) -> int:
