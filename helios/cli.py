@@ -43,6 +43,16 @@ def _seeds(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, like 0,1,2 (got {text!r})") from None
 
 
+def _gib(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"give a number of GiB above 0, like 16 (got {text!r})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m helios", description="Helios Studio: streaming Helios video generation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -81,8 +91,8 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto picks the fastest tier that fits the GPU's free memory; or force one: "
         + "; ".join(f"{t.name}: {t.serves}" for t in TIERS),
     )
-    parser.add_argument("--gpu-memory", type=float, metavar="GIB", help="use at most this much GPU memory")
-    parser.add_argument("--host-memory", type=float, metavar="GIB",
+    parser.add_argument("--gpu-memory", type=_gib, metavar="GIB", help="use at most this much GPU memory")
+    parser.add_argument("--host-memory", type=_gib, metavar="GIB",
                         help="hold at most this much host memory (default: what the system has available)")
     parser.add_argument(
         "--parallel", choices=PARALLEL_CHOICES, default="auto",

@@ -177,23 +177,22 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
             vae=diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
             scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         )
-        ledger = HostLedger(resolved.host_budget, HOST_BASE)
-        slabs = PinnedSlabs(ledger)
-        weights = {name: WeightFiles(folder / name, ledger, slabs) for name in ("transformer", "text_encoder")}
-        return assemble(source, folder, flavour, parts, device, dtype, resolved, caps, weights)
+        return assemble(source, folder, flavour, parts, device, dtype, resolved, caps)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
 
 
-def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities, weights=None) -> HeliosModel:
-    """Fill and place the components as `resolved` says, the text encoder beside the transformer; without `weights`
-    the modules bring their own (the benchmark's full-size random ones)."""
+def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities) -> HeliosModel:
+    """Fill and place the components as `resolved` says, the text encoder beside the transformer, from the
+    checkpoint's files; without a folder the modules bring their own weights (the benchmark's full-size random ones)."""
     from .placement.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
 
-    if weights is None:
-        ledger = HostLedger(resolved.host_budget, HOST_BASE)
-        slabs = PinnedSlabs(ledger)
-        weights = {"transformer": InMemory(ledger, slabs), "text_encoder": InMemory(ledger, slabs)}
+    ledger = HostLedger(resolved.host_budget, HOST_BASE)
+    slabs = PinnedSlabs(ledger)
+    weights = {
+        name: WeightFiles(folder / name, ledger, slabs) if folder is not None else InMemory(ledger, slabs)
+        for name in ("transformer", "text_encoder")
+    }
     for name in ("text_encoder", "transformer", "vae"):
         if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
             parts[name].eval()

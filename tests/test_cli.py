@@ -3,6 +3,7 @@ real subprocess (`python -m helios`), the rest through the same `main` in this p
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,7 +100,20 @@ def test_a_grid_of_seeds_and_steps_runs_every_combination_into_a_folder(tmp_path
     assert refused.returncode == 2 and "need a folder for --out" in refused.stderr
 
 
-def _bad_inputs(tmp_path: Path) -> dict:
+@pytest.fixture(scope="module")
+def broken_checkpoints(tmp_path_factory, tiny_checkpoint):
+    """A checkpoint whose transformer config does not match its weights, and one whose weight files are damaged."""
+    root = tmp_path_factory.mktemp("broken")
+    mismatched = shutil.copytree(tiny_checkpoint("distilled"), root / "mismatched")
+    config = json.loads((mismatched / "transformer" / "config.json").read_text())
+    (mismatched / "transformer" / "config.json").write_text(json.dumps({**config, "ffn_dim": config["ffn_dim"] * 2}))
+    damaged = shutil.copytree(tiny_checkpoint("distilled"), root / "damaged")
+    for file in (damaged / "transformer").glob("*.safetensors"):
+        file.write_bytes(b"\xff" * 16)
+    return mismatched, damaged
+
+
+def _bad_inputs(tmp_path: Path, broken: tuple[Path, Path]) -> dict:
     (tmp_path / "empty.json").write_text('{"crossfade": 1, "entries": []}')
     (tmp_path / "disorder.json").write_text(
         json.dumps({"entries": [{"start": 0, "prompt": "a"}, {"start": 3, "prompt": "b"}, {"start": 1, "prompt": "c"}]})
@@ -121,6 +135,7 @@ def _bad_inputs(tmp_path: Path) -> dict:
         (full / part).mkdir()
     (full / "transformer" / "config.json").write_text(json.dumps({"num_layers": 40, "num_attention_heads": 40}))
     t = ["--model", "tiny"]
+    mismatched, damaged = broken
     return {
         "empty prompt": (2, "prompt is empty", [*t, "--prompt", "  "]),
         "empty timeline": (2, "timeline is empty", [*t, "--timeline", tmp_path / "empty.json"]),
@@ -137,6 +152,9 @@ def _bad_inputs(tmp_path: Path) -> dict:
         "missing model folder": (1, "No model folder", ["--model", tmp_path / "nowhere", "--prompt", "x"]),
         "unreachable hub": (1, "Hugging Face Hub", ["--model", "nobody/no-such-model", "--prompt", "x"]),
         "full-size model without a GPU": (1, "needs a CUDA GPU", ["--model", full, "--prompt", "x", "--device", "cpu"]),
+        "negative host memory": (2, "number of GiB above 0", [*t, "--prompt", "x", "--host-memory", "-1"]),
+        "weights unlike the config": (1, "does not match its config.json", ["--model", mismatched, "--prompt", "x"]),
+        "damaged weights": (1, "damaged header", ["--model", damaged, "--prompt", "x"]),
     }
 
 
@@ -146,10 +164,11 @@ def _bad_inputs(tmp_path: Path) -> dict:
     "case",
     ["empty prompt", "empty timeline", "timeline out of order", "timeline beyond the video", "malformed timeline",
      "timeline of unknown type", "not an image", "not a video", "zero-frame video", "bad size", "bad steps",
-     "image and video", "missing model folder", "unreachable hub", "full-size model without a GPU"],
+     "image and video", "missing model folder", "unreachable hub", "full-size model without a GPU",
+     "negative host memory", "weights unlike the config", "damaged weights"],
 )
-def test_bad_input_gives_one_line_and_leaves_no_file(case, tmp_path, cli):
-    code, message, args = _bad_inputs(tmp_path)[case]
+def test_bad_input_gives_one_line_and_leaves_no_file(case, tmp_path, cli, broken_checkpoints):
+    code, message, args = _bad_inputs(tmp_path, broken_checkpoints)[case]
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     result = cli(*args, "--frames", "132", "--out", out_dir / "video.mp4")

@@ -42,9 +42,12 @@ def stored_tensors(folder: Path) -> dict[str, Stored]:
     """Every tensor of a component folder's safetensors files, from their headers."""
     stored = {}
     for file in sorted(folder.glob("*.safetensors")):
-        with open(file, "rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(length))
+        try:
+            with open(file, "rb") as f:
+                (length,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(length))
+        except (struct.error, ValueError, MemoryError, OverflowError):
+            raise ModelUnavailable(f"{file} has a damaged header: the checkpoint is damaged; download it again.") from None
         for name, meta in header.items():
             if name == "__metadata__":
                 continue
@@ -155,7 +158,13 @@ class WeightFiles(Weights):
         for name, tensor in (*module.named_parameters(), *module.named_buffers()):
             key = prefix + name
             if key in self.stored:
-                values[name] = self._read(self.stored[key], device, dtype_of(key, self.stored[key].dtype))
+                stored = self.stored[key]
+                if stored.shape != tuple(tensor.shape):
+                    raise ModelUnavailable(
+                        f"{self.folder} stores {key} as {list(stored.shape)} where its config makes "
+                        f"{list(tensor.shape)}: the checkpoint does not match its config.json; download it again."
+                    )
+                values[name] = self._read(stored, device, dtype_of(key, stored.dtype))
             elif tensor.is_meta:
                 raise ModelUnavailable(f"{self.folder} lacks {key}: the checkpoint is incomplete; download it again.")
             else:
