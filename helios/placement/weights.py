@@ -87,7 +87,8 @@ class HostLedger:
 class PinnedSlabs:
     """Pinned host memory cut to size from 1 GiB slabs: PyTorch's pinned allocator rounds every allocation up to a
     power of two, so a 70 MB FP8 weight pinned alone held 128 MB (an 8 GiB card's load peaked at 30.5 GiB of host
-    memory, not 23). With 256 MiB slabs the tails they left unused still took 17% (H200)."""
+    memory on the H200). With 256 MiB slabs, which hold three such weights and leave the rest, 12 and 8 GiB cards were
+    still refused by the ledger at 24 GiB."""
 
     SLAB = 2**30
     ALIGN = 256
