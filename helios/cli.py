@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -78,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_placement_arguments(g)
     g.add_argument("--out", type=Path, required=True,
                    help=".mp4 (H.264, 24 fps) or .npy (uint8 frames); for a grid of seeds x steps, a folder")
+    c = sub.add_parser("compile", help="build ahead-of-time compiled blocks, so runs start without compiling")
+    c.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local diffusers folder, or 'tiny'")
+    c.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    c.add_argument("--height", type=int, default=384, help="the example request's size; every size runs from the package")
+    c.add_argument("--width", type=int, default=640)
+    add_placement_arguments(c)
+    c.add_argument("--out", type=Path, help="the folder to write (default: the cache folder runs look in)")
     return parser
 
 
@@ -94,6 +102,9 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-memory", type=_gib, metavar="GIB", help="use at most this much GPU memory")
     parser.add_argument("--host-memory", type=_gib, metavar="GIB",
                         help="hold at most this much host memory (default: what the system has available)")
+    parser.add_argument("--aot", default=os.environ.get("HELIOS_AOT", "auto"), metavar="DIR",
+                        help="ahead-of-time compiled blocks from DIR (made by python -m helios compile); auto: the cache's, "
+                        "if made for this GPU; off: compile just in time")
     parser.add_argument(
         "--parallel", choices=PARALLEL_CHOICES, default="auto",
         help="under torchrun --nproc-per-node N: split attention by heads (ulysses) or by tokens (ring); "
@@ -102,7 +113,9 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_options_from_args(args, **more) -> LoadOptions:
-    placement = Placement(memory=args.memory, fp8=args.fp8, fp8_attention=args.fp8_attention, parallel=args.parallel)
+    placement = Placement(
+        memory=args.memory, fp8=args.fp8, fp8_attention=args.fp8_attention, parallel=args.parallel, aot=args.aot,
+    )
     return LoadOptions(placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory, **more)
 
 
@@ -182,6 +195,31 @@ def generate(args) -> int:
         model.ranks.dismiss()
 
 
+def compile_blocks(args) -> int:
+    """Loads the model as a run would (blocks not compiled), runs one block call of a real request to learn its
+    inputs, and builds the package that every later run of this GPU, torch and weight form starts from."""
+    from .engine import Engine
+    from .loading import aot_cache
+    from .placement.aot import aot_key, build, capture_block_inputs
+
+    args.aot = "off"
+    options = load_options_from_args(args, device=args.device)
+    options = dataclasses.replace(options, placement=dataclasses.replace(options.placement, compile_blocks=False))
+    model = load_model(args.model, options)
+    settings = GenerationSettings(height=args.height, width=args.width, num_frames=FRAMES_PER_SEGMENT, pyramid_steps=(1, 1, 1))
+    request = GenerationRequest(PromptTimeline.single("a compile example"), settings)
+    block = model.transformer.blocks[0]
+    block = getattr(block, "block", block)
+    inputs = capture_block_inputs(block, lambda: next(Engine(model).start(request).segments()))
+    key = aot_key(model.transformer.config, model.dtype, model.placement, model.capabilities)
+    out = args.out or aot_cache() / key.name
+    print(f"{model.describe()}\ncompiling {type(block).__name__} for {key.name} ...", flush=True)
+    seconds = build(block, inputs, key, out)
+    where = "runs on this machine find it by themselves" if args.out is None else f"run with --aot {out}"
+    print(f"wrote {out} in {seconds:.0f} s: {where}.")
+    return 0
+
+
 def write_videos(engine, requests, outs: list[Path], grid: bool, folder: Path) -> int:
     runs = [engine.start(request) for _, request in requests]  # every request checked before the first runs
     if grid:
@@ -248,7 +286,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return generate(args)
+        return compile_blocks(args) if args.command == "compile" else generate(args)
     except HeliosError as exc:
         if ranks().leader:  # under torchrun every rank meets the same problem: it is said once
             print(f"error: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ import torch
 
 from .errors import ModelUnavailable
 from .flavour import Flavour, flavour_from_index
+from .placement.aot import aot_key, choose
 from .placement.capability import Capabilities
 from .placement.context_parallel import attention_split
 from .placement.options import HOST_BASE, Placement, Resolved, resolve
@@ -182,11 +183,25 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
 
 
+def with_aot(resolved: Resolved, transformer_config: dict, dtype: torch.dtype, caps: Capabilities) -> Resolved:
+    """Blocks run from an ahead-of-time folder when one made for this GPU, torch and weight form is asked for or
+    sits in the cache (`python -m helios compile` makes it); otherwise they are compiled just in time."""
+    key = aot_key(transformer_config, dtype, resolved, caps)
+    paths = resolved.placement
+    folder, note = choose(paths.aot, key, aot_cache(), caps.ranks, paths.kernels or paths.fp8_attention)
+    return resolved.with_aot(folder, note)
+
+
+def aot_cache() -> Path:
+    return cache_dir() / "aot"
+
+
 def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities) -> HeliosModel:
     """Fill and place the components as `resolved` says, the text encoder beside the transformer, from the
     checkpoint's files; without a folder the modules bring their own weights (the benchmark's full-size random ones)."""
     from .placement.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
 
+    resolved = with_aot(resolved, parts["transformer"].config, dtype, caps)
     ledger = HostLedger(resolved.host_budget, HOST_BASE)
     slabs = PinnedSlabs(ledger)
     weights = {

@@ -93,22 +93,23 @@ def sessions():
     return Sessions(Engine(load_model("tiny")), ready)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli():
-    """`python -m helios generate ARGS` in this process: the exit code, stdout, stderr and files a user gets, without
-    a new interpreter's imports (~10 s on 2 cores) per run; test_cli.py also runs the real entry point."""
+    """`python -m helios generate ARGS` (or another `command`) in this process: the exit code, stdout, stderr and
+    files a user gets, without a new interpreter's imports (~10 s on 2 cores) per run; test_cli.py also runs the real
+    entry point."""
     import contextlib
     import io
     import subprocess
 
     from helios.cli import main
 
-    def run(*args, cwd=None) -> subprocess.CompletedProcess:
+    def run(*args, cwd=None, command="generate") -> subprocess.CompletedProcess:
         out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
         try:
             os.chdir(cwd or here)
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = main(["generate", *map(str, args)])
+                code = main([command, *map(str, args)])
         finally:
             os.chdir(here)
         return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())

@@ -82,6 +82,9 @@ class Placement:
     vae_kernels: bool = True
     compile_vae: bool = False
     cudnn_autotune: bool = True
+    aot: str = "auto"
+    """Ahead-of-time compiled blocks: "auto" (from the cache folder made for this GPU, torch and weight form, if there
+    is one), "off", or a folder made by `python -m helios compile` (placement/aot.py)."""
     parallel: str = "auto"
     """With several ranks: how attention is split, "ulysses" (by heads), "ring", or "auto" (Ulysses when the heads
     divide evenly among the ranks)."""
@@ -117,6 +120,14 @@ class Resolved:
     cuda_graphs: bool = True
     host_budget: int | None = None
     """Host bytes this load may hold (available memory, or --host-memory); None on the CPU preview."""
+
+    def with_aot(self, folder, note: str) -> "Resolved":
+        """Blocks from an AoT folder are not compiled again; without one, `aot` says "off"."""
+        switches = dict(aot=str(folder) if folder else "off")
+        if folder:
+            switches["compile_blocks"] = False
+        placement = dataclasses.replace(self.placement, **switches)
+        return dataclasses.replace(self, placement=placement, notes=self.notes + ((note,) if note else ()))
 
     def describe(self) -> str:
         streamed = f", {self.resident_blocks} blocks resident" if self.tier.streamed_blocks else ""

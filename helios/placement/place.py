@@ -8,10 +8,12 @@ Weights come from a checkpoint's files or from modules already built in memory (
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from .aot import use_aot
 from .context_parallel import enable_context_parallel
 from .fp8 import block_to_float8
 from .fp8_attention import use_fp8_attention
@@ -116,7 +118,9 @@ def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.
         transformer.set_attention_backend(paths.attention_backend)
     if ranks.size > 1:
         enable_context_parallel(transformer, paths.parallel, ranks.size, device)
-    if paths.compile_blocks:
+    if paths.aot != "off":
+        use_aot(blocks, Path(paths.aot))
+    elif paths.compile_blocks:
         transformer.compile_repeated_blocks(fullgraph=ranks.size == 1)  # the last block's gather breaks the graph
     return stream
 
