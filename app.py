@@ -1,7 +1,8 @@
 """Helios Studio: `python app.py` starts the app. Without a GPU it runs the tiny random-weight preview model.
 
 The page is served at once; the engine then warms up with one short run (on a GPU: compile, CUDA graphs) while the
-page says so, and requests wait for it. Nothing here touches CUDA before the model is loaded, so a ZeroGPU Space can build the page.
+page says so, and requests wait for it. On a ZeroGPU Space `spaces` is imported first and nothing touches CUDA
+outside its GPU calls (the model is filled on the CPU and handed to `spaces`, which moves it into each call).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import DEFAULT_MODEL, LoadOptions, load_model
 from helios.run import follow
+from studio.gpu import import_spaces_first
 from studio.session_limits import SessionLimits
 
 
@@ -101,6 +103,7 @@ def choose_model(requested: str | None, options: LoadOptions):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import_spaces_first()
     missing = [exe for exe in ("ffmpeg", "ffprobe") if shutil.which(exe) is None]
     if missing:
         print(f"error: the streaming player needs {' and '.join(missing)} on PATH: run scripts/system-deps.sh.", file=sys.stderr)

@@ -198,7 +198,8 @@ def aot_cache() -> Path:
 
 def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities) -> HeliosModel:
     """Fill and place the components as `resolved` says, the text encoder beside the transformer, from the
-    checkpoint's files; without a folder the modules bring their own weights (the benchmark's full-size random ones)."""
+    checkpoint's files; without a folder the modules bring their own weights (the benchmark's full-size random ones).
+    On ZeroGPU the main process may not touch CUDA: everything is filled on the CPU, then sent to the GPU whole."""
     from .placement.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
 
     resolved = with_aot(resolved, parts["transformer"].config, dtype, caps)
@@ -211,10 +212,14 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
     for name in ("text_encoder", "transformer", "vae"):
         if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
             parts[name].eval()
-    text = Loading(lambda: place_text_encoder(parts["text_encoder"], resolved, device, weights["text_encoder"], dtype), device)
-    block_stream = place_transformer(parts["transformer"], resolved, device, ranks(), weights["transformer"], dtype)
+    fill = torch.device("cpu") if caps.zero_gpu else device
+    text = Loading(lambda: place_text_encoder(parts["text_encoder"], resolved, fill, weights["text_encoder"], dtype), fill)
+    block_stream = place_transformer(parts["transformer"], resolved, fill, ranks(), weights["transformer"], dtype)
     text.wait()
-    place_vae(parts["vae"], resolved, device)
+    place_vae(parts["vae"], resolved, fill)
+    if fill != device:  # ZeroGPU: spaces takes what the main thread sends to the GPU into each of its GPU calls
+        for name in ("text_encoder", "transformer", "vae"):
+            parts[name].to(device)
     is_tiny = folder is not None and (folder / TINY_MARKER).exists()
     return HeliosModel(
         source=source, folder=folder, flavour=flavour, is_tiny=is_tiny, device=device, dtype=dtype, placement=resolved,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Callable
 
 from helios.errors import BadInput
@@ -11,6 +12,13 @@ from helios.limits import Limits, parse_steps
 SECONDS_PER_STEP = 0.6
 SECONDS_PER_SEGMENT = 0.5
 START_SECONDS = 30
+
+
+def import_spaces_first() -> None:
+    """On a ZeroGPU Space `spaces` must patch torch before anything asks about CUDA: the model is then chosen and
+    placed for the GPU each `spaces.GPU` call lends, not for a machine without one (the tiny preview)."""
+    if os.environ.get("SPACES_ZERO_GPU"):
+        import spaces  # noqa: F401
 
 
 def gpu_seconds(segments, steps, limits: Limits) -> int:

@@ -6,7 +6,6 @@ import threading
 import imageio_ffmpeg
 import numpy as np
 import pytest
-import torch
 
 from helios.engine import Engine, EngineOptions
 from helios.errors import BadInput, Cancelled
@@ -193,21 +192,6 @@ def test_continue_after_a_different_size_is_refused_in_words(sessions):
     list(sessions.generate("carol", form(segments=1, rows=[[0, "a paper boat"]]))[1])
     with pytest.raises(BadInput, match="keeps its size: use 64x128"):
         sessions.extend("carol", form(resolution="192x320"))
-
-
-def test_the_page_builds_without_touching_cuda(monkeypatch):
-    """As on a ZeroGPU Space, where CUDA exists only inside the GPU function."""
-    from studio.page import build_demo
-
-    model = load_model("tiny")
-
-    def no_cuda(*args, **kwargs):
-        raise RuntimeError("CUDA touched while the page was built")
-
-    for name in ("Stream", "Event", "graph_pool_handle", "synchronize", "current_device", "mem_get_info"):
-        monkeypatch.setattr(torch.cuda, name, no_cuda)
-    demo = build_demo(Engine(model), "banner", "64x128")
-    assert demo.config["components"]
 
 
 def test_a_hosts_limits_are_enforced_and_shown_on_the_page(tmp_path):

@@ -168,7 +168,7 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
     notes = []
     budget = int(caps.free_bytes * HEADROOM)
     host = caps.host_free_bytes or None
-    tier, resident = _tier(placement, size, budget - workspace_bytes(*DEFAULT_RESOLUTION), host, caps.ranks)
+    tier, resident = _tier(placement, size, budget - workspace_bytes(*DEFAULT_RESOLUTION), host, caps)
     if placement.memory == "auto":
         notes.append(f"chose {tier.name} for {caps.summary}")
     fp8_matmul = tier.fp8_weights and caps.fp8_matmul
@@ -203,13 +203,15 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
     return Resolved(Placement(**switches), tier, fp8_matmul, resident, free_after, tuple(notes), cuda_graphs, host)
 
 
-def _candidates(placement: Placement, ranks: int) -> tuple[Tier, ...]:
+def _candidates(placement: Placement, ranks: int, zero_gpu: bool) -> tuple[Tier, ...]:
     tiers = TIERS if placement.memory == "auto" else tuple(t for t in TIERS if t.name == placement.memory)
-    if ranks > 1:
+    if ranks > 1 or zero_gpu:
         if placement.memory != "auto" and tiers[0].streamed_blocks:
+            why = f"with {ranks} ranks each GPU holds the whole transformer" if ranks > 1 else (
+                "on ZeroGPU a GPU is lent per call, with no host memory of ours to stream from")
             raise ModelUnavailable(
-                f"The {placement.memory} tier streams blocks through one small GPU; with {ranks} ranks each GPU holds "
-                "the whole transformer: choose a tier without streaming (--memory auto)."
+                f"The {placement.memory} tier streams blocks through one small GPU; {why}: choose a tier without "
+                "streaming (--memory auto)."
             )
         tiers = tuple(t for t in tiers if not t.streamed_blocks)
     if placement.fp8:  # FP8 weights asked for on top of whatever the memory needs
@@ -219,13 +221,13 @@ def _candidates(placement: Placement, ranks: int) -> tuple[Tier, ...]:
     return tiers
 
 
-def _tier(placement: Placement, size: ModelSize, budget: int, host: int | None, ranks: int) -> tuple[Tier, int | None]:
+def _tier(placement: Placement, size: ModelSize, budget: int, host: int | None, caps: Capabilities) -> tuple[Tier, int | None]:
     """The first tier (least memory saving, so fastest) whose weights fit the GPU and the host; streamed tiers keep as
     many blocks resident as the GPU holds, and stream no more than the host holds. A tier forced by name is taken as
     it is, keeping at least no block resident, if the host holds it."""
     forced = placement.memory != "auto"
     host_short = None
-    for tier in _candidates(placement, ranks):
+    for tier in _candidates(placement, caps.ranks, caps.zero_gpu):
         if not tier.streamed_blocks:
             if not (forced or gpu_bytes(tier, size) <= budget):
                 continue
