@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import os
 import math
 import time
 
@@ -184,6 +185,8 @@ def main(argv=None) -> int:
     parser.add_argument("--without-cuda-graphs", action="store_true", help="also measure the engine without CUDA graphs")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="measure the engine without CUDA graphs only")
     parser.add_argument("--no-compile", action="store_true", help="the engine's blocks not compiled")
+    parser.add_argument("--aot", default=os.environ.get("HELIOS_AOT", "auto"), metavar="DIR",
+                        help="ahead-of-time compiled blocks from DIR (python -m helios compile); auto: the cache's; off: JIT")
     parser.add_argument("--memory", help="measure this memory tier alone, loading --model (needs --cap-gib)")
     parser.add_argument("--model", help="with --memory: a checkpoint folder (python -m benchmarks.random_checkpoint)")
     parser.add_argument("--cap-gib", type=float, help="hold the process to this much GPU memory")
@@ -265,7 +268,7 @@ def main(argv=None) -> int:
         results.append(dict(name=name, **psnr_between(frames, before)))
         print(json.dumps(results[-1]), flush=True)
 
-    model = loaded(Placement(memory="resident", compile_blocks=not args.no_compile), transformer)
+    model = loaded(Placement(memory="resident", compile_blocks=not args.no_compile, aot=args.aot), transformer)
     engine = engine_with(model, cuda_graphs=not args.no_cuda_graphs)
     if me.size > 1:
         if me.leader:
@@ -341,7 +344,7 @@ def measure_tier(args) -> int:
     def host_gib():
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)
 
-    options = LoadOptions(placement=Placement(memory=args.memory), gpu_memory_gib=args.cap_gib, host_memory_gib=args.host_memory)
+    options = LoadOptions(placement=Placement(memory=args.memory, aot=args.aot), gpu_memory_gib=args.cap_gib, host_memory_gib=args.host_memory)
     caps = None
     if args.as_capability:
         major, minor = (int(v) for v in args.as_capability.split("."))
