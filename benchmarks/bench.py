@@ -13,8 +13,8 @@ import argparse
 import dataclasses
 import gc
 import json
-import os
 import math
+import os
 import time
 
 import numpy as np
