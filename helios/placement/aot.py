@@ -8,7 +8,10 @@ dynamic dimensions; the present length reaches the package as the length of a sm
 drops a plain integer input. A folder says what it was built for (`AotKey`); a folder built for another GPU, torch
 or weight form is refused in words and the run compiles just in time instead.
 
-Folder layout: `HeliosTransformerBlock/package.pt2` (the layout of `spaces.aoti_blocks_load`) and `helios-aot.json`.
+Folder layout: `HeliosTransformerBlock/package.pt2` (the layout `spaces.aoti_blocks_load` reads, so the folder can
+be pushed to the Hub as a model repo) and `helios-aot.json`. spaces' loader itself cannot run the package (it would
+pass the block's integer argument), and it cannot be imported without a CUDA build of torch: `AotForward` loads it
+instead, lazily, so on ZeroGPU inside a GPU call as spaces does.
 """
 
 from __future__ import annotations
