@@ -156,12 +156,20 @@ class ProgressLine:
     def __init__(self, stream=None, width: int = 24):
         self.stream = stream or sys.stderr
         self.width = width
+        self.open = False
 
     def step(self, p: StepProgress) -> None:
         done = self.width * p.step // max(p.steps, 1)
         bar = "#" * done + "." * (self.width - done)
         self.stream.write(f"\rsegment {p.segment + 1}/{p.segments} [{bar}] step {p.step}/{p.steps}")
         self.stream.flush()
+        self.open = True
+
+    def close(self) -> None:
+        """A run that ends mid-segment ends its line, so what is said next starts a line of its own."""
+        if self.open:
+            self.stream.write("\n")
+            self.open = False
 
     def segment(self, seg, elapsed: float, frames: int) -> None:
         self.stream.write(
@@ -169,6 +177,7 @@ class ProgressLine:
             f"{seg.fps:.1f} FPS (overall {frames / elapsed:.1f} FPS)\n"
         )
         self.stream.flush()
+        self.open = False
 
 
 def generate(args) -> int:
@@ -190,9 +199,12 @@ def generate(args) -> int:
         return 0
     print(model.describe(), flush=True)
     try:
-        return write_videos(engine, requests, outs, grid, args.out)
-    finally:
-        model.ranks.dismiss()
+        code = write_videos(engine, requests, outs, grid, args.out)
+    except BaseException as exc:
+        model.ranks.fail(exc)  # the followers may be in a collective that now never completes: they end at once
+        raise
+    model.ranks.dismiss()
+    return code
 
 
 def compile_blocks(args) -> int:
@@ -269,6 +281,8 @@ def make_video(run, out: Path, progress: "ProgressLine | None") -> Recipe:
     except BaseException:
         run.cancel()
         writer.abort()
+        if progress:
+            progress.close()
         raise
     sidecar(out).write_text(recipe.to_json(), encoding="utf-8")
     return recipe
@@ -288,12 +302,17 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return compile_blocks(args) if args.command == "compile" else generate(args)
     except HeliosError as exc:
-        if ranks().leader:  # under torchrun every rank meets the same problem: it is said once
-            print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted; no output was written.", file=sys.stderr)
+        say("error: interrupted; no output was written.")
         return 130
     except Exception as exc:
-        print(f"error: unexpected failure ({type(exc).__name__}: {exc}); please report it.".split("\n")[0], file=sys.stderr)
+        say(f"error: unexpected failure ({type(exc).__name__}: {exc}); please report it.".split("\n")[0])
         return 1
+
+
+def say(line: str) -> None:
+    """Under torchrun the leader speaks for every rank (a follower's own failure reaches it through `Ranks.fail`)."""
+    if ranks().leader:
+        print(line, file=sys.stderr)

@@ -185,3 +185,6 @@ def follow(engine: Engine) -> None:
                     pass
         except Cancelled:
             pass
+        except BaseException as exc:
+            me.fail(exc)
+            raise

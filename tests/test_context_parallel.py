@@ -82,3 +82,19 @@ def test_app_on_two_ranks_stops_continues_and_serves_the_next_request(tmp_path):
         app.terminate()
         app.wait(30)
     assert log.read_text().count("Running on local URL") == 1, "only rank 0 serves the page"
+
+
+@pytest.mark.parametrize("failing", [1, 0])
+def test_a_failure_on_any_rank_ends_every_rank_with_one_worded_error(tmp_path, failing):
+    """Without the failure passing between ranks, the other rank would wait in a collective for gloo's 30 minutes."""
+    start = time.monotonic()
+    done = subprocess.run(
+        torchrun(2, "helios", "generate", "--model", "tiny", "--prompt", "a lantern", "--height", "64", "--width", "128",
+                 "--frames", "66", "--steps", "1,1,1", "--out", "two.npy"),
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=dict(os.environ, HELIOS_TEST_FAULT=f"{failing}:4"),
+    )
+    assert done.returncode != 0 and time.monotonic() - start < 90
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {'rank 1 failed: ' if failing else 'unexpected failure ('}RuntimeError: injected fault"
+                      + ("" if failing else "); please report it.")], done.stderr[-3000:]
+    assert not (tmp_path / "two.npy").exists()

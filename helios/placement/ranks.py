@@ -6,6 +6,10 @@ Rank 0 alone serves the page or runs the CLI, decodes and writes the frames. The
 rank 0 sends them its request (a continuation's tensors included), at each segment's start the prompts it uses
 (live timeline edits), and at each denoising step whether to stop. These small messages go over a CPU (gloo) group
 of their own, so the GPUs' collectives never wait for them and no step waits for the GPU to answer.
+
+A rank whose run fails says so in the store every rank shares (`Ranks.fail`); a watcher thread on each rank reads it,
+and every other rank ends at once, the leader with the failure in words, instead of waiting in a collective for a
+rank that is gone.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,6 +30,9 @@ if TYPE_CHECKING:
 
 DONE = "done"
 """What the leader sends when it is done: the followers' loop (`helios.run.follow`) ends."""
+FAILED, SAID = "helios/failed", "helios/failure-said"
+SAY_WAIT_S = 5.0
+"""How long a failed follower waits for the leader to have said so before it exits (torchrun then ends the rest)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +70,17 @@ class Ranks:
         if self.size > 1:
             self.share(tensors_on("cpu", request))
 
+    def fail(self, exc: BaseException) -> None:
+        """This rank's run failed: the others end now rather than wait for it in a collective."""
+        if self.size == 1:
+            return
+        store = dist.distributed_c10d._get_default_store()
+        store.set(FAILED, f"{self.rank}\n{worded(exc)}")
+        if not self.leader:
+            deadline = time.monotonic() + SAY_WAIT_S
+            while not store.check([SAID]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
     def dismiss(self) -> None:
         """The leader is done: the followers return from `follow`."""
         if self.size > 1 and self.leader:
@@ -77,7 +98,31 @@ def ranks() -> Ranks:
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank)
         dist.init_process_group("cuda:nccl,cpu:gloo" if torch.cuda.is_available() else "gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size(), local_rank, dist.new_group(backend="gloo"))
+    me = Ranks(dist.get_rank(), dist.get_world_size(), local_rank, dist.new_group(backend="gloo"))
+    threading.Thread(target=_watch, args=(me,), name="helios-rank-watch", daemon=True).start()
+    return me
+
+
+def worded(exc: BaseException) -> str:
+    from ..errors import HeliosError
+
+    text = str(exc) if isinstance(exc, HeliosError) else f"{type(exc).__name__}: {exc}"
+    return text.split("\n")[0]
+
+
+def _watch(me: Ranks) -> None:
+    """Beside each rank's work: once another rank has failed, the leader says so and every rank ends, even while its
+    main thread waits in a collective that will never complete."""
+    store = dist.distributed_c10d._get_default_store()
+    while not store.check([FAILED]):
+        time.sleep(0.2)
+    rank, message = store.get(FAILED).decode().split("\n", 1)
+    if int(rank) == me.rank:
+        return
+    if me.leader:
+        print(f"\nerror: rank {rank} failed: {message}", file=sys.stderr, flush=True)  # below any progress line
+        store.set(SAID, "1")
+    os._exit(1)
 
 
 def tensors_on(device, request: GenerationRequest) -> GenerationRequest:
