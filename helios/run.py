@@ -129,6 +129,7 @@ class Run:
         except Cancelled:
             pass
         except BaseException as exc:  # raised again in the caller's thread
+            self.engine.model.ranks.fail(exc)  # followers waiting for this rank in a collective end now
             self._events.put(exc)
         self._events.put(_END)
 
