@@ -175,8 +175,8 @@ def build(block: nn.Module, args: tuple, key: AotKey, folder: Path) -> float:
 
 @contextlib.contextmanager
 def _attention_for_export(block: nn.Module, backend: str):
-    """diffusers' cuDNN attention enters `sdpa_kernel` inside the traced code, which export refuses: the block is
-    exported with PyTorch's own attention entry, held to cuDNN from outside, which records the same cuDNN kernel."""
+    """The block's attention exported as PyTorch's own entry held to cuDNN from outside: the kernel diffusers' cuDNN
+    backend picks, without the `sdpa_kernel` context that backend enters inside the traced code."""
     processors = [m.processor for m in block.modules() if hasattr(m, "processor") and hasattr(m.processor, "_attention_backend")]
     saved = [p._attention_backend for p in processors]
     for p in processors:
