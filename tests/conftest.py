@@ -16,6 +16,15 @@ REFERENCE_GAMMA = 0.25
 """The schedulers' default gamma=1/3 makes the reference's float32 Cholesky fail on a CPU; parity fixtures avoid it."""
 
 
+LONGEST_FIRST = ("test_soak.py", "test_context_parallel.py", "test_app_api.py", "test_browser.py", "test_aot.py")
+"""Files that take minutes go first, so the two workers of `pytest -n 2 --dist loadfile` end together."""
+
+
+def pytest_collection_modifyitems(items):
+    first = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A function: flavour -> folder of a tiny checkpoint saved with save_pretrained (built once per session)."""
