@@ -4,6 +4,8 @@ from pathlib import Path
 
 os.environ.setdefault("HELIOS_STUDIO_CACHE", tempfile.mkdtemp(prefix="helios-cache-"))
 os.environ["HF_HUB_OFFLINE"] = "1"
+if "PYTEST_XDIST_WORKER" in os.environ:  # two workers on two cores: one compute thread each, and in what they start
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -17,7 +19,8 @@ REFERENCE_GAMMA = 0.25
 
 
 LONGEST_FIRST = ("test_soak.py", "test_context_parallel.py", "test_app_api.py", "test_browser.py", "test_aot.py")
-"""Files that take minutes go first, so the two workers of `pytest -n 2 --dist loadfile` end together."""
+"""Files that take minutes go first, so the two workers of `pytest -n 2 --dist loadfile --no-loadscope-reorder` (which
+keeps this order rather than putting the files with the most tests first) end together."""
 
 
 def pytest_collection_modifyitems(items):
