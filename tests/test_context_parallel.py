@@ -51,21 +51,31 @@ def test_two_ranks_give_the_frames_of_one(tmp_path):
     assert np.abs(two.astype(int) - one).max() <= 1, "fp32 on the CPU: only the summation order differs"
 
 
-def test_app_on_two_ranks_stops_continues_and_serves_the_next_request(tmp_path):
+FORM = ({"headers": ["start", "prompt"], "data": [[0, "a paper boat"]]}, "seconds", 1, None, None)
+
+
+def start_app(log: Path, **env) -> tuple[subprocess.Popen, Client]:
+    """`app.py` on two ranks, warmed up, and a client of its API."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = tmp_path / "app.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
     with open(log, "w") as out:
-        app = subprocess.Popen(torchrun(2, "app.py", "--port", str(port)), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        app = subprocess.Popen(torchrun(2, "app.py", "--port", str(port)), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                               env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **env))
+    deadline = time.time() + 240
+    while "warm: ready" not in log.read_text():
+        if app.poll() is not None or time.time() > deadline:
+            app.kill()
+            pytest.fail(log.read_text()[-3000:])
+        time.sleep(0.5)
+    return app, Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+
+def test_app_on_two_ranks_stops_continues_and_serves_the_next_request(tmp_path):
+    log = tmp_path / "app.log"
+    app, client = start_app(log)
     try:
-        deadline = time.time() + 240
-        while "warm: ready" not in log.read_text():
-            assert app.poll() is None and time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        form = ({"headers": ["start", "prompt"], "data": [[0, "a paper boat"]]}, "seconds", 1, None, None)
+        form = FORM
         job = client.submit(*form, 20, "1,1,1", 5, "64x128", False, api_name="/generate")
         for update in job:
             if "<th>frames</th><td>33</td>" in str(update[1]):
@@ -98,3 +108,16 @@ def test_a_failure_on_any_rank_ends_every_rank_with_one_worded_error(tmp_path, f
     assert errors == [f"error: {'rank 1 failed: ' if failing else 'unexpected failure ('}RuntimeError: injected fault"
                       + ("" if failing else "); please report it.")], done.stderr[-3000:]
     assert not (tmp_path / "two.npy").exists()
+
+
+def test_the_app_on_two_ranks_ends_with_words_when_its_run_fails(tmp_path):
+    """A run that fails on rank 0 leaves the followers nothing to follow: every rank ends, the app too."""
+    log = tmp_path / "app.log"
+    app, client = start_app(log, HELIOS_TEST_FAULT="0:6")  # the warm-up's 3 forward passes, then 3 of the run
+    try:
+        with pytest.raises(Exception):
+            client.predict(*FORM, 4, "1,1,1", 5, "64x128", False, api_name="/generate")
+        app.wait(30)
+    finally:
+        app.kill()
+    assert log.read_text().count("error: rank 0 failed: RuntimeError: injected fault") == 1, log.read_text()[-3000:]

@@ -33,6 +33,9 @@ DONE = "done"
 FAILED, SAID = "helios/failed", "helios/failure-said"
 SAY_WAIT_S = 5.0
 """How long a failed follower waits for the leader to have said so before it exits (torchrun then ends the rest)."""
+LEADER_GRACE_S = 3.0
+"""How long a failed leader's own code has to say so and exit (the CLI does) before its watcher does it (the app
+would go on serving without followers); the followers wait for that before they end."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +80,7 @@ class Ranks:
         store = dist.distributed_c10d._get_default_store()
         store.set(FAILED, f"{self.rank}\n{worded(exc)}")
         if not self.leader:
-            deadline = time.monotonic() + SAY_WAIT_S
-            while not store.check([SAID]) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            _wait_for(store, SAID, SAY_WAIT_S)
 
     def dismiss(self) -> None:
         """The leader is done: the followers return from `follow`."""
@@ -111,18 +112,28 @@ def worded(exc: BaseException) -> str:
 
 
 def _watch(me: Ranks) -> None:
-    """Beside each rank's work: once another rank has failed, the leader says so and every rank ends, even while its
-    main thread waits in a collective that will never complete."""
+    """Beside each rank's work: once a rank has failed, the leader says so and every rank ends, even while its main
+    thread waits in a collective that will never complete."""
     store = dist.distributed_c10d._get_default_store()
     while not store.check([FAILED]):
         time.sleep(0.2)
     rank, message = store.get(FAILED).decode().split("\n", 1)
+    if not me.leader:
+        if int(rank) == me.rank:
+            return  # its own loop raises and exits
+        _wait_for(store, SAID, LEADER_GRACE_S + 1)  # ending first would make torchrun end the leader before it speaks
+        os._exit(1)
     if int(rank) == me.rank:
-        return
-    if me.leader:
-        print(f"\nerror: rank {rank} failed: {message}", file=sys.stderr, flush=True)  # below any progress line
-        store.set(SAID, "1")
+        time.sleep(LEADER_GRACE_S)
+    print(f"\nerror: rank {rank} failed: {message}", file=sys.stderr, flush=True)  # below any progress line
+    store.set(SAID, "1")
     os._exit(1)
+
+
+def _wait_for(store, key: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not store.check([key]) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def tensors_on(device, request: GenerationRequest) -> GenerationRequest:
