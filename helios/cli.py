@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ DEFAULT_FRAMES = 132
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        raise BadInput(f"{message} (see python -m helios generate --help)")
+        raise BadInput(f"{message} (see {self.prog} --help)")
 
 
 def _steps(text: str) -> tuple[int, ...]:
@@ -84,16 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     c.add_argument("--height", type=int, default=384, help="the example request's size; every size runs from the package")
     c.add_argument("--width", type=int, default=640)
-    add_placement_arguments(c)
+    add_placement_arguments(c, runs=False)
     c.add_argument("--out", type=Path, help="the folder to write (default: the cache folder runs look in)")
     return parser
 
 
-def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
-    """The load options the CLI and the app share."""
+def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) -> None:
+    """The load options the CLI and the app share; `compile` takes those that decide the block it builds."""
     parser.add_argument("--fp8", action="store_true", help="FP8 transformer weights (FP8 matmuls on Ada/Hopper; faster, less exact)")
-    parser.add_argument("--fp8-attention", action="store_true",
-                        help="with FP8 matmuls: self-attention's q·k in FP8 too (our Triton kernel; slower than cuDNN on an H100)")
     parser.add_argument(
         "--memory", choices=MEMORY_CHOICES, default=os.environ.get("HELIOS_MEMORY", "auto"),
         help="auto picks the fastest tier that fits the GPU's free memory; or force one: "
@@ -102,6 +99,10 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-memory", type=_gib, metavar="GIB", help="use at most this much GPU memory")
     parser.add_argument("--host-memory", type=_gib, metavar="GIB",
                         help="hold at most this much host memory (default: what the system has available)")
+    if not runs:
+        return
+    parser.add_argument("--fp8-attention", action="store_true",
+                        help="with FP8 matmuls: self-attention's q·k in FP8 too (our Triton kernel; slower than cuDNN on an H100)")
     parser.add_argument("--aot", default=os.environ.get("HELIOS_AOT", "auto"), metavar="DIR",
                         help="ahead-of-time compiled blocks from DIR (made by python -m helios compile); auto: the cache's, "
                         "if made for this GPU; off: compile just in time")
@@ -113,9 +114,7 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_options_from_args(args, **more) -> LoadOptions:
-    placement = Placement(
-        memory=args.memory, fp8=args.fp8, fp8_attention=args.fp8_attention, parallel=args.parallel, aot=args.aot,
-    )
+    placement = Placement(memory=args.memory, fp8=args.fp8, fp8_attention=args.fp8_attention, parallel=args.parallel, aot=args.aot)
     return LoadOptions(placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory, **more)
 
 
@@ -214,9 +213,8 @@ def compile_blocks(args) -> int:
     from .loading import aot_cache
     from .placement.aot import aot_key, build, capture_block_inputs
 
-    args.aot = "off"
-    options = load_options_from_args(args, device=args.device)
-    options = dataclasses.replace(options, placement=dataclasses.replace(options.placement, compile_blocks=False))
+    placement = Placement(memory=args.memory, fp8=args.fp8, compile_blocks=False, aot="off")
+    options = LoadOptions(args.device, placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory)
     model = load_model(args.model, options)
     settings = GenerationSettings(height=args.height, width=args.width, num_frames=FRAMES_PER_SEGMENT, pyramid_steps=(1, 1, 1))
     request = GenerationRequest(PromptTimeline.single("a compile example"), settings)

@@ -218,8 +218,9 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
     text.wait()
     place_vae(parts["vae"], resolved, fill)
     if fill != device:  # ZeroGPU: spaces takes what the main thread sends to the GPU into each of its GPU calls
-        for name in ("text_encoder", "transformer", "vae"):
-            parts[name].to(device)
+        for part in (parts["text_encoder"], parts["transformer"], parts["vae"]):
+            if part is not None:
+                part.to(device)
     is_tiny = folder is not None and (folder / TINY_MARKER).exists()
     return HeliosModel(
         source=source, folder=folder, flavour=flavour, is_tiny=is_tiny, device=device, dtype=dtype, placement=resolved,

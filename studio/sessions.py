@@ -15,9 +15,9 @@ from helios.engine import Engine
 from helios.errors import BadInput, Cancelled
 from helios.run import Run
 
+from . import history
 from .compare import Comparison, SideSettings
 from .form import Form, build_request, timeline_from_rows
-from . import history
 from .history import KEPT
 from .session import RunUpdate, StudioRun
 from .session_limits import SessionLimits
