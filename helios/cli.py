@@ -211,8 +211,10 @@ def compile_blocks(args) -> int:
     inputs, and builds the package that every later run of this GPU, torch and weight form starts from."""
     from .engine import Engine
     from .loading import aot_cache
-    from .placement.aot import aot_key, build, capture_block_inputs
+    from .placement.aot import META, aot_key, build, capture_block_inputs
 
+    if args.out is not None and args.out.exists() and not (args.out / META).is_file():
+        raise BadInput(f"--out {args.out} exists and is not an AoT folder: give a new folder (an AoT folder is replaced).")
     placement = Placement(memory=args.memory, fp8=args.fp8, compile_blocks=False, aot="off")
     options = LoadOptions(args.device, placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory)
     model = load_model(args.model, options)

@@ -56,3 +56,13 @@ def test_a_folder_that_is_not_one_is_refused_in_words(what, tmp_path, cli):
     assert done.returncode == 1 and not (tmp_path / "x.npy").exists()
     line, = done.stderr.strip().splitlines()
     assert line.startswith("error: ") and "python -m helios compile" in line and "Traceback" not in done.stderr
+
+
+def test_compile_refuses_to_write_over_a_folder_that_is_not_an_aot_folder(tmp_path, cli):
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    done = cli("--model", "tiny", "--out", mine, command="compile")
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
+    assert done.stderr.startswith(f"error: --out {mine} exists and is not an AoT folder: give a new folder")
+    assert [p.name for p in mine.iterdir()] == ["keep.txt"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,17 +160,24 @@ def build(block: nn.Module, args: tuple, key: AotKey, folder: Path) -> float:
     tokens = torch.export.Dim.AUTO
     dynamic = ({1: tokens}, None, {1: tokens} if temb.ndim == 4 else None, {1: tokens}, {0: torch.export.Dim.AUTO})
     start = time.perf_counter()
-    with torch.no_grad(), _attention_for_export(block, key.attention):
-        program = torch.export.export(_BlockCall(block), (hidden, text, temb, rotary, present), dynamic_shapes=dynamic, strict=False)
-        inputs = [n.meta["val"] for n in program.graph.nodes if n.op == "placeholder"][-5:]
-        if isinstance(inputs[0].shape[1], int) or isinstance(inputs[4].shape[0], int):
-            raise ModelUnavailable("Export fixed the number of tokens, so one package would not serve every request.")
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / BLOCK).mkdir(exist_ok=True)
-        torch._inductor.aoti_compile_and_package(program, package_path=str(folder / BLOCK / PACKAGE), inductor_configs=INDUCTOR)
-    seconds = time.perf_counter() - start
-    meta = dict(key=dataclasses.asdict(key), example_tokens=hidden.shape[1], example_present=present_length, build_s=round(seconds, 1))
-    (folder / META).write_text(json.dumps(meta, indent=1))
+    scratch = folder.parent / f".{folder.name}.building"  # a failed build leaves no folder that looks made
+    shutil.rmtree(scratch, ignore_errors=True)
+    (scratch / BLOCK).mkdir(parents=True)
+    try:
+        with torch.no_grad(), _attention_for_export(block, key.attention):
+            program = torch.export.export(_BlockCall(block), (hidden, text, temb, rotary, present), dynamic_shapes=dynamic, strict=False)
+            inputs = [n.meta["val"] for n in program.graph.nodes if n.op == "placeholder"][-5:]
+            if isinstance(inputs[0].shape[1], int) or isinstance(inputs[4].shape[0], int):
+                raise ModelUnavailable("Export fixed the number of tokens, so one package would not serve every request.")
+            torch._inductor.aoti_compile_and_package(program, package_path=str(scratch / BLOCK / PACKAGE), inductor_configs=INDUCTOR)
+        seconds = time.perf_counter() - start
+        meta = dict(key=dataclasses.asdict(key), example_tokens=hidden.shape[1], example_present=present_length, build_s=round(seconds, 1))
+        (scratch / META).write_text(json.dumps(meta, indent=1))
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)  # an older build of the same folder (checked by the caller)
+    scratch.rename(folder)
     return seconds
 
 
