@@ -50,8 +50,8 @@ def engine(checkpoint, vae_dtype, placement=Placement(), options=EngineOptions()
     return Engine(load_model(str(checkpoint), LoadOptions(device="cuda", vae_dtype=vae_dtype, placement=placement)), options)
 
 
-def frames_of(engine, prompt=PROMPT):
-    settings = GenerationSettings(height=SIZE, width=SIZE, num_frames=66, pyramid_steps=(2, 2, 2), seed=SEED)
+def frames_of(engine, prompt=PROMPT, seed=SEED):
+    settings = GenerationSettings(height=SIZE, width=SIZE, num_frames=66, pyramid_steps=(2, 2, 2), seed=seed)
     request = GenerationRequest(PromptTimeline.single(prompt), settings)
     return np.concatenate([s.frames for s in engine.start(request).segments()])
 
@@ -92,16 +92,18 @@ def test_kernels_stay_within_stated_tolerance(checkpoint, reference):
 
 
 def test_cuda_graphs_follow_each_request(checkpoint, reference):
-    """Every default fast path, CUDA graphs included. Graphs captured in one request are replayed in the next with that request's inputs: a second prompt
-    gives what the fast paths without graphs give for it, and not the first prompt's video."""
+    """Every default fast path, CUDA graphs included. Graphs captured in one request are replayed in the next with
+    that request's inputs: a second request (another prompt and seed) gives what the fast paths without graphs give
+    for it, and not the first request's video. The seed tells the two apart: this random checkpoint barely heeds
+    its prompt (two prompts' videos measured 41.7 dB apart on the H200, no further than bf16's own noise)."""
     graphed = engine(checkpoint, "bfloat16")
     first = frames_of(graphed)
     print(f"CUDA graphs vs reference: PSNR {psnr(first, reference):.2f} dB")
     assert psnr(first, reference) >= 38
-    other = "a red kite over a wheat field"
-    second = frames_of(graphed, other)
-    plain = frames_of(engine(checkpoint, "bfloat16", options=EngineOptions(cuda_graphs=False)), other)
+    other = ("a red kite over a wheat field", SEED + 1)
+    second = frames_of(graphed, *other)
+    plain = frames_of(engine(checkpoint, "bfloat16", options=EngineOptions(cuda_graphs=False)), *other)
     print(f"CUDA graphs, second request vs no graphs: PSNR {psnr(second, plain):.2f} dB; "
-          f"the two prompts' videos: {psnr(plain, first):.2f} dB")
-    assert psnr(second, plain) >= 45
-    assert psnr(plain, first) < 45
+          f"the two requests' videos: {psnr(plain, first):.2f} dB")
+    assert psnr(plain, first) < 30
+    assert psnr(second, plain) >= 38

@@ -209,7 +209,7 @@ class AotForward:
 
     def __call__(self, hidden_states, encoder_hidden_states, temb, rotary_emb, original_context_length):
         if self.compiled is None:
-            self.compiled = torch._inductor.aoti_load_package(str(self.package))
+            self.compiled = load_runner(self.package)
             tensors = lent_tensors(self.block)
             names = self.compiled.get_constant_fqns()
             self.compiled.load_constants({n: tensors[n] for n in names}, check_full_update=True, user_managed=True)
@@ -217,6 +217,18 @@ class AotForward:
         if where not in self.presents:
             self.presents[where] = torch.empty(original_context_length, dtype=torch.uint8, device=hidden_states.device)
         return self.compiled(hidden_states, encoder_hidden_states, temb, rotary_emb, self.presents[where])
+
+
+def load_runner(package: Path):
+    """The package's runner, straight from torch's loader. `aoti_load_package` would first probe the CPU's vector
+    instructions by compiling and loading test programs in child Pythons (for a warning only; on the H200 over 25 s
+    in a fresh process, from the denoise thread) and read the exported program back, once per block. The runner
+    skips its own thread synchronisation, which waits on an event of its last run: a CUDA graph capture forbids that
+    wait (measured on the H200), and the engine calls a block from one thread at a time."""
+    from torch._inductor.package import AOTICompiledModel  # 2 s to import: only runs from a folder pay it
+
+    loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", True, 1, -1)
+    return AOTICompiledModel(loader)
 
 
 def lent_tensors(block: nn.Module) -> dict[str, torch.Tensor]:
