@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     import_spaces_first()
     missing = [exe for exe in ("ffmpeg", "ffprobe") if shutil.which(exe) is None]
     if missing:
-        print(f"error: the streaming player needs {' and '.join(missing)} on PATH: run scripts/system-deps.sh.", file=sys.stderr)
+        print(f"error: the Compare tab's live players need {' and '.join(missing)} on PATH: run scripts/system-deps.sh.", file=sys.stderr)
         return 1
     problem = check_address(args.host, args.port)
     if problem:
@@ -138,6 +138,7 @@ def main(argv=None) -> int:
 def serve(args, engine, banner: str) -> int:
     """Rank 0's part (the only one without torchrun): the page, and the runs it asks for."""
     from studio.layout import CSS
+    from studio.live_stream import LiveStreams
     from studio.page import PAGE_SCRIPT, SESSION_STATES, build_demo
 
     model = engine.model
@@ -148,15 +149,17 @@ def serve(args, engine, banner: str) -> int:
     if not warm:
         ready.set()
     limits = SessionLimits(args.session_idle_minutes * 60, int(args.runs_disk_gib * 2**30))
-    demo = build_demo(engine, banner, default_resolution, ready, limits)
+    live = LiveStreams()
+    demo = build_demo(engine, banner, default_resolution, ready, limits, live)
     demo.queue(default_concurrency_limit=1, max_size=32)
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS, js=PAGE_SCRIPT,
-        prevent_thread_lock=warm, state_session_capacity=SESSION_STATES,
+        prevent_thread_lock=True, state_session_capacity=SESSION_STATES,
     )
+    live.mount(demo.app)
     if warm:
         warm_up(engine, default_resolution, ready)
-        demo.block_thread()
+    demo.block_thread()
     return 0
 
 

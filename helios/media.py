@@ -157,9 +157,13 @@ class VideoWriter:
 
 
 MP4_PARAMS = ["-movflags", "+faststart"]
-LIVE_PARAMS = ["-preset", "veryfast", "-tune", "zerolatency", "-crf", "18", "-f", "mpegts"]
+LIVE_PARAMS = [
+    "-preset", "veryfast", "-tune", "zerolatency", "-crf", "18",
+    "-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof",
+]
 """For streamed segments, encoded while the next one is made: x264's fast preset without lookahead or B-frames
-(each clip must be ready at once), at a quality level still visually lossless for this content."""
+(each clip must be ready at once), at a quality level still visually lossless for this content, as a fragmented
+MP4 that a browser's Media Source appends as it is (its own header first, so any clip can start a stream)."""
 
 
 def _h264_writer(path: Path, width: int, height: int, fps: int, params: list[str], quality: int | None = 8):
@@ -174,7 +178,7 @@ def _h264_writer(path: Path, width: int, height: int, fps: int, params: list[str
 
 
 def encode_clip(frames: np.ndarray, path: str | Path, fps: int = FPS) -> Path:
-    """One self-contained MPEG-TS H.264 clip, encoded once: streamed as it is, joined into the MP4 at the end."""
+    """One self-contained fragmented-MP4 H.264 clip, encoded once: streamed as it is, joined into the MP4 at the end."""
     path = Path(path)
     writer = _h264_writer(path, frames.shape[2], frames.shape[1], fps, LIVE_PARAMS, quality=None)
     for frame in frames:
@@ -184,7 +188,7 @@ def encode_clip(frames: np.ndarray, path: str | Path, fps: int = FPS) -> Path:
 
 
 def join_videos(parts: list[Path], out: Path, comment: str | None = None) -> Path:
-    """The parts (MP4 or MPEG-TS clips of one encoder setting) as one MP4, their H.264 streams copied as they are:
+    """The parts (MP4 clips of one encoder setting, fragmented or not) as one MP4, their H.264 streams copied as they are:
     no second encode, no quality lost; `comment` is written into its metadata."""
     import subprocess
 

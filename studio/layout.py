@@ -15,6 +15,7 @@ from helios.limits import FRAMES_PER_SEGMENT, MAX_PROMPT_TOKENS, MAX_SEED, Limit
 from .compare import MEASURES, PSNR_COLUMNS
 from .form import RESOLUTIONS, STEP_PRESETS, Form, task_of
 from .history import COLUMNS
+from .live_stream import PLAYER_HTML
 from .metrics import REAL_TIME
 from .worded import Crossfade, ImageUpload, Resolution, RunNumber, Seed, Segments, StartUnit, TimelineRows, VideoUpload
 
@@ -23,6 +24,7 @@ EXAMPLE_TIMELINES = {p.name: p for p in sorted((ASSETS / "timelines").glob("*"))
 CSS = """
 .metrics-table th { text-align: left; padding-right: 1em; font-weight: 600; }
 .banner { padding: .6em 1em; border-radius: 8px; background: #fef3c7; color: #78350f; }
+.live-player video { width: 100%; max-height: 480px; background: #000; border-radius: 8px; }
 """
 
 
@@ -48,7 +50,7 @@ class Layout:
     export_json: gr.Button
     export_csv: gr.Button
     exported: gr.File
-    live: gr.Video
+    live: gr.HTML
     metrics: gr.HTML
     playback: gr.Radio
     on_screen: gr.HTML
@@ -124,7 +126,7 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
                 c["randomize"] = gr.Checkbox(value=False, label="Randomize seed")
             gr.Markdown(f"Model: `{html.escape(model_label)}`", elem_id="model")
         with gr.Column(scale=6):
-            c["live"] = gr.Video(label="Live", streaming=True, autoplay=True, elem_id="live", interactive=False)
+            c["live"] = gr.HTML(PLAYER_HTML, label="Live", elem_id="live")
             c["metrics"] = gr.HTML("<div class='metrics'>Press Generate to start.</div>", elem_id="metrics")
             with gr.Row():
                 c["playback"] = gr.Radio(

@@ -13,7 +13,7 @@ import torch
 from helios.limits import FPS, FRAMES_PER_SEGMENT
 from helios.segment import Segment, StepProgress
 
-from .playback import SEGMENT_S, segments_to_hold
+from .playback import SEGMENT_S
 
 
 @dataclass
@@ -31,6 +31,8 @@ class RunMetrics:
     state: str = "starting"
     steps: tuple[int, ...] | None = None
     """The run's steps per pyramid stage (None without a pyramid)."""
+    made: list[float] = field(default_factory=list)
+    """When each segment's frames reached the app (wall clock), before its clip is encoded."""
 
     def on_step(self, progress: StepProgress) -> None:
         self.step = progress
@@ -39,6 +41,7 @@ class RunMetrics:
 
     def on_segment(self, segment: Segment) -> None:
         self.elapsed_s = time.perf_counter() - self.started
+        self.made.append(time.time())
         if self.first_frame_s is None:
             self.first_frame_s = self.elapsed_s
         self.segments = segment.index + 1
@@ -58,10 +61,14 @@ class RunMetrics:
         later = self.segment_fps[1:] or self.segment_fps
         return FRAMES_PER_SEGMENT / sorted(later)[len(later) // 2] if later else None
 
-    def to_html(self) -> str:
-        """The table, with what the page's player needs to hold its start (studio/playback.py) as data."""
+    def to_html(self, live: str = "") -> str:
+        """The table, with what the page's player needs as data: where its stream is (`live`, studio/live_stream.py),
+        what its start waits for (studio/playback.py) and when each segment was made (epoch ms, for latency)."""
         segment_s = self.segment_s
-        data = f'data-state="{self.state}" data-hold="{segments_to_hold(self.total_segments, segment_s)}"'
+        data = f'data-state="{self.state}" data-total="{self.total_segments}"'
+        data += f' data-made="{",".join(f"{t * 1000:.0f}" for t in self.made)}"'
+        if live:
+            data += f' data-live="{html.escape(live)}"'
         if segment_s:
             data += f' data-segment-s="{segment_s:.3f}" data-rtf="{SEGMENT_S / segment_s:.3f}"'
         return f'<div class="metrics" {data}>{self._summary()}</div>'

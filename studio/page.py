@@ -18,6 +18,7 @@ from .form import Form, rows_from_timeline, task_of, timeline_from_rows
 from . import history
 from .gpu import on_gpu
 from .layout import EXAMPLE_TIMELINES, Layout, lay_out
+from .live_stream import LIVE_PLAYER, LiveStream, LiveStreams
 from .playback import SMOOTH_PLAYBACK
 from .compare import SIDES, Comparison, SideSettings
 from .session_limits import SessionLimits
@@ -31,18 +32,22 @@ def _user_error(exc: Exception) -> gr.Error:
     return gr.Error(f"Generation failed unexpectedly ({type(exc).__name__}): {html.escape(str(exc), quote=False)}")
 
 
-def _stream(seed: int, updates):
+def _stream(seed: int, updates, live: LiveStream):
+    """Each clip goes out on the run's live stream the moment it is encoded; the page's updates name the stream."""
     try:
         for update in updates:
+            if update.clip:
+                live.add(update.clip)
             yield (
-                str(update.clip) if update.clip else gr.skip(),
-                update.metrics.to_html(),
+                update.metrics.to_html(live.url),
                 update.metrics.fps_table() if update.clip else gr.skip(),
                 str(update.video) if update.video else (None if update.final else gr.skip()),
                 seed,
             )
     except Exception as exc:
         raise _user_error(exc) from None
+    finally:
+        live.end()
 
 
 CACHE_SWEEP = (3600, 6 * 3600)
@@ -56,11 +61,13 @@ WARMING_UP = "Warming up with one short run (on a GPU: compiling, capturing CUDA
 
 def build_demo(
     engine: Engine, banner: str, default_resolution: str, ready: threading.Event | None = None,
-    limits: SessionLimits = SessionLimits(),
+    limits: SessionLimits = SessionLimits(), live: LiveStreams | None = None,
 ) -> gr.Blocks:
-    """`ready`, if given, is set once the engine has warmed up: until then the banner says so and requests wait."""
+    """`ready`, if given, is set once the engine has warmed up: until then the banner says so and requests wait.
+    `live` holds the runs' live streams; whoever serves the page mounts its route (`LiveStreams.mount`)."""
     ready = ready or _set_event()
     sessions = Sessions(engine, ready, limits, root=Path(get_upload_folder()) / "helios-runs")
+    live = live or LiveStreams()
 
     def generate(rows, unit, crossfade, image, video, segments, steps, seed, resolution, randomize, request: gr.Request):
         form = Form(rows, unit, crossfade, image, video, segments, steps, seed, resolution)
@@ -68,7 +75,7 @@ def build_demo(
             used_seed, updates = sessions.generate(request.session_hash, form, randomize)
         except Exception as exc:
             raise _user_error(exc) from None
-        yield from _stream(used_seed, updates)
+        yield from _stream(used_seed, updates, live.open())
 
     def extend(rows, unit, crossfade, image, video, segments, steps, seed, resolution, randomize, request: gr.Request):
         form = Form(rows, unit, crossfade, image, video, segments, steps, seed, resolution)
@@ -76,7 +83,7 @@ def build_demo(
             updates = sessions.extend(request.session_hash, form)
         except Exception as exc:
             raise _user_error(exc) from None
-        yield from _stream(seed, updates)
+        yield from _stream(seed, updates, live.open())
 
     def compare(rows_a, crossfade_a, steps_a, seed_a, rows_b, crossfade_b, steps_b, seed_b, unit, image, video, segments,
                 resolution, request: gr.Request):
@@ -229,7 +236,7 @@ WATCH_FIRST_FRAME = """() => {
 """Where the user sees the first frame: from a click on Generate or Continue to the live player's first played
 frame, measured in the browser (installed once when the page loads)."""
 
-PAGE_SCRIPT = f"() => {{ ({WATCH_FIRST_FRAME})(); ({SMOOTH_PLAYBACK})(); }}"
+PAGE_SCRIPT = f"() => {{ ({WATCH_FIRST_FRAME})(); ({SMOOTH_PLAYBACK})(); ({LIVE_PLAYER})(); }}"
 """What the page installs when it loads (`launch(js=...)` takes one function)."""
 
 RUNS = ("generate", "continue", "compare")
@@ -243,7 +250,7 @@ def _waiting_runs(demo: gr.Blocks, session: str) -> int:
 
 def _wire_run_buttons(page: Layout, generate, extend, stop, apply) -> None:
     inputs = [*page.form, page.randomize]
-    outputs = [page.live, page.metrics, page.fps_plot, page.download, page.seed]
+    outputs = [page.metrics, page.fps_plot, page.download, page.seed]
     page.generate.click(generate, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="generate")
     page.resume.click(extend, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="continue")
     page.stop.click(stop, None, None, concurrency_limit=None, api_name="stop")

@@ -79,7 +79,7 @@ class StudioRun:
                     elif isinstance(event, Segment):
                         self.metrics.on_segment(event)
                         timings.append(segment_timings(event))
-                        clips.append(encode_clip(event.frames, self.workdir / f"segment-{event.index:04d}.ts"))
+                        clips.append(encode_clip(event.frames, self.workdir / f"segment-{event.index:04d}.mp4"))
                         yield RunUpdate(self.metrics, clip=clips[-1])
             except BaseException:
                 self.run.cancel()

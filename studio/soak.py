@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -109,7 +110,7 @@ def Client(url: str, verbose: bool = False):
 
 def until_first_segment(job) -> None:
     for update in job:
-        if "<th>frames</th><td>33</td>" in str(update[1]):
+        if "<th>frames</th><td>33</td>" in str(update[0]):
             return
 
 
@@ -126,7 +127,8 @@ def stop_mid_run(app: App) -> None:
 
 
 def drop_mid_stream(app: App) -> None:
-    """What a closed tab does: join the queue as the page does, read the stream until a segment arrives, hang up."""
+    """What a closed tab does: join the queue as the page does, read the updates until a segment arrives, open its
+    live stream, take a clip, hang up both."""
     import httpx
 
     config = httpx.get(app.url + "config").json()
@@ -138,6 +140,9 @@ def drop_mid_stream(app: App) -> None:
         for line in stream.iter_lines():
             if "process_generating" in line and "frames</th><td>33" in line:
                 break
+    live = re.search(r'data-live=\\"([^\\"]+)', line).group(1)
+    with httpx.stream("GET", app.url + live, timeout=120) as stream:
+        next(stream.iter_bytes())
     time.sleep(1)
 
 
@@ -181,7 +186,7 @@ ACTIONS = {f.__name__: f for f in (generate, stop_mid_run, drop_mid_stream, cont
 
 class InProcess:
     """The same cycle against the page's handlers (`Sessions`) in this process: for a GPU machine without the app's
-    web packages (Gradio's streaming player needs ffprobe). A dropped stream is a closed updates generator."""
+    web packages (the Compare tab's Gradio players need ffprobe). A dropped stream is a closed updates generator."""
 
     def __init__(self, engine, workdir: Path, resolution: str):
         from .form import parse_resolution

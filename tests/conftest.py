@@ -1,5 +1,10 @@
+import contextlib
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("HELIOS_STUDIO_CACHE", tempfile.mkdtemp(prefix="helios-cache-"))
@@ -62,22 +67,17 @@ def video_file(tmp_path, sample_video) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """`python app.py` on the tiny preview model, as a user starts it; stopped after the session."""
-    import socket
-    import subprocess
-    import sys
-    import time
-
+@contextlib.contextmanager
+def served_app(script: str, log: Path, *args: str):
+    """`python SCRIPT --port P ARGS` (app.py, or a test's stand-in for it), as a user starts it: its URL once it has
+    warmed up; stopped after."""
     root = Path(__file__).resolve().parents[1]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("app") / "app.log"
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--max-upload", "2mb"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, script, "--port", str(port), *args], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     for expected in (url, "warm: ready"):  # the page is served first, then the engine warms up
@@ -86,9 +86,23 @@ def app_url(tmp_path_factory):
                 proc.kill()
                 pytest.fail(f"app did not start and warm up:\n{log.read_text()}")
             time.sleep(0.5)
-    yield url + "/"
-    proc.terminate()
-    proc.wait(20)
+    try:
+        yield url + "/"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    return served_app
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """`python app.py` on the tiny preview model, as a user starts it; stopped after the session."""
+    with served_app("app.py", tmp_path_factory.mktemp("app") / "app.log", "--max-upload", "2mb") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +124,7 @@ def cli():
     """`python -m helios generate ARGS` (or another `command`) in this process: the exit code, stdout, stderr and
     files a user gets, without a new interpreter's imports (~10 s on 2 cores) per run; test_cli.py also runs the real
     entry point."""
-    import contextlib
     import io
-    import subprocess
 
     from helios.cli import main
 

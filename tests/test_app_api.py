@@ -4,6 +4,8 @@ import json
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import imageio_ffmpeg
 import numpy as np
@@ -27,9 +29,9 @@ def test_generate_streams_and_offers_the_full_mp4(client):
     updates = list(job)
     final = job.result()
     assert len(updates) > 2, "segments and steps should arrive as separate updates"
-    live, metrics, plot, download, seed = final
+    metrics, plot, download, seed = final
     assert seed == 5
-    plotted = [u[2] for u in updates if isinstance(u[2], dict) and "data" in u[2]][-1]
+    plotted = [u[1] for u in updates if isinstance(u[1], dict) and "data" in u[1]][-1]
     assert plotted["columns"] == ["segment", "FPS", "run"]
     ours = [row for row in plotted["data"] if row[2] == "this run"]
     assert [row[0] for row in ours] == ["1", "2"], "segments are categories"
@@ -38,6 +40,32 @@ def test_generate_streams_and_offers_the_full_mp4(client):
     assert "done" in metrics and "FPS" in metrics and "first frame ready" in metrics
     frames, _ = imageio_ffmpeg.count_frames_and_secs(download)
     assert frames == 65
+
+
+def test_the_live_stream_is_the_runs_clips_as_one_fragmented_mp4(client, app_url, tmp_path):
+    """The live player's channel (studio/live_stream.py), fetched as the page fetches it, after the run: both
+    segments' clips, which play as the run's video; a name the app did not give is not found."""
+    metrics, *_ = client.predict(*form(segments=2), api_name="/generate")
+    live = metrics.split('data-live="')[1].split('"')[0]
+    assert len(live.rsplit("/", 1)[1]) >= 32, "named as unguessably as a session token"
+    with urllib.request.urlopen(app_url + live, timeout=30) as response:
+        assert response.headers["Content-Type"] == "video/mp4"
+        stream = response.read()
+    boxes, at = [], 0
+    while at < len(stream):
+        size, kind = int.from_bytes(stream[at:at + 4], "big"), stream[at + 4:at + 8].decode()
+        boxes.append((at, kind))
+        at += size
+    starts = [at for at, kind in boxes if kind == "ftyp"]
+    assert at == len(stream) and len(starts) == 2 and starts[0] == 0, "two whole MP4 files, one after the other"
+    frames = []
+    for clip, (start, end) in enumerate(zip(starts, [*starts[1:], len(stream)])):
+        (tmp_path / f"{clip}.mp4").write_bytes(stream[start:end])
+        frames.append(imageio_ffmpeg.count_frames_and_secs(str(tmp_path / f"{clip}.mp4"))[0])
+    assert frames == [33, 32], "each segment's clip, whole, in order"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(app_url + live[:-4] + "AAAA", timeout=30)
+    assert missing.value.code == 404 and "No such live stream" in missing.value.read().decode()
 
 
 def test_continue_extends_the_last_video_as_one_longer_run(client):
@@ -89,11 +117,11 @@ def test_stop_twice_and_stop_when_idle_are_harmless(client):
     client.predict(api_name="/stop")
     job = client.submit(*form(segments=20), api_name="/generate")
     for update in job:
-        if "<th>frames</th><td>33</td>" in str(update[1]):
+        if "<th>frames</th><td>33</td>" in str(update[0]):
             break
     client.predict(api_name="/stop")
     client.predict(api_name="/stop")
-    _, metrics, _, download, _ = job.result()
+    metrics, _, download, _ = job.result()
     assert "stopped" in metrics
     frames, _ = imageio_ffmpeg.count_frames_and_secs(download)
     assert 33 <= frames < 20 * 33, "what was made before the stop stays downloadable"
@@ -102,11 +130,11 @@ def test_stop_twice_and_stop_when_idle_are_harmless(client):
 def test_apply_timeline_while_running_changes_the_prompt_of_later_segments(client):
     job = client.submit(*form(prompt="a quiet harbour", segments=6), api_name="/generate")
     for update in job:
-        if "<th>frames</th><td>33</td>" in str(update[1]):
+        if "<th>frames</th><td>33</td>" in str(update[0]):
             break
     new_rows = {"headers": ["start", "prompt"], "data": [[0, "a quiet harbour"], [1, "a harbour on fire"]]}
     client.predict(new_rows, "segments", 0, api_name="/apply_timeline")
-    metrics = job.result()[1]
+    metrics = job.result()[0]
     assert "done" in metrics and "a harbour on fire (100%)" in metrics
 
 
@@ -122,7 +150,7 @@ def test_two_users_at_once_are_queued_not_refused(app_url):
     for t in threads:
         t.join(300)
     assert sorted(results) == ["a", "b"]
-    for live, metrics, plot, download, seed in results.values():
+    for metrics, plot, download, seed in results.values():
         assert imageio_ffmpeg.count_frames_and_secs(download)[0] == 33
 
 
@@ -173,7 +201,7 @@ def test_stop_reaches_an_api_clients_queued_run(app_url):
     busy, waiting = Client(app_url, verbose=False), Client(app_url, verbose=False)
     running = busy.submit(*form(segments=20), api_name="/generate")
     for update in running:
-        if "<th>frames</th><td>33</td>" in str(update[1]):
+        if "<th>frames</th><td>33</td>" in str(update[0]):
             break
     queued = waiting.submit(*form(segments=1), api_name="/generate")
     deadline = time.time() + 30
@@ -181,7 +209,7 @@ def test_stop_reaches_an_api_clients_queued_run(app_url):
         time.sleep(0.1)
     waiting.predict(api_name="/stop")
     busy.predict(api_name="/stop")
-    assert "stopped" in running.result()[1]
+    assert "stopped" in running.result()[0]
     with pytest.raises(AppError, match="Stopped before it started"):
         queued.result()
 

@@ -79,7 +79,7 @@ def test_stream_plays_before_the_run_ends_and_stop_keeps_the_result(page):
 
 
 RECORD_PLAYBACK = """(length) => {
-  const rec = window.rec = {t0: null, released: null, ready: null, heldPlaying: 0, arrivals: [], stalls: [], said: []};
+  const rec = window.rec = {t0: null, released: null, heldPlaying: 0, arrivals: [], stalls: [], said: []};
   const SEGMENT_S = 33 / 24;
   document.addEventListener('click', (e) => { if (e.target.closest('#generate')) rec.t0 = performance.now(); }, true);
   let last = {time: -1, at: 0};
@@ -88,11 +88,9 @@ RECORD_PLAYBACK = """(length) => {
     const status = (document.querySelector('#playback-status') || {}).textContent || '';
     if (status && rec.said[rec.said.length - 1] !== status) rec.said.push(status);
     if (!v || rec.t0 === null) return;
-    const n = v.buffered.length ? Math.floor(v.buffered.end(v.buffered.length - 1) / SEGMENT_S + 0.05) : 0;
+    const n = v.buffered.length ? Math.floor(v.buffered.end(v.buffered.length - 1) / SEGMENT_S + 0.1) : 0;
     while (rec.arrivals.length < n) rec.arrivals.push(now);
     const holding = status.startsWith('starts in');
-    const d = document.querySelector('#metrics .metrics').dataset;
-    if (rec.ready === null && d.state && (n >= Number(d.hold) || d.state !== 'generating') && rec.said.some(s => s.startsWith('starts in'))) rec.ready = now;
     if (holding && !v.paused) rec.heldPlaying += 1;
     if (rec.released === null && !holding && rec.said.some(s => s.startsWith('starts in'))) rec.released = now;
     if (rec.released === null || v.paused || v.ended || v.currentTime !== last.time) { last = {time: v.currentTime, at: now}; return; }
@@ -103,8 +101,8 @@ RECORD_PLAYBACK = """(length) => {
   }, 50);
 }"""
 """Records, in the page: the click, each segment's arrival in the player's buffer, what the player showed while
-held (ticks it was not paused), when what it waits for was there (the segments it asked for, or the run's end), when
-it let go, its words, and every stall after that (no progress for 300 ms before the end)."""
+held (ticks it was not paused), when it let go, its words, and every stall after that (no progress for 300 ms
+before the end)."""
 
 
 def test_below_real_time_smooth_playback_waits_then_plays_through_without_a_stall(page):
@@ -121,7 +119,11 @@ def test_below_real_time_smooth_playback_waits_then_plays_through_without_a_stal
     assert any(s.startswith("starts in") and "real time" in s for s in rec["said"]), rec["said"]
     assert rec["released"] is not None and rec["heldPlaying"] <= 2, f"played while held, 50 ms ticks: {rec}"
     assert rec["stalls"] == [], f"playback paused for data at {rec['stalls']} s"
-    assert rec["released"] - rec["ready"] <= 300, f"held {rec['released'] - rec['ready']:.0f} ms past what it waited for"
+    assert len(rec["arrivals"]) == 5
+    earliest = max(at - i * 33 / 24 * 1000 for i, at in enumerate(rec["arrivals"])) - rec["t0"]
+    started = rec["released"] - rec["t0"]
+    print(f"smooth playback: started {started / 1000:.1f} s after the click; earliest stall-free start {earliest / 1000:.1f} s")
+    assert started <= 1.15 * earliest + 1000, "issue 22's target: within 15% + 1 s of the earliest stall-free start"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app-smooth-playback.png"), full_page=True)
 
@@ -187,3 +189,56 @@ def test_an_example_timeline_sets_a_length_that_covers_it(page):
     length = page.get_by_label("Length (segments of 33 frames)", exact=False).first
     page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some(i => i.value === '9')", timeout=10_000)
     assert length.input_value() == "9", "winter starts at segment 6, faded in over 2 more"
+
+
+RECORD_LIVE = """() => {
+  const rec = window.live = {arrivals: [], stalls: [], last: {time: -1, at: 0}};
+  setInterval(() => {
+    const v = document.querySelector('#live video'), now = Date.now();
+    if (!v) return;
+    const n = v.buffered.length ? Math.floor(v.buffered.end(v.buffered.length - 1) * 24 / 33 + 0.1) : 0;
+    while (rec.arrivals.length < n) rec.arrivals.push(now);
+    if (v.paused || v.ended || v.currentTime !== rec.last.time) { rec.last = {time: v.currentTime, at: now}; return; }
+    if (now - rec.last.at > 300) { rec.stalls.push(v.currentTime); rec.last = {time: v.currentTime, at: Infinity}; }
+  }, 5);
+}"""
+"""Records, in the page: when each segment is in the live player's buffer (wall clock, as the server stamps when it
+made it), and every stall (no progress for 300 ms while playing)."""
+
+
+@pytest.fixture(scope="module")
+def frame_source(serve_app, tmp_path_factory):
+    with serve_app("tests/frame_source_app.py", tmp_path_factory.mktemp("frame-source") / "app.log") as url:
+        yield url
+
+
+@pytest.mark.parametrize("rate, budget_s", [(30, 1.0), (60, 1.5)])
+def test_live_stream_is_in_the_browser_soon_after_each_segment_is_made(frame_source, rate, budget_s):
+    """Issue 22's latency targets (the last segment, and most of them), at the page's largest resolution, from a
+    source faster than real time. Browser, server, source and encoder share the machine's cores here, as they do not
+    for a user: on 2 cores single segments have reached the browser up to 1.5 s after they were made at either rate
+    (the encoder waiting for a core)."""
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(frame_source)
+        page.wait_for_selector("#generate")
+        page.evaluate(RECORD_LIVE)
+        edit_cell(page, 1, f"colour bands at {rate} fps")
+        page.get_by_label("Resolution (height x width)").click()
+        page.get_by_role("option", name="384x640").click()
+        page.get_by_label("Length (segments of 33 frames)", exact=False).first.fill("10")
+        page.keyboard.press("Enter")
+        page.click("#generate")
+        page.wait_for_function("() => document.querySelector('#metrics').innerText.includes('done')", timeout=120_000)
+        page.wait_for_function("() => window.live.arrivals.length >= 10", timeout=30_000)
+        page.wait_for_function("() => document.querySelector('#live video').ended", timeout=60_000)
+        made = page.locator("#metrics .metrics").get_attribute("data-made").split(",")
+        live = page.evaluate("() => window.live")
+        browser.close()
+    late = [(arrived - int(at)) / 1000 for arrived, at in zip(live["arrivals"], made)]
+    print(f"{rate} FPS source: made -> in the browser's buffer, s: {[round(s, 2) for s in late]}")
+    assert len(made) == 10 and len(late) == 10
+    assert late[-1] <= budget_s, f"the last segment reached the browser {late[-1]:.2f} s after it was made: {late}"
+    assert sorted(late)[5] <= budget_s, f"most segments reached the browser over {budget_s} s after they were made: {late}"
+    assert live["stalls"] == [], f"playback paused for data at {live['stalls']} s"

@@ -78,10 +78,10 @@ def test_app_on_two_ranks_stops_continues_and_serves_the_next_request(tmp_path):
         form = FORM
         job = client.submit(*form, 20, "1,1,1", 5, "64x128", False, api_name="/generate")
         for update in job:
-            if "<th>frames</th><td>33</td>" in str(update[1]):
+            if "<th>frames</th><td>33</td>" in str(update[0]):
                 break
         client.predict(api_name="/stop")
-        _, metrics, _, download, _ = job.result()
+        metrics, _, download, _ = job.result()
         stopped = imageio_ffmpeg.count_frames_and_secs(download)[0]
         assert "stopped" in metrics and stopped < 20 * 33
         *_, download, _ = client.predict(*form, 1, "1,1,1", 5, "64x128", False, api_name="/continue")

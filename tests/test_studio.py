@@ -263,21 +263,3 @@ def test_another_sessions_run_given_as_an_input_is_refused_in_words(tmp_path):
     assert [u for u in mine if u.final][0].metrics.state == "done", "a session may continue its own video"
 
 
-@pytest.mark.parametrize("total", [1, 2, 5, 10, 60])
-@pytest.mark.parametrize("fps", [6.0, 14.0, 23.9, 24.0, 60.0])
-def test_smooth_playback_holds_just_enough_segments_to_play_through(total, fps):
-    """Simulated: with `hold` segments buffered at the start, every later segment arrives before it is due, and
-    holding is at most one segment (the margin) more than the fewest that play through."""
-    from studio.playback import SEGMENT_S, segments_to_hold
-
-    segment_s = 33 / fps
-    hold = segments_to_hold(total, segment_s)
-
-    def late(k: int) -> bool:  # start playing once k segments are in; segment i arrives at (i + 1) x segment_s
-        start = k * segment_s
-        return any((i + 1) * segment_s > start + i * SEGMENT_S + 1e-9 for i in range(k, total))
-
-    fewest = next(k for k in range(1, total + 1) if not late(k))
-    assert 1 <= hold <= total and not late(hold) and hold - fewest in (0, 1)
-    if fps >= 24:
-        assert hold == 1, "faster than real time, nothing waits"

@@ -1,0 +1,144 @@
+"""The live player's channel: a run's clips, as one fragmented-MP4 byte stream over a plain HTTP response, sent as
+each clip is encoded, into the page's Media Source.
+
+Gradio's streaming video probes and re-muxes every clip with FFmpeg into HLS, and its player polls the playlist
+every two seconds: a segment reached the browser 3.0-4.4 s after it was made at a 60 FPS source. Here the clip's
+bytes go out as they are, the moment it is written. A stream's name is as hard to guess as a session token and only
+its run's page is given it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+POLL_S = 0.01
+KEPT = 64
+"""Streams kept after their run (a page may reconnect); the oldest ended one goes first. Twice the queue's length."""
+ROUTE = "/helios-live/{name}"
+
+
+class LiveStream:
+    def __init__(self):
+        self.name = secrets.token_urlsafe(24)
+        self.clips: list[Path] = []
+        self.ended = False
+
+    @property
+    def url(self) -> str:
+        """Relative to the page, so it holds behind a proxy's path too."""
+        return ROUTE.format(name=self.name).lstrip("/")
+
+    def add(self, clip: Path) -> None:
+        self.clips.append(clip)
+
+    def end(self) -> None:
+        self.ended = True
+
+
+class LiveStreams:
+    """Thread-safe: runs open and fill streams in Gradio's worker threads; the web server reads them."""
+
+    def __init__(self, kept: int = KEPT):
+        self.kept = kept
+        self._streams: OrderedDict[str, LiveStream] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def open(self) -> LiveStream:
+        stream = LiveStream()
+        with self._lock:
+            self._streams[stream.name] = stream
+            ended = [name for name, s in self._streams.items() if s.ended]
+            for name in ended[: max(0, len(self._streams) - self.kept)]:
+                del self._streams[name]
+        return stream
+
+    def get(self, name: str) -> LiveStream | None:
+        with self._lock:
+            return self._streams.get(name)
+
+    async def chunks(self, stream: LiveStream):
+        """The stream's clips from its first, each as soon as it exists, until its run ends. A clip removed with its
+        run's files ends the stream."""
+        import anyio
+
+        sent = 0
+        while True:
+            if sent < len(stream.clips):
+                try:
+                    data = await anyio.Path(stream.clips[sent]).read_bytes()
+                except OSError:
+                    return
+                sent += 1
+                yield data
+            elif stream.ended:
+                return
+            else:
+                await anyio.sleep(POLL_S)
+
+    def mount(self, app) -> None:
+        """Adds the channel's route to the page's web app (FastAPI): GET it for the stream, 404 for any other name."""
+        from fastapi.responses import PlainTextResponse, StreamingResponse
+
+        async def serve(name: str):
+            stream = self.get(name)
+            if stream is None:
+                return PlainTextResponse("No such live stream: it ended long ago or was never made.", status_code=404)
+            headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+            return StreamingResponse(self.chunks(stream), media_type="video/mp4", headers=headers)
+
+        app.add_api_route(ROUTE, serve, methods=["GET"], include_in_schema=False)
+
+
+LIVE_PLAYER = """() => {
+  let current = null;
+  const codec = (bytes) => {
+    for (let i = 0; i + 8 < bytes.length; i++) {
+      if (bytes[i] === 0x61 && bytes[i + 1] === 0x76 && bytes[i + 2] === 0x63 && bytes[i + 3] === 0x43) {
+        const hex = (b) => b.toString(16).padStart(2, '0');
+        return 'avc1.' + hex(bytes[i + 5]) + hex(bytes[i + 6]) + hex(bytes[i + 7]);
+      }
+    }
+    return null;
+  };
+  const play = async (url) => {
+    const video = document.querySelector('#live video');
+    const source = new MediaSource();
+    video.src = URL.createObjectURL(source);
+    await new Promise((opened) => source.addEventListener('sourceopen', opened, {once: true}));
+    const reader = (await fetch(url, {cache: 'no-store'})).body.getReader();
+    let buffer = null, head = new Uint8Array(0);
+    const queue = [];
+    const pump = () => { if (buffer && !buffer.updating && queue.length) buffer.appendBuffer(queue.shift()); };
+    for (;;) {
+      const {done, value} = await reader.read();
+      if (current !== url) { reader.cancel(); return; }
+      if (done) break;
+      if (buffer) { queue.push(value); pump(); continue; }
+      const joined = new Uint8Array(head.length + value.length);
+      joined.set(head); joined.set(value, head.length); head = joined;
+      const kind = codec(head);
+      if (!kind) continue;
+      buffer = source.addSourceBuffer('video/mp4; codecs="' + kind + '"');
+      buffer.mode = 'sequence';
+      buffer.addEventListener('updateend', pump);
+      queue.push(head); pump();
+    }
+    const finish = () => {
+      if (current !== url) return;
+      if (buffer && (buffer.updating || queue.length)) { setTimeout(finish, 20); return; }
+      if (source.readyState === 'open') source.endOfStream();
+    };
+    finish();
+  };
+  setInterval(() => {
+    const metrics = document.querySelector('#metrics .metrics');
+    const url = metrics && metrics.dataset.live;
+    if (url && url !== current) { current = url; play(url); }
+  }, 20);
+}"""
+"""Installed once with the page: a run's page update names its stream (`data-live`); the player opens it into a
+Media Source and appends each clip as it arrives, in sequence (each clip's timestamps start at zero)."""
+PLAYER_HTML = '<div class="live-player"><video autoplay muted playsinline controls></video></div>'
