@@ -50,7 +50,7 @@ def main(argv=None) -> int:
             encode(frames, tmp / f"before-{k}.mp4", MP4_PARAMS, 8)
         before = (time.perf_counter() - start) / args.segments
         start = time.perf_counter()
-        clips = [encode_clip(frames, tmp / f"live-{k}.ts") for k, frames in enumerate(segments)]
+        clips = [encode_clip(frames, tmp / f"live-{k}.mp4") for k, frames in enumerate(segments)]
         live = (time.perf_counter() - start) / args.segments
         start = time.perf_counter()
         video = join_videos(clips, tmp / "joined.mp4")
