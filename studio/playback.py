@@ -48,7 +48,7 @@ SMOOTH_PLAYBACK = """() => {
           if (!have) say('waiting for the first segment');
           return;
         }
-        const start = arrived + 1000 * ((total - have) * segmentS * (1 + MARGIN) - (total - 1) * SEGMENT_S);
+        const start = arrived + 1000 * ((total - have + MARGIN) * segmentS - (total - 1) * SEGMENT_S);
         if (now < start) {
           if (v && !v.paused) v.pause();
           say('starts in ' + Math.ceil((start - now) / 1000) + ' s (' + have + ' of ' + total + ' segments made)' + (speed ? ' — generating at ' + speed : ''));

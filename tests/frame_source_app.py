@@ -25,7 +25,9 @@ from helios.segment import StepProgress, Stopwatch  # noqa: E402
 def paced_denoise(self, run):
     prompt = run.request.timeline.prompts[0]
     rate = float(re.search(r"(\d+(\.\d+)?)\s*fps", prompt).group(1)) if "fps" in prompt else 24.0
-    s, start = run.request.settings, time.perf_counter()
+    s = run.request.settings
+    bands(s.height, s.width)
+    start = time.perf_counter()
     first, total = run.request.first_segment, run.total_segments
     latents = torch.zeros(1, 1, 1, s.height, s.width)
     for k in range(first, total):
