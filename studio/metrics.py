@@ -33,6 +33,9 @@ class RunMetrics:
     """The run's steps per pyramid stage (None without a pyramid)."""
     made: list[float] = field(default_factory=list)
     """When each segment's frames reached the app (wall clock), before its clip is encoded."""
+    first_estimate_s: float | None = None
+    """A later segment's time as the first alone tells it: its denoising scaled to a later segment's steps (the
+    first of a run may have twice as many), plus its decode."""
 
     def on_step(self, progress: StepProgress) -> None:
         self.step = progress
@@ -44,6 +47,12 @@ class RunMetrics:
         self.made.append(time.time())
         if self.first_frame_s is None:
             self.first_frame_s = self.elapsed_s
+        if not self.segment_fps and self.step and segment.frames.size:
+            first_steps = self.step.steps
+            later_steps = sum(self.steps) if self.steps else first_steps
+            t = segment.timings
+            seconds = t.denoise_s * later_steps / first_steps + t.decode_s
+            self.first_estimate_s = seconds * FRAMES_PER_SEGMENT / len(segment.frames)
         self.segments = segment.index + 1
         self.total_segments = segment.count
         self.frames += len(segment.frames)
@@ -57,9 +66,12 @@ class RunMetrics:
 
     @property
     def segment_s(self) -> float | None:
-        """Seconds the engine takes per segment, from the measured ones (the amplified first one only if alone)."""
-        later = self.segment_fps[1:] or self.segment_fps
-        return FRAMES_PER_SEGMENT / sorted(later)[len(later) // 2] if later else None
+        """Seconds the engine takes per segment: the median of the measured ones after the first, or the first's
+        estimate while it is alone."""
+        later = self.segment_fps[1:]
+        if not later:
+            return self.first_estimate_s or (FRAMES_PER_SEGMENT / self.segment_fps[0] if self.segment_fps else None)
+        return FRAMES_PER_SEGMENT / sorted(later)[len(later) // 2]
 
     def to_html(self, live: str = "") -> str:
         """The table, with what the page's player needs as data: where its stream is (`live`, studio/live_stream.py),

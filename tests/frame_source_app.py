@@ -1,6 +1,7 @@
 """`python tests/frame_source_app.py APP_ARGS`: the app with its engine replaced by a frame source, for measuring what
 the page does with segments that come at a set rate: a request's first prompt names the rate ("60 fps"), and a
-segment of moving colour bands (cheap to make, not free to encode) is made every 33 / rate seconds from the start."""
+segment of moving colour bands with a little grain (cheap to make, not free to encode) is made every 33 / rate
+seconds, its denoising steps paced as the request's plan has them."""
 
 import functools
 import re
@@ -23,19 +24,25 @@ from helios.segment import StepProgress, Stopwatch  # noqa: E402
 
 
 def paced_denoise(self, run):
+    """Steps at the rate's pace (a later segment's steps take 33 / rate s), so a run's first segment, which may have
+    twice the steps, takes as much longer as the engine's would."""
     prompt = run.request.timeline.prompts[0]
     rate = float(re.search(r"(\d+(\.\d+)?)\s*fps", prompt).group(1)) if "fps" in prompt else 24.0
     s = run.request.settings
     bands(s.height, s.width)
-    start = time.perf_counter()
+    step_s = FRAMES_PER_SEGMENT / rate / run.plan.steps_in_segment(False)
+    due = time.perf_counter()
     first, total = run.request.first_segment, run.total_segments
     latents = torch.zeros(1, 1, 1, s.height, s.width)
     for k in range(first, total):
-        run.step(StepProgress(k, total, 0, 1))
+        steps = run.plan.steps_in_segment(k == 0)
+        run.step(StepProgress(k, total, 0, steps))
         watch = Stopwatch(torch.device("cpu"))
         watch.mark()
-        time.sleep(max(0.0, start + (k - first + 1) * FRAMES_PER_SEGMENT / rate - time.perf_counter()))
-        run.step(StepProgress(k, total, 1, 1))
+        for step in range(1, steps + 1):
+            due += step_s
+            time.sleep(max(0.0, due - time.perf_counter()))
+            run.step(StepProgress(k, total, step, steps))
         watch.mark()
         yield Denoised(k, run.timeline.mix(k), latents + k, watch, latents, latents, torch.zeros(1), threading.Event())
 

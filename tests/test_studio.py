@@ -88,6 +88,20 @@ def test_a_run_slower_than_real_time_names_the_preset_that_would_be(steps, fps, 
         assert "real time" in metrics.to_html()
 
 
+def test_the_first_segment_alone_tells_a_later_ones_time_by_its_steps():
+    """A run's first segment has twice the steps: alone, it must not make a run faster than real time look slower
+    (smooth playback would hold its start for nothing); the later segments' own times replace the estimate."""
+    metrics = RunMetrics(steps=(2, 2, 2))
+    frames = np.zeros((33, 8, 8, 3), np.uint8)
+    metrics.on_step(StepProgress(0, 10, 12, 12))
+    metrics.on_segment(Segment(0, 10, frames, 0, (("a boat", 1.0),), SegmentTimings(2.0, 0.2, 2.2)))
+    assert metrics.segment_s == pytest.approx(2.0 * 6 / 12 + 0.2)
+    assert 'data-rtf="1.146"' in metrics.to_html(), "faster than real time (1.375 s of video in 1.2 s)"
+    metrics.on_step(StepProgress(1, 10, 6, 6))
+    metrics.on_segment(Segment(1, 10, frames, 33, (("a boat", 1.0),), SegmentTimings(1.2, 0.2, 1.4)))
+    assert metrics.segment_s == pytest.approx(1.4)
+
+
 def test_metrics_show_a_long_prompt_shortened():
     metrics = RunMetrics()
     frames = np.zeros((33, 8, 8, 3), np.uint8)
