@@ -236,19 +236,19 @@ def test_live_stream_is_in_the_browser_soon_after_each_segment_is_made(frame_sou
     with opened(frame_source) as page:
         page.evaluate(RECORD_LIVE)
         edit_cell(page, 1, f"colour bands at {rate} fps")
-        page.get_by_label("Length (segments of 33 frames)", exact=False).first.fill("10")
+        page.get_by_label("Length (segments of 33 frames)", exact=False).first.fill("6")
         page.keyboard.press("Enter")
         page.click("#generate")
         page.wait_for_function("() => document.querySelector('#metrics').innerText.includes('done')", timeout=120_000)
-        page.wait_for_function("() => window.live.arrivals.length >= 10", timeout=30_000)
+        page.wait_for_function("() => window.live.arrivals.length >= 6", timeout=30_000)
         page.wait_for_function("() => document.querySelector('#live video').ended", timeout=60_000)
         made = page.locator("#metrics .metrics").get_attribute("data-made").split(",")
         live = page.evaluate("() => window.live")
     late = [(arrived - int(at)) / 1000 for arrived, at in zip(live["arrivals"], made)]
     print(f"{rate} FPS source: made -> in the browser's buffer, s: {[round(s, 2) for s in late]}")
-    assert len(made) == 10 and len(late) == 10
+    assert len(made) == 6 and len(late) == 6
     assert late[-1] <= budget_s, f"the last segment reached the browser {late[-1]:.2f} s after it was made: {late}"
-    assert sorted(late)[5] <= budget_s, f"most segments reached the browser over {budget_s} s after they were made: {late}"
+    assert sorted(late)[3] <= budget_s, f"most segments reached the browser over {budget_s} s after they were made: {late}"
     assert live["stalls"] == [], f"playback paused for data at {live['stalls']} s"
     assert live["said"] and not any(s.startswith("starts in") for s in live["said"]), f"faster than real time, smooth playback waited: {live['said']}"
     assert live["playing"] - live["arrivals"][0] <= 1000, "faster than real time, smooth playback starts with the first segment"
