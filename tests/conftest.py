@@ -23,7 +23,7 @@ REFERENCE_GAMMA = 0.25
 """The schedulers' default gamma=1/3 makes the reference's float32 Cholesky fail on a CPU; parity fixtures avoid it."""
 
 
-LONGEST_FIRST = ("test_browser.py", "test_soak.py", "test_context_parallel.py", "test_app_api.py", "test_aot.py")
+LONGEST_FIRST = ("test_soak.py", "test_context_parallel.py", "test_app_api.py", "test_browser.py", "test_aot.py")
 """Files that take minutes go first, so the two workers of `pytest -n 2 --dist loadfile --no-loadscope-reorder` (which
 keeps this order rather than putting the files with the most tests first) end together."""
 
