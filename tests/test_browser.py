@@ -69,9 +69,11 @@ def test_stream_plays_before_the_run_ends_and_stop_keeps_the_result(page):
     page.wait_for_function(
         "() => { const v = document.querySelector('#live video'); return v && v.currentTime > 0; }", timeout=180_000
     )
-    during = metrics(page)
-    assert "generating" in during, "the video must play while the run is still going"
-    assert "FPS" in during and "first frame ready" in during
+    assert "generating" in metrics(page), "the video must play while the run is still going"
+    page.wait_for_function(  # the clip can reach the player before the page update that counts it
+        "() => /first frame ready\s*[0-9]/.test(document.querySelector('#metrics').innerText)", timeout=30_000
+    )
+    assert "FPS" in metrics(page)
     page.wait_for_function("() => document.querySelector('#on-screen').innerText.includes('after the click')", timeout=30_000)
     on_screen = float(page.locator("#on-screen").inner_text().split("on screen")[1].split()[0])
     ready = float(metrics(page).split("first frame ready")[1].split()[0])
