@@ -13,6 +13,7 @@ rank that is gone.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import os
@@ -99,8 +100,21 @@ def ranks() -> Ranks:
             torch.cuda.set_device(local_rank)
         dist.init_process_group("cuda:nccl,cpu:gloo" if torch.cuda.is_available() else "gloo")
     me = Ranks(dist.get_rank(), dist.get_world_size(), local_rank, dist.new_group(backend="gloo"))
-    threading.Thread(target=_watch, args=(me,), name="helios-rank-watch", daemon=True).start()
+    watcher = threading.Thread(target=_watch, args=(me,), name="helios-rank-watch", daemon=True)
+    watcher.start()
+    atexit.register(_stop_watching, watcher)
     return me
+
+
+_STOP = threading.Event()
+
+
+def _stop_watching(watcher: threading.Thread) -> None:
+    """At a normal exit the watcher leaves its store call first: a daemon thread still in one when Python finalises
+    is ended inside C++ code, which aborts the rank ("terminate called without an active exception", seen in CPU
+    tests)."""
+    _STOP.set()
+    watcher.join(1.0)
 
 
 def worded(exc: BaseException) -> str:
@@ -115,7 +129,8 @@ def _watch(me: Ranks) -> None:
     thread waits in a collective that will never complete."""
     store = dist.distributed_c10d._get_default_store()
     while not store.check([FAILED]):
-        time.sleep(0.2)
+        if _STOP.wait(0.2):
+            return
     rank, message = store.get(FAILED).decode().split("\n", 1)
     if not me.leader:
         if int(rank) == me.rank:
