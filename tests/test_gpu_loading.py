@@ -38,3 +38,14 @@ def test_each_tier_places_its_weights_and_keeps_the_frames(tiny_checkpoint, tier
     ours, theirs = frames(model), frames(resident)
     psnr = 10 * np.log10(255**2 / max(np.mean((ours.astype(float) - theirs) ** 2), 1e-12))
     assert psnr > (60 if tier == "text-offload" else 25), f"{tier}: {psnr:.1f} dB from the resident tier's frames"
+
+
+@pytest.mark.parametrize("tier", ["text-offload", "fp8", "fp8-streamed"])
+def test_the_text_encoder_leaves_the_gpu_after_encoding(tiny_checkpoint, tier):
+    """Its layers pass through the GPU for each new prompt; none may stay there for the rest of the run (FP8 layers
+    once did, as buffers that group offloading left behind: 3.4 GiB of a 16 GiB card's)."""
+    model = _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cuda", placement=Placement(memory=tier, compile_blocks=False)))
+    frames(model)
+    layers = model.text_encoder.encoder.block
+    on_gpu = [n for n, t in (*layers.named_parameters(), *layers.named_buffers()) if t.is_cuda]
+    assert not on_gpu, f"{tier}: {len(on_gpu)} text-encoder tensors stayed on the GPU, e.g. {on_gpu[:3]}"

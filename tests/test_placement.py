@@ -17,7 +17,7 @@ from helios.timeline import PromptTimeline
 
 HELIOS_14B = ModelSize(
     blocks=40, block_bytes=int(0.703e9), block_linear_bytes=int(0.702e9), transformer_other_bytes=int(0.45e9),
-    text_bytes=int(11.4e9), vae_bytes=int(0.25e9), text_passing_bytes=int(3.0e9), text_linear_bytes=int(7.25e9),
+    text_bytes=int(11.4e9), vae_bytes=int(0.25e9), text_passing_bytes=int(0.8e9), text_linear_bytes=int(7.25e9),
 )
 """Helios-Distilled's sizes in bf16 (the transformer's 14B parameters, UMT5-XXL, the Wan VAE)."""
 
@@ -36,6 +36,7 @@ def gpu(free_gib, capability=(9, 0), host_gib=0, **kw):
     (23, (8, 6), "fp8", False),           # RTX 3090 24 GB: FP8 storage, bf16 matmuls
     (15, (8, 9), "fp8-streamed", True),   # 16 GB
     (11, (8, 6), "fp8-streamed", False),  # 12 GB
+    (7.5, (8, 9), "fp8-streamed", True),  # 8 GB (RTX 4060)
 ])
 def test_auto_picks_the_fastest_tier_that_fits(free_gib, capability, tier, fp8_matmul):
     resolved = resolve(Placement(), gpu(free_gib, capability), HELIOS_14B)

@@ -17,7 +17,9 @@ instead, lazily, so on ZeroGPU inside a GPU call as spaces does.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import functools
 import json
 import shutil
 import time
@@ -227,8 +229,20 @@ def load_runner(package: Path):
     wait (measured on the H200), and the engine calls a block from one thread at a time."""
     from torch._inductor.package import AOTICompiledModel  # 2 s to import: only runs from a folder pay it
 
+    _share_torch_symbols()
     loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", True, 1, -1)
     return AOTICompiledModel(loader)
+
+
+@functools.cache
+def _share_torch_symbols() -> None:
+    """Torch's CUDA library made global before a package's library is opened. Without it, in any process but the one
+    that built the package, the package's own copy of the C++ standard library's regex code crashed (SIGSEGV in
+    `parse_device_str`, building its model) on the H200 with torch 2.11: every CUDA package did, torch's default
+    settings included, while one opened after this call ran and matched (benchmarks/results/h200-aot-fresh-process*)."""
+    library = Path(torch.__file__).parent / "lib" / "libtorch_cuda.so"
+    if library.is_file():
+        ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
 
 
 def lent_tensors(block: nn.Module) -> dict[str, torch.Tensor]:

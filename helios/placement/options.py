@@ -51,7 +51,7 @@ class ModelSize:
     text_bytes: int
     vae_bytes: int
     text_passing_bytes: int = 0
-    """What the GPU budget sets aside for the text encoder streaming through: two layers and its embedding's size."""
+    """What the GPU budget sets aside for the text encoder streaming through: two of its layers."""
     text_linear_bytes: int = 0
     """The text encoder's linear layers that FP8 tiers store in FP8."""
 
