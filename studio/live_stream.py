@@ -107,8 +107,10 @@ LIVE_PLAYER = """() => {
   const play = async (url) => {
     const video = document.querySelector('#live video');
     const source = new MediaSource();
-    video.src = URL.createObjectURL(source);
+    const address = URL.createObjectURL(source);
+    video.src = address;
     await new Promise((opened) => source.addEventListener('sourceopen', opened, {once: true}));
+    URL.revokeObjectURL(address);
     const reader = (await fetch(url, {cache: 'no-store'})).body.getReader();
     let buffer = null, head = new Uint8Array(0);
     const queue = [];
@@ -141,5 +143,6 @@ LIVE_PLAYER = """() => {
   }, 20);
 }"""
 """Installed once with the page: a run's page update names its stream (`data-live`); the player opens it into a
-Media Source and appends each clip as it arrives, in sequence (each clip's timestamps start at zero)."""
+Media Source and appends each clip as it arrives, in sequence (each clip's timestamps start at zero). The source's
+address is revoked once the video holds it, so a tab that watched many runs keeps none of them."""
 PLAYER_HTML = '<div class="live-player"><video autoplay muted playsinline controls></video></div>'

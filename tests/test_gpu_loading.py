@@ -34,7 +34,7 @@ def test_each_tier_places_its_weights_and_keeps_the_frames(tiny_checkpoint, tier
     if streamed:
         assert all(t.is_pinned() for host in model.block_stream.host for t in host), "copied in from pinned memory"
     lookup = model.text_encoder.encoder.embed_tokens
-    assert not lookup.table.is_cuda and list(lookup.parameters()) == [], "tokens are looked up in host memory"
+    assert not lookup.rows.is_cuda and list(lookup.parameters()) == [], "tokens are looked up in host memory"
     ours, theirs = frames(model), frames(resident)
     psnr = 10 * np.log10(255**2 / max(np.mean((ours.astype(float) - theirs) ** 2), 1e-12))
     assert psnr > (60 if tier == "text-offload" else 25), f"{tier}: {psnr:.1f} dB from the resident tier's frames"

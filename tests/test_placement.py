@@ -18,6 +18,7 @@ from helios.timeline import PromptTimeline
 HELIOS_14B = ModelSize(
     blocks=40, block_bytes=int(0.703e9), block_linear_bytes=int(0.702e9), transformer_other_bytes=int(0.45e9),
     text_bytes=int(11.4e9), vae_bytes=int(0.25e9), text_passing_bytes=int(0.8e9), text_linear_bytes=int(7.25e9),
+    text_embedding_bytes=int(2.1e9),
 )
 """Helios-Distilled's sizes in bf16 (the transformer's 14B parameters, UMT5-XXL, the Wan VAE)."""
 
@@ -53,7 +54,7 @@ def test_a_gpu_too_small_for_any_tier_is_refused_in_words():
         resolve(Placement(), gpu(4), HELIOS_14B)
 
 
-@pytest.mark.parametrize("free_gib, host_gib", [(79, 8), (39, 16), (23, 16), (15, 24), (11, 24)])
+@pytest.mark.parametrize("free_gib, host_gib", [(79, 8), (39, 16), (23, 16), (15, 24), (11, 24), (7.5, 24)])
 def test_auto_picks_a_tier_that_fits_the_host_memory_too(free_gib, host_gib):
     """Desktops with 12-16 GB cards mostly have 32 GB of RAM, of which about 24 GiB is free for us."""
     resolved = resolve(Placement(), gpu(free_gib, host_gib=host_gib), HELIOS_14B)

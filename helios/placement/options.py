@@ -54,12 +54,14 @@ class ModelSize:
     """What the GPU budget sets aside for the text encoder streaming through: two of its layers."""
     text_linear_bytes: int = 0
     """The text encoder's linear layers that FP8 tiers store in FP8."""
+    text_embedding_bytes: int = 0
+    """The text encoder's token embedding, which FP8 tiers keep in int8 (and a scale per row) in host memory."""
 
     def block(self, fp8: bool) -> int:
         return self.block_bytes - self.block_linear_bytes // 2 if fp8 else self.block_bytes
 
     def text(self, fp8: bool) -> int:
-        return self.text_bytes - self.text_linear_bytes // 2 if fp8 else self.text_bytes
+        return self.text_bytes - (self.text_linear_bytes + self.text_embedding_bytes) // 2 if fp8 else self.text_bytes
 
 
 def workspace_bytes(height: int, width: int) -> int:

@@ -10,6 +10,8 @@ from .options import ModelSize
 from .weights import stored_tensors
 
 BF16 = 2
+EMBEDDING_NAMES = ("shared.weight", "encoder.embed_tokens.weight")
+"""UMT5's token embedding, stored under either name (or both, one tied to the other)."""
 
 
 def _shapes(folder: Path) -> dict[str, tuple[int, ...]]:
@@ -40,4 +42,5 @@ def model_size(checkpoint: Path) -> ModelSize:
         vae_bytes=sum(math.prod(s) for s in _shapes(checkpoint / "vae").values()) * BF16,
         text_passing_bytes=sum(math.prod(text[n]) for n in passing) * BF16,
         text_linear_bytes=sum(math.prod(text[n]) for n in text_linear) * BF16,
+        text_embedding_bytes=max((math.prod(text[n]) for n in EMBEDDING_NAMES if n in text), default=0) * BF16,
     )

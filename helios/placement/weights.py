@@ -119,9 +119,9 @@ class Weights:
         self.ledger = ledger
         self.slabs = slabs or PinnedSlabs(ledger)
 
-    def held_in_host(self, module: nn.Module) -> None:
-        """Charges a module whose tensors were filled in plain host memory."""
-        self.ledger.charge(sum(t.numel() * t.element_size() for t in plain_tensors(module)))
+    def held_in_host(self, module: nn.Module, extra: int = 0) -> None:
+        """Charges a module whose tensors were filled in plain host memory, and `extra` bytes it holds outside them."""
+        self.ledger.charge(sum(t.numel() * t.element_size() for t in plain_tensors(module)) + extra)
 
     def pin(self, module: nn.Module, device: torch.device) -> None:
         """Off the GPU into pinned host memory (plain host memory on a CPU)."""
