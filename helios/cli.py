@@ -104,8 +104,8 @@ def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) 
     parser.add_argument("--fp8-attention", action="store_true",
                         help="with FP8 matmuls: self-attention's q·k in FP8 too (our Triton kernel; slower than cuDNN on an H100)")
     parser.add_argument("--aot", default=os.environ.get("HELIOS_AOT", "auto"), metavar="DIR",
-                        help="ahead-of-time compiled blocks from DIR (made by python -m helios compile); auto: the cache's, "
-                        "if made for this GPU; off: compile just in time")
+                        help="ahead-of-time compiled blocks from DIR (made by python -m helios compile), or from a Hub repo id "
+                        "holding such a folder; auto: the cache's, if made for this GPU; off: compile just in time")
     parser.add_argument(
         "--parallel", choices=PARALLEL_CHOICES, default="auto",
         help="under torchrun --nproc-per-node N: split attention by heads (ulysses) or by tokens (ring); "

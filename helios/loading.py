@@ -122,8 +122,13 @@ def resolve_folder(source: str) -> Path:
                 f"{path} has no model_index.json: point --model at a Helios checkpoint folder in diffusers layout."
             )
         return path
+    return from_hub(source, f"No model folder at {source}: give an existing folder, a hub id, or 'tiny'.")
+
+
+def from_hub(source: str, not_an_id: str) -> Path:
+    """A Hub repo's files, fetched once into the Hub's cache; `not_an_id` is the refusal for what cannot be an id."""
     if source.count("/") != 1 or source.startswith((".", "/", "~")):
-        raise ModelUnavailable(f"No model folder at {source}: give an existing folder, a hub id, or 'tiny'.")
+        raise ModelUnavailable(not_an_id)
     try:
         from huggingface_hub import snapshot_download
 
@@ -133,6 +138,14 @@ def resolve_folder(source: str) -> Path:
             f"Could not fetch {source} from the Hugging Face Hub ({type(exc).__name__}): check the id and the "
             "network, or download it and pass the local folder."
         ) from None
+
+
+def aot_folder(asked: str) -> Path:
+    """`--aot`'s folder: a local one, or a Hub repo holding one (the way `spaces` keeps its compiled blocks)."""
+    path = Path(asked).expanduser()
+    if path.exists():
+        return path
+    return from_hub(asked, f"No AoT folder at {asked}: make one with python -m helios compile, give a hub id, or leave --aot out.")
 
 
 def _check_hardware(folder: Path, device: torch.device) -> None:
@@ -188,7 +201,7 @@ def with_aot(resolved: Resolved, transformer_config: dict, dtype: torch.dtype, c
     sits in the cache (`python -m helios compile` makes it); otherwise they are compiled just in time."""
     key = aot_key(transformer_config, dtype, resolved, caps)
     paths = resolved.placement
-    folder, note = choose(paths.aot, key, aot_cache(), caps.ranks, paths.kernels or paths.fp8_attention)
+    folder, note = choose(paths.aot, key, aot_cache(), caps.ranks, paths.kernels or paths.fp8_attention, aot_folder)
     return resolved.with_aot(folder, note)
 
 

@@ -66,3 +66,21 @@ def test_compile_refuses_to_write_over_a_folder_that_is_not_an_aot_folder(tmp_pa
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
     assert done.stderr.startswith(f"error: --out {mine} exists and is not an AoT folder: give a new folder")
     assert [p.name for p in mine.iterdir()] == ["keep.txt"]
+
+
+def test_a_hub_id_runs_from_the_folder_the_hub_gave(folder, tmp_path, cli, monkeypatch):
+    """A folder pushed to the Hub as a model repo (as `spaces` keeps them) is fetched once into the Hub's cache: here a
+    cache made by hand, the Hub being offline in tests; an id the cache lacks is refused in words."""
+    import huggingface_hub
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--someone--helios-aot" / "snapshots" / ("0" * 40)
+    shutil.copytree(folder, snapshot)
+    (cache / "models--someone--helios-aot" / "refs").mkdir()
+    (cache / "models--someone--helios-aot" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    banner, _ = frames(cli, tmp_path, "hub", "--aot", "someone/helios-aot")
+    assert f"blocks ahead-of-time compiled, from {snapshot}" in banner
+    done = cli(*RUN, "--aot", "someone/other-blocks", "--out", tmp_path / "x.npy")
+    assert done.returncode == 1 and not (tmp_path / "x.npy").exists()
+    assert done.stderr.startswith("error: Could not fetch someone/other-blocks from the Hugging Face Hub")

@@ -9,9 +9,9 @@ drops a plain integer input. A folder says what it was built for (`AotKey`); a f
 or weight form is refused in words and the run compiles just in time instead.
 
 Folder layout: `HeliosTransformerBlock/package.pt2` (the layout `spaces.aoti_blocks_load` reads, so the folder can
-be pushed to the Hub as a model repo) and `helios-aot.json`. spaces' loader itself cannot run the package (it would
-pass the block's integer argument), and it cannot be imported without a CUDA build of torch: `AotForward` loads it
-instead, lazily, so on ZeroGPU inside a GPU call as spaces does.
+be pushed to the Hub as a model repo, whose id `--aot` takes too) and `helios-aot.json`. spaces' loader itself cannot
+run the package (it would pass the block's integer argument), and it cannot be imported without a CUDA build of
+torch: `AotForward` loads it instead, lazily, so on ZeroGPU inside a GPU call as spaces does.
 """
 
 from __future__ import annotations
@@ -100,15 +100,15 @@ def read_key(folder: Path) -> AotKey:
     return key
 
 
-def choose(asked: str, key: AotKey, cache: Path, ranks: int, own_kernels: bool) -> tuple[Path | None, str]:
+def choose(asked: str, key: AotKey, cache: Path, ranks: int, own_kernels: bool, locate: Callable[[str], Path]) -> tuple[Path | None, str]:
     """The folder to run from (None: compile just in time) and the words for the banner. `asked` is "auto" (the
-    cache folder for this key, if one was made), "off", or a folder, which must match."""
+    cache folder for this key, if one was made), "off", or what `locate` finds a folder by, which must match."""
     if asked == "off":
         return None, ""
     if ranks > 1 or own_kernels:
         why = "AoT blocks run on one GPU only" if ranks > 1 else "AoT blocks are built without our Triton kernels"
         return None, f"blocks compiled just in time: {why}" if asked != "auto" else ""
-    folder = cache / key.name if asked == "auto" else Path(asked).expanduser()
+    folder = cache / key.name if asked == "auto" else locate(asked)
     if asked == "auto" and not folder.is_dir():
         return None, ""
     made_for = read_key(folder)
