@@ -46,6 +46,9 @@ CASES = {
     "16gib": Case("16 GiB GPU, 24 GiB host", ("--gpu-memory", "16", "--host-memory", "24"), "streamed"),
     "12gib": Case("12 GiB GPU, 24 GiB host", ("--gpu-memory", "12", "--host-memory", "24"), "streamed"),
     "8gib": Case("8 GiB GPU, 24 GiB host", ("--gpu-memory", "8", "--host-memory", "24"), "streamed"),
+    "zerogpu-eager": Case("ZeroGPU's code path (SPACES_ZERO_GPU: no runtime compile, no CUDA graphs)", cache="zerogpu",
+                          env={"SPACES_ZERO_GPU": "1"}),
+    "zerogpu-aot": Case("ZeroGPU's code path with AoT blocks", cache="zerogpu-aot", env={"SPACES_ZERO_GPU": "1"}, aot=True),
     "diffusers": Case("diffusers HeliosPyramidPipeline from the same folder (eager, fp32 VAE)"),
 }
 
