@@ -143,7 +143,7 @@ def serve(args, engine, banner: str) -> int:
 
     model = engine.model
     print(banner, flush=True)
-    default_resolution = "64x128" if model.is_tiny and model.device.type == "cpu" else "384x640"
+    default_resolution = "64x128" if model.is_tiny and model.device.type == "cpu" else largest_fitting(model)
     warm = not args.no_warmup and not model.capabilities.zero_gpu
     ready = threading.Event()
     if not warm:
@@ -161,6 +161,13 @@ def serve(args, engine, banner: str) -> int:
         warm_up(engine, default_resolution, ready)
     demo.block_thread()
     return 0
+
+
+def largest_fitting(model) -> str:
+    """The page's largest resolution that the model's GPU memory holds (a small card's is below 384x640)."""
+    from studio.form import RESOLUTIONS
+
+    return next((name for name, size in RESOLUTIONS.items() if model.placement.fits(*size)), list(RESOLUTIONS)[-1])
 
 
 def warm_up(engine, resolution: str, ready: threading.Event) -> None:

@@ -126,8 +126,8 @@ class Engine:
                 f"Height and width must be positive multiples of {m} for this model (got {s.height}x{s.width}): "
                 "try 384x640."
             )
-        room = self.model.placement.workspace_budget
-        if room is not None and workspace_bytes(s.height, s.width) > room:
+        if not self.model.placement.fits(s.height, s.width):
+            room = self.model.placement.workspace_budget
             raise BadInput(
                 f"{s.height}x{s.width} needs about {workspace_bytes(s.height, s.width) / GIB:.1f} GiB of GPU memory "
                 f"beside the weights, and {max(room, 0) / GIB:.1f} GiB is left with the {self.model.placement.tier.name} "

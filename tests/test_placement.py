@@ -1,5 +1,7 @@
 """Memory tiers: which tier each GPU gets, what loading places where, and that every tier keeps the frames."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -50,8 +52,21 @@ def test_auto_picks_the_fastest_tier_that_fits(free_gib, capability, tier, fp8_m
 
 
 def test_a_gpu_too_small_for_any_tier_is_refused_in_words():
-    with pytest.raises(ModelUnavailable, match="needs at least .* GiB even with FP8 weights streamed"):
+    with pytest.raises(ModelUnavailable, match="needs at least .* GiB even with FP8 weights streamed .* and requests of 256x448"):
         resolve(Placement(), gpu(4), HELIOS_14B)
+
+
+@pytest.mark.parametrize("free_gib, largest", [(6, (320, 576)), (5.5, (256, 448))])
+def test_a_card_too_small_for_384x640_is_placed_for_the_largest_size_that_fits(free_gib, largest):
+    """6 GB cards: the smallest tier's weights leave room for a smaller request only; larger ones are refused."""
+    resolved = resolve(Placement(), gpu(free_gib), HELIOS_14B)
+    assert resolved.tier.name == "fp8-streamed" and resolved.resident_blocks <= 1
+    assert resolved.fits(*largest) and not resolved.fits(384, 640)
+    assert f"requests of {largest[0]}x{largest[1]} at most" in " ".join(resolved.notes)
+    assert resolve(Placement(), gpu(7.5), HELIOS_14B).fits(384, 640), "an 8 GB card runs the page's default size"
+    import app
+
+    assert app.largest_fitting(SimpleNamespace(placement=resolved)) == f"{largest[0]}x{largest[1]}", "the page's default"
 
 
 @pytest.mark.parametrize("free_gib, host_gib", [(79, 8), (39, 16), (23, 16), (15, 24), (11, 24), (7.5, 24)])

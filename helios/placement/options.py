@@ -135,6 +135,10 @@ class Resolved:
         streamed = f", {self.resident_blocks} blocks resident" if self.tier.streamed_blocks else ""
         return f"memory tier {self.tier.name}{streamed}"
 
+    def fits(self, height: int, width: int) -> bool:
+        """Whether a request of this size has the GPU memory it needs beside the weights (always, on the CPU)."""
+        return self.workspace_budget is None or workspace_bytes(height, width) <= self.workspace_budget
+
 
 CPU_TIER = Tier("cpu", True, False, False, "the CPU: tiny preview models only")
 GPU_ONLY_OFF = dict(
@@ -144,6 +148,9 @@ GPU_ONLY_OFF = dict(
 """Off on a CPU; the block kernels stay as asked: Triton's interpreter runs them there (tests do)."""
 HEADROOM = 0.95
 DEFAULT_RESOLUTION = (384, 640)
+SMALL_CARD_RESOLUTIONS = ((320, 576), (256, 448))
+"""Where 384x640 does not fit beside even the smallest tier's weights, the model is placed for the largest of these
+that does (the page offers them), and larger requests are refused in words."""
 
 
 def gpu_bytes(tier: Tier, size: ModelSize, resident_blocks: int | None = None) -> int:
@@ -170,9 +177,18 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
     notes = []
     budget = int(caps.free_bytes * HEADROOM)
     host = caps.host_free_bytes or None
-    tier, resident = _tier(placement, size, budget - workspace_bytes(*DEFAULT_RESOLUTION), host, caps)
+    for resolution in (DEFAULT_RESOLUTION, *SMALL_CARD_RESOLUTIONS):
+        try:
+            tier, resident = _tier(placement, size, budget, resolution, host, caps)
+            break
+        except ModelUnavailable as refusal:
+            smallest_refused = refusal
+    else:
+        raise smallest_refused
     if placement.memory == "auto":
         notes.append(f"chose {tier.name} for {caps.summary}")
+    if resolution != DEFAULT_RESOLUTION:
+        notes.append(f"requests of {resolution[0]}x{resolution[1]} at most: larger ones need more GPU memory than this")
     fp8_matmul = tier.fp8_weights and caps.fp8_matmul
     if tier.fp8_weights and not caps.fp8_matmul:
         notes.append("no FP8 tensor cores: FP8 weights widened for each matmul (weight-only)")
@@ -223,11 +239,13 @@ def _candidates(placement: Placement, ranks: int, zero_gpu: bool) -> tuple[Tier,
     return tiers
 
 
-def _tier(placement: Placement, size: ModelSize, budget: int, host: int | None, caps: Capabilities) -> tuple[Tier, int | None]:
-    """The first tier (least memory saving, so fastest) whose weights fit the GPU and the host; streamed tiers keep as
-    many blocks resident as the GPU holds, and stream no more than the host holds. A tier forced by name is taken as
-    it is, keeping at least no block resident, if the host holds it."""
+def _tier(placement: Placement, size: ModelSize, free: int, resolution: tuple[int, int], host: int | None, caps: Capabilities) -> tuple[Tier, int | None]:
+    """The first tier (least memory saving, so fastest) whose weights fit the GPU beside a request of `resolution`,
+    and the host; streamed tiers keep as many blocks resident as the GPU holds, and stream no more than the host holds.
+    A tier forced by name is taken as it is, keeping at least no block resident, if the host holds it."""
     forced = placement.memory != "auto"
+    workspace = workspace_bytes(*resolution)
+    budget = free - workspace
     host_short = None
     for tier in _candidates(placement, caps.ranks, caps.zero_gpu):
         if not tier.streamed_blocks:
@@ -251,8 +269,8 @@ def _tier(placement: Placement, size: ModelSize, budget: int, host: int | None, 
             f"The {tier.name} tier this GPU needs holds {needed / GIB:.1f} GiB in host memory and {host / GIB:.1f} GiB "
             "is available: close other programs, or use a machine with more RAM or a GPU with more memory."
         )
-    smallest = gpu_bytes(TIERS[-1], size, 0) + workspace_bytes(*DEFAULT_RESOLUTION)
+    smallest = gpu_bytes(TIERS[-1], size, 0) + workspace
     raise ModelUnavailable(
-        f"This GPU has {budget / GIB + workspace_bytes(*DEFAULT_RESOLUTION) / GIB:.1f} GiB free; the model needs at least "
-        f"{smallest / GIB:.1f} GiB even with FP8 weights streamed from host memory: free GPU memory or use a larger GPU."
+        f"This GPU has {free / GIB:.1f} GiB free; the model needs at least {smallest / GIB:.1f} GiB even with FP8 weights "
+        f"streamed from host memory and requests of {resolution[0]}x{resolution[1]}: free GPU memory or use a larger GPU."
     )
