@@ -238,7 +238,7 @@ def load_runner(package: Path):
 def _share_torch_symbols() -> None:
     """Torch's CUDA library made global before a package's library is opened. Without it, in any process but the one
     that built the package, the package's own copy of the C++ standard library's regex code crashed (SIGSEGV in
-    `parse_device_str`, building its model) on the H200 with torch 2.11: every CUDA package did, torch's default
+    `parse_device_str`, building its model) on the H200 with torch 2.11: every CUDA package tried did, torch's default
     settings included, while one opened after this call ran and matched (benchmarks/results/h200-aot-fresh-process*)."""
     library = Path(torch.__file__).parent / "lib" / "libtorch_cuda.so"
     if library.is_file():
