@@ -144,6 +144,10 @@ def serve(args, engine, banner: str) -> int:
     model = engine.model
     print(banner, flush=True)
     default_resolution = "64x128" if model.is_tiny and model.device.type == "cpu" else largest_fitting(model)
+    if default_resolution is None:
+        print(f"error: no size the page offers fits this GPU's memory beside the {model.placement.tier.name} tier's "
+              "weights: choose a tier that keeps less on the GPU (--memory auto).", file=sys.stderr)
+        return 1
     warm = not args.no_warmup and not model.capabilities.zero_gpu
     ready = threading.Event()
     if not warm:
@@ -163,11 +167,12 @@ def serve(args, engine, banner: str) -> int:
     return 0
 
 
-def largest_fitting(model) -> str:
-    """The page's largest resolution that the model's GPU memory holds (a small card's is below 384x640)."""
+def largest_fitting(model) -> str | None:
+    """The page's largest resolution that the model's GPU memory holds (a small card's is below 384x640); None where
+    a tier forced by name leaves room for none."""
     from studio.form import RESOLUTIONS
 
-    return next((name for name, size in RESOLUTIONS.items() if model.placement.fits(*size)), list(RESOLUTIONS)[-1])
+    return next((name for name, size in RESOLUTIONS.items() if model.placement.fits(*size)), None)
 
 
 def warm_up(engine, resolution: str, ready: threading.Event) -> None:

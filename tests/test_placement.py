@@ -69,6 +69,16 @@ def test_a_card_too_small_for_384x640_is_placed_for_the_largest_size_that_fits(f
     assert app.largest_fitting(SimpleNamespace(placement=resolved)) == f"{largest[0]}x{largest[1]}", "the page's default"
 
 
+def test_the_app_refuses_in_words_a_forced_tier_that_leaves_room_for_no_size(capsys):
+    import app
+
+    placement = resolve(Placement(memory="fp8-streamed"), gpu(2.5), HELIOS_14B)
+    model = SimpleNamespace(is_tiny=False, device=torch.device("cuda"), placement=placement)
+    assert app.serve(None, SimpleNamespace(model=model), "banner") == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: no size the page offers fits") and error.count("\n") == 1 and "--memory auto" in error
+
+
 @pytest.mark.parametrize("free_gib, host_gib", [(79, 8), (39, 16), (23, 16), (15, 24), (11, 24), (7.5, 24)])
 def test_auto_picks_a_tier_that_fits_the_host_memory_too(free_gib, host_gib):
     """Desktops with 12-16 GB cards mostly have 32 GB of RAM, of which about 24 GiB is free for us."""
