@@ -4,6 +4,7 @@ words, the run falling back to compiling just in time. One build takes ~40 s on 
 
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -34,6 +35,15 @@ def test_a_run_from_the_folder_makes_the_frames_of_the_jit_run(folder, tmp_path,
     _, jit = frames(cli, tmp_path, "jit", "--aot", "off")
     assert aot.shape == jit.shape == (65, 64, 128, 3) and jit.std() > 1
     assert np.abs(aot - jit).max() <= 1
+
+
+def test_the_folder_holds_code_and_no_weights(folder):
+    """The blocks lend their weights at load, so a folder pushed to the Hub carries none (a full-size block's are
+    ~0.7 GB in bf16)."""
+    with zipfile.ZipFile(folder / "HeliosTransformerBlock" / "package.pt2") as package:
+        names = package.namelist()
+    assert any(name.endswith(".so") for name in names)
+    assert not [name for name in names if "/weights/" in name]
 
 
 def test_a_folder_made_for_another_torch_is_refused_and_the_run_compiles_just_in_time(folder, tmp_path, cli):

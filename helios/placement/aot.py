@@ -39,12 +39,13 @@ PACKAGE = "package.pt2"
 META = "helios-aot.json"
 INDUCTOR = {
     "aot_inductor.package_constants_in_so": False,
-    "aot_inductor.package_constants_on_disk_format": "pickle_weights",
     "aot_inductor.package": True,
     "always_keep_tensor_constants": True,
     "joint_graph_constant_folding": False,
 }
-"""Weights stay out of the package (as `spaces.aoti_compile_and_save` builds it): the blocks lend theirs at load."""
+"""Weights stay out of the package, as in the packages `spaces.aoti_compile_and_save` writes: the blocks lend theirs
+at load. (Writing them to the package's own weights folder, as an earlier build did, added the example block's
+weights to every package, ~0.7 GB in bf16 by its parameter count, which no load read.)"""
 
 
 @dataclass(frozen=True)
