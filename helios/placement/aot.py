@@ -228,7 +228,7 @@ def load_runner(package: Path):
     in a fresh process, from the denoise thread) and read the exported program back, once per block. The runner
     skips its own thread synchronisation, which waits on an event of its last run: a CUDA graph capture forbids that
     wait (measured on the H200), and the engine calls a block from one thread at a time."""
-    from torch._inductor.package import AOTICompiledModel  # 2 s to import: only runs from a folder pay it
+    from torch._inductor.package import AOTICompiledModel
 
     _share_torch_symbols()
     loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", True, 1, -1)
