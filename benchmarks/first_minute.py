@@ -34,7 +34,8 @@ class Case:
     """Cases naming the same cache share it: the first of them starts it empty."""
     env: dict = field(default_factory=dict)
     aot: bool = False
-    """Builds the AoT folder first (`python -m helios compile`, timed), then runs from it with no JIT cache left."""
+    """Builds the AoT folder first (`python -m helios compile`, timed), then runs from it with no JIT cache left. A case
+    without it that names an AoT case's cache runs from that case's folder, with what its run left cached."""
 
 
 CASES = {
@@ -44,6 +45,7 @@ CASES = {
     "fp8-kept": Case("--fp8, JIT, compile cache kept", ("--fp8",), "fp8"),
     "aot-bf16": Case("bf16, AoT blocks, no JIT cache", cache="aot-bf16", aot=True),
     "aot-fp8": Case("--fp8, AoT blocks, no JIT cache", ("--fp8",), "aot-fp8", aot=True),
+    "aot-bf16-again": Case("bf16, AoT blocks, a second start (the first's Triton cache kept)", cache="aot-bf16"),
     "16gib": Case("16 GiB GPU, 24 GiB host", ("--gpu-memory", "16", "--host-memory", "24"), "streamed"),
     "12gib": Case("12 GiB GPU, 24 GiB host", ("--gpu-memory", "12", "--host-memory", "24"), "streamed"),
     "8gib": Case("8 GiB GPU, 24 GiB host", ("--gpu-memory", "8", "--host-memory", "24"), "streamed"),
