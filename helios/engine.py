@@ -26,7 +26,7 @@ from .limits import FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_SEED, SPATIAL_COMPRES
 from .loading import HeliosModel
 from .placement.cuda_graphs import GraphedForward
 from .placement.options import GIB, workspace_bytes
-from .placement.vae_passes import decode_latents, encode_pixels
+from .placement.vae_passes import LATENTS_PER_PASS, decode_latents, encode_pixels
 from .request import GenerationRequest, GenerationSettings
 from .run import Denoised, Run
 from .segment import StepProgress, Stopwatch
@@ -41,7 +41,7 @@ class EngineOptions:
     """How the engine drives a loaded model; what changes the model itself is its `Placement`, fixed at load."""
 
     cuda_graphs: bool = True
-    vae_latents_per_pass: int = 2
+    vae_latents_per_pass: int = LATENTS_PER_PASS
     """Latents per VAE pass, decoding and encoding: wider is faster and holds more activation memory."""
     limits: Limits = Limits()
 

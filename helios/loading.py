@@ -211,7 +211,9 @@ def aot_cache() -> Path:
 
 def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities) -> HeliosModel:
     """Fill and place the components as `resolved` says, the text encoder beside the transformer, from the
-    checkpoint's files; without a folder the modules bring their own weights (the benchmark's full-size random ones).
+    checkpoint's files, while the VAE decodes once at the default size (its one-time compile and autotuning, on a GPU
+    that would otherwise wait for the disk); without a folder the modules bring their own weights (the benchmark's
+    full-size random ones).
     On ZeroGPU the main process may not touch CUDA: everything is filled on the CPU, then sent to the GPU whole."""
     from .placement.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
 
@@ -226,10 +228,14 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
         if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
             parts[name].eval()
     fill = torch.device("cpu") if caps.zero_gpu else device
+    place_vae(parts["vae"], resolved, fill)
+    vae = _warm_vae(parts["vae"], resolved.default_size, fill)
     text = Loading(lambda: place_text_encoder(parts["text_encoder"], resolved, fill, weights["text_encoder"], dtype), fill)
     block_stream = place_transformer(parts["transformer"], resolved, fill, ranks(), weights["transformer"], dtype)
     text.wait()
-    place_vae(parts["vae"], resolved, fill)
+    if vae is not None:
+        vae.wait()
+        torch.cuda.empty_cache()  # what the warm-up's stream cached could serve no other stream
     if fill != device:  # ZeroGPU: spaces takes what the main thread sends to the GPU into each of its GPU calls
         for part in (parts["text_encoder"], parts["transformer"], parts["vae"]):
             if part is not None:
@@ -239,6 +245,17 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
         source=source, folder=folder, flavour=flavour, is_tiny=is_tiny, device=device, dtype=dtype, placement=resolved,
         capabilities=caps, block_stream=block_stream, ranks=ranks(), **parts,
     )
+
+
+def _warm_vae(vae, size: tuple[int, int] | None, device: torch.device) -> Loading | None:
+    """The VAE's first decode at the default size, on a thread of its own beside the load (none on the CPU, where
+    nothing is compiled or autotuned, nor on ZeroGPU, whose main process fills on the CPU)."""
+    from .placement.vae_passes import warm_decode
+
+    if device.type != "cuda" or size is None:
+        return None
+    torch.cuda.current_stream(device).synchronize()  # its weights, placed on this stream, are read on the thread's
+    return Loading(lambda: warm_decode(vae, *size), device)
 
 
 _models: dict[tuple[str, LoadOptions], HeliosModel] = {}

@@ -49,3 +49,13 @@ def test_the_text_encoder_leaves_the_gpu_after_encoding(tiny_checkpoint, tier):
     layers = model.text_encoder.encoder.block
     on_gpu = [n for n, t in (*layers.named_parameters(), *layers.named_buffers()) if t.is_cuda]
     assert not on_gpu, f"{tier}: {len(on_gpu)} text-encoder tensors stayed on the GPU, e.g. {on_gpu[:3]}"
+
+
+def test_the_load_leaves_no_gpu_memory_cached_beside_the_weights(tiny_checkpoint):
+    """The VAE decodes once while the weights load (its one-time compile and autotuning); what that decode's stream
+    cached must go back, or a small card would lose it to requests."""
+    torch.cuda.empty_cache()
+    model = _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cuda", placement=Placement(memory="resident", compile_blocks=False)))
+    assert model.placement.default_size == (384, 640)
+    cached = torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
+    assert cached < 64 * 2**20, f"{cached / 2**20:.0f} MiB left cached by the load"

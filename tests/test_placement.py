@@ -63,6 +63,7 @@ def test_a_card_too_small_for_384x640_is_placed_for_the_largest_size_that_fits(f
     assert resolved.tier.name == "fp8-streamed" and resolved.resident_blocks <= 1
     assert resolved.fits(*largest) and not resolved.fits(384, 640)
     assert f"requests of {largest[0]}x{largest[1]} at most" in " ".join(resolved.notes)
+    assert resolved.default_size == largest, "the size the load warms the VAE for"
     assert resolve(Placement(), gpu(7.5), HELIOS_14B).fits(384, 640), "an 8 GB card runs the page's default size"
     import app
 

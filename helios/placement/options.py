@@ -139,6 +139,12 @@ class Resolved:
         """Whether a request of this size has the GPU memory it needs beside the weights (always, on the CPU)."""
         return self.workspace_budget is None or workspace_bytes(height, width) <= self.workspace_budget
 
+    @property
+    def default_size(self) -> tuple[int, int] | None:
+        """The size the CLI asks for unless told otherwise (384x640), or on a card too small for it the largest of the
+        smaller sizes that fits; None where none does."""
+        return next((size for size in (DEFAULT_RESOLUTION, *SMALL_CARD_RESOLUTIONS) if self.fits(*size)), None)
+
 
 CPU_TIER = Tier("cpu", True, False, False, "the CPU: tiny preview models only")
 GPU_ONLY_OFF = dict(

@@ -17,7 +17,11 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan, patchify, unpatchify
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
+from ..limits import LATENT_FRAMES, SPATIAL_COMPRESSION
+
 FRAMES_PER_LATENT = 4
+LATENTS_PER_PASS = 2
+"""The engine's default pass width, decoding and encoding: wider is faster and holds more activation memory."""
 
 
 def decode_latents(vae: AutoencoderKLWan, z: torch.Tensor, latents_per_pass: int = 4) -> torch.Tensor:
@@ -49,3 +53,13 @@ def encode_pixels(vae: AutoencoderKLWan, x: torch.Tensor, latents_per_pass: int 
         out.append(vae.encoder(chunk, feat_cache=vae._enc_feat_map, feat_idx=vae._enc_conv_idx))
     vae.clear_cache()
     return DiagonalGaussianDistribution(vae.quant_conv(torch.cat(out, dim=2)))
+
+
+def warm_decode(vae: AutoencoderKLWan, height: int, width: int) -> None:
+    """One decode of a segment of zero latents at a size. In a fresh process the first decode at a size compiles our
+    Triton kernels for it (~1 s each on the CPU for sm90, and a fresh machine has no Triton cache) and autotunes cuDNN's
+    convolutions; done beside the load, the first segment's decode finds them ready."""
+    z = torch.zeros(1, vae.config.z_dim, LATENT_FRAMES, height // SPATIAL_COMPRESSION, width // SPATIAL_COMPRESSION,
+                    dtype=vae.dtype, device=vae.device)
+    with torch.inference_mode():
+        decode_latents(vae, z, LATENTS_PER_PASS)
