@@ -57,8 +57,9 @@ def encode_pixels(vae: AutoencoderKLWan, x: torch.Tensor, latents_per_pass: int 
 
 def warm_decode(vae: AutoencoderKLWan, height: int, width: int) -> None:
     """One decode of a segment of zero latents at a size. In a fresh process the first decode at a size compiles our
-    Triton kernels for it (~1 s each on the CPU for sm90, and a fresh machine has no Triton cache) and autotunes cuDNN's
-    convolutions; done beside the load, the first segment's decode finds them ready."""
+    Triton kernels for it (on a fresh machine, with no Triton cache: seven at 384x640, 4.8 s on a 2-core CPU,
+    benchmarks/triton_compile_time.py) and autotunes cuDNN's convolutions; done beside the load, the first segment's
+    decode finds them ready."""
     z = torch.zeros(1, vae.config.z_dim, LATENT_FRAMES, height // SPATIAL_COMPRESSION, width // SPATIAL_COMPRESSION,
                     dtype=vae.dtype, device=vae.device)
     with torch.inference_mode():
