@@ -16,10 +16,10 @@ import torch
 from .bench import build_transformer, build_vae
 
 
-def build_text_encoder(device):
+def build_text_encoder(device, layers: int = 24, vocab: int = 256384):
     from transformers import UMT5Config, UMT5EncoderModel
 
-    config = UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+    config = UMT5Config(vocab_size=vocab, d_model=4096, d_kv=64, d_ff=10240, num_layers=layers, num_heads=64,
                         feed_forward_proj="gated-gelu", is_encoder_decoder=False)
     torch.manual_seed(2)
     with torch.device(device):

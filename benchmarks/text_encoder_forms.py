@@ -1,8 +1,8 @@
 """`python -m benchmarks.text_encoder_forms --model FOLDER`: the text encoder in each form a memory tier keeps it in,
 loaded from the folder as the app loads it: bf16 on the GPU (`resident`), bf16 in pinned host memory passing through
-the GPU layer by layer (`text-offload`), and its linear layers in FP8 and its token embedding in int8 in host
-memory (`fp8` tiers). Per form: host bytes it holds, load seconds, seconds per new prompt, and how far its embeddings
-are from the bf16 GPU ones.
+the GPU layer by layer (`text-offload`), and its layers and token embedding in int8 rows in host memory (`fp8`
+tiers; its layers were FP8 before the 12-02 c session). Per form: host bytes it holds, load seconds, seconds per new
+prompt, and how far its embeddings are from the bf16 GPU ones.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from helios.timeline import PromptTimeline
 
 HELIOS_14B = ModelSize(
     blocks=40, block_bytes=int(0.703e9), block_linear_bytes=int(0.702e9), transformer_other_bytes=int(0.45e9),
-    text_bytes=int(11.4e9), vae_bytes=int(0.25e9), text_passing_bytes=int(0.8e9), text_linear_bytes=int(7.25e9),
+    text_bytes=int(11.4e9), vae_bytes=int(0.25e9), text_passing_bytes=int(0.8e9), text_linear_bytes=int(9.26e9),
     text_embedding_bytes=int(2.1e9),
 )
 """Helios-Distilled's sizes in bf16 (the transformer's 14B parameters, UMT5-XXL, the Wan VAE)."""

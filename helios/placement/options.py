@@ -53,7 +53,7 @@ class ModelSize:
     text_passing_bytes: int = 0
     """What the GPU budget sets aside for the text encoder streaming through: two of its layers."""
     text_linear_bytes: int = 0
-    """The text encoder's linear layers that FP8 tiers store in FP8."""
+    """The text encoder's linear layers, which FP8 tiers store in int8 rows."""
     text_embedding_bytes: int = 0
     """The text encoder's token embedding, which FP8 tiers keep in int8 (and a scale per row) in host memory."""
 

@@ -18,14 +18,11 @@ from .context_parallel import enable_context_parallel
 from .fp8 import block_to_float8
 from .fp8_attention import use_fp8_attention
 from .fused_block import use_kernels
+from .int8 import layer_to_int8, quantize_rows
 from .options import Resolved
 from .ranks import Ranks
 from .streaming import BlockStream, stream_blocks, streamed_positions
 from .vae_kernels import use_vae_kernels
-
-TEXT_KEPT_WIDE = ("wo",)
-"""UMT5's feed-forward output: the model casts its input to this weight's dtype, so it cannot be stored in FP8."""
-
 
 def dtype_rule(dtype: torch.dtype, keep_fp32: tuple[str, ...] = ()):
     """The model's dtype for floating tensors, except modules the model keeps in fp32 (diffusers' own rule).
@@ -55,9 +52,8 @@ def _without(parent: nn.Module, name: str):
 
 class HostEmbedding(nn.Module):
     """The token embedding looked up in host memory: a prompt reads 512 of its 256k rows, so its 2.1 GB need never
-    go to the GPU. `compact` keeps each row in int8 with a scale of its own (half the bytes: 1 GiB less host memory
-    for the small cards' tiers; each value within 1/254 of its row's largest), widened after the lookup. The tables
-    are plain attributes, which group offloading leaves where they are."""
+    go to the GPU. `compact` keeps it in int8 rows (placement/int8.py: 1 GiB less host memory for the small cards'
+    tiers), widened after the lookup. The tables are plain attributes, which group offloading leaves where they are."""
 
     ROWS_AT_ONCE = 4096
 
@@ -69,10 +65,8 @@ class HostEmbedding(nn.Module):
             self.rows = torch.empty(table.shape, dtype=torch.int8)
             self.scales = torch.empty(len(table), 1, dtype=torch.float32)
             for start in range(0, len(table), self.ROWS_AT_ONCE):  # a few MB at a time, never a widened table
-                part = table[start:start + self.ROWS_AT_ONCE].detach().float()
-                scale = part.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
-                self.rows[start:start + len(part)] = (part / scale).round().to(torch.int8)
-                self.scales[start:start + len(part)] = scale
+                rows, scales = quantize_rows(table[start:start + self.ROWS_AT_ONCE].detach())
+                self.rows[start:start + len(rows)], self.scales[start:start + len(rows)] = rows, scales
 
     @property
     def nbytes(self) -> int:
@@ -85,9 +79,8 @@ class HostEmbedding(nn.Module):
 
 
 def place_text_encoder(text_encoder: nn.Module | None, resolved: Resolved, device: torch.device, weights, dtype) -> None:
-    """Off the GPU, it waits in pinned host memory (its linear layers in FP8 and its token embedding in int8 with FP8
-    tiers) and passes through the GPU one layer at a time, on a side stream, whenever a new prompt is encoded
-    (diffusers' group offloading)."""
+    """Off the GPU, it waits in pinned host memory (in int8 rows with FP8 tiers: placement/int8.py) and passes through
+    the GPU one layer at a time, on a side stream, whenever a new prompt is encoded (diffusers' group offloading)."""
     if text_encoder is None:
         return
     dtype_of = dtype_rule(dtype)
@@ -105,7 +98,7 @@ def place_text_encoder(text_encoder: nn.Module | None, resolved: Resolved, devic
     for i, layer in enumerate(layers):
         weights.fill(layer, f"encoder.block.{i}.", device, dtype_of)
         if resolved.tier.fp8_weights:
-            block_to_float8(layer, fp8_matmul=False, keep=TEXT_KEPT_WIDE)
+            layer_to_int8(layer)
         weights.pin(layer, device)
     if device.type == "cuda":
         from diffusers.hooks import apply_group_offloading

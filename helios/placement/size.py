@@ -31,7 +31,7 @@ def model_size(checkpoint: Path) -> ModelSize:
     passing = [n for n in text if n.startswith(("encoder.block.0.", "encoder.block.1."))]
     text_linear = [
         n for n in text if n.startswith("encoder.block.") and len(text[n]) == 2 and n.endswith(".weight")
-        and "relative_attention_bias" not in n and ".wo." not in n
+        and "relative_attention_bias" not in n
     ]
     return ModelSize(
         blocks=len(blocks),

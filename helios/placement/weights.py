@@ -234,7 +234,8 @@ class Loading(threading.Thread):
     def run(self) -> None:
         try:
             if self.device.type == "cuda":
-                torch.cuda.set_device(self.device)
+                if self.device.index is not None:
+                    torch.cuda.set_device(self.device)
                 with torch.cuda.stream(torch.cuda.Stream(self.device)):
                     self.result = self.work()
                     torch.cuda.current_stream(self.device).synchronize()
