@@ -25,6 +25,7 @@ from .placement.context_parallel import attention_split
 from .placement.options import HOST_BASE, Placement, Resolved, resolve
 from .placement.size import model_size
 from .placement.ranks import Ranks, ranks
+from .placement.read_ahead import ReadAhead
 from .placement.streaming import BlockStream
 from .placement.weights import HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
@@ -160,11 +161,6 @@ def _check_hardware(folder: Path, device: torch.device) -> None:
 
 
 def _load(source: str, options: LoadOptions, capabilities: Capabilities | None = None) -> HeliosModel:
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
     device, dtype, vae_dtype = options.resolve()
     folder = resolve_folder(source)
     try:
@@ -176,11 +172,17 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
     if missing:
         raise ModelUnavailable(f"{folder} lacks {', '.join(missing)}: the checkpoint is incomplete; download it again.")
     _check_hardware(folder, device)
-    # compiled kernels persist beside the models, so a restart on this machine is warm in seconds
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
-    caps = capabilities or Capabilities.detect(device, options.gpu_memory_gib, options.host_memory_gib)
-    resolved = resolve(options.placement, caps, model_size(folder))
+    ahead = ReadAhead.of(folder)  # the disk reads while the libraries import and CUDA starts
     try:
+        import diffusers
+        import transformers
+
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
+        # compiled kernels persist beside the models, so a restart on this machine is warm in seconds
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+        caps = capabilities or Capabilities.detect(device, options.gpu_memory_gib, options.host_memory_gib)
+        resolved = resolve(options.placement, caps, model_size(folder))
         scheduler_cls = getattr(diffusers, index["scheduler"][1])
         transformer_config = diffusers.HeliosTransformer3DModel.load_config(folder / "transformer")
         text_config = transformers.UMT5Config.from_pretrained(folder / "text_encoder")
@@ -191,9 +193,11 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
             vae=diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
             scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         )
-        return assemble(source, folder, flavour, parts, device, dtype, resolved, caps)
+        return assemble(source, folder, flavour, parts, device, dtype, resolved, caps, ahead)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
+    finally:
+        ahead.stop()
 
 
 def with_aot(resolved: Resolved, transformer_config: dict, dtype: torch.dtype, caps: Capabilities) -> Resolved:
@@ -209,11 +213,12 @@ def aot_cache() -> Path:
     return cache_dir() / "aot"
 
 
-def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities) -> HeliosModel:
+def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities,
+             ahead: ReadAhead | None = None) -> HeliosModel:
     """Fill and place the components as `resolved` says, the text encoder beside the transformer, from the
     checkpoint's files, while the VAE decodes once at the default size (its one-time compile and autotuning, on a GPU
     that would otherwise wait for the disk); without a folder the modules bring their own weights (the benchmark's
-    full-size random ones).
+    full-size random ones). What `ahead` read of the files while the process started is in the page cache by now.
     On ZeroGPU the main process may not touch CUDA: everything is filled on the CPU, then sent to the GPU whole."""
     from .placement.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
 
@@ -228,6 +233,8 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
         if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
             parts[name].eval()
     fill = torch.device("cpu") if caps.zero_gpu else device
+    if ahead is not None:
+        ahead.stop()
     place_vae(parts["vae"], resolved, fill)
     vae = _warm_vae(parts["vae"], resolved.default_size, fill)
     text = Loading(lambda: place_text_encoder(parts["text_encoder"], resolved, fill, weights["text_encoder"], dtype), fill)
