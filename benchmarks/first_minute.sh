@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate (one file, then 2 GiB of
-# each shard at once), a quick check of both text-encoder placements on the tiny model, then benchmarks.first_minute's CASES and,
-# with FORMS=1, the text encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
+# each shard at once), a quick check of both text-encoder placements on the tiny model, then
+# benchmarks.first_minute's CASES and, with FORMS=1, the text encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
 set -uo pipefail
 out=${1:?usage: benchmarks/first_minute.sh OUT}
 ckpt=${CKPT:-/tmp/helios-ckpt}
