@@ -23,7 +23,7 @@ from diffusers.video_processor import VideoProcessor
 from .denoise import Denoiser, SamplingPlan, SegmentContext
 from .errors import BadInput
 from .limits import FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_SEED, SPATIAL_COMPRESSION, Limits
-from .loading import HeliosModel
+from .loading import HeliosModel, on_device
 from .placement.cuda_graphs import GraphedForward
 from .placement.options import GIB, workspace_bytes
 from .placement.vae_passes import LATENTS_PER_PASS, decode_latents, encode_pixels
@@ -70,18 +70,9 @@ class Engine:
     @functools.cached_property
     def denoise_thread(self) -> ThreadPoolExecutor:
         """Every run's denoising (and context encoding) on one long-lived thread: PyTorch keeps cuDNN's autotuned
-        plans per thread, and a fresh thread tunes the VAE again (+1.3 s before an image run's first step, H100)."""
-        return ThreadPoolExecutor(1, thread_name_prefix="helios-denoise", initializer=self._on_model_device)
-
-    @functools.cached_property
-    def decode_thread(self) -> ThreadPoolExecutor:
-        """Decoding on one long-lived thread too, whichever thread (Gradio hops between its pool's) iterates a run."""
-        return ThreadPoolExecutor(1, thread_name_prefix="helios-decode", initializer=self._on_model_device)
-
-    def _on_model_device(self) -> None:
-        """A thread's current GPU is its own: a rank's threads work on the rank's GPU (CUDA graphs, streams)."""
-        if self.model.device.type == "cuda":
-            torch.cuda.set_device(self.model.device)
+        plans per thread, and a fresh thread tunes the VAE again (+1.3 s before an image run's first step, H100).
+        Decoding has the model's own thread (loading.decode_thread), where the load already tuned it."""
+        return ThreadPoolExecutor(1, thread_name_prefix="helios-denoise", initializer=on_device, initargs=(self.model.device,))
 
     @functools.cached_property
     def decode_stream(self) -> torch.cuda.Stream | None:

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from .placement.size import model_size
 from .placement.ranks import Ranks, ranks
 from .placement.read_ahead import ReadAhead
 from .placement.streaming import BlockStream
-from .placement.weights import HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty
+from .placement.weights import HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
 
 DEFAULT_MODEL = "BestWishYsh/Helios-Distilled"
@@ -69,6 +70,8 @@ class HeliosModel:
     scheduler: Any
     placement: Resolved
     capabilities: Capabilities
+    decode_thread: ThreadPoolExecutor
+    """Every decode of the model's VAE, the load's warm-up and every run's (`decode_thread`)."""
     block_stream: BlockStream | None = None
     ranks: Ranks = Ranks()
 
@@ -236,12 +239,13 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
     if ahead is not None:
         ahead.stop()
     place_vae(parts["vae"], resolved, fill)
-    vae = _warm_vae(parts["vae"], resolved.default_size, fill)
+    decoder = decode_thread(device)
+    vae = _warm_vae(parts["vae"], resolved.default_size, fill, decoder)
     text = Loading(lambda: place_text_encoder(parts["text_encoder"], resolved, fill, weights["text_encoder"], dtype), fill)
     block_stream = place_transformer(parts["transformer"], resolved, fill, ranks(), weights["transformer"], dtype)
     text.wait()
     if vae is not None:
-        vae.wait()
+        vae.result()
         torch.cuda.empty_cache()  # what the warm-up's stream cached could serve no other stream
     if fill != device:  # ZeroGPU: spaces takes what the main thread sends to the GPU into each of its GPU calls
         for part in (parts["text_encoder"], parts["transformer"], parts["vae"]):
@@ -250,19 +254,31 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
     is_tiny = folder is not None and (folder / TINY_MARKER).exists()
     return HeliosModel(
         source=source, folder=folder, flavour=flavour, is_tiny=is_tiny, device=device, dtype=dtype, placement=resolved,
-        capabilities=caps, block_stream=block_stream, ranks=ranks(), **parts,
+        capabilities=caps, decode_thread=decoder, block_stream=block_stream, ranks=ranks(), **parts,
     )
 
 
-def _warm_vae(vae, size: tuple[int, int] | None, device: torch.device) -> Loading | None:
-    """The VAE's first decode at the default size, on a thread of its own beside the load (none on the CPU, where
-    nothing is compiled or autotuned, nor on ZeroGPU, whose main process fills on the CPU)."""
+def on_device(device: torch.device) -> None:
+    """A thread's current GPU is its own: a rank's threads work on the rank's GPU (CUDA graphs, streams)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+
+
+def decode_thread(device: torch.device) -> ThreadPoolExecutor:
+    """One long-lived thread for the VAE's decodes, whichever thread asks (Gradio hops between its pool's): PyTorch
+    keeps cuDNN's autotuned convolution plans per thread, so a decode on another thread tunes them all again."""
+    return ThreadPoolExecutor(1, thread_name_prefix="helios-decode", initializer=on_device, initargs=(device,))
+
+
+def _warm_vae(vae, size: tuple[int, int] | None, device: torch.device, thread: ThreadPoolExecutor) -> Future | None:
+    """The VAE's first decode at the default size, beside the load, on the thread every later decode runs on (none
+    on the CPU, where nothing is compiled or autotuned, nor on ZeroGPU, whose main process fills on the CPU)."""
     from .placement.vae_passes import warm_decode
 
     if device.type != "cuda" or size is None:
         return None
     torch.cuda.current_stream(device).synchronize()  # its weights, placed on this stream, are read on the thread's
-    return Loading(lambda: warm_decode(vae, *size), device)
+    return thread.submit(on_side_stream, lambda: warm_decode(vae, *size), device)
 
 
 _models: dict[tuple[str, LoadOptions], HeliosModel] = {}

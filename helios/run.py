@@ -153,7 +153,7 @@ class Run:
                 yield event
                 continue
             try:
-                decoded = self.engine.decode_thread.submit(self.engine.decode, event.latents, event.watch).result()
+                decoded = self.engine.model.decode_thread.submit(self.engine.decode, event.latents, event.watch).result()
             finally:
                 event.queued.set()
             denoise_s, decode_s = event.watch.seconds()

@@ -59,3 +59,27 @@ def test_the_load_leaves_no_gpu_memory_cached_beside_the_weights(tiny_checkpoint
     assert model.placement.default_size == (384, 640)
     cached = torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
     assert cached < 64 * 2**20, f"{cached / 2**20:.0f} MiB left cached by the load"
+
+
+def test_the_load_warms_the_vae_on_the_thread_every_decode_runs_on(tiny_checkpoint):
+    """cuDNN keeps its autotuned convolution plans per thread: a warm-up decode on any other thread would leave the
+    first segment's decode to tune them all again."""
+    import threading
+
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanDecoder3d
+
+    threads = []
+
+    def record(module, args):
+        if isinstance(getattr(module, "_orig_mod", module), WanDecoder3d):
+            threads.append(threading.current_thread().name)
+
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        model = _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cuda", placement=Placement(memory="resident", compile_blocks=False)))
+        warmed = len(threads)
+        frames(model)
+    finally:
+        hook.remove()
+    assert warmed > 0 and len(threads) > warmed, "the load decodes once, and the run decodes"
+    assert len(set(threads)) == 1 and threads[0].startswith("helios-decode"), set(threads)

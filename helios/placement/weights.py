@@ -221,6 +221,18 @@ def _read_into(file: Path, offset: int, target: torch.Tensor) -> None:
             done += n
 
 
+def on_side_stream(work, device: torch.device):
+    """`work` on a CUDA stream of its own, finished before it returns, beside what other threads queue."""
+    if device.type != "cuda":
+        return work()
+    if device.index is not None:
+        torch.cuda.set_device(device)
+    with torch.cuda.stream(torch.cuda.Stream(device)):
+        result = work()
+        torch.cuda.current_stream(device).synchronize()
+    return result
+
+
 class Loading(threading.Thread):
     """Runs one component's load beside another's (the text encoder beside the transformer), on a CUDA stream of its
     own, and hands back its result or its exception."""
@@ -233,14 +245,7 @@ class Loading(threading.Thread):
 
     def run(self) -> None:
         try:
-            if self.device.type == "cuda":
-                if self.device.index is not None:
-                    torch.cuda.set_device(self.device)
-                with torch.cuda.stream(torch.cuda.Stream(self.device)):
-                    self.result = self.work()
-                    torch.cuda.current_stream(self.device).synchronize()
-            else:
-                self.result = self.work()
+            self.result = on_side_stream(self.work, self.device)
         except BaseException as exc:  # handed to the caller's thread
             self.error = exc
 
