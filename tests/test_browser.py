@@ -43,7 +43,11 @@ def frame_source(serve_app, tmp_path_factory):
 
 
 def edit_cell(page, index: int, text: str) -> None:
+    """Types only once the cell's editor has the focus: keys pressed before it opens are lost."""
     page.locator("#timeline [role=gridcell]").nth(index).dblclick()
+    page.wait_for_function(
+        "() => document.activeElement.closest('#timeline') && ['INPUT', 'TEXTAREA'].includes(document.activeElement.tagName)"
+    )
     page.keyboard.press("Control+A")
     page.keyboard.type(text)
     page.keyboard.press("Enter")
@@ -71,10 +75,10 @@ def test_stream_plays_before_the_run_ends_and_stop_keeps_the_result(page):
     )
     assert "generating" in metrics(page), "the video must play while the run is still going"
     page.wait_for_function(  # the clip can reach the player before the page update that counts it
-        "() => /first frame ready\s*[0-9]/.test(document.querySelector('#metrics').innerText)", timeout=30_000
+        "() => /first frame ready\s*[0-9]/.test(document.querySelector('#metrics')?.innerText)", timeout=30_000
     )
     assert "FPS" in metrics(page)
-    page.wait_for_function("() => document.querySelector('#on-screen').innerText.includes('after the click')", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#on-screen')?.innerText.includes('after the click')", timeout=30_000)
     on_screen = float(page.locator("#on-screen").inner_text().split("on screen")[1].split()[0])
     ready = float(metrics(page).split("first frame ready")[1].split()[0])
     assert on_screen >= ready - 0.05, "the browser's clock starts at the click, before the run starts"
@@ -83,7 +87,7 @@ def test_stream_plays_before_the_run_ends_and_stop_keeps_the_result(page):
 
     page.click("#stop")
     page.wait_for_selector("text=Stopping after the current denoising step", timeout=30_000)
-    page.wait_for_function("() => document.querySelector('#metrics').innerText.includes('stopped')", timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#metrics')?.innerText.includes('stopped')", timeout=120_000)
     page.wait_for_selector("#download a", timeout=30_000)
     assert ".mp4" in page.locator("#download").inner_text()
     assert page.locator("#fps-plot canvas, #fps-plot svg").count() > 0, "the FPS plot is drawn"
@@ -131,7 +135,7 @@ def test_below_real_time_smooth_playback_waits_then_plays_through_without_a_stal
         page.get_by_label("Length (segments of 33 frames)", exact=False).first.fill("10")
         page.keyboard.press("Enter")
         page.click("#generate")
-        page.wait_for_function("() => document.querySelector('#metrics').innerText.includes('done')", timeout=300_000)
+        page.wait_for_function("() => document.querySelector('#metrics')?.innerText.includes('done')", timeout=300_000)
         page.wait_for_function("() => { const v = document.querySelector('#live video'); return v && v.ended; }", timeout=60_000)
         rec = page.evaluate("() => window.rec")
         rtf = float(page.locator("#metrics .metrics").get_attribute("data-rtf"))
@@ -163,10 +167,10 @@ def test_a_run_from_history_loads_back_into_the_form(page):
     edit_cell(page, 1, "something else entirely")
     page.get_by_label("Seed", exact=True).fill("7")
     page.get_by_text("This session's runs").click()
-    page.wait_for_function("() => document.querySelector('#history').innerText.includes('a blue kite')", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#history')?.innerText.includes('a blue kite')", timeout=30_000)
     page.click("#load-run")
     page.wait_for_function(
-        "() => document.querySelector('#timeline [role=grid]').innerText.includes('a blue kite over a beach')", timeout=30_000
+        "() => document.querySelector('#timeline [role=grid]')?.innerText.includes('a blue kite over a beach')", timeout=30_000
     )
     assert page.get_by_label("Seed", exact=True).input_value() == "42"
 
@@ -183,7 +187,7 @@ def test_compare_two_settings_side_by_side_in_sync(page):
         "() => { const v = document.querySelector('#compare-live-a video'); return v && v.currentTime > 0; }", timeout=180_000
     )
     assert "Run A" in page.locator("#compare-metrics").inner_text()
-    page.wait_for_function("() => document.querySelector('#compare-psnr').innerText.includes('1')", timeout=300_000)
+    page.wait_for_function("() => document.querySelector('#compare-psnr')?.innerText.includes('1')", timeout=300_000)
     page.wait_for_selector("#compare-a video")
     page.wait_for_selector("#compare-b video")
     page.wait_for_selector("#compare-difference video")
@@ -205,7 +209,7 @@ def test_an_example_timeline_sets_a_length_that_covers_it(page):
     page.get_by_text("Import / export timeline").click()
     page.get_by_label("Example timelines").click()
     page.get_by_role("option", name="seasons.csv").click()
-    page.wait_for_function("() => document.querySelector('#timeline [role=grid]').innerText.includes('winter')", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#timeline [role=grid]')?.innerText.includes('winter')", timeout=30_000)
     length = page.get_by_label("Length (segments of 33 frames)", exact=False).first
     page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some(i => i.value === '9')", timeout=10_000)
     assert length.input_value() == "9", "winter starts at segment 6, faded in over 2 more"
@@ -241,7 +245,7 @@ def test_live_stream_is_in_the_browser_soon_after_each_segment_is_made(frame_sou
         page.get_by_label("Length (segments of 33 frames)", exact=False).first.fill("6")
         page.keyboard.press("Enter")
         page.click("#generate")
-        page.wait_for_function("() => document.querySelector('#metrics').innerText.includes('done')", timeout=120_000)
+        page.wait_for_function("() => document.querySelector('#metrics')?.innerText.includes('done')", timeout=120_000)
         page.wait_for_function("() => window.live.arrivals.length >= 6", timeout=30_000)
         page.wait_for_function("() => document.querySelector('#live video').ended", timeout=60_000)
         made = page.locator("#metrics .metrics").get_attribute("data-made").split(",")
