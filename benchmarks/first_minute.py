@@ -49,6 +49,8 @@ CASES = {
     "16gib": Case("16 GiB GPU, 24 GiB host", ("--gpu-memory", "16", "--host-memory", "24"), "streamed"),
     "12gib": Case("12 GiB GPU, 24 GiB host", ("--gpu-memory", "12", "--host-memory", "24"), "streamed"),
     "8gib": Case("8 GiB GPU, 24 GiB host", ("--gpu-memory", "8", "--host-memory", "24"), "streamed"),
+    "6gib": Case("6 GiB GPU, 24 GiB host, 320x576 (the largest size the page offers such a card)",
+                 ("--gpu-memory", "6", "--host-memory", "24", "--height", "320", "--width", "576"), "streamed"),
     "zerogpu-eager": Case("ZeroGPU's code path (SPACES_ZERO_GPU: no runtime compile, no CUDA graphs)", cache="zerogpu",
                           env={"SPACES_ZERO_GPU": "1"}),
     "zerogpu-aot": Case("ZeroGPU's code path with AoT blocks", cache="zerogpu-aot", env={"SPACES_ZERO_GPU": "1"}, aot=True),
