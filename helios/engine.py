@@ -72,7 +72,8 @@ class Engine:
         """Every run's denoising (and context encoding) on one long-lived thread: PyTorch keeps cuDNN's autotuned
         plans per thread, and a fresh thread tunes the VAE again (+1.3 s before an image run's first step, H100).
         Decoding has the model's own thread (loading.decode_thread), where the load already tuned it."""
-        return ThreadPoolExecutor(1, thread_name_prefix="helios-denoise", initializer=on_device, initargs=(self.model.device,))
+        device = self.model.device
+        return ThreadPoolExecutor(1, thread_name_prefix="helios-denoise", initializer=on_device, initargs=(device,))
 
     @functools.cached_property
     def decode_stream(self) -> torch.cuda.Stream | None:

@@ -3,8 +3,8 @@ or the token embedding's) stored as int8 with a scale of its own, half the bytes
 
 FP8's e4m3 keeps 3 bits of mantissa; int8's evenly spaced steps keep about 7 for the values near a row's largest, and
 the text encoder runs once per new prompt, so the weight is widened to the activations' dtype for each product and no
-int8 matmul is needed. On UMT5-XXL-shaped random weights its embeddings are several times closer to the bf16 ones
-than FP8's (benchmarks/README.md), and UMT5 leaves an int8 `wo` alone where it would cast its input to an FP8 one,
+int8 matmul is needed. On UMT5-XXL-shaped random weights its embeddings move about half as far from the bf16 ones
+as FP8's do (benchmarks/README.md), and UMT5 leaves an int8 `wo` alone where it would cast its input to an FP8 one,
 so every linear layer can be stored this way."""
 
 from __future__ import annotations

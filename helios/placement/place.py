@@ -24,6 +24,7 @@ from .ranks import Ranks
 from .streaming import BlockStream, stream_blocks, streamed_positions
 from .vae_kernels import use_vae_kernels
 
+
 def dtype_rule(dtype: torch.dtype, keep_fp32: tuple[str, ...] = ()):
     """The model's dtype for floating tensors, except modules the model keeps in fp32 (diffusers' own rule).
 
