@@ -1,5 +1,5 @@
-"""The text encoder of the FP8 tiers, which keep it in host memory, in int8 rows: each row of a weight (a linear layer's,
-or the token embedding's) stored as int8 with a scale of its own, half the bytes of bf16.
+"""The text encoder of the FP8 tiers, which keep it in host memory, in int8 rows: each row of a weight (a linear
+layer's, or the token embedding's) stored as int8 with a scale of its own, half the bytes of bf16.
 
 FP8's e4m3 keeps 3 bits of mantissa; int8's evenly spaced steps keep about 7 for the values near a row's largest, and
 the text encoder runs once per new prompt, so the weight is widened to the activations' dtype for each product and no
