@@ -42,6 +42,8 @@ CASES = {
     "bf16-cold": Case("bf16, JIT, empty compile cache", cache="bf16"),
     "bf16-kept": Case("bf16, JIT, compile cache kept", cache="bf16"),
     "fp8-cold": Case("--fp8, JIT, empty compile cache", ("--fp8",), "fp8", {"TORCH_LOGS": "recompiles,graph_breaks"}),
+    "fp8-ours-cold": Case("--fp8 --fp8-linears ours, JIT, empty compile cache", ("--fp8", "--fp8-linears", "ours"), "fp8-ours",
+                          {"TORCH_LOGS": "recompiles,graph_breaks"}),
     "fp8-kept": Case("--fp8, JIT, compile cache kept", ("--fp8",), "fp8"),
     "aot-bf16": Case("bf16, AoT blocks, no JIT cache", cache="aot-bf16", aot=True),
     "aot-fp8": Case("--fp8, AoT blocks, no JIT cache", ("--fp8",), "aot-fp8", aot=True),

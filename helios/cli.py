@@ -12,7 +12,7 @@ from .errors import BadInput, HeliosError
 from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import DEFAULT_MODEL, LoadOptions, load_model
 from .media import VideoWriter, check_output_path, read_image, read_video
-from .placement.options import MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
+from .placement.options import FP8_LINEARS, MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
 from .placement.ranks import ranks
 from .recipe import Recipe, recipe_for, segment_timings, sidecar, timings_of
 from .run import follow
@@ -99,6 +99,9 @@ def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) 
     parser.add_argument("--gpu-memory", type=_gib, metavar="GIB", help="use at most this much GPU memory")
     parser.add_argument("--host-memory", type=_gib, metavar="GIB",
                         help="hold at most this much host memory (default: what the system has available)")
+    parser.add_argument("--fp8-linears", choices=FP8_LINEARS, default="torchao",
+                        help="whose FP8 linear layers the resident FP8 tiers use: torchao's (faster once compiled) or "
+                        "ours (the streamed tiers' own; compared in benchmarks/README.md)")
     if not runs:
         return
     parser.add_argument("--fp8-attention", action="store_true",
@@ -114,7 +117,8 @@ def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) 
 
 
 def load_options_from_args(args, **more) -> LoadOptions:
-    placement = Placement(memory=args.memory, fp8=args.fp8, fp8_attention=args.fp8_attention, parallel=args.parallel, aot=args.aot)
+    placement = Placement(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears, fp8_attention=args.fp8_attention,
+                          parallel=args.parallel, aot=args.aot)
     return LoadOptions(placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory, **more)
 
 
@@ -215,7 +219,7 @@ def compile_blocks(args) -> int:
 
     if args.out is not None and args.out.exists() and not (args.out / META).is_file():
         raise BadInput(f"--out {args.out} exists and is not an AoT folder: give a new folder (an AoT folder is replaced).")
-    placement = Placement(memory=args.memory, fp8=args.fp8, compile_blocks=False, aot="off")
+    placement = Placement(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears, compile_blocks=False, aot="off")
     options = LoadOptions(args.device, placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory)
     model = load_model(args.model, options)
     settings = GenerationSettings(height=args.height, width=args.width, num_frames=FRAMES_PER_SEGMENT, pyramid_steps=(1, 1, 1))

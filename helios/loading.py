@@ -109,6 +109,7 @@ def tiny_folder(source: str) -> Path | None:
     if not (folder / TINY_MARKER).exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
+        _quiet_libraries()
         build_tiny(scratch, TinySpec(flavour=source[5:]))
         shutil.rmtree(folder, ignore_errors=True)
         scratch.rename(folder)
@@ -152,6 +153,16 @@ def aot_folder(asked: str) -> Path:
     return from_hub(asked, f"No AoT folder at {asked}: make one with python -m helios compile, give a hub id, or leave --aot out.")
 
 
+def _quiet_libraries():
+    """diffusers and transformers, imported, with their progress bars off: our CLI and page say the progress."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    return diffusers, transformers
+
+
 def _check_hardware(folder: Path, device: torch.device) -> None:
     config = json.loads((folder / "transformer" / "config.json").read_text())
     dim = config.get("num_attention_heads", 40) * config.get("attention_head_dim", 128)
@@ -177,11 +188,7 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
     _check_hardware(folder, device)
     ahead = ReadAhead.of(folder)  # the disk reads while the libraries import and CUDA starts
     try:
-        import diffusers
-        import transformers
-
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.disable_progress_bar()
+        diffusers, transformers = _quiet_libraries()
         # compiled kernels persist beside the models, so a restart on this machine is warm in seconds
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
         caps = capabilities or Capabilities.detect(device, options.gpu_memory_gib, options.host_memory_gib)

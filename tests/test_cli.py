@@ -192,3 +192,14 @@ def test_a_timeline_without_a_length_gets_one_that_covers_it(tmp_path, cli):
     result = cli("--model", "tiny", "--timeline", timeline, *FAST, "--out", out)
     assert result.returncode == 0, result.stderr
     assert len(np.load(out)) == 6 * 33 - 1, "segment 3 and a crossfade of 2 after it: 6 segments, trimmed to 4k+1"
+
+
+def test_fp8_linears_reach_the_placement_and_an_unknown_one_is_refused_in_words():
+    from helios.cli import build_parser, load_options_from_args
+    from helios.errors import BadInput
+
+    args = build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron", "--fp8", "--fp8-linears", "ours"])
+    assert load_options_from_args(args).placement.fp8_linears == "ours"
+    assert load_options_from_args(build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron"])).placement.fp8_linears == "torchao"
+    with pytest.raises(BadInput, match="--fp8-linears.*cutlass"):
+        build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron", "--fp8-linears", "cutlass"])
