@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from helios.cli import add_placement_arguments, load_options_from_args
+from helios.cli import Parser, add_placement_arguments, load_options_from_args
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import DEFAULT_MODEL, LoadOptions, load_model
@@ -71,7 +71,7 @@ def _loopback(host: str) -> bool:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Helios Studio: streaming Helios video generation in the browser.")
+    parser = Parser(prog="app.py", description="Helios Studio: streaming Helios video generation in the browser.")
     parser.add_argument("--model", default=os.environ.get("HELIOS_MODEL"), help=f"hub id, local diffusers folder or 'tiny' (default: {DEFAULT_MODEL} on a GPU, tiny on a CPU)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=_port, default=os.environ.get("GRADIO_SERVER_PORT", "7860"))
@@ -102,7 +102,11 @@ def choose_model(requested: str | None, options: LoadOptions):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except HeliosError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     import_spaces_first()
     missing = [exe for exe in ("ffmpeg", "ffprobe") if shutil.which(exe) is None]
     if missing:

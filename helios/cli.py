@@ -24,7 +24,9 @@ DEFAULT_FRAMES = 132
 """Four segments; a --timeline without --frames gets at least what it covers (its last entry, faded in)."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """A bad flag is a BadInput, which the CLI and the app print as one line, not argparse's usage block."""
+
     def error(self, message: str):
         raise BadInput(f"{message} (see {self.prog} --help)")
 
@@ -54,8 +56,8 @@ def _gib(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m helios", description="Helios Studio: streaming Helios video generation.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="python -m helios", description="Helios Studio: streaming Helios video generation.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     g = sub.add_parser("generate", help="generate a video")
     g.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local diffusers folder, or 'tiny' (CPU preview)")
     src = g.add_mutually_exclusive_group(required=True)

@@ -20,10 +20,12 @@ def start(*args, timeout=60):
     (["--port", "99999"], "argument --port: '99999' is not a port: give a number from 1 to 65535"),
     (["--max-upload", "lots"], "argument --max-upload: 'lots' is not a size: write it like 200mb"),
     (["--host", "999.1.1.1"], "error: --host 999.1.1.1 is not an address of this machine"),
+    (["--fp8-linears", "cutlass"], "argument --fp8-linears: invalid choice: 'cutlass'"),
 ])
 def test_bad_flags_end_in_one_line(args, message):
     result = start(*args)
     assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
 
 
