@@ -59,6 +59,8 @@ CASES = {
     "zerogpu-eager": Case("ZeroGPU's code path (SPACES_ZERO_GPU: no runtime compile, no CUDA graphs)", cache="zerogpu",
                           env={"SPACES_ZERO_GPU": "1"}),
     "zerogpu-aot": Case("ZeroGPU's code path with AoT blocks", cache="zerogpu-aot", env={"SPACES_ZERO_GPU": "1"}, aot=True),
+    "zerogpu-aot-kept": Case("ZeroGPU's code path with the aot-bf16 case's AoT blocks and Triton cache", cache="aot-bf16",
+                             env={"SPACES_ZERO_GPU": "1"}),
     "diffusers": Case("diffusers HeliosPyramidPipeline from the same folder (eager, fp32 VAE)"),
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate (one file, then 2 GiB of
-# each shard at once), a quick check of both text-encoder placements on the tiny model, then
+# On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate (one file, then the
+# read-ahead's with 1-16 readers), a quick check of both text-encoder placements on the tiny model, then
 # benchmarks.first_minute's CASES and, with FORMS=1, the text encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
 set -uo pipefail
 out=${1:?usage: benchmarks/first_minute.sh OUT}
@@ -11,12 +11,7 @@ if [ ! -f "$ckpt/model_index.json" ]; then
   python3 -m benchmarks.random_checkpoint "$ckpt" 2>&1 | tail -2 | tee -a "$out/machine.txt" || exit 1
   shard=$(ls -S "$ckpt"/transformer/*.safetensors | head -1)
   dd if="$shard" of=/dev/null bs=64M iflag=direct 2>&1 | tail -1 | sed 's/^/disk read (O_DIRECT): /' | tee -a "$out/machine.txt"
-  start=$(date +%s.%N); bytes=0; n=0  # the shards at once: would more reader threads read faster than one?
-  for f in "$ckpt"/transformer/*.safetensors "$ckpt"/text_encoder/*.safetensors; do
-    dd if="$f" of=/dev/null bs=64M count=32 iflag=direct 2>/dev/null & size=$(stat -c %s "$f")
-    bytes=$((bytes + (size < 2**31 ? size : 2**31))); n=$((n + 1))
-  done; wait
-  python3 -c "print(f'disk read, $n files at once (O_DIRECT): {$bytes / ($(date +%s.%N) - $start) / 1e9:.2f} GB/s')" | tee -a "$out/machine.txt"
+  python3 -m benchmarks.disk_readers --model "$ckpt" --gib-each 3 2>&1 | sed 's/^/read-ahead: /' | tee -a "$out/machine.txt"
   for memory in $([ "${CHECKS:-1}" = 1 ] && echo resident fp8-streamed); do
     timeout 180 python3 -m helios generate --model tiny --prompt check --frames 33 --steps 1,1,1 --height 64 --width 128 \
       --memory "$memory" --out "/tmp/check-$memory.npy" > "$out/logs/check-$memory.log" 2>&1 || { cat "$out/logs/check-$memory.log"; exit 1; }

@@ -186,7 +186,7 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
     if missing:
         raise ModelUnavailable(f"{folder} lacks {', '.join(missing)}: the checkpoint is incomplete; download it again.")
     _check_hardware(folder, device)
-    ahead = ReadAhead.of(folder)  # the disk reads while the libraries import and CUDA starts
+    ahead = ReadAhead.of(folder)  # several readers, from here until the load ends: the disk is what it waits on
     try:
         diffusers, transformers = _quiet_libraries()
         # compiled kernels persist beside the models, so a restart on this machine is warm in seconds
@@ -203,7 +203,7 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
             vae=diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
             scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         )
-        return assemble(source, folder, flavour, parts, device, dtype, resolved, caps, ahead)
+        return assemble(source, folder, flavour, parts, device, dtype, resolved, caps)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
     finally:
@@ -223,13 +223,13 @@ def aot_cache() -> Path:
     return cache_dir() / "aot"
 
 
-def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved, caps: Capabilities,
-             ahead: ReadAhead | None = None) -> HeliosModel:
+def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved,
+             caps: Capabilities) -> HeliosModel:
     """Fill and place the components as `resolved` says, the text encoder beside the transformer, from the
     checkpoint's files, while the VAE decodes once at the default size (its one-time compile and autotuning, on a GPU
     that would otherwise wait for the disk); without a folder the modules bring their own weights (the benchmark's
-    full-size random ones). What `ahead` read of the files while the process started is in the page cache by now.
-    On ZeroGPU the main process may not touch CUDA: everything is filled on the CPU, then sent to the GPU whole."""
+    full-size random ones). On ZeroGPU the main process may not touch CUDA: everything is filled on the CPU, then
+    sent to the GPU whole."""
     from .placement.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
 
     resolved = with_aot(resolved, parts["transformer"].config, dtype, caps)
@@ -243,8 +243,6 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
         if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
             parts[name].eval()
     fill = torch.device("cpu") if caps.zero_gpu else device
-    if ahead is not None:
-        ahead.stop()
     place_vae(parts["vae"], resolved, fill)
     decoder = decode_thread(device)
     vae = _warm_vae(parts["vae"], resolved.default_size, fill, decoder)

@@ -1,44 +1,77 @@
-"""The checkpoint's files are read into the page cache while the process starts, and no longer once the load reads
-them itself."""
+"""The checkpoint's files are read into the page cache by several readers, in about the order the load takes them,
+up to a budget, from when the folder is known until the load ends."""
 
+import os
 import threading
 
 from helios import loading
 from helios.loading import LoadOptions, _load
-from helios.placement.read_ahead import CHUNK, ReadAhead, checkpoint_files
-from helios.placement.weights import WeightFiles
+from helios.placement.read_ahead import CHUNK, ReadAhead, checkpoint_chunks, chunks_of
 
 
-def test_it_reads_the_files_in_order_up_to_its_budget(tmp_path):
+def _files(tmp_path, sizes):
     files = []
-    for i in range(3):
+    for i, size in enumerate(sizes):
         files.append(tmp_path / f"{i}.safetensors")
-        files[-1].write_bytes(bytes([i]) * (3 * 2**20))
-    everything = ReadAhead(files, budget=2**40)
+        files[-1].write_bytes(bytes([i]) * size)
+    return files
+
+
+def test_its_readers_read_every_byte_once_up_to_the_budget(tmp_path, monkeypatch):
+    files = _files(tmp_path, [3 * CHUNK + 5, CHUNK, 7])
+    chunks = [c for f in files for c in chunks_of(f)]
+    assert [(c.offset, c.size) for c in chunks_of(files[0])] == [(0, CHUNK), (CHUNK, CHUNK), (2 * CHUNK, CHUNK),
+                                                                (3 * CHUNK, 5)]
+    read, preadv = [], os.preadv
+
+    def watched(fd, buffers, offset):
+        read.append((offset, len(buffers[0])))
+        return preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", watched)
+    everything = ReadAhead(chunks, budget=2**40, readers=3)
     everything.join()
-    assert everything.read == 9 * 2**20
-    some = ReadAhead(files, budget=4 * 2**20)
+    assert everything.read == sum(f.stat().st_size for f in files) == sum(size for _, size in read)
+    assert sorted(read) == sorted((c.offset, c.size) for c in chunks)
+    some = ReadAhead(chunks, budget=2 * CHUNK, readers=4)
     some.join()
-    assert 4 * 2**20 <= some.read < 9 * 2**20 and some.read <= 4 * 2**20 + CHUNK
+    assert some.read == 2 * CHUNK and not some.is_alive()
 
 
-def test_the_load_reads_ahead_and_stops_before_its_own_reads(tiny_checkpoint, monkeypatch):
+def test_the_transformer_and_text_encoder_are_read_side_by_side_after_the_vae(tmp_path):
+    for part, size in (("vae", CHUNK), ("transformer", 6 * CHUNK), ("text_encoder", 2 * CHUNK)):
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "a.safetensors").write_bytes(b"\0" * size)
+    order = [c.file.parent.name for c in checkpoint_chunks(tmp_path)]
+    assert order[0] == "vae" and len(order) == 9
+    assert order[1:5].count("text_encoder") == 1 and order[5:].count("text_encoder") == 1
+
+
+def test_stop_ends_the_reading(tmp_path):
+    (file,) = _files(tmp_path, [CHUNK])
+    ahead = ReadAhead(chunks_of(file) * 10**6, budget=2**50, readers=2)
+    read = ahead.stop()
+    assert not ahead.is_alive() and read < 10**6 * CHUNK
+
+
+def test_the_load_reads_ahead_until_it_ends(tiny_checkpoint, monkeypatch):
     """The tiny files are read over and over, so the reading lasts until the load stops it."""
-    made, overlapping = [], []
-    read = WeightFiles._read
+    made, beside_the_load = [], []
+    folder = tiny_checkpoint("distilled")
 
     def watched_of(folder):
-        made.append(ReadAhead(checkpoint_files(folder) * 10**6, budget=2**50))
+        made.append(ReadAhead(checkpoint_chunks(folder) * 10**5, budget=2**50))
         return made[-1]
 
-    def watched_read(self, *args):
-        overlapping.append(any(t.name == "read-ahead" and t.is_alive() for t in threading.enumerate()))
-        return read(self, *args)
+    place = loading.assemble
+
+    def watched_assemble(*args):
+        beside_the_load.append(sum(t.name.startswith("read-ahead") and t.is_alive() for t in threading.enumerate()))
+        return place(*args)
 
     monkeypatch.setattr(loading.ReadAhead, "of", staticmethod(watched_of))
-    monkeypatch.setattr(WeightFiles, "_read", watched_read)
-    _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu"))
+    monkeypatch.setattr(loading, "assemble", watched_assemble)
+    _load(str(folder), LoadOptions(device="cpu"))
     (ahead,) = made
-    assert [f.parent.name for f in ahead.files][:1] == ["vae"] and "transformer" in {f.parent.name for f in ahead.files}
-    assert ahead.read > sum(f.stat().st_size for f in checkpoint_files(ahead.files[0].parents[1])) and not ahead.is_alive()
-    assert overlapping and not any(overlapping), "the load's own reads began while the read-ahead still ran"
+    assert beside_the_load == [8], "the readers were not reading while the weights were placed"
+    assert ahead.read > sum(f.stat().st_size for f in folder.rglob("*.safetensors")) and not ahead.is_alive()
