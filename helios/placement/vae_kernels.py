@@ -36,7 +36,7 @@ def use_vae_kernels(vae: AutoencoderKLWan) -> None:
             norm.forward = types.MethodType(_norm_silu_forward, norm)
         for conv in coder.modules():
             if isinstance(conv, WanCausalConv3d) and _fits(conv):
-                conv.gemm_weight = gemm_weight(conv.weight.data)
+                conv.register_buffer("gemm_weight", gemm_weight(conv.weight.data), persistent=False)  # moves with .to()
                 conv.forward = types.MethodType(_conv_forward, conv)
     for upsample in vae.decoder.modules():
         if isinstance(upsample, WanUpsample) and upsample.mode.startswith("nearest"):
