@@ -46,7 +46,9 @@ class ReadAhead:
         self.budget, self.read = budget, 0
         self._chunks = iter(chunks)
         self._lock, self._halt = threading.Lock(), threading.Event()
-        self._readers = [threading.Thread(target=self._reader, daemon=True, name=f"read-ahead-{i}") for i in range(readers)]
+        self._readers = [
+            threading.Thread(target=self._reader, daemon=True, name=f"read-ahead-{i}") for i in range(readers)
+        ]
         for reader in self._readers:
             reader.start()
 
