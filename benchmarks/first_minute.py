@@ -76,11 +76,15 @@ def drop_caches() -> bool:
 
 def run_timed(command: list[str], env: dict, log: Path) -> tuple[list[tuple[float, str]], int, float, float]:
     """Runs `command`, stamping each stdout line with seconds since start; returns the lines, the exit code, the
-    wall time and the process's host memory peak in GiB (its own rusage, not its siblings')."""
+    wall time and the process's host memory peak in GiB (its own rusage, not its siblings'). The stamped lines go
+    to the log too, beside stderr, so that a case cut by a time limit still says how far it came."""
     start = time.perf_counter()
-    with open(log, "w") as err:
+    lines = []
+    with open(log, "w", buffering=1) as err:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-        lines = [(time.perf_counter() - start, line.rstrip()) for line in proc.stdout]
+        for line in proc.stdout:
+            lines.append((time.perf_counter() - start, line.rstrip()))
+            err.write(f"[{lines[-1][0]:.1f} s] {lines[-1][1]}\n")
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return lines, proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 2**20

@@ -186,9 +186,9 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
     if missing:
         raise ModelUnavailable(f"{folder} lacks {', '.join(missing)}: the checkpoint is incomplete; download it again.")
     _check_hardware(folder, device)
-    ahead = ReadAhead.of(folder)  # several readers, from here until the load ends: the disk is what it waits on
+    diffusers, transformers = _quiet_libraries()  # first: their small reads, queued behind the read-ahead's, crawl
+    ahead = ReadAhead.of(folder)  # from here until the load ends: the disk is what it waits on
     try:
-        diffusers, transformers = _quiet_libraries()
         # compiled kernels persist beside the models, so a restart on this machine is warm in seconds
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
         caps = capabilities or Capabilities.detect(device, options.gpu_memory_gib, options.host_memory_gib)

@@ -1,12 +1,12 @@
-"""The checkpoint's files are read into the page cache by several readers, in about the order the load takes them,
-up to a budget, from when the folder is known until the load ends."""
+"""The checkpoint's files are read into the page cache in about the order the load takes them, up to a budget, from
+when the libraries are imported until the load ends."""
 
 import os
 import threading
 
 from helios import loading
 from helios.loading import LoadOptions, _load
-from helios.placement.read_ahead import CHUNK, ReadAhead, checkpoint_chunks, chunks_of
+from helios.placement.read_ahead import CHUNK, READERS, ReadAhead, checkpoint_chunks, chunks_of
 
 
 def _files(tmp_path, sizes):
@@ -63,15 +63,25 @@ def test_the_load_reads_ahead_until_it_ends(tiny_checkpoint, monkeypatch):
         made.append(ReadAhead(checkpoint_chunks(folder) * 10**5, budget=2**50))
         return made[-1]
 
-    place = loading.assemble
+    place, imports = loading.assemble, loading._quiet_libraries
+
+    def readers():
+        return sum(t.name.startswith("read-ahead") and t.is_alive() for t in threading.enumerate())
 
     def watched_assemble(*args):
-        beside_the_load.append(sum(t.name.startswith("read-ahead") and t.is_alive() for t in threading.enumerate()))
+        beside_the_load.append(readers())
         return place(*args)
 
+    def watched_imports():
+        beside_the_imports.append(readers())
+        return imports()
+
+    beside_the_imports = []
     monkeypatch.setattr(loading.ReadAhead, "of", staticmethod(watched_of))
     monkeypatch.setattr(loading, "assemble", watched_assemble)
+    monkeypatch.setattr(loading, "_quiet_libraries", watched_imports)
     _load(str(folder), LoadOptions(device="cpu"))
     (ahead,) = made
-    assert beside_the_load == [8], "the readers were not reading while the weights were placed"
+    assert beside_the_imports == [0], "the libraries' imports had to share the disk with the read-ahead"
+    assert beside_the_load == [READERS], "the readers were not reading while the weights were placed"
     assert ahead.read > sum(f.stat().st_size for f in folder.rglob("*.safetensors")) and not ahead.is_alive()

@@ -1,8 +1,10 @@
-"""A checkpoint's files read into the page cache by several readers at once, from the moment the folder is known until
-the load is done. On a cold start the disk is what the load waits on (37.8 GiB on the H200 machines), and their disk
-gives one reader 1.0 GB/s but four at once 1.5 GB/s (`first_minute.sh`, `benchmarks.disk_readers`): the load's own
-reads, one thread per component, then mostly find their pages already there. Chunks are read in about the order the
-load takes them, and no more than half the available memory's worth, so what is read stays cached until it is used."""
+"""A checkpoint's files read into the page cache from the moment the libraries are imported until the load is done.
+On a cold start the disk is what the load waits on (37.8 GiB on the H200 machines), and the load's own reads come in
+turns with its other work (building modules, copying to the GPU); a reader beside it keeps the disk busy all along, so
+the load's reads mostly find their pages there. One reader: on the H200 machine it read 1.57 GB/s, eight 1.63 GB/s
+(`benchmarks.disk_readers`), and eight queued so much that the library imports' small reads behind them took ~28 s
+instead of seconds (`benchmarks.load_trace`). Chunks go in about the order the load takes them, and no more than half
+the available memory's worth, so what is read stays cached until it is used."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 from .capability import available_memory
 
 CHUNK = 8 * 2**20
-READERS = 8
+READERS = 1
 ORDER = ("vae", "transformer", "text_encoder")
 """The VAE comes first (diffusers' own loader reads it before the rest); the other two are read side by side."""
 
