@@ -50,7 +50,7 @@ CASES = {
     "aot-bf16-again": Case("bf16, AoT blocks, a second start (the first's Triton cache kept)", cache="aot-bf16"),
     "40gib": Case("40 GiB GPU", ("--gpu-memory", "40"), "tiers"),
     "32gib": Case("32 GiB GPU", ("--gpu-memory", "32"), "tiers"),
-    "24gib": Case("24 GiB GPU", ("--gpu-memory", "24"), "tiers"),
+    "24gib": Case("24 GiB GPU (the fp8 tier: after fp8-cold, its compile cache kept)", ("--gpu-memory", "24"), "fp8"),
     "16gib": Case("16 GiB GPU, 24 GiB host", ("--gpu-memory", "16", "--host-memory", "24"), "streamed"),
     "12gib": Case("12 GiB GPU, 24 GiB host", ("--gpu-memory", "12", "--host-memory", "24"), "streamed"),
     "8gib": Case("8 GiB GPU, 24 GiB host", ("--gpu-memory", "8", "--host-memory", "24"), "streamed"),
