@@ -109,7 +109,7 @@ def tiny_folder(source: str) -> Path | None:
     if not (folder / TINY_MARKER).exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
-        _quiet_libraries()
+        _import_libraries()
         build_tiny(scratch, TinySpec(flavour=source[5:]))
         shutil.rmtree(folder, ignore_errors=True)
         scratch.rename(folder)
@@ -153,11 +153,19 @@ def aot_folder(asked: str) -> Path:
     return from_hub(asked, f"No AoT folder at {asked}: make one with python -m helios compile, give a hub id, or leave --aot out.")
 
 
-def _quiet_libraries():
-    """diffusers and transformers, imported, with their progress bars off: our CLI and page say the progress."""
+def _import_libraries():
+    """diffusers, transformers and every module of theirs and ours the load uses, imported before the read-ahead
+    starts: on the H200 their thousands of small reads, queued behind its, took ~29 s instead of seconds
+    (`benchmarks.load_trace`). Their progress bars go off: our CLI and page say the progress."""
     import diffusers
     import transformers
 
+    from .placement import place  # noqa: F401
+
+    for library, names in ((diffusers, ("HeliosTransformer3DModel", "AutoencoderKLWan")),
+                           (transformers, ("UMT5EncoderModel", "AutoTokenizer"))):
+        for name in names:
+            getattr(library, name)  # both import lazily: the attribute imports its module
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     return diffusers, transformers
@@ -186,7 +194,7 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
     if missing:
         raise ModelUnavailable(f"{folder} lacks {', '.join(missing)}: the checkpoint is incomplete; download it again.")
     _check_hardware(folder, device)
-    diffusers, transformers = _quiet_libraries()  # first: their small reads, queued behind the read-ahead's, crawl
+    diffusers, transformers = _import_libraries()
     ahead = ReadAhead.of(folder)  # from here until the load ends: the disk is what it waits on
     try:
         # compiled kernels persist beside the models, so a restart on this machine is warm in seconds

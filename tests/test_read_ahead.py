@@ -2,6 +2,8 @@
 when the libraries are imported until the load ends."""
 
 import os
+import subprocess
+import sys
 import threading
 
 from helios import loading
@@ -63,7 +65,7 @@ def test_the_load_reads_ahead_until_it_ends(tiny_checkpoint, monkeypatch):
         made.append(ReadAhead(checkpoint_chunks(folder) * 10**5, budget=2**50))
         return made[-1]
 
-    place, imports = loading.assemble, loading._quiet_libraries
+    place, imports = loading.assemble, loading._import_libraries
 
     def readers():
         return sum(t.name.startswith("read-ahead") and t.is_alive() for t in threading.enumerate())
@@ -79,9 +81,18 @@ def test_the_load_reads_ahead_until_it_ends(tiny_checkpoint, monkeypatch):
     beside_the_imports = []
     monkeypatch.setattr(loading.ReadAhead, "of", staticmethod(watched_of))
     monkeypatch.setattr(loading, "assemble", watched_assemble)
-    monkeypatch.setattr(loading, "_quiet_libraries", watched_imports)
+    monkeypatch.setattr(loading, "_import_libraries", watched_imports)
     _load(str(folder), LoadOptions(device="cpu"))
     (ahead,) = made
     assert beside_the_imports == [0], "the libraries' imports had to share the disk with the read-ahead"
     assert beside_the_load == [READERS], "the readers were not reading while the weights were placed"
     assert ahead.read > sum(f.stat().st_size for f in folder.rglob("*.safetensors")) and not ahead.is_alive()
+
+
+def test_the_load_imports_what_it_uses_before_the_read_ahead_starts():
+    """In a fresh process: what `_load` imports before starting the read-ahead holds every module the load then uses."""
+    modules = ("diffusers.models.transformers.transformer_helios", "diffusers.models.autoencoders.autoencoder_kl_wan",
+               "transformers.models.umt5.modeling_umt5", "helios.placement.place")
+    code = ("import sys; from helios.loading import _import_libraries; _import_libraries(); "
+            f"print([m for m in {modules!r} if m not in sys.modules])")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
