@@ -18,7 +18,8 @@ import torch
 
 
 def block_inputs(device: torch.device) -> tuple[list, list[tuple]]:
-    """The tiny model's blocks and block 0's (args, kwargs) for each distinct input shape of an eager run."""
+    """The tiny model's blocks and block 0's (args, kwargs) for each distinct input shape of an eager run on the CPU,
+    moved to `device`."""
     from diffusers.models.transformers import transformer_helios
 
     from helios import cli, loading
@@ -33,7 +34,7 @@ def block_inputs(device: torch.device) -> tuple[list, list[tuple]]:
     transformer_helios.HeliosTransformerBlock.forward = noted
     try:
         cli.main(["generate", "--model", "tiny", "--prompt", "probe", "--frames", "66", "--steps", "1,1,1", "--height",
-                  "64", "--width", "128", "--out", "/tmp/fp8-compile-probe.npy"])
+                  "64", "--width", "128", "--device", "cpu", "--out", "/tmp/fp8-compile-probe.npy"])
     finally:
         transformer_helios.HeliosTransformerBlock.forward = forward
     (model,) = loading._models.values()
