@@ -1,13 +1,14 @@
 """The checkpoint's files are read into the page cache in about the order the load takes them, up to a budget, from
 when the libraries are imported until the load ends."""
 
-import os
+import io
 import subprocess
 import sys
 import threading
 
 from helios import loading
 from helios.loading import LoadOptions, _load
+from helios.placement import read_ahead
 from helios.placement.read_ahead import CHUNK, READERS, ReadAhead, checkpoint_chunks, chunks_of
 
 
@@ -24,13 +25,18 @@ def test_its_readers_read_every_byte_once_up_to_the_budget(tmp_path, monkeypatch
     chunks = [c for f in files for c in chunks_of(f)]
     assert [(c.offset, c.size) for c in chunks_of(files[0])] == [(0, CHUNK), (CHUNK, CHUNK), (2 * CHUNK, CHUNK),
                                                                 (3 * CHUNK, 5)]
-    read, preadv = [], os.preadv
+    read = []
 
-    def watched(fd, buffers, offset):
-        read.append((offset, len(buffers[0])))
-        return preadv(fd, buffers, offset)
+    class Watched(io.FileIO):
+        def seek(self, offset, whence=0):
+            self.at = offset
+            return super().seek(offset, whence)
 
-    monkeypatch.setattr(os, "preadv", watched)
+        def readinto(self, buffer):
+            read.append((self.at, len(buffer)))
+            return super().readinto(buffer)
+
+    monkeypatch.setattr(read_ahead, "open", lambda file, mode, buffering: Watched(file), raising=False)
     everything = ReadAhead(chunks, budget=2**40, readers=3)
     everything.join()
     assert everything.read == sum(f.stat().st_size for f in files) == sum(size for _, size in read)

@@ -8,7 +8,6 @@ the available memory's worth, so what is read stays cached until it is used."""
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,13 +68,14 @@ class ReadAhead:
         try:
             while (chunk := self._next()) is not None:
                 if chunk.file not in files:
-                    files[chunk.file] = os.open(chunk.file, os.O_RDONLY)
-                os.preadv(files[chunk.file], [buffer[:chunk.size]], chunk.offset)
+                    files[chunk.file] = open(chunk.file, "rb", buffering=0)
+                files[chunk.file].seek(chunk.offset)
+                files[chunk.file].readinto(buffer[:chunk.size])
         except OSError:
             return  # the load's own reads say what is wrong with a file, in words
         finally:
-            for fd in files.values():
-                os.close(fd)
+            for f in files.values():
+                f.close()
 
     def is_alive(self) -> bool:
         return any(reader.is_alive() for reader in self._readers)
