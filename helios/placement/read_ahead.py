@@ -2,7 +2,7 @@
 On a cold start the disk is what the load waits on (37.8 GiB on the H200 machines), and the load's own reads come in
 turns with its other work (building modules, copying to the GPU); a reader beside it keeps the disk busy all along, so
 the load's reads mostly find their pages there. One reader: on the H200 machine it read 1.57 GB/s, eight 1.63 GB/s
-(`benchmarks.disk_readers`), and eight queued so much that the library imports' small reads behind them took ~28 s
+(`benchmarks.disk_readers`), and eight queued so much that the library imports' small reads behind them took ~29 s
 instead of seconds (`benchmarks.load_trace`). Chunks go in about the order the load takes them, and no more than half
 the available memory's worth, so what is read stays cached until it is used."""
 
