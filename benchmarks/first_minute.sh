@@ -2,7 +2,7 @@
 # On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate (one file, then the
 # read-ahead's with 1-16 readers), a quick check of both text-encoder placements on the tiny model, then
 # with TRACE=1 a trace of one cold load, with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's
-# CASES and, with FORMS=1, the text encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
+# CASES (SEGMENTS each, 10 unless set) and, with FORMS=1, the text encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
 set -uo pipefail
 out=${1:?usage: benchmarks/first_minute.sh OUT}
 ckpt=${CKPT:-/tmp/helios-ckpt}
@@ -30,7 +30,7 @@ if [ "${FP8_COMPILE:-0}" = 1 ]; then  # the FP8 blocks' compile, torchao's and o
   done; done
 fi
 if [ -n "${CASES:-}" ]; then
-  python3 -m benchmarks.first_minute --model "$ckpt" --cases "$CASES" --work /tmp/first-minute \
+  python3 -m benchmarks.first_minute --model "$ckpt" --cases "$CASES" --segments "${SEGMENTS:-10}" --work /tmp/first-minute \
     --drop-caches --video-format "${FORMAT:-mp4}" --logs "$out/logs" --out "$out/first_minute.jsonl"
 fi
 if [ "${FORMS:-0}" = 1 ]; then python3 -m benchmarks.text_encoder_forms --model "$ckpt" --out "$out/text_encoder_forms.json"; fi
