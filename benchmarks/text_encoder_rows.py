@@ -16,17 +16,15 @@ import json
 import torch
 from torch import nn
 
-from helios.placement.fp8 import Float8Linear
+from helios.placement.fp8 import Float8Linear, swap_linears
 from helios.placement.int8 import layer_to_int8
 
 from .random_checkpoint import build_text_encoder
 
 
-def fp8_rows(layer: nn.Module) -> None:
-    for module in list(layer.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear) and name != "wo":
-                setattr(module, name, Float8Linear(child, fp8_matmul=False))
+def fp8_rows(layer: nn.Module) -> int:
+    """The form before int8 rows: FP8 weight-only, UMT5's `wo` left in bf16."""
+    return swap_linears(layer, lambda linear: Float8Linear(linear, fp8_matmul=False), keep=("wo",))
 
 
 FORMS = {"fp8, wo in bf16": fp8_rows, "int8 rows": layer_to_int8}

@@ -58,17 +58,23 @@ def dequantized_linear(x: torch.Tensor, layer: Float8Linear) -> torch.Tensor:
     return y.reshape(*x.shape[:-1], layer.out_features)
 
 
+def swap_linears(root: nn.Module, make, keep: tuple[str, ...] = ()) -> int:
+    """Every nn.Linear inside `root`, except those named in `keep`, replaced by `make(linear)` in place; returns how
+    many."""
+    swapped = 0
+    for module in list(root.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Linear) and name not in keep:
+                setattr(module, name, make(child))
+                swapped += 1
+    return swapped
+
+
 def block_to_float8(block: nn.Module, fp8_matmul: bool = True, library: str = "ours") -> int:
     """Every nn.Linear inside one block to FP8, in place; returns how many were converted."""
     if library == "torchao":
         return _torchao(block, fp8_matmul)
-    swapped = 0
-    for module in list(block.modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear):
-                setattr(module, child_name, Float8Linear(child, fp8_matmul))
-                swapped += 1
-    return swapped
+    return swap_linears(block, lambda linear: Float8Linear(linear, fp8_matmul))
 
 
 def to_float8(transformer: nn.Module, fp8_matmul: bool = True, library: str = "ours") -> int:

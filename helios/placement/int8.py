@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .fp8 import swap_linears
+
 INT8_MAX = 127
 
 
@@ -39,10 +41,4 @@ class Int8Linear(nn.Module):
 
 def layer_to_int8(layer: nn.Module) -> int:
     """Every nn.Linear inside one layer to int8 rows, in place; returns how many."""
-    swapped = 0
-    for module in list(layer.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear):
-                setattr(module, name, Int8Linear(child))
-                swapped += 1
-    return swapped
+    return swap_linears(layer, Int8Linear)
