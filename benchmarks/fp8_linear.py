@@ -1,17 +1,21 @@
 """`python -m benchmarks.fp8_linear`: one transformer block's linear layers (q, k, v, o at 5120x5120, the FFN's
 5120->13824->5120) on 11,000 tokens (a segment with its history at 384x640), compiled, in each way the FP8 tiers could
 run them: our `Float8Linear` against torchao's configs, bf16 for scale. Reports ms per pass, the TFLOP/s reached and
-the error against an fp32 product. Needs torchao (`pip install torchao`) for its rows.
+the error against an fp32 product, each compiled with and without Inductor's kernel tuning (the table of issue 11
+had torchao's rows tuned and ours not: torchao's configs turned the tuning on for the whole process). Needs torchao
+(`pip install torchao`) for its rows.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 
 import torch
 from torch import nn
 
+from helios.placement.aot import TUNING
 from helios.placement.fp8 import block_to_float8
 
 TOKENS, DIM, FFN = 11_000, 5120, 13824
@@ -35,7 +39,8 @@ def torchao(config_name: str, **kwargs):
     def apply(module):
         import torchao.quantization as q
 
-        config = getattr(q, config_name)(**{k: (getattr(q, v)() if isinstance(v, str) else v) for k, v in kwargs.items()})
+        settings = {k: (getattr(q, v)() if isinstance(v, str) else v) for k, v in kwargs.items()}
+        config = getattr(q, config_name)(set_inductor_config=False, **settings)
         q.quantize_(module, config)
     return apply
 
@@ -67,11 +72,11 @@ def main() -> int:
     with torch.no_grad():
         reference = copy.deepcopy(base).float()(x.float())
     rows = []
-    for name, apply in VARIANTS.items():
+    for (name, apply), tuned in itertools.product(VARIANTS.items(), (False, True)):
         module = copy.deepcopy(base)
         try:
             apply(module)
-            run = torch.compile(module, fullgraph=False)
+            run = torch.compile(module, fullgraph=False, options=TUNING if tuned else None)
             with torch.no_grad():
                 for _ in range(3):
                     y = run(x)
@@ -83,16 +88,16 @@ def main() -> int:
                 end.synchronize()
             ms = start.elapsed_time(end) / 20
             error = ((y.float() - reference).norm() / reference.norm()).item()
-            row = dict(variant=name, ms=round(ms, 3), tflops=round(FLOPS / ms / 1e9, 1), relative_error=round(error, 5))
+            row = dict(variant=name, tuned=tuned, ms=round(ms, 3), tflops=round(FLOPS / ms / 1e9, 1), relative_error=round(error, 5))
         except Exception as exc:
-            row = dict(variant=name, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            row = dict(variant=name, tuned=tuned, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
         print(json.dumps(row), flush=True)
         rows.append(row)
         del module
         torch._dynamo.reset()
-    print("\n| variant | ms per pass | TFLOP/s | relative error vs fp32 |\n|---|---|---|---|")
+    print("\n| variant | kernels tuned | ms per pass | TFLOP/s | relative error vs fp32 |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r.get('ms', r.get('error'))} | {r.get('tflops', '')} | {r.get('relative_error', '')} |")
+        print(f"| {r['variant']} | {r['tuned']} | {r.get('ms', r.get('error'))} | {r.get('tflops', '')} | {r.get('relative_error', '')} |")
     return 0
 
 

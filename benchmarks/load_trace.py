@@ -1,7 +1,9 @@
 """`python -m benchmarks.load_trace --model FOLDER`: where a cold load's seconds go. The page cache is dropped (root
 only), then the process imports and loads the model as the CLI does, while a sampler notes every thread's stack every
 0.25 s from the process's first line. The summary counts, per thread, the innermost frame in our code and the
-innermost frame of all, each sample being a quarter second of that thread's time."""
+innermost frame of all, each sample being a quarter second of that thread's time. `--read-from-start` starts a
+reader of the checkpoint as soon as the page cache is dropped, before the libraries are imported, to measure whether
+one reader there slows the imports as the eight of an earlier trace did (the load's own read-ahead still runs)."""
 
 from __future__ import annotations
 
@@ -54,21 +56,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", type=Path, help="writes the summary as JSON")
+    parser.add_argument("--read-from-start", action="store_true")
     args = parser.parse_args()
     sampler = Sampler()
     from benchmarks.first_minute import drop_caches
 
     dropped = drop_caches()
+    early = None
+    if args.read_from_start:
+        from helios.placement.read_ahead import ReadAhead
+
+        early = ReadAhead.of(Path(args.model))
     from helios.loading import LoadOptions, load_model
 
     imported = time.perf_counter() - START
     model = load_model(args.model, LoadOptions())
     loaded = time.perf_counter() - START
     sampler.stop()
+    if early:
+        early.stop()
     by_thread = collections.defaultdict(collections.Counter)
     for _, thread, ours, inner in sampler.samples:
         by_thread[thread][f"{ours}  <-  {inner}"] += PERIOD
-    summary = dict(page_cache_dropped=dropped, imported_s=round(imported, 2), loaded_s=round(loaded, 2),
+    summary = dict(page_cache_dropped=dropped, read_from_start=args.read_from_start, imported_s=round(imported, 2),
+                   loaded_s=round(loaded, 2),
                    tier=model.placement.tier.name,
                    threads={t: {w: round(s, 2) for w, s in c.most_common(12)} for t, c in by_thread.items()},
                    timeline=[(round(at, 2), t, o) for at, t, o, _ in sampler.samples if t == "MainThread"][::4])

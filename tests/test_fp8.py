@@ -59,6 +59,15 @@ def test_weight_only_fp8_stays_close_to_the_exact_block_and_stores_fp8(library):
     assert 1e-4 < ((out - exact).norm() / exact.norm()).item() < 0.05
 
 
+def test_torchao_linears_leave_the_process_compile_settings_alone():
+    """torchao's configs would turn on Inductor's kernel tuning for every later compile: minutes on a fresh GPU."""
+    import torch._inductor.config as inductor
+
+    before = (inductor.coordinate_descent_tuning, inductor.coordinate_descent_check_all_directions)
+    block_output("torchao", False, "cpu")
+    assert (inductor.coordinate_descent_tuning, inductor.coordinate_descent_check_all_directions) == before == (False, False)
+
+
 def test_torchao_and_our_linears_compute_the_same_weight_only_product():
     ours, *_ = block_output("ours", False, "cpu")
     theirs, *_ = block_output("torchao", False, "cpu")

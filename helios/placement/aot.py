@@ -37,15 +37,18 @@ from ..errors import ModelUnavailable
 BLOCK = "HeliosTransformerBlock"
 PACKAGE = "package.pt2"
 META = "helios-aot.json"
+TUNING = {"coordinate_descent_tuning": True, "coordinate_descent_check_all_directions": True}
 INDUCTOR = {
     "aot_inductor.package_constants_in_so": False,
     "aot_inductor.package": True,
     "always_keep_tensor_constants": True,
     "joint_graph_constant_folding": False,
+    **TUNING,
 }
 """Weights stay out of the package, as in the packages `spaces.aoti_compile_and_save` writes: the blocks lend theirs
 at load. (Writing them to the package's own weights folder, as an earlier build did, added the example block's
-weights to every package, ~0.7 GB in bf16 by its parameter count, which no load read.)"""
+weights to every package, ~0.7 GB in bf16 by its parameter count, which no load read.) A build is paid once, so its
+kernels are tuned, which the JIT compile on a user's first run is not (placement/fp8.py)."""
 
 
 @dataclass(frozen=True)
