@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate (one file, then the
 # read-ahead's with 1-16 readers), a quick check of both text-encoder placements on the tiny model, then
-# with TRACE=1 traces of a cold load (the reader from the start or not), with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's
+# with TRACE=1 traces of a cold load (as the CLI does; a reader from the start; the code files read ahead), with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's
 # CASES (SEGMENTS each, 10 unless set) and, with FORMS=1, the text encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
 set -uo pipefail
 out=${1:?usage: benchmarks/first_minute.sh OUT}
@@ -23,8 +23,10 @@ if [[ "${CASES:-}" == *aot* && "${CHECKS:-1}" = 1 ]]; then  # AoT on the tiny mo
   grep -E "^Model|tiny AoT|wrote" "$out/logs/check-aot.log"
 fi
 if [ "${TRACE:-0}" = 1 ]; then
-  timeout 120 python3 -m benchmarks.load_trace --model "$ckpt" --out "$out/load_trace.json" > "$out/logs/load_trace.log" 2>&1
-  timeout 120 python3 -m benchmarks.load_trace --model "$ckpt" --read-from-start --out "$out/load_trace_from_start.json" >> "$out/logs/load_trace.log" 2>&1
+  trace="timeout 120 python3 -m benchmarks.load_trace --model $ckpt"
+  $trace --code-manifest /tmp/code-manifest.txt --out "$out/load_trace.json" > "$out/logs/load_trace.log" 2>&1
+  $trace --read-from-start --out "$out/load_trace_from_start.json" >> "$out/logs/load_trace.log" 2>&1
+  $trace --code-manifest /tmp/code-manifest.txt --out "$out/load_trace_code_ahead.json" >> "$out/logs/load_trace.log" 2>&1
 fi
 if [ "${FP8_COMPILE:-0}" = 1 ]; then  # the FP8 blocks' compile, torchao's and ours, cold then kept
   for linears in torchao ours; do for run in cold kept; do
