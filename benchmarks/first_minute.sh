@@ -2,7 +2,8 @@
 # On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate (one file, then the
 # read-ahead's with 1-16 readers), a quick check of both text-encoder placements on the tiny model, then
 # with TRACE=1 traces of a cold load (as the CLI does; a reader from the start; the code files read ahead), with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's
-# CASES (SEGMENTS each, 10 unless set) and, with FORMS=1, the text encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
+# CASES (SEGMENTS each, 10 unless set), with DEVIATION=1 the small tiers' frames against the resident tier's and, with
+# FORMS=1, the text encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
 set -uo pipefail
 out=${1:?usage: benchmarks/first_minute.sh OUT}
 ckpt=${CKPT:-/tmp/helios-ckpt}
@@ -37,5 +38,13 @@ fi
 if [ -n "${CASES:-}" ]; then
   python3 -m benchmarks.first_minute --model "$ckpt" --cases "$CASES" --segments "${SEGMENTS:-10}" --work /tmp/first-minute \
     --drop-caches --video-format "${FORMAT:-mp4}" --logs "$out/logs" --out "$out/first_minute.jsonl"
+fi
+if [ "${DEVIATION:-0}" = 1 ]; then  # the small tiers' 2-segment frames against the resident tier's, one process each
+  bench="timeout 240 python3 -m benchmarks.bench --model $ckpt --segments 2 --steps 2,2,2 --no-reference"
+  for gib in 80 16 12 8; do
+    if [ $gib = 80 ]; then args="--memory resident --frames-out /tmp/resident.npy"; else args="--memory auto --host-memory 24 --frames-vs /tmp/resident.npy"; fi
+    $bench --cap-gib $gib $args --out /tmp/deviation.json >> "$out/logs/deviation.log" 2>&1 &&
+      python3 -c "import json; print(json.dumps(json.load(open('/tmp/deviation.json'))))" >> "$out/deviation.jsonl"
+  done
 fi
 if [ "${FORMS:-0}" = 1 ]; then python3 -m benchmarks.text_encoder_forms --model "$ckpt" --out "$out/text_encoder_forms.json"; fi
