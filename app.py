@@ -18,6 +18,11 @@ import sys
 import threading
 import time
 
+from helios.cache import cache_dir
+from helios.placement.read_ahead import start_code_read_ahead
+
+start_code_read_ahead(cache_dir())  # before torch: on a cold disk the imports wait on thousands of small reads
+
 import torch
 
 from helios.cli import Parser, add_placement_arguments, load_options_from_args

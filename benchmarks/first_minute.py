@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helios.placement.read_ahead import CODE_FILES
+
 PROMPT = "A red fox walks through fresh snow at dawn"
 
 
@@ -120,14 +122,16 @@ def ours(case: Case, model: str, segments: int, work: Path, logs: Path, key: str
 
 
 def build_aot(case: Case, model: str, env: dict, cache: Path, log: Path, drop: bool) -> dict:
-    """The AoT folder for this case's flags, built into the case's cache; then the JIT caches are emptied (and the
-    page cache, with --drop-caches), so the run meets a machine that has the folder and nothing else."""
+    """The AoT folder for this case's flags, built into the case's cache; then the JIT caches and the list of code
+    files to read ahead are removed (and the page cache emptied, with --drop-caches), so the run meets a machine that
+    has the folder and nothing else. A second start (`aot-bf16-again`) finds the list its first start left."""
     command = [sys.executable, "-m", "helios", "compile", "--model", model, *case.flags]
     lines, code, wall, _ = run_timed(command, env, log)
     if code:
         return dict(error=log.read_text()[-600:], aot_build_exit_code=code)
     for name in ("inductor", "triton"):
         shutil.rmtree(cache / name, ignore_errors=True)
+    (cache / CODE_FILES).unlink(missing_ok=True)
     if drop:
         drop_caches()
     return dict(aot_build_s=round(wall, 1), aot_build=lines[-1][1] if lines else "")

@@ -24,10 +24,10 @@ if [[ "${CASES:-}" == *aot* && "${CHECKS:-1}" = 1 ]]; then  # AoT on the tiny mo
   grep -E "^Model|tiny AoT|wrote" "$out/logs/check-aot.log"
 fi
 if [ "${TRACE:-0}" = 1 ]; then
-  trace="timeout 120 python3 -m benchmarks.load_trace --model $ckpt"; rm -f /tmp/code-manifest.txt
-  $trace --code-manifest /tmp/code-manifest.txt --out "$out/load_trace.json" > "$out/logs/load_trace.log" 2>&1
+  trace="timeout 120 python3 -m benchmarks.load_trace --model $ckpt"  # each load notes its code files for --code-ahead
+  $trace --out "$out/load_trace.json" > "$out/logs/load_trace.log" 2>&1
   $trace --read-from-start --out "$out/load_trace_from_start.json" >> "$out/logs/load_trace.log" 2>&1
-  $trace --code-manifest /tmp/code-manifest.txt --out "$out/load_trace_code_ahead.json" >> "$out/logs/load_trace.log" 2>&1
+  $trace --code-ahead --out "$out/load_trace_code_ahead.json" >> "$out/logs/load_trace.log" 2>&1
 fi
 if [ "${FP8_COMPILE:-0}" = 1 ]; then  # the FP8 blocks' compile, torchao's and ours, cold then kept
   for linears in torchao ours; do for run in cold kept; do

@@ -4,9 +4,8 @@ only), then the process imports and loads the model as the CLI does, while a sam
 innermost frame of all, each sample being a quarter second of that thread's time. `--read-from-start` starts a
 reader of the checkpoint as soon as the page cache is dropped, before the libraries are imported, to measure whether
 one reader there slows the imports as the eight of an earlier trace did (the load's own read-ahead still runs).
-`--code-manifest FILE` lists the code files the process used (modules' compiled files, shared libraries) into FILE
-after the load, or where FILE exists, reads those files with 16 threads from the first line on: whether the
-imports' ~15 s on a cold disk are waits on small reads that parallel reads would take off."""
+`--code-ahead` reads the code files the last load noted (`read_ahead.start_code_read_ahead`, as the CLI and the app
+start) from the first line on, to split what it takes off the imports' ~15 s on a cold disk; every load notes them."""
 
 from __future__ import annotations
 
@@ -55,42 +54,20 @@ def _where(frame) -> str:
     return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}"
 
 
-def _code_files() -> list[str]:
-    import os
-
-    files = {m.__spec__.cached for m in list(sys.modules.values()) if getattr(getattr(m, "__spec__", None), "cached", None)}
-    files |= {getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}
-    with open("/proc/self/maps") as maps:
-        files |= {line.split()[-1] for line in maps if line.rstrip().split()[-1].startswith("/")}
-    return sorted(f for f in files if f.endswith((".pyc", ".so")) or ".so." in f if os.path.isfile(f))
-
-
-def _read_code(files: list[str], threads: int = 16) -> list[threading.Thread]:
-    def read(share):
-        buffer = bytearray(2**20)
-        for name in share:
-            try:
-                with open(name, "rb", buffering=0) as f:
-                    while f.readinto(buffer) == len(buffer):
-                        pass
-            except OSError:
-                pass
-
-    readers = [threading.Thread(target=read, args=(files[i::threads],), daemon=True) for i in range(threads)]
-    for reader in readers:
-        reader.start()
-    return readers
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", type=Path, help="writes the summary as JSON")
     parser.add_argument("--read-from-start", action="store_true")
-    parser.add_argument("--code-manifest", type=Path)
+    parser.add_argument("--code-ahead", action="store_true")
     args = parser.parse_args()
     sampler = Sampler()
-    code_readers = _read_code(args.code_manifest.read_text().split("\n")) if args.code_manifest and args.code_manifest.exists() else []
+    code_ahead = None
+    if args.code_ahead:
+        from helios.cache import cache_dir
+        from helios.placement.read_ahead import start_code_read_ahead
+
+        code_ahead = start_code_read_ahead(cache_dir())
     from benchmarks.first_minute import drop_caches
 
     dropped = drop_caches()
@@ -107,14 +84,12 @@ def main() -> None:
     sampler.stop()
     if early:
         early.stop()
-    for reader in code_readers:
-        reader.join()
-    if args.code_manifest and not code_readers:
-        args.code_manifest.write_text("\n".join(_code_files()))
+    if code_ahead:
+        code_ahead.join()
     by_thread = collections.defaultdict(collections.Counter)
     for _, thread, ours, inner in sampler.samples:
         by_thread[thread][f"{ours}  <-  {inner}"] += PERIOD
-    summary = dict(page_cache_dropped=dropped, read_from_start=args.read_from_start, code_read_ahead=bool(code_readers),
+    summary = dict(page_cache_dropped=dropped, read_from_start=args.read_from_start, code_read_ahead=bool(code_ahead),
                    imported_s=round(imported, 2),
                    loaded_s=round(loaded, 2),
                    tier=model.placement.tier.name,

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .cache import cache_dir
 from .errors import ModelUnavailable
 from .flavour import Flavour, flavour_from_index
 from .placement.aot import aot_key, choose
@@ -26,7 +27,7 @@ from .placement.context_parallel import attention_split
 from .placement.options import HOST_BASE, Placement, Resolved, resolve
 from .placement.size import model_size
 from .placement.ranks import Ranks, ranks
-from .placement.read_ahead import ReadAhead
+from .placement.read_ahead import ReadAhead, note_code_files
 from .placement.streaming import BlockStream
 from .placement.weights import HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
@@ -93,10 +94,6 @@ class HeliosModel:
         if self.placement.tier.name != "cpu":
             where += f": {self.placement.describe()}"
         return f"Model: {self.label} on {where}" + (f" ({notes})" if notes else "") + "."
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("HELIOS_STUDIO_CACHE", Path.home() / ".cache" / "helios-studio"))
 
 
 def tiny_folder(source: str) -> Path | None:
@@ -211,11 +208,13 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
             vae=diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
             scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         )
-        return assemble(source, folder, flavour, parts, device, dtype, resolved, caps)
+        model = assemble(source, folder, flavour, parts, device, dtype, resolved, caps)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
     finally:
         ahead.stop()
+    note_code_files(cache_dir())
+    return model
 
 
 def with_aot(resolved: Resolved, transformer_config: dict, dtype: torch.dtype, caps: Capabilities) -> Resolved:

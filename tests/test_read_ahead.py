@@ -1,7 +1,9 @@
 """The checkpoint's files are read into the page cache in about the order the load takes them, up to a budget, from
-when the libraries are imported until the load ends."""
+when the libraries are imported until the load ends; the code files a load used are read ahead of the next start's
+imports."""
 
 import io
+import os
 import subprocess
 import sys
 import threading
@@ -9,7 +11,15 @@ import threading
 from helios import loading
 from helios.loading import LoadOptions, _load
 from helios.placement import read_ahead
-from helios.placement.read_ahead import CHUNK, READERS, ReadAhead, checkpoint_chunks, chunks_of
+from helios.placement.read_ahead import (
+    CHUNK,
+    CODE_FILES,
+    READERS,
+    ReadAhead,
+    checkpoint_chunks,
+    chunks_of,
+    start_code_read_ahead,
+)
 
 
 def _files(tmp_path, sizes):
@@ -102,3 +112,26 @@ def test_the_load_imports_what_it_uses_before_the_read_ahead_starts():
     code = ("import sys; from helios.loading import _import_libraries; _import_libraries(); "
             f"print([m for m in {modules!r} if m not in sys.modules])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_a_load_notes_the_code_files_its_process_used(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("HELIOS_STUDIO_CACHE", str(tmp_path))
+    _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu"))
+    noted = (tmp_path / CODE_FILES).read_text().splitlines()
+    assert all(os.path.isfile(name) for name in noted)
+    assert any("libtorch_cpu.so" in name for name in noted), "torch's own library, the largest a start maps"
+    helios = [name for name in noted if "transformer_helios" in name and name.endswith(".pyc")]
+    assert helios and noted.index(helios[0]) > noted.index(next(n for n in noted if "/torch/__pycache__/" in n)), \
+        "modules go in the order they were imported"
+
+
+def test_a_start_asks_the_kernel_to_read_the_noted_files_ahead(tmp_path, monkeypatch):
+    kept, gone = tmp_path / "kept.pyc", tmp_path / "gone.pyc"
+    kept.write_bytes(b"\0" * 1000)
+    (tmp_path / CODE_FILES).write_text(f"{gone}\n{kept}")
+    advised = []
+    monkeypatch.setattr(read_ahead.os, "posix_fadvise",
+                        lambda fd, offset, length, advice: advised.append((os.readlink(f"/proc/self/fd/{fd}"), offset, length, advice)))
+    start_code_read_ahead(tmp_path).join()
+    assert advised == [(str(kept), 0, 0, os.POSIX_FADV_WILLNEED)], "the whole of every file there is, the rest skipped"
+    assert start_code_read_ahead(tmp_path / "never-loaded") is None

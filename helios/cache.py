@@ -1,0 +1,11 @@
+"""Where Helios Studio keeps what it makes once and reuses on this machine: tiny checkpoints, compiled kernels,
+ahead-of-time compiled blocks, the list of code files a start reads. Free of torch: a start asks for it first."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HELIOS_STUDIO_CACHE", Path.home() / ".cache" / "helios-studio"))
