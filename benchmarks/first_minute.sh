@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate (one file, then the
 # read-ahead's with 1-16 readers), a quick check of both text-encoder placements on the tiny model, then
-# with TRACE=1 traces of a cold load (as the CLI does; a reader from the start; the code files read ahead), with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's
+# with TRACE=1 traces of a cold load (as the CLI does; read from the start by a reader or by the kernel; the code files read ahead), with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's
 # CASES (SEGMENTS each, 10 unless set), with DEVIATION=1 the small tiers' frames against the resident tier's and, with
 # FORMS=1, the text encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
 set -uo pipefail
@@ -26,7 +26,9 @@ fi
 if [ "${TRACE:-0}" = 1 ]; then
   trace="timeout 120 python3 -m benchmarks.load_trace --model $ckpt"  # each load notes its code files for --code-ahead
   $trace --out "$out/load_trace.json" > "$out/logs/load_trace.log" 2>&1
-  $trace --read-from-start --out "$out/load_trace_from_start.json" >> "$out/logs/load_trace.log" 2>&1
+  for how in reader advise; do
+    $trace --read-from-start $how --out "$out/load_trace_from_start_$how.json" >> "$out/logs/load_trace.log" 2>&1
+  done
   $trace --code-ahead --out "$out/load_trace_code_ahead.json" >> "$out/logs/load_trace.log" 2>&1
 fi
 if [ "${FP8_COMPILE:-0}" = 1 ]; then  # the FP8 blocks' compile, torchao's and ours, cold then kept

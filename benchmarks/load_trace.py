@@ -4,6 +4,7 @@ only), then the process imports and loads the model as the CLI does, while a sam
 innermost frame of all, each sample being a quarter second of that thread's time. `--read-from-start` starts a
 reader of the checkpoint as soon as the page cache is dropped, before the libraries are imported, to measure whether
 one reader there slows the imports as the eight of an earlier trace did (the load's own read-ahead still runs).
+`--read-from-start advise` asks the kernel to read it instead (no Python thread waking for each chunk).
 `--code-ahead` reads the code files the last load noted (`read_ahead.start_code_read_ahead`, as the CLI and the app
 start) from the first line on, to split what it takes off the imports' ~15 s on a cold disk; every load notes them."""
 
@@ -54,28 +55,45 @@ def _where(frame) -> str:
     return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}"
 
 
+def _advise(chunks) -> None:
+    """The kernel asked to read the checkpoint, chunk by chunk in the load's order, up to half the available memory."""
+    import os
+
+    budget = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    for chunk in chunks:
+        if budget <= 0:
+            return
+        fd = os.open(chunk.file, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, chunk.offset, chunk.size, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
+        budget -= chunk.size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", type=Path, help="writes the summary as JSON")
-    parser.add_argument("--read-from-start", action="store_true")
+    parser.add_argument("--read-from-start", choices=("reader", "advise"),
+                        help="the checkpoint read from the start by a reader thread, or by the kernel (posix_fadvise)")
     parser.add_argument("--code-ahead", action="store_true")
     args = parser.parse_args()
     sampler = Sampler()
-    code_ahead = None
-    if args.code_ahead:
-        from helios.cache import cache_dir
-        from helios.placement.read_ahead import start_code_read_ahead
-
-        code_ahead = start_code_read_ahead(cache_dir())
     from benchmarks.first_minute import drop_caches
 
     dropped = drop_caches()
+    from helios.cache import cache_dir
+    from helios.placement.read_ahead import checkpoint_chunks, start_code_read_ahead
+
+    code_ahead = start_code_read_ahead(cache_dir()) if args.code_ahead else None
     early = None
-    if args.read_from_start:
+    if args.read_from_start == "reader":
         from helios.placement.read_ahead import ReadAhead
 
         early = ReadAhead.of(Path(args.model))
+    elif args.read_from_start == "advise":
+        threading.Thread(target=_advise, args=(checkpoint_chunks(Path(args.model)),), daemon=True).start()
     from helios.loading import LoadOptions, load_model
 
     imported = time.perf_counter() - START
@@ -89,7 +107,7 @@ def main() -> None:
     by_thread = collections.defaultdict(collections.Counter)
     for _, thread, ours, inner in sampler.samples:
         by_thread[thread][f"{ours}  <-  {inner}"] += PERIOD
-    summary = dict(page_cache_dropped=dropped, read_from_start=args.read_from_start, code_read_ahead=bool(code_ahead),
+    summary = dict(page_cache_dropped=dropped, read_from_start=args.read_from_start or "no", code_read_ahead=bool(code_ahead),
                    imported_s=round(imported, 2),
                    loaded_s=round(loaded, 2),
                    tier=model.placement.tier.name,
