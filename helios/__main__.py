@@ -5,6 +5,6 @@ from .placement.read_ahead import start_code_read_ahead
 
 start_code_read_ahead(cache_dir())  # before torch: on a cold disk the imports wait on thousands of small reads
 
-from .cli import main  # noqa: E402
+from .cli import main
 
 sys.exit(main())
