@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate (one file, then the
-# read-ahead's with 1-16 readers), a quick check of both text-encoder placements on the tiny model, then
-# with TRACE=1 traces of a cold load (as the CLI does; read from the start by a reader or by the kernel; the code files read ahead), with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's
-# CASES (SEGMENTS each, 10 unless set), with DEVIATION=1 the small tiers' frames against the resident tier's and, with
-# FORMS=1, the text encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
+# read-ahead's with 1-16 readers), a quick check of both text-encoder placements on the tiny model, then with TRACE=1
+# traces of a cold load (as the CLI does; read from the start by a reader or by the kernel; the code files read
+# ahead), with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's CASES (SEGMENTS each, 10
+# unless set), with DEVIATION=1 the small tiers' frames against the resident tier's and, with FORMS=1, the text
+# encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
 set -uo pipefail
 out=${1:?usage: benchmarks/first_minute.sh OUT}
 ckpt=${CKPT:-/tmp/helios-ckpt}

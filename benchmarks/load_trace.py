@@ -57,17 +57,14 @@ def _where(frame) -> str:
 
 def _advise(chunks) -> None:
     """The kernel asked to read the checkpoint, chunk by chunk in the load's order, up to half the available memory."""
-    import os
+    from helios.placement.capability import available_memory
+    from helios.placement.read_ahead import advise
 
-    budget = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    budget = available_memory() // 2
     for chunk in chunks:
         if budget <= 0:
             return
-        fd = os.open(chunk.file, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, chunk.offset, chunk.size, os.POSIX_FADV_WILLNEED)
-        finally:
-            os.close(fd)
+        advise(chunk.file, chunk.offset, chunk.size)
         budget -= chunk.size
 
 

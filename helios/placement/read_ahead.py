@@ -135,11 +135,16 @@ def start_code_read_ahead(cache: Path) -> threading.Thread | None:
 
 def _advise(names: list[str]) -> None:
     for name in names:
-        try:
-            fd = os.open(name, os.O_RDONLY)
-        except OSError:
-            continue  # a package changed since: its imports read what they need
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-        finally:
-            os.close(fd)
+        advise(name)
+
+
+def advise(name: str | Path, offset: int = 0, size: int = 0) -> None:
+    """Asks the kernel to read a file's stretch (all of it by default) into the page cache, without waiting for it."""
+    try:
+        fd = os.open(name, os.O_RDONLY)
+    except OSError:
+        return  # a file gone or changed since it was listed: whoever uses it reads what it needs
+    try:
+        os.posix_fadvise(fd, offset, size, os.POSIX_FADV_WILLNEED)
+    finally:
+        os.close(fd)
