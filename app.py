@@ -18,17 +18,18 @@ import sys
 import threading
 import time
 
+from helios import DEFAULT_MODEL
 from helios.cache import cache_dir
-from helios.placement.read_ahead import start_code_read_ahead
+from helios.placement.read_ahead import model_named, start_early
 
-start_code_read_ahead(cache_dir())  # before torch: on a cold disk the imports wait on thousands of small reads
+start_early(model_named(sys.argv[1:], os.environ.get("HELIOS_MODEL") or DEFAULT_MODEL), cache_dir())  # before torch
 
 import torch
 
 from helios.cli import Parser, add_placement_arguments, load_options_from_args
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
-from helios.loading import DEFAULT_MODEL, LoadOptions, load_model
+from helios.loading import LoadOptions, load_model
 from helios.run import follow
 from studio.gpu import import_spaces_first
 from studio.session_limits import SessionLimits

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate (one file, then the
-# read-ahead's with 1-16 readers), a quick check of both text-encoder placements on the tiny model, then with TRACE=1
-# traces of a cold load (as the CLI does; read from the start by a reader or by the kernel; the code files read
-# ahead), with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's CASES (SEGMENTS each, 10
-# unless set), with DEVIATION=1 the small tiers' frames against the resident tier's and, with FORMS=1, the text
-# encoder's forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
+# read-ahead's), a quick check of both text-encoder placements on the tiny model, then with TRACE=1 traces of a cold
+# load (the read-ahead started by the load, or from the first line as the CLI does, with and without a code list),
+# with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's CASES (SEGMENTS each, 10 unless
+# set), with DEVIATION=1 the small tiers' frames against the resident tier's and, with FORMS=1, the text encoder's
+# forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
 set -uo pipefail
 out=${1:?usage: benchmarks/first_minute.sh OUT}
 ckpt=${CKPT:-/tmp/helios-ckpt}
@@ -14,7 +14,7 @@ if [ ! -f "$ckpt/model_index.json" ]; then
   python3 -m benchmarks.random_checkpoint "$ckpt" 2>&1 | tail -2 | tee -a "$out/machine.txt" || exit 1
   shard=$(ls -S "$ckpt"/transformer/*.safetensors | head -1)
   dd if="$shard" of=/dev/null bs=64M iflag=direct 2>&1 | tail -1 | sed 's/^/disk read (O_DIRECT): /' | tee -a "$out/machine.txt"
-  python3 -m benchmarks.disk_readers --model "$ckpt" --gib-each 3 2>&1 | sed 's/^/read-ahead: /' | tee -a "$out/machine.txt"
+  python3 -m benchmarks.disk_readers --model "$ckpt" --gib 8 2>&1 | sed 's/^/read-ahead: /' | tee -a "$out/machine.txt"
   for memory in $([ "${CHECKS:-1}" = 1 ] && echo resident fp8-streamed); do
     timeout 180 python3 -m helios generate --model tiny --prompt check --frames 33 --steps 1,1,1 --height 64 --width 128 \
       --memory "$memory" --out "/tmp/check-$memory.npy" > "$out/logs/check-$memory.log" 2>&1 || { cat "$out/logs/check-$memory.log"; exit 1; }
@@ -24,13 +24,11 @@ if [[ "${CASES:-}" == *aot* && "${CHECKS:-1}" = 1 ]]; then  # AoT on the tiny mo
   timeout 300 python3 benchmarks/aot_check.py > "$out/logs/check-aot.log" 2>&1 || echo "tiny AoT check failed: see logs/check-aot.log"
   grep -E "^Model|tiny AoT|wrote" "$out/logs/check-aot.log"
 fi
-if [ "${TRACE:-0}" = 1 ]; then
-  trace="timeout 120 python3 -m benchmarks.load_trace --model $ckpt"  # each load notes its code files for --code-ahead
-  $trace --out "$out/load_trace.json" > "$out/logs/load_trace.log" 2>&1
-  for how in reader advise; do
-    $trace --read-from-start $how --out "$out/load_trace_from_start_$how.json" >> "$out/logs/load_trace.log" 2>&1
+if [ "${TRACE:-0}" = 1 ]; then  # the read-ahead started by the load, from the first line, from it with the code list
+  for early in no checkpoint both; do  # "no" notes the code files "both" reads
+    timeout 120 python3 -m benchmarks.load_trace --model "$ckpt" --early $early --out "$out/load_trace_early_$early.json" \
+      >> "$out/logs/load_trace.log" 2>&1
   done
-  $trace --code-ahead --out "$out/load_trace_code_ahead.json" >> "$out/logs/load_trace.log" 2>&1
 fi
 if [ "${FP8_COMPILE:-0}" = 1 ]; then  # the FP8 blocks' compile, torchao's and ours, cold then kept
   for linears in torchao ours; do for run in cold kept; do

@@ -1,12 +1,10 @@
 """`python -m benchmarks.load_trace --model FOLDER`: where a cold load's seconds go. The page cache is dropped (root
 only), then the process imports and loads the model as the CLI does, while a sampler notes every thread's stack every
 0.25 s from the process's first line. The summary counts, per thread, the innermost frame in our code and the
-innermost frame of all, each sample being a quarter second of that thread's time. `--read-from-start` starts a
-reader of the checkpoint as soon as the page cache is dropped, before the libraries are imported, to measure whether
-one reader there slows the imports as the eight of an earlier trace did (the load's own read-ahead still runs).
-`--read-from-start advise` asks the kernel to read it instead (no Python thread waking for each chunk).
-`--code-ahead` reads the code files the last load noted (`read_ahead.start_code_read_ahead`, as the CLI and the app
-start) from the first line on, to split what it takes off the imports' ~15 s on a cold disk; every load notes them."""
+innermost frame of all, each sample being a quarter second of that thread's time. `--early` starts the read-ahead
+as the CLI's first line does (placement/read_ahead.py), before the libraries are imported: `checkpoint` with no code
+list (a machine's first start ever), `both` with the code files the last load noted (every load notes them); without
+it the load starts its own when the libraries are imported, as a library user's `load_model` does."""
 
 from __future__ import annotations
 
@@ -18,6 +16,7 @@ import argparse  # noqa: E402
 import collections  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -55,56 +54,31 @@ def _where(frame) -> str:
     return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}"
 
 
-def _advise(chunks) -> None:
-    """The kernel asked to read the checkpoint, chunk by chunk in the load's order, up to half the available memory."""
-    from helios.placement.capability import available_memory
-    from helios.placement.read_ahead import advise
-
-    budget = available_memory() // 2
-    for chunk in chunks:
-        if budget <= 0:
-            return
-        advise(chunk.file, chunk.offset, chunk.size)
-        budget -= chunk.size
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", type=Path, help="writes the summary as JSON")
-    parser.add_argument("--read-from-start", choices=("reader", "advise"),
-                        help="the checkpoint read from the start by a reader thread, or by the kernel (posix_fadvise)")
-    parser.add_argument("--code-ahead", action="store_true")
+    parser.add_argument("--early", choices=("no", "checkpoint", "both"), default="no")
     args = parser.parse_args()
     sampler = Sampler()
     from benchmarks.first_minute import drop_caches
 
     dropped = drop_caches()
     from helios.cache import cache_dir
-    from helios.placement.read_ahead import checkpoint_chunks, start_code_read_ahead
+    from helios.placement.read_ahead import start_early
 
-    code_ahead = start_code_read_ahead(cache_dir()) if args.code_ahead else None
-    early = None
-    if args.read_from_start == "reader":
-        from helios.placement.read_ahead import ReadAhead
-
-        early = ReadAhead.of(Path(args.model))
-    elif args.read_from_start == "advise":
-        threading.Thread(target=_advise, args=(checkpoint_chunks(Path(args.model)),), daemon=True).start()
+    if args.early != "no":
+        start_early(args.model, cache_dir() if args.early == "both" else Path(tempfile.mkdtemp()))  # no list there
     from helios.loading import LoadOptions, load_model
 
     imported = time.perf_counter() - START
     model = load_model(args.model, LoadOptions())
     loaded = time.perf_counter() - START
     sampler.stop()
-    if early:
-        early.stop()
-    if code_ahead:
-        code_ahead.join()
     by_thread = collections.defaultdict(collections.Counter)
     for _, thread, ours, inner in sampler.samples:
         by_thread[thread][f"{ours}  <-  {inner}"] += PERIOD
-    summary = dict(page_cache_dropped=dropped, read_from_start=args.read_from_start or "no", code_read_ahead=bool(code_ahead),
+    summary = dict(page_cache_dropped=dropped, early=args.early,
                    imported_s=round(imported, 2),
                    loaded_s=round(loaded, 2),
                    tier=model.placement.tier.name,

@@ -1,9 +1,10 @@
 import sys
 
+from . import DEFAULT_MODEL
 from .cache import cache_dir
-from .placement.read_ahead import start_code_read_ahead
+from .placement.read_ahead import model_named, start_early
 
-start_code_read_ahead(cache_dir())  # before torch: on a cold disk the imports wait on thousands of small reads
+start_early(model_named(sys.argv[1:], DEFAULT_MODEL), cache_dir())  # before torch: a cold disk is what a start waits on
 
 from .cli import main
 

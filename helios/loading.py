@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from . import DEFAULT_MODEL
 from .cache import cache_dir
 from .errors import ModelUnavailable
 from .flavour import Flavour, flavour_from_index
@@ -32,7 +33,6 @@ from .placement.streaming import BlockStream
 from .placement.weights import HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
 
-DEFAULT_MODEL = "BestWishYsh/Helios-Distilled"
 CPU_PARAM_LIMIT = 2e9
 COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
@@ -192,7 +192,7 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
         raise ModelUnavailable(f"{folder} lacks {', '.join(missing)}: the checkpoint is incomplete; download it again.")
     _check_hardware(folder, device)
     diffusers, transformers = _import_libraries()
-    ahead = ReadAhead.of(folder)  # from here until the load ends: the disk is what it waits on
+    ahead = ReadAhead.of(source, folder)  # until the load ends: the disk is what it waits on
     try:
         # compiled kernels persist beside the models, so a restart on this machine is warm in seconds
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))

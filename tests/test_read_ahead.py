@@ -1,12 +1,16 @@
-"""The checkpoint's files are read into the page cache in about the order the load takes them, up to a budget, from
-when the libraries are imported until the load ends; the code files a load used are read ahead of the next start's
-imports."""
+"""A child process reads the code files the last load used, then the checkpoint, into the page cache in about the
+order the load takes them, up to a budget, from a start's first line until the load ends, and never outlives it."""
 
 import io
 import os
+import shutil
 import subprocess
 import sys
-import threading
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
 
 from helios import loading
 from helios.loading import LoadOptions, _load
@@ -14,11 +18,13 @@ from helios.placement import read_ahead
 from helios.placement.read_ahead import (
     CHUNK,
     CODE_FILES,
-    READERS,
     ReadAhead,
     checkpoint_chunks,
     chunks_of,
-    start_code_read_ahead,
+    code_chunks,
+    model_named,
+    read_chunks,
+    start_early,
 )
 
 
@@ -30,7 +36,35 @@ def _files(tmp_path, sizes):
     return files
 
 
-def test_its_readers_read_every_byte_once_up_to_the_budget(tmp_path, monkeypatch):
+@pytest.fixture
+def endless():
+    """A checkpoint folder whose transformer is a terabyte of holes in memory: reading it costs no disk and no memory,
+    and takes long enough that only a stop ends it."""
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("needs /dev/shm")
+    folder = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    (folder / "model_index.json").write_text("{}")
+    (folder / "transformer").mkdir()
+    with open(folder / "transformer" / "holes.safetensors", "wb") as f:
+        f.truncate(2**40)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_it_reads_every_byte_once_in_order_up_to_the_budget(tmp_path, monkeypatch):
     files = _files(tmp_path, [3 * CHUNK + 5, CHUNK, 7])
     chunks = [c for f in files for c in chunks_of(f)]
     assert [(c.offset, c.size) for c in chunks_of(files[0])] == [(0, CHUNK), (CHUNK, CHUNK), (2 * CHUNK, CHUNK),
@@ -43,17 +77,15 @@ def test_its_readers_read_every_byte_once_up_to_the_budget(tmp_path, monkeypatch
             return super().seek(offset, whence)
 
         def readinto(self, buffer):
-            read.append((self.at, len(buffer)))
+            read.append((Path(self.name).name, self.at, len(buffer)))
             return super().readinto(buffer)
 
     monkeypatch.setattr(read_ahead, "open", lambda file, mode, buffering: Watched(file), raising=False)
-    everything = ReadAhead(chunks, budget=2**40, readers=3)
-    everything.join()
-    assert everything.read == sum(f.stat().st_size for f in files) == sum(size for _, size in read)
-    assert sorted(read) == sorted((c.offset, c.size) for c in chunks)
-    some = ReadAhead(chunks, budget=2 * CHUNK, readers=4)
-    some.join()
-    assert some.read == 2 * CHUNK and not some.is_alive()
+    assert read_chunks(chunks, 2**40, lambda: False) == sum(f.stat().st_size for f in files)
+    assert read == [(c.file.name, c.offset, c.size) for c in chunks]
+    read.clear()
+    assert read_chunks(chunks, 2 * CHUNK, lambda: False) == 2 * CHUNK and len(read) == 2
+    assert read_chunks(chunks, 2**40, lambda: True) == 0
 
 
 def test_the_transformer_and_text_encoder_are_read_side_by_side_after_the_vae(tmp_path):
@@ -65,44 +97,79 @@ def test_the_transformer_and_text_encoder_are_read_side_by_side_after_the_vae(tm
     assert order[1:5].count("text_encoder") == 1 and order[5:].count("text_encoder") == 1
 
 
-def test_stop_ends_the_reading(tmp_path):
-    (file,) = _files(tmp_path, [CHUNK])
-    ahead = ReadAhead(chunks_of(file) * 10**6, budget=2**50, readers=2)
-    read = ahead.stop()
-    assert not ahead.is_alive() and read < 10**6 * CHUNK
-
-
-def test_the_load_reads_ahead_until_it_ends(tiny_checkpoint, monkeypatch):
-    """The tiny files are read over and over, so the reading lasts until the load stops it."""
-    made, beside_the_load = [], []
+def test_the_child_reads_the_code_files_then_the_checkpoint_and_says_how_much(tiny_checkpoint, tmp_path):
     folder = tiny_checkpoint("distilled")
+    kept, gone = _files(tmp_path, [CHUNK + 3]), tmp_path / "gone.pyc"
+    (tmp_path / CODE_FILES).write_text(f"{gone}\n{kept[0]}")
+    assert [(c.file, c.size) for c in code_chunks(tmp_path / CODE_FILES)] == [(kept[0], CHUNK), (kept[0], 3)]
+    assert code_chunks(tmp_path / "never-loaded" / CODE_FILES) == []
+    weights = sum(f.stat().st_size for f in folder.rglob("*.safetensors"))
+    assert ReadAhead(str(folder), tmp_path / CODE_FILES).join() == CHUNK + 3 + weights
+    assert ReadAhead(str(folder), budget=1).join() == checkpoint_chunks(folder)[0].size
+    assert ReadAhead("no/such-model").join() == 0, "a Hub id not downloaded yet: nothing to read"
 
-    def watched_of(folder):
-        made.append(ReadAhead(checkpoint_chunks(folder) * 10**5, budget=2**50))
+
+def test_stop_ends_the_reading_at_once(endless):
+    ahead = ReadAhead(str(endless), budget=2**40)
+    time.sleep(0.5)
+    assert ahead.is_alive()
+    started = time.monotonic()
+    assert 0 < ahead.stop() < 2**40 and not ahead.is_alive()
+    assert time.monotonic() - started < 2
+
+
+def test_the_child_ends_when_its_parent_does(endless):
+    parent = subprocess.run(
+        [sys.executable, "-c", "import os, time; from helios.placement.read_ahead import ReadAhead; "
+         f"print(ReadAhead({str(endless)!r}).pid, flush=True); time.sleep(0.5); os._exit(0)"],
+        capture_output=True, text=True, check=True, timeout=60)
+    assert _gone(int(parent.stdout), within=5), "the read-ahead outlived the process it read for"
+
+
+def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, monkeypatch):
+    """The load of the model the start named reads on with the start's child; a load of another model stops that one
+    and reads its own; either way the reading ends with the load."""
+    made, alive = [], []
+    of, place = ReadAhead.of, loading.assemble
+
+    def reading_endlessly(model, folder):  # the tiny model's files are read in an instant; these last until stopped
+        made.append(of(model, endless))
         return made[-1]
 
-    place, imports = loading.assemble, loading._import_libraries
-
-    def readers():
-        return sum(t.name.startswith("read-ahead") and t.is_alive() for t in threading.enumerate())
-
     def watched_assemble(*args):
-        beside_the_load.append(readers())
+        alive.append(made[-1].is_alive())
         return place(*args)
 
-    def watched_imports():
-        beside_the_imports.append(readers())
-        return imports()
-
-    beside_the_imports = []
-    monkeypatch.setattr(loading.ReadAhead, "of", staticmethod(watched_of))
+    monkeypatch.setattr(loading.ReadAhead, "of", staticmethod(reading_endlessly))
     monkeypatch.setattr(loading, "assemble", watched_assemble)
-    monkeypatch.setattr(loading, "_import_libraries", watched_imports)
-    _load(str(folder), LoadOptions(device="cpu"))
-    (ahead,) = made
-    assert beside_the_imports == [0], "the libraries' imports had to share the disk with the read-ahead"
-    assert beside_the_load == [READERS], "the readers were not reading while the weights were placed"
-    assert ahead.read > sum(f.stat().st_size for f in folder.rglob("*.safetensors")) and not ahead.is_alive()
+    start_early("tiny", Path(tempfile.mkdtemp()))
+    early = read_ahead._early
+    _load("tiny", LoadOptions(device="cpu"))
+    assert made == [early] and read_ahead._early is None, "the load started a second reader for the same model"
+
+    start_early(str(endless), Path(tempfile.mkdtemp()))
+    other = read_ahead._early
+    _load("tiny", LoadOptions(device="cpu"))
+    assert made[-1] is not other and not other.is_alive(), "the early read-ahead for another model went on beside the load"
+    assert alive[-1], "the load's own read-ahead was not reading while the weights were placed"
+    assert not made[-1].is_alive(), "the read-ahead outlived the load"
+
+
+def test_a_start_reads_ahead_the_model_its_command_line_names_before_importing_torch():
+    """A child started after torch's imports would have nothing left to read ahead of them."""
+    assert model_named(["generate", "--model", "a/b", "--prompt", "x"], "default") == "a/b"
+    assert model_named(["generate", "--model=/data/helios"], "default") == "/data/helios"
+    assert model_named(["generate", "--prompt", "x"], "default") == "default"
+    code = ("import runpy, sys; from helios.placement import read_ahead\n"
+            "seen, real = [], read_ahead.ReadAhead.__init__\n"
+            "def watched(self, model, *args): seen.append((model, 'torch' in sys.modules)); real(self, model, *args)\n"
+            "read_ahead.ReadAhead.__init__ = watched\n"
+            "sys.argv = ['helios', 'generate', '--model', 'tiny', '--help']\n"
+            "try: runpy.run_module('helios', run_name='__main__')\n"
+            "except SystemExit: pass\n"
+            "print(seen)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.strip().splitlines()[-1] == "[('tiny', False)]"
 
 
 def test_the_load_imports_what_it_uses_before_the_read_ahead_starts():
@@ -123,15 +190,3 @@ def test_a_load_notes_the_code_files_its_process_used(tiny_checkpoint, tmp_path,
     helios = [name for name in noted if "transformer_helios" in name and name.endswith(".pyc")]
     assert helios and noted.index(helios[0]) > noted.index(next(n for n in noted if "/torch/__pycache__/" in n)), \
         "modules go in the order they were imported"
-
-
-def test_a_start_asks_the_kernel_to_read_the_noted_files_ahead(tmp_path, monkeypatch):
-    kept, gone = tmp_path / "kept.pyc", tmp_path / "gone.pyc"
-    kept.write_bytes(b"\0" * 1000)
-    (tmp_path / CODE_FILES).write_text(f"{gone}\n{kept}")
-    advised = []
-    monkeypatch.setattr(read_ahead.os, "posix_fadvise",
-                        lambda fd, offset, length, advice: advised.append((os.readlink(f"/proc/self/fd/{fd}"), offset, length, advice)))
-    start_code_read_ahead(tmp_path).join()
-    assert advised == [(str(kept), 0, 0, os.POSIX_FADV_WILLNEED)], "the whole of every file there is, the rest skipped"
-    assert start_code_read_ahead(tmp_path / "never-loaded") is None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .host import host_memory
 from .ranks import ranks
 
 
@@ -72,22 +73,3 @@ class Capabilities:
             cudnn_attention=torch.backends.cudnn.is_available() and capability >= (8, 0),
             zero_gpu=zero_gpu, host_free_bytes=host, ranks=count,
         )
-
-
-def available_memory() -> int:
-    """MemAvailable: free memory and reclaimable cache, not MemTotal; 0 where unknown."""
-    try:
-        meminfo = dict(line.split(":", 1) for line in open("/proc/meminfo"))
-        return int(meminfo["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return 0
-
-
-def host_memory() -> int:
-    """What this process holds now plus what is available; 0 where unknown (only the GPU decides)."""
-    available = available_memory()
-    try:
-        resident = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-    return available + resident if available else 0

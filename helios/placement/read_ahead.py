@@ -1,29 +1,29 @@
-"""A checkpoint's files read into the page cache from the moment the libraries are imported until the load is done.
-On a cold start the disk is what the load waits on (37.8 GiB on the H200 machines), and the load's own reads come in
-turns with its other work (building modules, copying to the GPU); a reader beside it keeps the disk busy all along, so
-the load's reads mostly find their pages there. One reader: on the H200 machine it read 1.57 GB/s, eight 1.63 GB/s
-(`benchmarks.disk_readers`), and eight queued so much that the library imports' small reads behind them took ~29 s
-instead of seconds (`benchmarks.load_trace`). Chunks go in about the order the load takes them, and no more than half
-the available memory's worth, so what is read stays cached until it is used.
+"""A checkpoint's files, and the code files the last load used, read into the page cache by a child process from a
+start's first line until its load is done.
 
-Before that, the imports themselves: on a cold disk they took ~15 s of the H200's 41 s load, reading a few thousand
-small files one after another. A load notes the code files its process used (compiled modules, shared libraries) in
-the cache folder, and the next start asks the kernel to read them all ahead (`posix_fadvise`, one thread) from its
-first line, so the imports find most of them in the page cache. On this project's 2-core CPU machine, its page
-cache dropped before each of five alternating starts, that took the imports from 8.4 s to 6.9 s (medians); sixteen
-Python threads reading the same files made them slower (9.1-10.8 s against 8.7-8.8), each returning from its read to
-wait on the interpreter lock the imports hold. Free of torch: it starts before torch is imported."""
+On a cold start the disk is what a load waits on: on the H200 machine 37.8 GiB of weights at ~1.7 GB/s, after ~15 s
+of library imports making thousands of small reads, one after another, with nothing else reading. A reader beside the
+process keeps the disk busy from the first line on: first the code files the last load noted (shared libraries, then
+compiled modules in import order), so the imports find them cached, then the checkpoint's chunks in about the order
+the load takes them, no more than half the available memory's worth, so what is read stays cached until it is used.
+
+A child process rather than a thread: a thread in this process returns from each read to wait on the interpreter lock
+that the imports hold (on the 2-core CPU machine sixteen reader threads made the imports slower, 9.1-10.8 s against
+8.7-8.8), and the kernel's own read-ahead (`posix_fadvise`) reads no more than a few megabytes of a file per call.
+The child runs this file without torch, and ends when its parent does."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import signal
+import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 CHUNK = 8 * 2**20
-READERS = 1
 CODE_FILES = "code-files.txt"
 ORDER = ("vae", "transformer", "text_encoder")
 """The VAE comes first (diffusers' own loader reads it before the rest); the other two are read side by side."""
@@ -51,55 +51,115 @@ def checkpoint_chunks(folder: Path) -> list[Chunk]:
     return first + [side_by_side[n][i] for _, n, i in ranked]
 
 
+def code_chunks(code_list: Path) -> list[Chunk]:
+    """The whole of every file a load noted that is still there, in the noted order."""
+    try:
+        names = code_list.read_text().splitlines()
+    except OSError:
+        return []
+    chunks = []
+    for name in names:
+        try:
+            chunks += chunks_of(Path(name))
+        except OSError:
+            continue  # gone or changed since it was noted: whoever uses it reads what it needs
+    return chunks
+
+
+def checkpoint_folder(model: str) -> Path | None:
+    """The folder of a model already on this machine: a checkpoint folder, or a Hub id in the Hub's cache."""
+    path = Path(model).expanduser()
+    if (path / "model_index.json").is_file():
+        return path
+    if model.count("/") != 1 or path.exists():
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model, "model_index.json")
+    except Exception:  # not installed, or not an id the Hub takes: the load says what is wrong, in words
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def read_chunks(chunks: Iterable[Chunk], budget: int, halted: Callable[[], bool]) -> int:
+    """Reads each chunk once, in order, until `budget` bytes are read or `halted()`; returns the bytes read."""
+    buffer, files, read = memoryview(bytearray(CHUNK)), {}, 0
+    try:
+        for chunk in chunks:
+            if read >= budget or halted():
+                break
+            if chunk.file not in files:
+                files[chunk.file] = open(chunk.file, "rb", buffering=0)
+            files[chunk.file].seek(chunk.offset)
+            read += files[chunk.file].readinto(buffer[:chunk.size]) or 0
+    except OSError:
+        pass  # the load's own reads say what is wrong with a file, in words
+    finally:
+        for f in files.values():
+            f.close()
+    return read
+
+
 class ReadAhead:
-    def __init__(self, chunks: list[Chunk], budget: int, readers: int = READERS):
-        self.budget, self.read = budget, 0
-        self._chunks = iter(chunks)
-        self._lock, self._halt = threading.Lock(), threading.Event()
-        self._readers = [
-            threading.Thread(target=self._reader, daemon=True, name=f"read-ahead-{i}") for i in range(readers)
-        ]
-        for reader in self._readers:
-            reader.start()
+    """The child process reading the code files of `code_list`, then the checkpoint of `model` where it is on this
+    machine. `stop` ends it within a chunk and returns the bytes it read."""
+
+    def __init__(self, model: str | None, code_list: Path | None = None, budget: int | None = None):
+        self.model = model
+        root = Path(__file__).resolve().parents[2]
+        command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r}); "
+                   "from helios.placement.read_ahead import main; main()"]
+        command += ["--model", model] if model else []
+        command += ["--code-list", str(code_list)] if code_list else []
+        command += ["--budget", str(budget)] if budget is not None else []
+        self._child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, text=True)
+        self.pid = self._child.pid
 
     @classmethod
-    def of(cls, folder: Path) -> ReadAhead:
-        from .capability import available_memory
-
-        return cls(checkpoint_chunks(folder), available_memory() // 2)
-
-    def _next(self) -> Chunk | None:
-        with self._lock:
-            chunk = None if self._halt.is_set() or self.read >= self.budget else next(self._chunks, None)
-            self.read += chunk.size if chunk else 0
-            return chunk
-
-    def _reader(self) -> None:
-        buffer, files = memoryview(bytearray(CHUNK)), {}
-        try:
-            while (chunk := self._next()) is not None:
-                if chunk.file not in files:
-                    files[chunk.file] = open(chunk.file, "rb", buffering=0)
-                files[chunk.file].seek(chunk.offset)
-                files[chunk.file].readinto(buffer[:chunk.size])
-        except OSError:
-            return  # the load's own reads say what is wrong with a file, in words
-        finally:
-            for f in files.values():
-                f.close()
+    def of(cls, model: str, folder: Path) -> ReadAhead:
+        """The one this process's start began for `model`, or a new one reading `folder`."""
+        global _early
+        early, _early = _early, None
+        if early is not None and early.model == model:
+            return early
+        if early is not None:
+            early.stop()
+        return cls(str(folder))
 
     def is_alive(self) -> bool:
-        return any(reader.is_alive() for reader in self._readers)
+        return self._child.poll() is None
 
-    def join(self) -> None:
-        for reader in self._readers:
-            reader.join()
+    def join(self) -> int:
+        out, _ = self._child.communicate()
+        return int(out.strip() or 0)
 
     def stop(self) -> int:
-        """Ends the reading (within a chunk per reader) and returns the bytes taken to read."""
-        self._halt.set()
-        self.join()
-        return self.read
+        if self.is_alive():
+            self._child.send_signal(signal.SIGTERM)
+        return self.join()
+
+
+_early: ReadAhead | None = None
+"""What `start_early` began, for the load to take over."""
+
+
+def model_named(argv: list[str], default: str | None) -> str | None:
+    """The `--model` a command line names, else `default`."""
+    for i, arg in enumerate(argv):
+        if arg == "--model" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--model="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+def start_early(model: str | None, cache: Path) -> None:
+    """From a start's first line, before torch is imported: the code files the last load noted in `cache`, then the
+    checkpoint of `model`, read while the libraries import."""
+    global _early
+    _early = ReadAhead(model, cache / CODE_FILES)
 
 
 def note_code_files(cache: Path) -> None:
@@ -119,32 +179,24 @@ def note_code_files(cache: Path) -> None:
         return  # a cache folder that cannot be written costs the next start its head start, nothing more
 
 
-def start_code_read_ahead(cache: Path) -> threading.Thread | None:
-    """The kernel asked to read the code files the last load noted into the page cache; none on a first start, or
-    where the system has no `posix_fadvise` (macOS, Windows)."""
-    try:
-        names = (cache / CODE_FILES).read_text().splitlines()
-    except OSError:
-        return None
-    if not hasattr(os, "posix_fadvise"):
-        return None
-    thread = threading.Thread(target=_advise, args=(names,), daemon=True, name="code-read-ahead")
-    thread.start()
-    return thread
+def main(argv: list[str] | None = None) -> None:
+    """The child: reads, and prints the bytes read when done, stopped (SIGTERM) or orphaned."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model")
+    parser.add_argument("--code-list", type=Path)
+    parser.add_argument("--budget", type=int)
+    args = parser.parse_args(argv)
+    parent, stopped = os.getppid(), []
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
 
+    def halted() -> bool:
+        return bool(stopped) or os.getppid() != parent
 
-def _advise(names: list[str]) -> None:
-    for name in names:
-        advise(name)
+    from .host import available_memory
 
-
-def advise(name: str | Path, offset: int = 0, size: int = 0) -> None:
-    """Asks the kernel to read a file's stretch (all of it by default) into the page cache, without waiting for it."""
-    try:
-        fd = os.open(name, os.O_RDONLY)
-    except OSError:
-        return  # a file gone or changed since it was listed: whoever uses it reads what it needs
-    try:
-        os.posix_fadvise(fd, offset, size, os.POSIX_FADV_WILLNEED)
-    finally:
-        os.close(fd)
+    budget = args.budget if args.budget is not None else available_memory() // 2
+    read = read_chunks(code_chunks(args.code_list), budget, halted) if args.code_list else 0
+    folder = checkpoint_folder(args.model) if args.model and not halted() else None
+    if folder is not None:
+        read += read_chunks(checkpoint_chunks(folder), budget - read, halted)
+    print(read, flush=True)
