@@ -2,9 +2,9 @@
 only), then the process imports and loads the model as the CLI does, while a sampler notes every thread's stack every
 0.25 s from the process's first line. The summary counts, per thread, the innermost frame in our code and the
 innermost frame of all, each sample being a quarter second of that thread's time. `--early` starts the read-ahead
-as the CLI's first line does (placement/read_ahead.py), before the libraries are imported: `checkpoint` with no code
-list (a machine's first start ever), `both` with the code files the last load noted (every load notes them); without
-it the load starts its own when the libraries are imported, as a library user's `load_model` does."""
+as the CLI's first line does (placement/read_ahead.py): with the code files the last load noted (every load notes
+them), before the libraries are imported; without it, or with no list, the load starts its own when the libraries
+are imported."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import argparse  # noqa: E402
 import collections  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -58,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", type=Path, help="writes the summary as JSON")
-    parser.add_argument("--early", choices=("no", "checkpoint", "both"), default="no")
+    parser.add_argument("--early", action="store_true", help="as the CLI starts, after a first load")
     args = parser.parse_args()
     sampler = Sampler()
     from benchmarks.first_minute import drop_caches
@@ -67,8 +66,8 @@ def main() -> None:
     from helios.cache import cache_dir
     from helios.placement.read_ahead import start_early
 
-    if args.early != "no":
-        start_early(args.model, cache_dir() if args.early == "both" else Path(tempfile.mkdtemp()))  # no list there
+    if args.early:
+        start_early(args.model, cache_dir())
     from helios.loading import LoadOptions, load_model
 
     imported = time.perf_counter() - START

@@ -126,9 +126,10 @@ def test_the_child_ends_when_its_parent_does(endless):
     assert _gone(int(parent.stdout), within=5), "the read-ahead outlived the process it read for"
 
 
-def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, monkeypatch):
-    """The load of the model the start named reads on with the start's child; a load of another model stops that one
-    and reads its own; either way the reading ends with the load."""
+def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, tmp_path, monkeypatch):
+    """A start after a machine's first load (its code list there) reads from the first line; the load of the model it
+    named reads on with the start's child, a load of another model stops that one and reads its own; either way the
+    reading ends with the load."""
     made, alive = [], []
     of, place = ReadAhead.of, loading.assemble
 
@@ -142,12 +143,15 @@ def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, mon
 
     monkeypatch.setattr(loading.ReadAhead, "of", staticmethod(reading_endlessly))
     monkeypatch.setattr(loading, "assemble", watched_assemble)
-    start_early("tiny", Path(tempfile.mkdtemp()))
+    start_early("tiny", tmp_path)
+    assert read_ahead._early is None, "a first start read the checkpoint before the imports, with no code list"
+    (tmp_path / CODE_FILES).write_text("")
+    start_early("tiny", tmp_path)
     early = read_ahead._early
     _load("tiny", LoadOptions(device="cpu"))
     assert made == [early] and read_ahead._early is None, "the load started a second reader for the same model"
 
-    start_early(str(endless), Path(tempfile.mkdtemp()))
+    start_early(str(endless), tmp_path)
     other = read_ahead._early
     _load("tiny", LoadOptions(device="cpu"))
     assert made[-1] is not other and not other.is_alive(), "the early read-ahead for another model went on beside the load"
@@ -155,7 +159,7 @@ def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, mon
     assert not made[-1].is_alive(), "the read-ahead outlived the load"
 
 
-def test_a_start_reads_ahead_the_model_its_command_line_names_before_importing_torch():
+def test_a_start_reads_ahead_the_model_its_command_line_names_before_importing_torch(tmp_path):
     """A child started after torch's imports would have nothing left to read ahead of them."""
     assert model_named(["generate", "--model", "a/b", "--prompt", "x"], "default") == "a/b"
     assert model_named(["generate", "--model=/data/helios"], "default") == "/data/helios"
@@ -168,7 +172,9 @@ def test_a_start_reads_ahead_the_model_its_command_line_names_before_importing_t
             "try: runpy.run_module('helios', run_name='__main__')\n"
             "except SystemExit: pass\n"
             "print(seen)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    (tmp_path / CODE_FILES).write_text("")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                         env={**os.environ, "HELIOS_STUDIO_CACHE": str(tmp_path)}).stdout
     assert out.strip().splitlines()[-1] == "[('tiny', False)]"
 
 

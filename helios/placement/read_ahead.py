@@ -1,11 +1,12 @@
 """A checkpoint's files, and the code files the last load used, read into the page cache by a child process from a
 start's first line until its load is done.
 
-On a cold start the disk is what a load waits on: on the H200 machine 37.8 GiB of weights at ~1.7 GB/s, after ~15 s
-of library imports making thousands of small reads, one after another, with nothing else reading. A reader beside the
-process keeps the disk busy from the first line on: first the code files the last load noted (shared libraries, then
-compiled modules in import order), so the imports find them cached, then the checkpoint's chunks in about the order
-the load takes them, no more than half the available memory's worth, so what is read stays cached until it is used.
+On a cold start the disk is what a load waits on: on the H200 machines 37.8 GiB of weights at 1.5-1.7 GB/s, after
+~20 s of library imports making thousands of small reads, one after another. A reader beside the process keeps the
+disk busy from the first line on: first the code files the last load noted (shared libraries, then compiled modules
+in import order), so the imports find them cached, then the checkpoint's chunks in about the order the load takes
+them, no more than half the available memory's worth, so what is read stays cached until it is used. On a machine's
+first start there is no such list, and the load starts the reading when the libraries are imported.
 
 A child process rather than a thread: a thread in this process returns from each read to wait on the interpreter lock
 that the imports hold (on the 2-core CPU machine sixteen reader threads made the imports slower, 9.1-10.8 s against
@@ -157,9 +158,13 @@ def model_named(argv: list[str], default: str | None) -> str | None:
 
 def start_early(model: str | None, cache: Path) -> None:
     """From a start's first line, before torch is imported: the code files the last load noted in `cache`, then the
-    checkpoint of `model`, read while the libraries import."""
+    checkpoint of `model`, read while the libraries import. Only where a load left that list: on the H200 machine
+    (`benchmarks.load_trace`, page cache dropped) the load ended at 46.9 s with it against 50.9 s with the reading
+    started by the load, but at 54.0 s reading the checkpoint from the first line without it, whose reads slowed the
+    imports' own more than they gained."""
     global _early
-    _early = ReadAhead(model, cache / CODE_FILES)
+    if (cache / CODE_FILES).is_file():
+        _early = ReadAhead(model, cache / CODE_FILES)
 
 
 def note_code_files(cache: Path) -> None:
