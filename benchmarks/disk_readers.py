@@ -5,11 +5,11 @@ cold load can expect, against the disk's own (`dd` with O_DIRECT in first_minute
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from benchmarks.first_minute import drop_caches
+from benchmarks.json_lines import emit
 from helios.placement.read_ahead import ReadAhead
 
 
@@ -25,10 +25,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     row = dict(gb=round(read / 1e9, 2), s=round(seconds, 2), gb_per_s=round(read / seconds / 1e9, 2),
                page_cache_dropped=dropped)
-    print(json.dumps(row), flush=True)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(json.dumps(row) + "\n")
+    emit(row, args.out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.json_lines import emit
 from helios.placement.read_ahead import CODE_FILES
 
 PROMPT = "A red fox walks through fresh snow at dawn"
@@ -198,10 +199,7 @@ def main(argv=None) -> int:
             result = ours(CASES[key], args.model, args.segments, work, args.logs, key, args.video_format, args.drop_caches)
         result["page_cache_dropped"] = dropped
         results.append(result)
-        print(json.dumps(result), flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(json.dumps(result) + "\n")
+        emit(result, args.out)
     print("\n| case | load s | first frame s (from start) | whole video s | steady FPS | host peak GiB | GPU peak GiB |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
 import torch
+
+from benchmarks.json_lines import emit
 
 
 def block_inputs(device: torch.device) -> tuple[list, list[tuple]]:
@@ -86,10 +87,7 @@ def main() -> None:
                   shapes=len(calls), graphs=counters["stats"]["unique_graphs"], seconds_per_shape_and_block=seconds,
                   total_s=round(sum(map(sum, seconds)), 1), inductor_counters=dict(counters["inductor"]),
                   phases=dict(zip(*compile_times(repr="csv", aggregate=True))))
-    print(json.dumps(result))
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(json.dumps(result) + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

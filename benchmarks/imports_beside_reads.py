@@ -15,13 +15,13 @@ One JSON line per variant and run."""
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from benchmarks.first_minute import drop_caches
+from benchmarks.json_lines import emit
 from helios.cache import cache_dir
 from helios.placement.read_ahead import CODE_FILES, ReadAhead
 
@@ -66,10 +66,7 @@ def main() -> None:
         for name in args.variants.split(","):
             code_list = cache_dir() / CODE_FILES if args.code_list else None
             row = variant(name, args.model, int(args.gib * 2**30), code_list)
-            print(json.dumps(row), flush=True)
-            if args.out:
-                with open(args.out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            emit(row, args.out)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ each rate (tests/frame_source_app.py), 10 segments at 384x640; also every stall.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks.json_lines import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -55,11 +56,7 @@ def main() -> None:
     log = Path(tempfile.mkdtemp(prefix="live-latency-")) / "app.log"
     with served_app("tests/frame_source_app.py", log) as url:
         for rate in (int(r) for r in args.rates.split(",")):
-            line = json.dumps({"label": args.label, **measure(url, rate, args.mode, args.segments)})
-            print(line, flush=True)
-            if args.out:
-                with open(args.out, "a") as f:
-                    f.write(line + "\n")
+            emit({"label": args.label, **measure(url, rate, args.mode, args.segments)}, args.out)
 
 
 if __name__ == "__main__":
