@@ -109,6 +109,17 @@ def test_the_child_reads_the_code_files_then_the_checkpoint_and_says_how_much(ti
     assert ReadAhead("no/such-model").join() == 0, "a Hub id not downloaded yet: nothing to read"
 
 
+def test_a_read_ahead_that_cannot_start_leaves_the_load_to_read_for_itself(tiny_checkpoint, monkeypatch):
+    def no_process(*args, **kwargs):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(read_ahead.subprocess, "Popen", no_process)
+    ahead = ReadAhead("tiny")
+    assert not ahead.is_alive() and ahead.stop() == 0
+    model = _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu"))
+    assert model.flavour.name == "distilled"
+
+
 def test_stop_ends_the_reading_at_once(endless):
     ahead = ReadAhead(str(endless), budget=2**40)
     time.sleep(0.5)

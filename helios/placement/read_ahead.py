@@ -114,9 +114,12 @@ class ReadAhead:
         command += ["--model", model] if model else []
         command += ["--code-list", str(code_list)] if code_list else []
         command += ["--budget", str(budget)] if budget is not None else []
-        self._child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=subprocess.DEVNULL, text=True)
-        self.pid = self._child.pid
+        try:
+            self._child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                           stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            self._child = None  # no process to spare (a limit, a sandbox): the load reads for itself, only slower
+        self.pid = self._child.pid if self._child else None
 
     @classmethod
     def of(cls, model: str, folder: Path) -> ReadAhead:
@@ -130,10 +133,10 @@ class ReadAhead:
         return cls(str(folder))
 
     def is_alive(self) -> bool:
-        return self._child.poll() is None
+        return self._child is not None and self._child.poll() is None
 
     def join(self) -> int:
-        out, _ = self._child.communicate()
+        out, _ = self._child.communicate() if self._child else ("", None)
         return int(out.strip() or 0)
 
     def stop(self) -> int:
