@@ -77,9 +77,7 @@ def main() -> None:
     by_thread = collections.defaultdict(collections.Counter)
     for _, thread, ours, inner in sampler.samples:
         by_thread[thread][f"{ours}  <-  {inner}"] += PERIOD
-    summary = dict(page_cache_dropped=dropped, early=args.early,
-                   imported_s=round(imported, 2),
-                   loaded_s=round(loaded, 2),
+    summary = dict(page_cache_dropped=dropped, early=args.early, imported_s=round(imported, 2), loaded_s=round(loaded, 2),
                    tier=model.placement.tier.name,
                    threads={t: {w: round(s, 2) for w, s in c.most_common(12)} for t, c in by_thread.items()},
                    timeline=[(round(at, 2), t, o) for at, t, o, _ in sampler.samples if t == "MainThread"][::4])
