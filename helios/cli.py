@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+from . import DEFAULT_MODEL
 from .errors import BadInput, HeliosError
 from .limits import FRAMES_PER_SEGMENT, parse_steps
-from .loading import DEFAULT_MODEL, LoadOptions, load_model
+from .loading import LoadOptions, load_model
 from .media import VideoWriter, check_output_path, read_image, read_video
 from .placement.options import FP8_LINEARS, MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
 from .placement.ranks import ranks
