@@ -1,10 +1,10 @@
 """`python -m benchmarks.load_trace --model FOLDER`: where a cold load's seconds go. The page cache is dropped (root
 only), then the process imports and loads the model as the CLI does, while a sampler notes every thread's stack every
 0.25 s from the process's first line. The summary counts, per thread, the innermost frame in our code and the
-innermost frame of all, each sample being a quarter second of that thread's time. `--early` starts the read-ahead
-as the CLI's first line does (placement/read_ahead.py): with the code files the last load noted (every load notes
-them), before the libraries are imported; without it, or with no list, the load starts its own when the libraries
-are imported."""
+innermost frame of all, each sample being a quarter second of that thread's time. The process starts as the CLI's
+first line does (placement/read_ahead.py): it notes what it opens for the next start, and with `--early` reads the
+code files the last start noted, then the checkpoint, before the libraries are imported; without it (the list
+removed, as on a machine's first start) the load starts the reading when the libraries are imported."""
 
 from __future__ import annotations
 
@@ -64,10 +64,11 @@ def main() -> None:
 
     dropped = drop_caches()
     from helios.cache import cache_dir
-    from helios.placement.read_ahead import start_early
+    from helios.placement.read_ahead import CODE_FILES, start_early
 
-    if args.early:
-        start_early(args.model, cache_dir())
+    if not args.early:
+        (cache_dir() / CODE_FILES).unlink(missing_ok=True)
+    start_early(args.model, cache_dir())
     from helios.loading import LoadOptions, load_model
 
     imported = time.perf_counter() - START

@@ -21,7 +21,7 @@ from helios.placement.read_ahead import (
     ReadAhead,
     checkpoint_chunks,
     chunks_of,
-    code_chunks,
+    code_paths,
     model_named,
     read_chunks,
     start_early,
@@ -100,9 +100,8 @@ def test_the_transformer_and_text_encoder_are_read_side_by_side_after_the_vae(tm
 def test_the_child_reads_the_code_files_then_the_checkpoint_and_says_how_much(tiny_checkpoint, tmp_path):
     folder = tiny_checkpoint("distilled")
     kept, gone = _files(tmp_path, [CHUNK + 3]), tmp_path / "gone.pyc"
-    (tmp_path / CODE_FILES).write_text(f"{gone}\n{kept[0]}")
-    assert [(c.file, c.size) for c in code_chunks(tmp_path / CODE_FILES)] == [(kept[0], CHUNK), (kept[0], 3)]
-    assert code_chunks(tmp_path / "never-loaded" / CODE_FILES) == []
+    (tmp_path / CODE_FILES).write_text(f"{gone}\n{kept[0]}\n{tmp_path}")
+    assert code_paths(tmp_path / "never-loaded" / CODE_FILES) == []
     weights = sum(f.stat().st_size for f in folder.rglob("*.safetensors"))
     assert ReadAhead(str(folder), tmp_path / CODE_FILES).join() == CHUNK + 3 + weights
     assert ReadAhead(str(folder), budget=1).join() == checkpoint_chunks(folder)[0].size
@@ -198,12 +197,20 @@ def test_the_load_imports_what_it_uses_before_the_read_ahead_starts():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
-def test_a_load_notes_the_code_files_its_process_used(tiny_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setenv("HELIOS_STUDIO_CACHE", str(tmp_path))
-    _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu"))
+def test_a_start_notes_the_files_its_imports_and_load_read_for_the_next_start(tiny_checkpoint, tmp_path):
+    """Beyond the compiled modules: transformers reads its ~1,700 model sources to index itself, and the import system
+    lists folders; never the weights (read in the load's order) nor what the run writes."""
+    folder = tiny_checkpoint("distilled")
+    out = tmp_path / "v.npy"
+    subprocess.run([sys.executable, "-m", "helios", "generate", "--model", str(folder), "--prompt", "x", "--frames", "33",
+                    "--steps", "1,1,1", "--height", "64", "--width", "128", "--out", str(out)],
+                   check=True, capture_output=True, timeout=300, env={**os.environ, "HELIOS_STUDIO_CACHE": str(tmp_path)})
     noted = (tmp_path / CODE_FILES).read_text().splitlines()
-    assert all(os.path.isfile(name) for name in noted)
+    assert all(os.path.exists(name) for name in noted)
     assert any("libtorch_cpu.so" in name for name in noted), "torch's own library, the largest a start maps"
     helios = [name for name in noted if "transformer_helios" in name and name.endswith(".pyc")]
     assert helios and noted.index(helios[0]) > noted.index(next(n for n in noted if "/torch/__pycache__/" in n)), \
         "modules go in the order they were imported"
+    assert any("/transformers/models/" in name and name.endswith(".py") for name in noted)
+    assert any(os.path.isdir(name) for name in noted) and str(folder / "transformer" / "config.json") in noted
+    assert not [name for name in noted if name.endswith(".safetensors") or name.startswith(str(out.with_suffix("")))]

@@ -3,10 +3,11 @@ start's first line until its load is done.
 
 On a cold start the disk is what a load waits on: on the H200 machines 37.8 GiB of weights at 1.5-1.7 GB/s, after
 ~20 s of library imports making thousands of small reads, one after another. A reader beside the process keeps the
-disk busy from the first line on: first the code files the last load noted (shared libraries, then compiled modules
-in import order), so the imports find them cached, then the checkpoint's chunks in about the order the load takes
-them, no more than half the available memory's worth, so what is read stays cached until it is used. On a machine's
-first start there is no such list, and the load starts the reading when the libraries are imported.
+disk busy from the first line on: first the code files the last start opened (shared libraries, compiled modules,
+the ~1,700 model sources transformers reads to index itself, packages' metadata, the folders it listed), many at a
+time, so the imports find them cached, then the checkpoint's chunks in about the order the load takes them, no more
+than half the available memory's worth, so what is read stays cached until it is used. On a machine's first start
+there is no such list, and the load starts the reading when the libraries are imported.
 
 A child process rather than a thread: a thread in this process returns from each read to wait on the interpreter lock
 that the imports hold (on the 2-core CPU machine sixteen reader threads made the imports slower, 9.1-10.8 s against
@@ -16,16 +17,22 @@ The child runs this file without torch, and ends when its parent does."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 CHUNK = 8 * 2**20
 CODE_FILES = "code-files.txt"
+CODE_READERS = 16
+"""Code files are small and many: reads in flight side by side hide each one's wait on the disk."""
+WEIGHTS = (".safetensors", ".bin", ".gguf")
+"""A checkpoint's weights, read in the load's order after the code, never as code."""
 ORDER = ("vae", "transformer", "text_encoder")
 """The VAE comes first (diffusers' own loader reads it before the rest); the other two are read side by side."""
 
@@ -52,19 +59,41 @@ def checkpoint_chunks(folder: Path) -> list[Chunk]:
     return first + [side_by_side[n][i] for _, n, i in ranked]
 
 
-def code_chunks(code_list: Path) -> list[Chunk]:
-    """The whole of every file a load noted that is still there, in the noted order."""
+def code_paths(code_list: Path) -> list[str]:
     try:
-        names = code_list.read_text().splitlines()
+        return code_list.read_text().splitlines()
     except OSError:
         return []
-    chunks = []
-    for name in names:
-        try:
-            chunks += chunks_of(Path(name))
-        except OSError:
-            continue  # gone or changed since it was noted: whoever uses it reads what it needs
-    return chunks
+
+
+def read_code_path(name: str, halted: Callable[[], bool]) -> int:
+    """A noted file read whole (and, for a compiled module, its source's inode, which the import checks), or a noted
+    folder listed; returns the bytes read. What is gone or changed since is left to whoever uses it."""
+    read = 0
+    try:
+        if os.path.isdir(name):
+            os.listdir(name)
+            return 0
+        if name.endswith(".pyc"):
+            _source_stat(name)
+        with open(name, "rb", buffering=0) as f:
+            while not halted() and (block := f.read(CHUNK)):
+                read += len(block)
+    except (OSError, ValueError):
+        pass
+    return read
+
+
+def _source_stat(compiled: str) -> None:
+    try:
+        os.stat(importlib.util.source_from_cache(compiled))
+    except (OSError, ValueError):
+        pass  # a module without a source beside it
+
+
+def read_code(names: list[str], halted: Callable[[], bool]) -> int:
+    with ThreadPoolExecutor(CODE_READERS) as pool:
+        return sum(pool.map(lambda name: read_code_path(name, halted), names))
 
 
 def checkpoint_folder(model: str) -> Path | None:
@@ -159,25 +188,65 @@ def model_named(argv: list[str], default: str | None) -> str | None:
     return default
 
 
+class _Opened:
+    """The files this process reads and the folders it lists from its first line until its first load notes them, seen
+    through Python's audit events: what the imports use beyond the compiled modules the imported names point at."""
+
+    def __init__(self):
+        self.paths: list[str] = []
+        self.recording = self.hooked = False
+
+    def start(self) -> None:
+        if not self.hooked:
+            sys.addaudithook(self._event)
+            self.hooked = self.recording = True
+
+    def _event(self, event: str, args: tuple) -> None:
+        if not self.recording or event not in ("open", "os.listdir", "os.scandir") or not args:
+            return
+        path = args[0]
+        if event == "open" and (len(args) < 3 or _writes(args[1], args[2])):
+            return
+        if isinstance(path, (str, bytes, os.PathLike)):
+            self.paths.append(os.fsdecode(path))
+
+    def stop(self) -> list[str]:
+        self.recording = False
+        return self.paths
+
+
+def _writes(mode: str | None, flags: int) -> bool:
+    if mode is not None:
+        return any(c in mode for c in "wax+")
+    return bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+
+
+_opened = _Opened()
+
+
 def start_early(model: str | None, cache: Path) -> None:
-    """From a start's first line, before torch is imported: the code files the last load noted in `cache`, then the
-    checkpoint of `model`, read while the libraries import. Only where a load left that list: on the H200 machine
-    (`benchmarks.load_trace`, page cache dropped) the load ended at 46.9 s with it against 50.9 s with the reading
-    started by the load, but at 54.0 s reading the checkpoint from the first line without it, whose reads slowed the
-    imports' own more than they gained."""
+    """From a start's first line, before torch is imported: notes what this start opens, for the next, and reads the
+    code files the last load noted in `cache`, then the checkpoint of `model`, while the libraries import. Only where a
+    load left that list: on the H200 machine (`benchmarks.load_trace`, page cache dropped) the load ended at 46.9 s
+    with it against 50.9 s with the reading started by the load, but at 54.0 s reading the checkpoint from the first
+    line without it, whose reads slowed the imports' own more than they gained."""
     global _early
+    _opened.start()
     if (cache / CODE_FILES).is_file():
         _early = ReadAhead(model, cache / CODE_FILES)
 
 
 def note_code_files(cache: Path) -> None:
     """Lists the code files this process has used for the next start to read ahead: the shared libraries (torch's
-    and CUDA's, the largest), then the modules' compiled files in the order they were imported."""
+    and CUDA's, the largest), then what it opened and listed from its first line, in that order, then any compiled
+    module imported otherwise (a process that did not start with `start_early`)."""
     maps = Path("/proc/self/maps")
     names = [line.split()[-1] for line in maps.read_text().splitlines()] if maps.exists() else []
-    names += [getattr(m.__spec__, "cached", None) or getattr(m, "__file__", None)
-              for m in list(sys.modules.values()) if getattr(m, "__spec__", None)]
-    code = [n for n in dict.fromkeys(names) if n and (n.endswith((".pyc", ".so")) or ".so." in n) and os.path.isfile(n)]
+    libraries = [n for n in names if n.endswith(".so") or ".so." in n]
+    modules = [getattr(m.__spec__, "cached", None) for m in list(sys.modules.values()) if getattr(m, "__spec__", None)]
+    code = [n for n in dict.fromkeys(libraries + _opened.stop() + modules)
+            if n and os.path.isabs(n) and not n.endswith(WEIGHTS) and not n.startswith(("/proc/", "/sys/", "/dev/"))
+            and os.path.exists(n)]
     scratch = cache / f".{CODE_FILES}.{os.getpid()}"
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -203,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     from .host import available_memory
 
     budget = args.budget if args.budget is not None else available_memory() // 2
-    read = read_chunks(code_chunks(args.code_list), budget, halted) if args.code_list else 0
+    read = read_code(code_paths(args.code_list), halted) if args.code_list else 0
     folder = checkpoint_folder(args.model) if args.model and not halted() else None
     if folder is not None:
         read += read_chunks(checkpoint_chunks(folder), budget - read, halted)
