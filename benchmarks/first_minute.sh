@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate (one file, then the
 # read-ahead's), a quick check of both text-encoder placements on the tiny model, then with TRACE=1 traces of a cold
-# load (the read-ahead started by the load, or from the first line with the code list as the CLI does),
+# load (the reading started by the load, or from the first line as a first start and a later one do),
 # with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's CASES (SEGMENTS each, 10 unless
 # set), with DEVIATION=1 the small tiers' frames against the resident tier's and, with FORMS=1, the text encoder's
 # forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
@@ -24,10 +24,11 @@ if [[ "${CASES:-}" == *aot* && "${CHECKS:-1}" = 1 ]]; then  # AoT on the tiny mo
   timeout 300 python3 benchmarks/aot_check.py > "$out/logs/check-aot.log" 2>&1 || echo "tiny AoT check failed: see logs/check-aot.log"
   grep -E "^Model|tiny AoT|wrote" "$out/logs/check-aot.log"
 fi
-if [ "${TRACE:-0}" = 1 ]; then  # the read-ahead started by the load, then from the first line as the CLI does
-  trace="timeout 120 python3 -m benchmarks.load_trace --model $ckpt"  # the first notes the code list the second reads
-  $trace --out "$out/load_trace.json" > "$out/logs/load_trace.log" 2>&1
-  $trace --early --out "$out/load_trace_early.json" >> "$out/logs/load_trace.log" 2>&1
+if [ "${TRACE:-0}" = 1 ]; then  # the reading started by the load, then from the first line as a first start and a later one
+  trace="timeout 120 python3 -m benchmarks.load_trace --model $ckpt"  # `installed` notes the list `noted` reads
+  for start in load installed noted; do
+    $trace --start $start --out "$out/load_trace_$start.json" >> "$out/logs/load_trace.log" 2>&1
+  done
 fi
 if [ "${FP8_COMPILE:-0}" = 1 ]; then  # the FP8 blocks' compile, torchao's and ours, cold then kept
   for linears in torchao ours; do for run in cold kept; do

@@ -1,10 +1,11 @@
 """`python -m benchmarks.load_trace --model FOLDER`: where a cold load's seconds go. The page cache is dropped (root
 only), then the process imports and loads the model as the CLI does, while a sampler notes every thread's stack every
 0.25 s from the process's first line. The summary counts, per thread, the innermost frame in our code and the
-innermost frame of all, each sample being a quarter second of that thread's time. The process starts as the CLI's
-first line does (placement/read_ahead.py): it notes what it opens for the next start, and with `--early` reads the
-code files the last start noted, then the checkpoint, before the libraries are imported; without it (the list
-removed, as on a machine's first start) the load starts the reading when the libraries are imported."""
+innermost frame of all, each sample being a quarter second of that thread's time. `--start` says how the reading
+begins (placement/read_ahead.py): `noted`, as the CLI's first line does after a first load, the code files that
+load noted, then the checkpoint, from the first line; `installed`, as on a machine's first start (the list
+removed), the libraries' installed code, then the checkpoint, from the first line; `load`, as before either, the
+checkpoint from when the load has imported the libraries."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", type=Path, help="writes the summary as JSON")
-    parser.add_argument("--early", action="store_true", help="as the CLI starts, after a first load")
+    parser.add_argument("--start", choices=("noted", "installed", "load"), default="noted")
     args = parser.parse_args()
     sampler = Sampler()
     from benchmarks.first_minute import drop_caches
@@ -66,9 +67,10 @@ def main() -> None:
     from helios.cache import cache_dir
     from helios.placement.read_ahead import CODE_FILES, start_early
 
-    if not args.early:
+    if args.start != "noted":
         (cache_dir() / CODE_FILES).unlink(missing_ok=True)
-    start_early(args.model, cache_dir())
+    if args.start != "load":
+        start_early(args.model, cache_dir())
     from helios.loading import LoadOptions, load_model
 
     imported = time.perf_counter() - START
@@ -78,7 +80,7 @@ def main() -> None:
     by_thread = collections.defaultdict(collections.Counter)
     for _, thread, ours, inner in sampler.samples:
         by_thread[thread][f"{ours}  <-  {inner}"] += PERIOD
-    summary = dict(page_cache_dropped=dropped, early=args.early, imported_s=round(imported, 2), loaded_s=round(loaded, 2),
+    summary = dict(page_cache_dropped=dropped, start=args.start, imported_s=round(imported, 2), loaded_s=round(loaded, 2),
                    tier=model.placement.tier.name,
                    threads={t: {w: round(s, 2) for w, s in c.most_common(12)} for t, c in by_thread.items()},
                    timeline=[(round(at, 2), t, o) for at, t, o, _ in sampler.samples if t == "MainThread"][::4])

@@ -18,10 +18,12 @@ from helios.placement import read_ahead
 from helios.placement.read_ahead import (
     CHUNK,
     CODE_FILES,
+    LIBRARIES,
     ReadAhead,
     checkpoint_chunks,
     chunks_of,
     code_paths,
+    installed_code,
     model_named,
     read_chunks,
     start_early,
@@ -108,6 +110,21 @@ def test_the_child_reads_the_code_files_then_the_checkpoint_and_says_how_much(ti
     assert ReadAhead("no/such-model").join() == 0, "a Hub id not downloaded yet: nothing to read"
 
 
+def test_a_first_start_reads_the_installed_code_of_the_libraries_a_load_imports(tmp_path):
+    """No load has noted its files yet: the libraries' install records say what there is, and what they require."""
+    code = installed_code(LIBRARIES)
+    assert any(name.endswith("libtorch_cpu.so") or "libtorch_cuda.so" in name for name in code[:100]), \
+        "the largest files, torch's libraries, come first"
+    for module in ("transformers/models/umt5/modeling_umt5.py", "diffusers/__pycache__/__init__.cpython",
+                   "huggingface_hub/"):
+        assert any(module in name for name in code), f"{module} (a requirement's, for huggingface_hub) is missing"
+    assert not any("/gradio/" in name for name in code), "a library the load does not import"
+    assert installed_code(("no-such-library",)) == []
+    start_early(None, tmp_path)
+    assert read_ahead._early.join() >= sum(os.path.getsize(name) for name in code[:10])
+    read_ahead._early = None
+
+
 def test_a_read_ahead_that_cannot_start_leaves_the_load_to_read_for_itself(tiny_checkpoint, monkeypatch):
     def no_process(*args, **kwargs):
         raise BlockingIOError(11, "Resource temporarily unavailable")
@@ -137,8 +154,7 @@ def test_the_child_ends_when_its_parent_does(endless):
 
 
 def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, tmp_path, monkeypatch):
-    """A start after a machine's first load (its code list there) reads from the first line; the load of the model it
-    named reads on with the start's child, a load of another model stops that one and reads its own; either way the
+    """A start reads from the first line; the load of the model it named reads on with the start's child, a load of another model stops that one and reads its own; either way the
     reading ends with the load."""
     made, alive = [], []
     of, place = ReadAhead.of, loading.assemble
@@ -153,8 +169,6 @@ def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, tmp
 
     monkeypatch.setattr(loading.ReadAhead, "of", staticmethod(reading_endlessly))
     monkeypatch.setattr(loading, "assemble", watched_assemble)
-    start_early("tiny", tmp_path)
-    assert read_ahead._early is None, "a first start read the checkpoint before the imports, with no code list"
     (tmp_path / CODE_FILES).write_text("")
     start_early("tiny", tmp_path)
     early = read_ahead._early

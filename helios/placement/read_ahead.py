@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -84,6 +85,31 @@ def read_code_path(name: str, halted: Callable[[], bool]) -> int:
     return read
 
 
+LIBRARIES = ("torch", "diffusers", "transformers")
+"""What a load imports: a machine's first start reads their installed code, and their requirements', for want of a
+noted list."""
+
+
+def installed_code(libraries: Iterable[str]) -> list[str]:
+    """The shared libraries, compiled modules and sources that `libraries` and everything they require installed, from
+    their install records: more than the imports read and in no import order, but read side by side in seconds."""
+    from importlib import metadata
+
+    todo, seen, found = list(libraries), set(), []
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except (metadata.PackageNotFoundError, ValueError):
+            continue  # a requirement for another platform, or not installed: nothing of it to read
+        found += [str(f.locate()) for f in dist.files or () if f.suffix in (".so", ".pyc", ".py") or ".so." in f.name]
+        todo += [re.match(r"[A-Za-z0-9._-]+", r).group() for r in dist.requires or () if "extra ==" not in r]
+    return sorted(found, key=lambda n: not (n.endswith(".so") or ".so." in n))
+
+
 def _source_stat(compiled: str) -> None:
     try:
         os.stat(importlib.util.source_from_cache(compiled))
@@ -132,16 +158,19 @@ def read_chunks(chunks: Iterable[Chunk], budget: int, halted: Callable[[], bool]
 
 
 class ReadAhead:
-    """The child process reading the code files of `code_list`, then the checkpoint of `model` where it is on this
-    machine. `stop` ends it within a chunk and returns the bytes it read."""
+    """The child process reading the code files of `code_list` (or, without one, the installed code of `libraries`),
+    then the checkpoint of `model` where it is on this machine. `stop` ends it within a chunk and returns the bytes it
+    read."""
 
-    def __init__(self, model: str | None, code_list: Path | None = None, budget: int | None = None):
+    def __init__(self, model: str | None, code_list: Path | None = None, budget: int | None = None,
+                 libraries: tuple[str, ...] = ()):
         self.model = model
         root = Path(__file__).resolve().parents[2]
         command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r}); "
                    "from helios.placement.read_ahead import main; main()"]
         command += ["--model", model] if model else []
         command += ["--code-list", str(code_list)] if code_list else []
+        command += ["--libraries", ",".join(libraries)] if libraries else []
         command += ["--budget", str(budget)] if budget is not None else []
         try:
             self._child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -226,14 +255,14 @@ _opened = _Opened()
 
 def start_early(model: str | None, cache: Path) -> None:
     """From a start's first line, before torch is imported: notes what this start opens, for the next, and reads the
-    code files the last load noted in `cache`, then the checkpoint of `model`, while the libraries import. Only where a
-    load left that list: on the H200 machine (`benchmarks.load_trace`, page cache dropped) the load ended at 46.9 s
-    with it against 50.9 s with the reading started by the load, but at 54.0 s reading the checkpoint from the first
-    line without it, whose reads slowed the imports' own more than they gained."""
+    code files the last load noted in `cache` (on a machine's first start, the libraries' installed code), then the
+    checkpoint of `model`, while the libraries import. The code comes first and all of it: on the H200 machine
+    (`benchmarks.load_trace`, page cache dropped) the checkpoint read from the first line without it made the imports
+    wait behind its reads (load 54.0 s, against 50.9 s reading from the load on)."""
     global _early
     _opened.start()
-    if (cache / CODE_FILES).is_file():
-        _early = ReadAhead(model, cache / CODE_FILES)
+    noted = cache / CODE_FILES
+    _early = ReadAhead(model, noted) if noted.is_file() else ReadAhead(model, libraries=LIBRARIES)
 
 
 def note_code_files(cache: Path) -> None:
@@ -261,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model")
     parser.add_argument("--code-list", type=Path)
+    parser.add_argument("--libraries", type=lambda names: names.split(","), default=())
     parser.add_argument("--budget", type=int)
     args = parser.parse_args(argv)
     parent, stopped = os.getppid(), []
@@ -272,7 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     from .host import available_memory
 
     budget = args.budget if args.budget is not None else available_memory() // 2
-    read = read_code(code_paths(args.code_list), halted) if args.code_list else 0
+    code = code_paths(args.code_list) if args.code_list else installed_code(args.libraries)
+    read = read_code(code, halted)
     folder = checkpoint_folder(args.model) if args.model and not halted() else None
     if folder is not None:
         read += read_chunks(checkpoint_chunks(folder), budget - read, halted)
