@@ -1,4 +1,4 @@
-"""A checkpoint's files, and the code files the last load used, read into the page cache by a child process from a
+"""A checkpoint's files, and the code files a start needs, read into the page cache by a child process from a
 start's first line until its load is done.
 
 On a cold start the disk is what a load waits on: on the H200 machines 37.8 GiB of weights at 1.5-1.7 GB/s, after
@@ -7,7 +7,8 @@ disk busy from the first line on: first the code files the last start opened (sh
 the ~1,700 model sources transformers reads to index itself, packages' metadata, the folders it listed), many at a
 time, so the imports find them cached, then the checkpoint's chunks in about the order the load takes them, no more
 than half the available memory's worth, so what is read stays cached until it is used. On a machine's first start
-there is no such list, and the load starts the reading when the libraries are imported.
+there is no such list: the child reads what the libraries a load imports installed instead. On the H200 a later start
+showed its first frame at 37.0 s, a first start at 46.2 s (benchmarks/README.md, 12-02 g and h).
 
 A child process rather than a thread: a thread in this process returns from each read to wait on the interpreter lock
 that the imports hold (on the 2-core CPU machine sixteen reader threads made the imports slower, 9.1-10.8 s against
@@ -34,6 +35,9 @@ CODE_READERS = 16
 """Code files are small and many: reads in flight side by side hide each one's wait on the disk."""
 WEIGHTS = (".safetensors", ".bin", ".gguf")
 """A checkpoint's weights, read in the load's order after the code, never as code."""
+LIBRARIES = ("torch", "diffusers", "transformers")
+"""What a load imports: a machine's first start reads their installed code, and their requirements', for want of a
+noted list."""
 ORDER = ("vae", "transformer", "text_encoder")
 """The VAE comes first (diffusers' own loader reads it before the rest); the other two are read side by side."""
 
@@ -88,14 +92,10 @@ def read_code_path(name: str, halted: Callable[[], bool]) -> int:
     return read
 
 
-LIBRARIES = ("torch", "diffusers", "transformers")
-"""What a load imports: a machine's first start reads their installed code, and their requirements', for want of a
-noted list."""
-
-
 def installed_code(libraries: Iterable[str]) -> list[str]:
     """The shared libraries, compiled modules and sources that `libraries` and everything they require installed, from
-    their install records: more than the imports read and in no import order, but read side by side in seconds."""
+    their install records, then the folders holding them: more than the imports read and in no import order, but read
+    side by side in seconds."""
     from importlib import metadata
 
     todo, seen, found = list(libraries), set(), []
@@ -110,7 +110,8 @@ def installed_code(libraries: Iterable[str]) -> list[str]:
             continue  # a requirement for another platform, or not installed: nothing of it to read
         found += [str(f.locate()) for f in dist.files or () if f.suffix in (".so", ".pyc", ".py") or ".so." in f.name]
         todo += [re.match(r"[A-Za-z0-9._-]+", r).group() for r in dist.requires or () if "extra ==" not in r]
-    return sorted(found, key=lambda n: not (n.endswith(".so") or ".so." in n))
+    folders = sorted({os.path.dirname(name) for name in found})
+    return sorted(found, key=lambda n: not (n.endswith(".so") or ".so." in n)) + folders
 
 
 def _source_stat(compiled: str) -> None:
