@@ -154,8 +154,8 @@ def test_the_child_ends_when_its_parent_does(endless):
 
 
 def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, tmp_path, monkeypatch):
-    """A start reads from the first line; the load of the model it named reads on with the start's child, a load of another model stops that one and reads its own; either way the
-    reading ends with the load."""
+    """A start reads from the first line; the load of the model it named reads on with the start's child, a load of
+    another model stops that one and reads its own; either way the reading ends with the load."""
     made, alive = [], []
     of, place = ReadAhead.of, loading.assemble
 
