@@ -2,6 +2,7 @@
 order the load takes them, up to a budget, from a start's first line until the load ends, and never outlives it."""
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -108,6 +109,27 @@ def test_the_child_reads_the_code_files_then_the_checkpoint_and_says_how_much(ti
     assert ReadAhead(str(folder), tmp_path / CODE_FILES).join() == CHUNK + 3 + weights
     assert ReadAhead(str(folder), budget=1).join() == checkpoint_chunks(folder)[0].size
     assert ReadAhead("no/such-model").join() == 0, "a Hub id not downloaded yet: nothing to read"
+
+
+def test_the_child_reads_the_installed_distributions_records_before_the_code_files(tmp_path):
+    """diffusers and transformers index every installed distribution on import (on Python 3.12 a stat of each file
+    of each record): the child does the same first, while the parent still imports torch."""
+    info = tmp_path / "site" / "fake_pkg-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-pkg\nVersion: 1.0\n")
+    (info / "RECORD").write_text("fake_pkg/__init__.py,,\nfake_pkg-1.0.dist-info/METADATA,,\n")
+    code = _files(tmp_path, [10])[0]
+    (tmp_path / CODE_FILES).write_text(str(code))
+    script = ("import sys; opened = []; sys.addaudithook(lambda e, a: e == 'open' and opened.append(str(a[0]))); "
+              f"from helios.placement.read_ahead import main; main(['--code-list', {str(tmp_path / CODE_FILES)!r}]); "
+              "import json; print(json.dumps(opened))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(Path(__file__).parents[1])]))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    read, opened = result.stdout.splitlines()
+    assert read == "10"
+    opened = json.loads(opened)
+    assert str(info / "RECORD") in opened, "the fake distribution's record was never read"
+    assert opened.index(str(info / "RECORD")) < opened.index(str(code))
 
 
 def test_a_first_start_reads_the_installed_code_of_the_libraries_a_load_imports(tmp_path):

@@ -1,14 +1,15 @@
 """A checkpoint's files, and the code files a start needs, read into the page cache by a child process from a
 start's first line until its load is done.
 
-On a cold start the disk is what a load waits on: on the H200 machines 37.8 GiB of weights at 1.5-1.7 GB/s, after
-~20 s of library imports making thousands of small reads, one after another. A reader beside the process keeps the
-disk busy from the first line on: first the code files the last start opened (shared libraries, compiled modules,
-the ~1,700 model sources transformers reads to index itself, packages' metadata, the folders it listed), many at a
-time, so the imports find them cached, then the checkpoint's chunks in about the order the load takes them, no more
-than half the available memory's worth, so what is read stays cached until it is used. On a machine's first start
-there is no such list: the child reads what the libraries a load imports installed instead. On the H200 a later start
-showed its first frame at 37.0 s, a first start at 46.2 s (benchmarks/README.md, 12-02 g and h).
+On a cold start the disk is what a load waits on: on the H200 machines 37.8 GiB of weights at 1.5-1.7 GB/s, after ~20 s
+of library imports making thousands of small reads, one after another. A reader beside the process keeps the disk busy
+from the first line on: first the installed distributions' records, which the libraries index on import, then the code
+files the last start opened (shared libraries, compiled modules, the ~1,700 model sources transformers reads to index
+itself, packages' metadata, the folders it listed), many at a time, so the imports find them cached, then the
+checkpoint's chunks in about the order the load takes them, no more than half the available memory's worth, so what is
+read stays cached until it is used. On a machine's first start there is no such list: the child reads what the
+libraries a load imports installed instead. On the H200 a later start showed its first frame at 37.0 s, a first start
+at 46.2 s (benchmarks/README.md, 12-02 g and h).
 
 A child process rather than a thread: a thread in this process returns from each read to wait on the interpreter lock
 that the imports hold (on the 2-core CPU machine sixteen reader threads made the imports slower, 9.1-10.8 s against
@@ -112,6 +113,19 @@ def installed_code(libraries: Iterable[str]) -> list[str]:
         todo += [re.match(r"[A-Za-z0-9._-]+", r).group() for r in dist.requires or () if "extra ==" not in r]
     folders = sorted({os.path.dirname(name) for name in found})
     return sorted(found, key=lambda n: not (n.endswith(".so") or ".so." in n)) + folders
+
+
+def index_distributions() -> None:
+    """What diffusers and transformers each do on import: map every installed package to its distribution, which on
+    Python 3.12 stats each file of each install record (tens of thousands of files; on the H200 6.75 s of the imports'
+    wait behind the checkpoint's reads, in `benchmarks.load_trace`). Made here first, those stats find their inodes
+    cached."""
+    from importlib import metadata
+
+    try:
+        metadata.packages_distributions()
+    except Exception:  # a broken record: the libraries pass over it the same way
+        pass
 
 
 def _source_stat(compiled: str) -> None:
@@ -306,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     from .host import available_memory
 
     budget = args.budget if args.budget is not None else available_memory() // 2
+    index_distributions()
     code = code_paths(args.code_list) if args.code_list else installed_code(args.libraries)
     read = read_code(code, halted)
     folder = checkpoint_folder(args.model) if args.model and not halted() else None
