@@ -8,8 +8,8 @@ files the last start opened (shared libraries, compiled modules, the ~1,700 mode
 itself, packages' metadata, the folders it listed), many at a time, so the imports find them cached, then the
 checkpoint's chunks in about the order the load takes them, no more than half the available memory's worth, so what is
 read stays cached until it is used. On a machine's first start there is no such list: the child reads what the
-libraries a load imports installed instead. On the H200 a later start showed its first frame at 37.0 s, a first start
-at 46.2 s (benchmarks/README.md, 12-02 g and h).
+libraries a load imports installed instead. On the H200 a machine's first start showed its first frame at 41.2 s, the
+next start at 32.1 s (benchmarks/README.md, 12-02 j).
 
 A child process rather than a thread: a thread in this process returns from each read to wait on the interpreter lock
 that the imports hold (on the 2-core CPU machine sixteen reader threads made the imports slower, 9.1-10.8 s against
@@ -74,8 +74,7 @@ def code_paths(code_list: Path) -> list[str]:
 
 def read_code_path(name: str, halted: Callable[[], bool]) -> int:
     """A noted file read whole (and, for a compiled module, its source's inode, which the import checks), or a noted
-    folder listed with each entry's inode (libraries test what is there: on the H200 those tests waited 6-7 s behind
-    the checkpoint's reads); returns the bytes read. What is gone or changed since is left to whoever uses it."""
+    folder listed with each entry's inode (libraries test what is there); returns the bytes read. What is gone or changed since is left to whoever uses it."""
     read = 0
     try:
         if os.path.isdir(name):
