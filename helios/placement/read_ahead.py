@@ -74,7 +74,8 @@ def code_paths(code_list: Path) -> list[str]:
 
 def read_code_path(name: str, halted: Callable[[], bool]) -> int:
     """A noted file read whole (and, for a compiled module, its source's inode, which the import checks), or a noted
-    folder listed with each entry's inode (libraries test what is there); returns the bytes read. What is gone or changed since is left to whoever uses it."""
+    folder listed with each entry's inode (libraries test what is there); returns the bytes read. What is gone or
+    changed since is left to whoever uses it."""
     read = 0
     try:
         if os.path.isdir(name):
