@@ -6,7 +6,7 @@ RUN useradd -m -u 1000 user
 USER user
 ENV HOME=/home/user PATH=/home/user/.venv/bin:$PATH GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=7860
 WORKDIR /home/user/app
-COPY --chown=user requirements.txt .
+COPY --chown=user requirements.txt requirements.in requirements.lock ./
 RUN python3 -m venv /home/user/.venv && pip install --no-cache-dir -r requirements.txt
 COPY --chown=user . .
 EXPOSE 7860

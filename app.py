@@ -31,8 +31,8 @@ from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import LoadOptions, load_model
 from helios.run import follow
-from studio.gpu import import_spaces_first
-from studio.session_limits import SessionLimits
+from helios.studio.gpu import import_spaces_first
+from helios.studio.session_limits import SessionLimits
 
 
 def _port(text: str) -> int:
@@ -147,9 +147,9 @@ def main(argv=None) -> int:
 
 def serve(args, engine, banner: str) -> int:
     """Rank 0's part (the only one without torchrun): the page, and the runs it asks for."""
-    from studio.layout import CSS
-    from studio.live_stream import LiveStreams
-    from studio.page import PAGE_SCRIPT, SESSION_STATES, build_demo
+    from helios.studio.layout import CSS
+    from helios.studio.live_stream import LiveStreams
+    from helios.studio.page import PAGE_SCRIPT, SESSION_STATES, build_demo
 
     model = engine.model
     print(banner, flush=True)
@@ -180,7 +180,7 @@ def serve(args, engine, banner: str) -> int:
 def largest_fitting(model) -> str | None:
     """The page's largest resolution that the model's GPU memory holds (a small card's is below 384x640); None where
     a tier forced by name leaves room for none."""
-    from studio.form import RESOLUTIONS
+    from helios.studio.form import RESOLUTIONS
 
     return next((name for name, size in RESOLUTIONS.items() if model.placement.fits(*size)), None)
 

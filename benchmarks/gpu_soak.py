@@ -1,4 +1,4 @@
-"""`python -m benchmarks.gpu_soak --runs 50 --out FILE`: the in-process soak (`studio.soak --in-process`) on a GPU
+"""`python -m benchmarks.gpu_soak --runs 50 --out FILE`: the in-process soak (`helios.studio.soak --in-process`) on a GPU
 with full-size random weights built in GPU memory (the 14B transformer, the Wan VAE and a UMT5-XXL-shaped text
 encoder, all resident), so a soak needs no 40 GB checkpoint on disk. Samples are written after every run."""
 
@@ -13,7 +13,7 @@ import torch
 
 from helios.engine import Engine
 from helios.placement.options import Placement
-from studio.soak import IN_PROCESS, InProcess, soak, verdict_of
+from helios.studio.soak import IN_PROCESS, InProcess, soak, verdict_of
 
 from .bench import build_transformer, build_vae, place
 from .random_checkpoint import build_text_encoder
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        raise SystemExit("error: the GPU soak needs a CUDA GPU; on a CPU run python -m studio.soak.")
+        raise SystemExit("error: the GPU soak needs a CUDA GPU; on a CPU run python -m helios.studio.soak.")
     device = torch.device("cuda")
     start = time.perf_counter()
     parts = dict(transformer=build_transformer(device), vae=build_vae(device, torch.bfloat16),

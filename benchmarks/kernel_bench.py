@@ -10,11 +10,11 @@ from diffusers.models.attention_dispatch import AttentionBackendName
 from diffusers.models.transformers.transformer_helios import HeliosTransformerBlock
 
 from helios.placement.fused_block import use_kernels
-from kernels.adaln_norm import adaln_norm, adaln_norm_reference
-from kernels.causal_conv3d import causal_conv3d, gemm_weight
-from kernels.fp8_attention import fp8_attention, quantize_heads
-from kernels.gated_residual import gated_residual, gated_residual_reference
-from kernels.qk_norm_rope import qk_norm_rope, qk_norm_rope_reference
+from helios.kernels.adaln_norm import adaln_norm, adaln_norm_reference
+from helios.kernels.causal_conv3d import causal_conv3d, gemm_weight
+from helios.kernels.fp8_attention import fp8_attention, quantize_heads
+from helios.kernels.gated_residual import gated_residual, gated_residual_reference
+from helios.kernels.qk_norm_rope import qk_norm_rope, qk_norm_rope_reference
 
 TOKENS, CONTEXT, D, HEADS = 11040, 8640, 5120, 40
 

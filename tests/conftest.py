@@ -112,7 +112,7 @@ def sessions():
 
     from helios.engine import Engine
     from helios.loading import load_model
-    from studio.sessions import Sessions
+    from helios.studio.sessions import Sessions
 
     ready = threading.Event()
     ready.set()

@@ -43,7 +43,7 @@ def test_generate_streams_and_offers_the_full_mp4(client):
 
 
 def test_the_live_stream_is_the_runs_clips_as_one_fragmented_mp4(client, app_url, tmp_path):
-    """The live player's channel (studio/live_stream.py), fetched as the page fetches it, after the run: both
+    """The live player's channel (helios/studio/live_stream.py), fetched as the page fetches it, after the run: both
     segments' clips, which play as the run's video; a name the app did not give is not found."""
     metrics, *_ = client.predict(*form(segments=2), api_name="/generate")
     live = metrics.split('data-live="')[1].split('"')[0]

@@ -8,8 +8,8 @@ import pytest
 from helios.difference import video_difference
 from helios.errors import BadInput
 from helios.media import VideoWriter, video_frames
-from studio.compare import SideSettings
-from studio.form import Form
+from helios.studio.compare import SideSettings
+from helios.studio.form import Form
 
 ROWS = [[0, "a paper boat"]]
 

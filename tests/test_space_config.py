@@ -1,4 +1,5 @@
-"""The README's front matter is what Hugging Face Spaces reads: it must parse and agree with requirements.txt."""
+"""The README's front matter is what Hugging Face Spaces reads: it must parse and agree with the lock that the Space's
+requirements.txt installs from."""
 
 from pathlib import Path
 
@@ -15,9 +16,10 @@ def front_matter() -> dict:
 
 def test_front_matter_names_a_gradio_space_on_the_pinned_gradio():
     config = front_matter()
-    pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().split() if "==" in line)
+    pins = dict(line.split("==") for line in (ROOT / "requirements.lock").read_text().split() if "==" in line)
     assert config["sdk"] == "gradio"
     assert str(config["sdk_version"]) == pins["gradio"]
+    assert (ROOT / "requirements.txt").read_text().split("\n", 1)[1].split() == ["-r", "requirements.in", "-c", "requirements.lock"]
     assert (ROOT / config["app_file"]).is_file()
     assert {"title", "emoji", "suggested_hardware"} <= config.keys()
 

@@ -13,11 +13,11 @@ from helios.limits import Limits
 from helios.loading import load_model
 from helios.media import VideoWriter
 from helios.segment import Segment, SegmentTimings, StepProgress
-from studio.form import Form, build_request, rows_from_timeline, timeline_from_rows
-from studio.gpu import gpu_seconds
-from studio.metrics import RunMetrics
-from studio.session_limits import SessionLimits
-from studio.sessions import Sessions
+from helios.studio.form import Form, build_request, rows_from_timeline, timeline_from_rows
+from helios.studio.gpu import gpu_seconds
+from helios.studio.metrics import RunMetrics
+from helios.studio.session_limits import SessionLimits
+from helios.studio.sessions import Sessions
 
 
 def form(**changes) -> Form:
@@ -127,7 +127,7 @@ def test_bad_numbers_and_long_prompts_are_refused_in_words(sessions, change, mes
 
 
 def test_error_toasts_carry_no_markup():
-    from studio.page import _user_error
+    from helios.studio.page import _user_error
 
     crafted = '<a href="https://example.com">Click to fix</a><form><input type=password></form>'
     with pytest.raises(BadInput) as caught:
@@ -209,7 +209,7 @@ def test_continue_after_a_different_size_is_refused_in_words(sessions):
 
 
 def test_a_hosts_limits_are_enforced_and_shown_on_the_page(tmp_path):
-    from studio.page import build_demo
+    from helios.studio.page import build_demo
 
     limits = Limits(max_segments=2, max_steps=4)
     engine = Engine(load_model("tiny"), EngineOptions(limits=limits))
@@ -232,9 +232,9 @@ def test_a_hosts_limits_are_enforced_and_shown_on_the_page(tmp_path):
 
 
 def test_a_sessions_runs_are_kept_newest_first_to_replay_download_and_load(sessions, monkeypatch):
-    from studio import history
+    from helios.studio import history
 
-    monkeypatch.setattr("studio.sessions.KEPT", 2)
+    monkeypatch.setattr("helios.studio.sessions.KEPT", 2)
     workdirs = []
     for seed in (11, 12, 13):
         _, updates = sessions.generate("gil", form(segments=1, seed=seed, steps="2,1,1", rows=[[0, f"a kite {seed}"]]))

@@ -16,7 +16,7 @@ from helios import loading
 from helios.errors import ModelUnavailable
 from helios.loading import LoadOptions, load_model
 from helios.placement.options import Placement
-from studio.page import build_demo
+from helios.studio.page import build_demo
 
 GIB = 2**30
 STAND_IN = """

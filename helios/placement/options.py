@@ -76,7 +76,7 @@ class Placement:
     fp8_linears: str = "torchao"
     """Whose FP8 linear layers: "torchao" (the library) or "ours" (`Float8Linear`); see placement/fp8.py."""
     fp8_attention: bool = False
-    """With FP8 weights on FP8 tensor cores, self-attention's q·k in FP8 too (kernels/fp8_attention.py)."""
+    """With FP8 weights on FP8 tensor cores, self-attention's q·k in FP8 too (helios/kernels/fp8_attention.py)."""
     kernels: bool = False
     compile_blocks: bool = True
     attention_backend: str | None = "_native_cudnn"

@@ -19,7 +19,7 @@ from .live_stream import PLAYER_HTML
 from .metrics import REAL_TIME
 from .worded import Crossfade, ImageUpload, Resolution, RunNumber, Seed, Segments, StartUnit, TimelineRows, VideoUpload
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLE_TIMELINES = {p.name: p for p in sorted((ASSETS / "timelines").glob("*")) if p.suffix in (".json", ".csv")}
 CSS = """
 .metrics-table th { text-align: left; padding-right: 1em; font-weight: 600; }

@@ -1,4 +1,4 @@
-"""`python -m studio.soak --runs N [--model M] [--resolution HxW] [--out FILE] [app flags]`: the app used for a long time, as careless and hostile
+"""`python -m helios.studio.soak --runs N [--model M] [--resolution HxW] [--out FILE] [app flags]`: the app used for a long time, as careless and hostile
 clients use it, to show that nothing it holds keeps growing.
 
 It starts `python app.py` in a fresh folder for Gradio's cache, with sessions released after a few idle seconds and
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GROWTH = 1.05
 QUANTITIES = ("rss_mib", "fds", "threads", "gpu_mib", "disk_mib")
 
