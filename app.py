@@ -18,19 +18,19 @@ import sys
 import threading
 import time
 
-from helios import DEFAULT_MODEL
-from helios.cache import cache_dir
-from helios.placement.read_ahead import model_named, start_early
+from helios.startup import read_ahead_from_here
 
-start_early(model_named(sys.argv[1:], os.environ.get("HELIOS_MODEL") or DEFAULT_MODEL), cache_dir())  # before torch
+read_ahead_from_here(sys.argv[1:])  # before torch: a cold disk is what a start waits on
 
 import torch
+
+from helios import DEFAULT_MODEL
 
 from helios.cli import Parser, add_placement_arguments, load_options_from_args
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import LoadOptions, load_model
-from helios.run import follow
+from helios.run import follow, warm_up
 from helios.studio.gpu import import_spaces_first
 from helios.studio.session_limits import SessionLimits
 
@@ -172,7 +172,7 @@ def serve(args, engine, banner: str) -> int:
     )
     live.mount(demo.app)
     if warm:
-        warm_up(engine, default_resolution, ready)
+        warm_up_then_ready(engine, default_resolution, ready)
     demo.block_thread()
     return 0
 
@@ -185,11 +185,11 @@ def largest_fitting(model) -> str | None:
     return next((name for name, size in RESOLUTIONS.items() if model.placement.fits(*size)), None)
 
 
-def warm_up(engine, resolution: str, ready: threading.Event) -> None:
+def warm_up_then_ready(engine, resolution: str, ready: threading.Event) -> None:
     height, width = (int(v) for v in resolution.split("x"))
     print(f"warming up: one short run at {resolution} (on a GPU it compiles and captures CUDA graphs) ...", flush=True)
     start = time.perf_counter()
-    engine.warm_up(height, width)
+    warm_up(engine, height, width)
     ready.set()
     print(f"warm: ready for requests after {time.perf_counter() - start:.1f} s", flush=True)
 

@@ -25,10 +25,10 @@ from helios.engine import Engine, EngineOptions
 from helios.flavour import DISTILLED
 from helios.limits import parse_steps
 from helios.loading import LoadOptions, _load, assemble
-from helios.placement.capability import Capabilities
-from helios.placement.options import ModelSize, Placement, resolve
-from helios.placement.ranks import ranks
-from helios.run import follow
+from helios.fit.capability import Capabilities
+from helios.fit.tiers import ModelSize, Placement, resolve
+from helios.parallel.ranks import ranks
+from helios.run import Run, follow, warm_up
 from helios.request import GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline
 
@@ -107,7 +107,7 @@ def run_engine(engine, steps, segments, **context):
     torch.cuda.synchronize()
     start = time.perf_counter()
     first, frames, denoise, decode = None, 0, 0.0, 0.0
-    for seg in engine.start(request).segments():
+    for seg in Run(engine, request).segments():
         first = first if first is not None else time.perf_counter() - start
         frames += len(seg.frames)
         denoise += seg.timings.denoise_s
@@ -139,7 +139,7 @@ def psnr_between(a, b) -> dict:
 
 def engine_frames(engine):
     settings = GenerationSettings(num_frames=66, pyramid_steps=(2, 2, 2), seed=0)
-    run = engine.start(GenerationRequest(PromptTimeline.single("benchmark"), settings))
+    run = Run(engine, GenerationRequest(PromptTimeline.single("benchmark"), settings))
     return np.concatenate([s.frames for s in run.segments()])
 
 
@@ -366,7 +366,7 @@ def measure_tier(args) -> int:
     torch.cuda.synchronize()
     result.update(first_encode_s=round(t1 - t0, 3), encode_new_prompt_s=round(time.perf_counter() - t1, 3))
     t0 = time.perf_counter()
-    engine.warm_up(384, 640)
+    warm_up(engine, 384, 640)
     result["warm_up_s"] = round(time.perf_counter() - t0, 1)
     torch.cuda.reset_peak_memory_stats()
     for steps in [parse_steps(s) for s in args.steps.split(";")]:

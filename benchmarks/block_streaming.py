@@ -12,7 +12,7 @@ import time
 import torch
 
 from helios.engine import _history_indices
-from helios.placement.streaming import stream_blocks, streamed_positions
+from helios.weights.streaming import stream_blocks, streamed_positions
 
 from .bench import build_transformer
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from helios.engine import Engine, EngineOptions
 from helios.loading import LoadOptions, load_model
-from helios.placement.options import Placement
-from helios.run import follow
+from helios.fit.tiers import Placement
+from helios.run import Run, follow
 from helios.request import GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline
 
@@ -41,7 +41,7 @@ def main() -> None:
     request = GenerationRequest(PromptTimeline.single("a paper boat"), settings)
     try:
         start = time.perf_counter()
-        frames = np.concatenate([s.frames for s in engine.start(request).segments()])
+        frames = np.concatenate([s.frames for s in Run(engine, request).segments()])
         result = dict(vars(args), ranks=model.ranks.size, seconds=round(time.perf_counter() - start, 1))
         if args.out:
             np.save(args.out, frames)

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.disk_readers --model FOLDER`: how fast the read-ahead's child process (placement/read_ahead.py)
+"""`python -m benchmarks.disk_readers --model FOLDER`: how fast the read-ahead's child process (startup.py)
 gets a checkpoint's files from the disk, in the load's order, after the page cache is dropped (root only): the rate a
 cold load can expect, against the disk's own (`dd` with O_DIRECT in first_minute.sh)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmarks.first_minute import drop_caches
 from benchmarks.json_lines import emit
-from helios.placement.read_ahead import ReadAhead
+from helios.startup import ReadAhead
 
 
 def main() -> None:

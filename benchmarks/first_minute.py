@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.json_lines import emit
-from helios.placement.read_ahead import CODE_FILES
+from helios.startup import CODE_FILES
 
 PROMPT = "A red fox walks through fresh snow at dawn"
 

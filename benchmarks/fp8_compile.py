@@ -64,8 +64,8 @@ def main() -> None:
         quant_api._check_hardware_support = lambda *a, **k: None
     from torch._dynamo.utils import compile_times, counters
 
-    from helios.placement.aot import TUNING
-    from helios.placement.fp8 import block_to_float8
+    from helios.faster.aot import TUNING
+    from helios.weights.fp8 import block_to_float8
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tiny_blocks, calls = block_inputs(device)

@@ -15,8 +15,8 @@ import json
 import torch
 from torch import nn
 
-from helios.placement.aot import TUNING
-from helios.placement.fp8 import block_to_float8
+from helios.faster.aot import TUNING
+from helios.weights.fp8 import block_to_float8
 
 TOKENS, DIM, FFN = 11_000, 5120, 13824
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from helios.engine import Engine
-from helios.placement.options import Placement
+from helios.fit.tiers import Placement
 from helios.studio.soak import IN_PROCESS, InProcess, soak, verdict_of
 
 from .bench import build_transformer, build_vae, place

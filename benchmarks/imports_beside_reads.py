@@ -5,7 +5,7 @@ says when both the imports and the read-ahead were done (`ready_s`: what a load 
 from the page cache):
 
 - `after`: the imports alone, then the read-ahead (the order of a first start, and of the load trace's plain run);
-- `beside`: the read-ahead from the first line, in the I/O class it starts in (placement/read_ahead.py), with
+- `beside`: the read-ahead from the first line, in the I/O class it starts in (startup.py), with
   `--code-list` reading the code files the last load noted first, as the CLI's start does;
 - `beside-best-effort` / `beside-idle`: the same, its child moved to that class with `ionice` (Linux; the disk's
   scheduler must honour classes: `mq-deadline` and `bfq` do, `none` does not).
@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks.first_minute import drop_caches
 from benchmarks.json_lines import emit
 from helios.cache import cache_dir
-from helios.placement.read_ahead import CODE_FILES, ReadAhead
+from helios.startup import CODE_FILES, ReadAhead
 
 IMPORTS = "from helios.loading import _import_libraries; _import_libraries()"
 CLASSES = {"beside-best-effort": ["-c", "2", "-n", "4"], "beside-idle": ["-c", "3"]}

@@ -9,12 +9,12 @@ import triton
 from diffusers.models.attention_dispatch import AttentionBackendName
 from diffusers.models.transformers.transformer_helios import HeliosTransformerBlock
 
-from helios.placement.fused_block import use_kernels
-from helios.kernels.adaln_norm import adaln_norm, adaln_norm_reference
-from helios.kernels.causal_conv3d import causal_conv3d, gemm_weight
-from helios.kernels.fp8_attention import fp8_attention, quantize_heads
-from helios.kernels.gated_residual import gated_residual, gated_residual_reference
-from helios.kernels.qk_norm_rope import qk_norm_rope, qk_norm_rope_reference
+from helios.faster.fused_block import use_kernels
+from helios.faster.kernels.adaln_norm import adaln_norm, adaln_norm_reference
+from helios.faster.kernels.causal_conv3d import causal_conv3d, gemm_weight
+from helios.faster.kernels.fp8_attention import fp8_attention, quantize_heads
+from helios.faster.kernels.gated_residual import gated_residual, gated_residual_reference
+from helios.faster.kernels.qk_norm_rope import qk_norm_rope, qk_norm_rope_reference
 
 TOKENS, CONTEXT, D, HEADS = 11040, 8640, 5120, 40
 

@@ -2,7 +2,7 @@
 only), then the process imports and loads the model as the CLI does, while a sampler notes every thread's stack every
 0.25 s from the process's first line. The summary counts, per thread, the innermost frame in our code and the
 innermost frame of all, each sample being a quarter second of that thread's time. `--start` says how the reading
-begins (placement/read_ahead.py): `noted`, as the CLI's first line does after a first load, the code files that
+begins (startup.py): `noted`, as the CLI's first line does after a first load, the code files that
 load noted, then the checkpoint, from the first line; `installed`, as on a machine's first start (the list
 removed), the libraries' installed code, then the checkpoint, from the first line; `load`, as before either, the
 checkpoint from when the load has imported the libraries."""
@@ -65,7 +65,7 @@ def main() -> None:
 
     dropped = drop_caches()
     from helios.cache import cache_dir
-    from helios.placement.read_ahead import CODE_FILES, start_early
+    from helios.startup import CODE_FILES, start_early
 
     if args.start != "noted":
         (cache_dir() / CODE_FILES).unlink(missing_ok=True)

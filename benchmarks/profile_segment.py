@@ -13,7 +13,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.bench import build_transformer, build_vae, place, run_engine, run_reference
 from helios.engine import Engine
-from helios.placement.options import Placement
+from helios.fit.tiers import Placement
 
 STEPS, SEGMENTS = (2, 2, 2), 2
 

@@ -1,6 +1,6 @@
 """`python -m benchmarks.text_encoder_rows [--layers N]`: how far the text encoder's embeddings move when its layers
 wait in host memory in 8 bits: FP8 (e4m3, row scales, `wo` kept in bf16 as UMT5 casts its input to that weight's
-dtype: the small tiers' form before int8) or int8 rows (every linear layer: placement/int8.py), against bf16.
+dtype: the small tiers' form before int8) or int8 rows (every linear layer: weights/int8.py), against bf16.
 
 UMT5-XXL widths with random weights as `benchmarks.random_checkpoint` makes them, N of its 24 layers and a small
 vocabulary (the error grows with depth; the embedding table is looked up, not multiplied), on the GPU if there is one,
@@ -16,8 +16,8 @@ import json
 import torch
 from torch import nn
 
-from helios.placement.fp8 import Float8Linear, swap_linears
-from helios.placement.int8 import layer_to_int8
+from helios.weights.fp8 import Float8Linear, swap_linears
+from helios.weights.int8 import layer_to_int8
 
 from .random_checkpoint import build_text_encoder
 

@@ -14,9 +14,9 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from helios.kernels.causal_conv3d import _causal_conv3d_kernel  # noqa: E402
-from helios.kernels.rms_norm_silu import _rms_norm_silu_kernel  # noqa: E402
-from helios.kernels.rows import rows_per_program  # noqa: E402
+from helios.faster.kernels.causal_conv3d import _causal_conv3d_kernel  # noqa: E402
+from helios.faster.kernels.rms_norm_silu import _rms_norm_silu_kernel  # noqa: E402
+from helios.faster.kernels.rows import rows_per_program  # noqa: E402
 
 NORM = {"x_ptr": "*bf16", "gamma_ptr": "*bf16", "out_ptr": "*bf16", "rows": "i32", "C": "i32", "scale": "fp32",
         "ROWS": "constexpr", "BLOCK": "constexpr"}

@@ -1,5 +1,5 @@
 """Microbenchmark: Wan VAE decode of one Helios segment (9 latent frames -> 33 frames at 384x640) in the ways the
-engine could run it: diffusers' per-latent loop (`vae.decode`) or our wide passes (`helios.placement.vae_passes`), in
+engine could run it: diffusers' per-latent loop (`vae.decode`) or our wide passes (`helios.vae_passes`), in
 fp32 or bf16, with or without channels-last convolution weights, cuDNN autotuning or a compiled decoder; and the
 encode of a 33-frame clip (image-to-video encodes one, a continued video one per 33 frames), diffusers' 4-frame
 loop against our wide passes on the kernels.
@@ -13,8 +13,8 @@ import time
 import torch
 
 from benchmarks.bench import build_vae
-from helios.placement.vae_kernels import use_vae_kernels
-from helios.placement.vae_passes import decode_latents, encode_pixels
+from helios.faster.vae_kernels import use_vae_kernels
+from helios.vae_passes import decode_latents, encode_pixels
 
 
 def to_channels_last(vae):

@@ -1,11 +1,16 @@
+"""`python -m helios` and the installed `helios` command: the start-up read-ahead first, then the CLI."""
+
 import sys
 
-from . import DEFAULT_MODEL
-from .cache import cache_dir
-from .placement.read_ahead import model_named, start_early
 
-start_early(model_named(sys.argv[1:], DEFAULT_MODEL), cache_dir())  # before torch: a cold disk is what a start waits on
+def main() -> int:
+    from .startup import read_ahead_from_here
 
-from .cli import main
+    read_ahead_from_here(sys.argv[1:])  # before torch: a cold disk is what a start waits on
+    from .cli import main as cli
 
-sys.exit(main())
+    return cli()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,10 +13,10 @@ from .errors import BadInput, HeliosError
 from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import LoadOptions, load_model
 from .media import VideoWriter, check_output_path, read_image, read_video
-from .placement.options import FP8_LINEARS, MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
-from .placement.ranks import ranks
+from .fit.tiers import FP8_LINEARS, MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
+from .parallel.ranks import ranks
 from .recipe import Recipe, recipe_for, segment_timings, sidecar, timings_of
-from .run import follow
+from .run import Run, follow
 from .request import GenerationRequest, GenerationSettings
 from .segment import Segment, StepProgress
 from .timeline import PromptTimeline, read_timeline
@@ -218,7 +218,7 @@ def compile_blocks(args) -> int:
     inputs, and builds the package that every later run of this GPU, torch and weight form starts from."""
     from .engine import Engine
     from .loading import aot_cache
-    from .placement.aot import META, aot_key, build, capture_block_inputs
+    from .faster.aot import META, aot_key, build, capture_block_inputs
 
     if args.out is not None and args.out.exists() and not (args.out / META).is_file():
         raise BadInput(f"--out {args.out} exists and is not an AoT folder: give a new folder (an AoT folder is replaced).")
@@ -229,7 +229,7 @@ def compile_blocks(args) -> int:
     request = GenerationRequest(PromptTimeline.single("a compile example"), settings)
     block = model.transformer.blocks[0]
     block = getattr(block, "block", block)
-    inputs = capture_block_inputs(block, lambda: next(Engine(model).start(request).segments()))
+    inputs = capture_block_inputs(block, lambda: next(Run(Engine(model), request).segments()))
     key = aot_key(model.transformer.config, model.dtype, model.placement, model.capabilities)
     out = args.out or aot_cache() / key.name
     print(f"{model.describe()}\ncompiling {type(block).__name__} for {key.name} ...", flush=True)
@@ -240,7 +240,7 @@ def compile_blocks(args) -> int:
 
 
 def write_videos(engine, requests, outs: list[Path], grid: bool, folder: Path) -> int:
-    runs = [engine.start(request) for _, request in requests]  # every request checked before the first runs
+    runs = [Run(engine, request) for _, request in requests]  # every request checked before the first runs
     if grid:
         folder.mkdir(parents=True, exist_ok=True)
     settings = requests[0][1].settings

@@ -13,7 +13,7 @@ import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from PIL import Image
@@ -24,16 +24,28 @@ from .denoise import Denoiser, SamplingPlan, SegmentContext
 from .errors import BadInput
 from .limits import FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_SEED, SPATIAL_COMPRESSION, Limits
 from .loading import HeliosModel, on_device
-from .placement.cuda_graphs import GraphedForward
-from .placement.options import GIB, workspace_bytes
-from .placement.vae_passes import LATENTS_PER_PASS, decode_latents, encode_pixels
-from .request import GenerationRequest, GenerationSettings
-from .run import Denoised, Run
+from .faster.cuda_graphs import GraphedForward
+from .fit.tiers import GIB, workspace_bytes
+from .vae_passes import LATENTS_PER_PASS, decode_latents, encode_pixels
+from .request import GenerationRequest
 from .segment import StepProgress, Stopwatch
 from .text import PromptEncoder
-from .timeline import PromptTimeline
+from .timeline import Mix, PromptTimeline
 
 NOISE_SIGMA = (0.111, 0.135)
+
+
+@dataclass
+class Denoised:
+    """A segment's latents on their way to the decoder, with the state a continuation after it starts from."""
+
+    index: int
+    prompts: Mix
+    latents: torch.Tensor
+    watch: Stopwatch
+    prefix: torch.Tensor | None
+    history: torch.Tensor
+    generator_state: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -87,18 +99,6 @@ class Engine:
         mean = torch.tensor(cfg.latents_mean).view(shape).to(self.model.device, vae.dtype)
         return mean, 1.0 / torch.tensor(cfg.latents_std).view(shape).to(self.model.device, vae.dtype)
 
-    def warm_up(self, height: int, width: int) -> None:
-        """One short run at this size: compiles the blocks, captures the CUDA graphs (every segment and step preset
-        of a size uses the same shapes) and autotunes the VAE, so the first user's run is already at full speed."""
-        flavour = self.model.flavour
-        stages = len(flavour.default_pyramid_steps) if flavour.pyramid else 0
-        settings = GenerationSettings(
-            height=height, width=width, num_frames=FRAMES_PER_SEGMENT, pyramid_steps=(1,) * stages or None,
-            num_inference_steps=2,
-        )
-        for _ in self.start(GenerationRequest(PromptTimeline.single("warm-up"), settings)).segments():
-            pass
-
     def free_memory(self) -> None:
         """After an out-of-memory: what the allocator caches goes back to the GPU; graphs and weights stay."""
         gc.collect()
@@ -106,11 +106,8 @@ class Engine:
             torch.cuda.synchronize(self.model.device)
             torch.cuda.empty_cache()
 
-    def start(self, request: GenerationRequest) -> Run:
-        """Validate the request (BadInput names the first problem) and hand out its run, not started yet."""
-        return Run(self, request, self.plan(request))
-
     def plan(self, request: GenerationRequest) -> SamplingPlan:
+        """Validates the request (BadInput names the first problem) and says how its segments are sampled."""
         s, flavour = request.settings, self.model.flavour
         m = flavour.size_multiple
         if not all(isinstance(v, int) and v > 0 for v in (s.height, s.width)) or s.height % m or s.width % m:
@@ -181,29 +178,32 @@ class Engine:
         finally:
             self._busy.release()
 
-    def denoise(self, run: Run) -> Iterator[Denoised]:
-        """The run's segments, denoised one after another; each step is reported to (and may be stopped by) the run."""
-        model, s, plan = self.model, run.request.settings, run.plan
+    def denoise(self, request: GenerationRequest, plan: SamplingPlan, prompts_at: Callable[[int], Mix],
+                on_step: Callable[[StepProgress], None]) -> Iterator[Denoised]:
+        """The request's segments, denoised one after another. `prompts_at(k)` is segment k's prompt mix when k
+        starts (the timeline may change while the request runs); `on_step` hears of every step and stops the
+        denoising by raising Cancelled, as diffusers' `callback_on_step_end` and `interrupt` do."""
+        model, s = self.model, request.settings
         device = model.device
         generator = torch.Generator(device=device).manual_seed(s.seed)
         latent_shape = (LATENT_FRAMES, s.height // SPATIAL_COMPRESSION, s.width // SPATIAL_COMPRESSION)
         denoise = Denoiser(model.transformer, model.scheduler, plan, generator, device, latent_shape, self.forward)
         uncond = self.prompts.encode(s.negative_prompt) if plan.guided else None
-        for prompt in run.request.timeline.prompts:
+        for prompt in request.timeline.prompts:
             self.prompts.encode(prompt)
 
-        after = run.request.after
+        after = request.after
         if after is None:
-            prefix, history = self._context(run.request, generator)
+            prefix, history = self.prepare_context(request, generator)
         else:
             generator.set_state(after.generator_state)
             prefix, history = after.prefix, after.history
         indices = {name: t.to(device) for name, t in _history_indices(s.history_sizes).items()}
-        first, total = run.request.first_segment, run.total_segments
+        first, total = request.first_segment, request.total_segments
         for k in range(first, total):
             watch = Stopwatch(device)
             watch.mark()
-            mix = model.ranks.share(run.timeline.mix(k))
+            mix = prompts_at(k)
             long, mid, short1x = history.split(sorted(s.history_sizes, reverse=True), dim=2)
             anchor = torch.zeros_like(short1x[:, :, :1]) if prefix is None else prefix
             history_inputs = dict(
@@ -219,13 +219,13 @@ class Engine:
             )
             total_steps = plan.steps_in_segment(k == 0)
             step = iter(range(1, total_steps + 1))
-            run.step(StepProgress(k, total, 0, total_steps))
-            latents = denoise(latents, ctx, k == 0, lambda: run.step(StepProgress(k, total, next(step), total_steps)))
+            on_step(StepProgress(k, total, 0, total_steps))
+            latents = denoise(latents, ctx, k == 0, lambda: on_step(StepProgress(k, total, next(step), total_steps)))
             if prefix is None:
                 prefix = latents[:, :, :1]
             history = torch.cat([history, latents], dim=2)[:, :, -history.shape[2]:]
             watch.mark()
-            yield Denoised(k, mix, latents, watch, prefix, history, generator.get_state(), threading.Event())
+            yield Denoised(k, mix, latents, watch, prefix, history, generator.get_state())
 
     def decode(self, latents: torch.Tensor, watch: Stopwatch) -> torch.Tensor:
         """Latents to uint8 frames (T, H, W, 3) on the host, decoded on the engine's decode stream once the
@@ -268,8 +268,9 @@ class Engine:
             sigma = sigma.view(1, 1, count, 1, 1)
         return sigma * randn_tensor(latents.shape, generator=generator, device=device) + (1 - sigma) * latents
 
-    def _context(self, request: GenerationRequest, generator: torch.Generator):
-        """The first-frame anchor (None for text-to-video) and the initial history latents."""
+    def prepare_context(self, request: GenerationRequest, generator: torch.Generator):
+        """The first-frame anchor (None for text-to-video) and the initial history latents, as
+        `HeliosPyramidPipeline.__call__` of diffusers 0.42.1 builds them before its first chunk."""
         s = request.settings
         c = self.model.transformer.config.in_channels
         history = torch.zeros(
@@ -277,29 +278,38 @@ class Engine:
             device=self.model.device,
         )
         if request.image is not None:
-            image = self.video_processor.preprocess(request.image, height=s.height, width=s.width)
-            prefix = self._encode(image.unsqueeze(2), generator)
-            still = image.unsqueeze(2).repeat(1, 1, FRAMES_PER_SEGMENT, 1, 1)
-            fake = self._encode(still, generator)[:, :, -1:]
-            prefix = self._noisy(prefix, generator)
-            fake = self._noisy(fake, generator)
+            prefix, fake = self.prepare_image_latents(request.image, s.height, s.width, generator)
             return prefix, torch.cat([history[:, :, :-1], fake], dim=2)
         if request.video is not None:
-            video = self._video_pixels(request.video, s.height, s.width)
-            chunks = video.shape[2] // FRAMES_PER_SEGMENT
-            start = video.shape[2] - chunks * FRAMES_PER_SEGMENT
-            prefix = self._encode(video[:, :, :1], generator)
-            latents = [
-                self._encode(video[:, :, start + i * FRAMES_PER_SEGMENT : start + (i + 1) * FRAMES_PER_SEGMENT], generator)
-                for i in range(chunks)
-            ]
-            prefix = self._noisy(prefix, generator)
-            noisy = [self._noisy(chunk, generator, per_frame=True) for chunk in latents]
-            video_latents = torch.cat(noisy, dim=2)
+            prefix, video_latents = self.prepare_video_latents(request.video, s.height, s.width, generator)
             keep = history.shape[2] - video_latents.shape[2]
             history = torch.cat([history[:, :, :keep], video_latents], dim=2) if keep > 0 else video_latents
             return prefix, history[:, :, -sum(s.history_sizes):]
         return None, history
+
+    def prepare_image_latents(self, image, height: int, width: int, generator: torch.Generator):
+        """The image's latents and those of the image held still for a segment (its last latent stands in for
+        history), both noised: mirrors `HeliosPyramidPipeline.prepare_image_latents` and the noise its `__call__`
+        adds (diffusers 0.42.1)."""
+        pixels = self.video_processor.preprocess(image, height=height, width=width)
+        latents = self._encode(pixels.unsqueeze(2), generator)
+        still = pixels.unsqueeze(2).repeat(1, 1, FRAMES_PER_SEGMENT, 1, 1)
+        fake = self._encode(still, generator)[:, :, -1:]
+        return self._noisy(latents, generator), self._noisy(fake, generator)
+
+    def prepare_video_latents(self, frames, height: int, width: int, generator: torch.Generator):
+        """The first frame's latents and the latents of the video's last whole segments, noised per frame: mirrors
+        `HeliosPyramidPipeline.prepare_video_latents` and the noise its `__call__` adds (diffusers 0.42.1)."""
+        video = self._video_pixels(frames, height, width)
+        chunks = video.shape[2] // FRAMES_PER_SEGMENT
+        start = video.shape[2] - chunks * FRAMES_PER_SEGMENT
+        prefix = self._encode(video[:, :, :1], generator)
+        latents = [
+            self._encode(video[:, :, start + i * FRAMES_PER_SEGMENT : start + (i + 1) * FRAMES_PER_SEGMENT], generator)
+            for i in range(chunks)
+        ]
+        prefix = self._noisy(prefix, generator)
+        return prefix, torch.cat([self._noisy(chunk, generator, per_frame=True) for chunk in latents], dim=2)
 
 
 def _history_indices(history_sizes: tuple[int, int, int]) -> dict[str, torch.Tensor]:

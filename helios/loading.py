@@ -1,7 +1,7 @@
 """Load a Helios checkpoint (hub id, local diffusers folder, or the `tiny` preset) once per process and keep it warm.
 
 The transformer and the text encoder are built empty, then filled from their files module by module straight into
-the place their memory tier gives them (placement/place.py), side by side: no whole model passes through host memory.
+the place their memory tier gives them (weights/place.py), side by side: no whole model passes through host memory.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from . import DEFAULT_MODEL
 from .cache import cache_dir
 from .errors import ModelUnavailable
 from .flavour import Flavour, flavour_from_index
-from .placement.aot import aot_key, choose
-from .placement.capability import Capabilities
-from .placement.context_parallel import attention_split
-from .placement.options import HOST_BASE, Placement, Resolved, resolve
-from .placement.size import model_size
-from .placement.ranks import Ranks, ranks
-from .placement.read_ahead import ReadAhead, note_code_files
-from .placement.streaming import BlockStream
-from .placement.weights import HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream
+from .faster.aot import aot_key, choose
+from .fit.capability import Capabilities
+from .parallel.context_parallel import attention_split
+from .fit.tiers import HOST_BASE, Placement, Resolved, resolve
+from .fit.size import model_size
+from .parallel.ranks import Ranks, ranks
+from .startup import ReadAhead, note_code_files
+from .weights.streaming import BlockStream
+from .weights.files import HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
 
 CPU_PARAM_LIMIT = 2e9
@@ -157,7 +157,7 @@ def _import_libraries():
     import diffusers
     import transformers
 
-    from .placement import place  # noqa: F401
+    from .weights import place  # noqa: F401
 
     for library, names in ((diffusers, ("HeliosTransformer3DModel", "AutoencoderKLWan")),
                            (transformers, ("UMT5EncoderModel", "AutoTokenizer"))):
@@ -237,7 +237,7 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
     that would otherwise wait for the disk); without a folder the modules bring their own weights (the benchmark's
     full-size random ones). On ZeroGPU the main process may not touch CUDA: everything is filled on the CPU, then
     sent to the GPU whole."""
-    from .placement.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
+    from .weights.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
 
     resolved = with_aot(resolved, parts["transformer"].config, dtype, caps)
     ledger = HostLedger(resolved.host_budget, HOST_BASE)
@@ -285,7 +285,7 @@ def decode_thread(device: torch.device) -> ThreadPoolExecutor:
 def _warm_vae(vae, size: tuple[int, int] | None, device: torch.device, thread: ThreadPoolExecutor) -> Future | None:
     """The VAE's first decode at the default size, beside the load, on the thread every later decode runs on (none
     on the CPU, where nothing is compiled or autotuned, nor on ZeroGPU, whose main process fills on the CPU)."""
-    from .placement.vae_passes import warm_decode
+    from .vae_passes import warm_decode
 
     if device.type != "cuda" or size is None:
         return None

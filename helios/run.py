@@ -1,4 +1,5 @@
-"""One generation, as the engine hands it out: validated, then iterated for one ordered stream of events.
+"""One generation: validated, then iterated for one ordered stream of events; the engine below it only denoises and
+decodes, and knows nothing of threads, stops, live edits or ranks.
 
 Denoising runs on the engine's denoise thread and decoding on its decode thread (on the decode stream), while the
 caller's thread hands out events, so segment k is decoded and handed out while segment k+1 is being denoised. The
@@ -10,38 +11,29 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import torch
 
-from .denoise import SamplingPlan
+from .engine import Denoised, Engine
 from .errors import Cancelled, OutOfMemory
-from .limits import output_frames
-from .placement.ranks import DONE, tensors_on
-from .request import Continuation, GenerationRequest
-from .segment import Segment, SegmentTimings, StepProgress, Stopwatch
-from .timeline import PromptTimeline
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .limits import FRAMES_PER_SEGMENT, output_frames
+from .parallel.ranks import DONE, tensors_on
+from .request import Continuation, GenerationRequest, GenerationSettings
+from .segment import Segment, SegmentTimings, StepProgress
+from .timeline import Mix, PromptTimeline
 
 _END = object()
 
 
 @dataclass
-class Denoised:
-    """A segment's latents on their way to the decoder, with the state a continuation after it starts from."""
+class _Queued:
+    """A denoised segment waiting for its decode; `queued` is set once the decode is on the GPU's queue."""
 
-    index: int
-    prompts: tuple[tuple[str, float], ...]
-    latents: torch.Tensor
-    watch: Stopwatch
-    prefix: torch.Tensor | None
-    history: torch.Tensor
-    generator_state: torch.Tensor
-    queued: threading.Event
+    denoised: Denoised
+    queued: threading.Event = field(default_factory=threading.Event)
 
 
 class Run:
@@ -50,10 +42,11 @@ class Run:
     After each segment handed out, `continuation` is where a next run picks up (`GenerationRequest(after=...)`).
     """
 
-    def __init__(self, engine: Engine, request: GenerationRequest, plan: SamplingPlan):
+    def __init__(self, engine: Engine, request: GenerationRequest):
+        """Validates the request (BadInput names the first problem); nothing runs until it is iterated."""
         self.engine = engine
         self.request = request
-        self.plan = plan
+        self.plan = engine.plan(request)
         self.continuation: Continuation | None = request.after
         self._timeline = request.timeline
         self._lock = threading.Lock()
@@ -85,11 +78,18 @@ class Run:
         with self._lock:
             return self._timeline
 
-    def step(self, progress: StepProgress) -> None:
-        """The engine reports each denoising step here; raises Cancelled once the run is to stop."""
+    def _on_step(self, progress: StepProgress) -> None:
+        """The engine reports each denoising step here; raises Cancelled once every rank is to stop."""
         self._events.put(progress)
         if self.engine.model.ranks.stop(self._cancel.is_set() or self._abandon.is_set()):
             raise Cancelled("Generation stopped.")
+
+    def _prompts_at(self, segment: int) -> Mix:
+        """The live timeline's mix as the segment starts, rank 0's on every rank."""
+        return self.engine.model.ranks.share(self.timeline.mix(segment))
+
+    def _denoised(self) -> Iterator[Denoised]:
+        return self.engine.denoise(self.request, self.plan, self._prompts_at, self._on_step)
 
     def segments(self) -> Iterator[Segment]:
         return (event for event in self if isinstance(event, Segment))
@@ -122,7 +122,8 @@ class Run:
         try:
             self.engine.model.ranks.send(self.request)
             with torch.inference_mode():
-                for item in self.engine.denoise(self):
+                for denoised in self._denoised():
+                    item = _Queued(denoised)
                     self._events.put(item)
                     while not item.queued.wait(0.1) and not self._abandon.is_set():
                         pass
@@ -138,7 +139,7 @@ class Run:
             item = self._events.get(timeout=0.1)
         except queue.Empty:
             return
-        if isinstance(item, Denoised):
+        if isinstance(item, _Queued):
             item.queued.set()
 
     def _hand_out(self) -> Iterator[StepProgress | Segment]:
@@ -153,9 +154,11 @@ class Run:
                 yield event
                 continue
             try:
-                decoded = self.engine.model.decode_thread.submit(self.engine.decode, event.latents, event.watch).result()
+                decoded = self.engine.model.decode_thread.submit(
+                    self.engine.decode, event.denoised.latents, event.denoised.watch).result()
             finally:
                 event.queued.set()
+            event = event.denoised
             denoise_s, decode_s = event.watch.seconds()
             frames = decoded.numpy() if held is None else np.concatenate([held, decoded.numpy()])
             frames, held = frames[:frames_left], frames[frames_left:]
@@ -174,15 +177,28 @@ class Run:
             yield segment
 
 
+def warm_up(engine: Engine, height: int, width: int) -> None:
+    """One short run at this size: compiles the blocks, captures the CUDA graphs (every segment and step preset of a
+    size uses the same shapes) and autotunes the VAE, so the first user's run is already at full speed."""
+    flavour = engine.model.flavour
+    stages = len(flavour.default_pyramid_steps) if flavour.pyramid else 0
+    settings = GenerationSettings(
+        height=height, width=width, num_frames=FRAMES_PER_SEGMENT, pyramid_steps=(1,) * stages or None,
+        num_inference_steps=2,
+    )
+    for _ in Run(engine, GenerationRequest(PromptTimeline.single("warm-up"), settings)).segments():
+        pass
+
+
 def follow(engine: Engine) -> None:
-    """A follower rank's whole life (placement/ranks.py): run each request the leader sends, in step with it, until
+    """A follower rank's whole life (parallel/ranks.py): run each request the leader sends, in step with it, until
     the leader is done."""
     me = engine.model.ranks
     while (request := me.share(None)) != DONE:
-        run = engine.start(tensors_on(engine.model.device, request))
+        run = Run(engine, tensors_on(engine.model.device, request))
         try:
             with torch.inference_mode():
-                for _ in engine.denoise(run):
+                for _ in run._denoised():
                     pass
         except Cancelled:
             pass

@@ -18,6 +18,8 @@ from .errors import BadInput
 from .limits import FPS, FRAMES_PER_SEGMENT
 
 UNITS = ("segment", "second")
+Mix = tuple[tuple[str, float], ...]
+"""A segment's prompts with their weights, summing to 1."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class PromptTimeline:
                 )
             previous = entry.segment
 
-    def mix(self, segment: int) -> tuple[tuple[str, float], ...]:
+    def mix(self, segment: int) -> Mix:
         """The prompts in effect at `segment` with their weights (summing to 1), heaviest first."""
         if segment not in self._mix_cache:
             weights = self._weights(segment)

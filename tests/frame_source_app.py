@@ -7,7 +7,6 @@ import functools
 import re
 import runpy
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,34 +16,33 @@ import torch
 root = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(root))
 
-from helios.engine import Engine  # noqa: E402
+from helios.engine import Denoised, Engine  # noqa: E402
 from helios.limits import FRAMES_PER_SEGMENT  # noqa: E402
-from helios.run import Denoised  # noqa: E402
 from helios.segment import StepProgress, Stopwatch  # noqa: E402
 
 
-def paced_denoise(self, run):
+def paced_denoise(self, request, plan, prompts_at, on_step):
     """Steps at the rate's pace (a later segment's steps take 33 / rate s), so a run's first segment, which may have
     twice the steps, takes as much longer as the engine's would."""
-    prompt = run.request.timeline.prompts[0]
+    prompt = request.timeline.prompts[0]
     rate = float(re.search(r"(\d+(\.\d+)?)\s*fps", prompt).group(1)) if "fps" in prompt else 24.0
-    s = run.request.settings
+    s = request.settings
     bands(s.height, s.width)
-    step_s = FRAMES_PER_SEGMENT / rate / run.plan.steps_in_segment(False)
+    step_s = FRAMES_PER_SEGMENT / rate / plan.steps_in_segment(False)
     due = time.perf_counter()
-    first, total = run.request.first_segment, run.total_segments
+    first, total = request.first_segment, request.total_segments
     latents = torch.zeros(1, 1, 1, s.height, s.width)
     for k in range(first, total):
-        steps = run.plan.steps_in_segment(k == 0)
-        run.step(StepProgress(k, total, 0, steps))
+        steps = plan.steps_in_segment(k == 0)
+        on_step(StepProgress(k, total, 0, steps))
         watch = Stopwatch(torch.device("cpu"))
         watch.mark()
         for step in range(1, steps + 1):
             due += step_s
             time.sleep(max(0.0, due - time.perf_counter()))
-            run.step(StepProgress(k, total, step, steps))
+            on_step(StepProgress(k, total, step, steps))
         watch.mark()
-        yield Denoised(k, run.timeline.mix(k), latents + k, watch, latents, latents, torch.zeros(1), threading.Event())
+        yield Denoised(k, prompts_at(k), latents + k, watch, latents, latents, torch.zeros(1))
 
 
 @functools.cache

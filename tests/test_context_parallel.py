@@ -17,6 +17,7 @@ import pytest
 from gradio_client import Client
 
 from helios.engine import Engine
+from helios.run import Run
 from helios.loading import load_model
 from helios.request import GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline
@@ -37,7 +38,7 @@ def test_two_ranks_give_the_frames_of_one(tmp_path):
     (tmp_path / "timeline.csv").write_text(TIMELINE)
     settings = GenerationSettings(height=64, width=128, num_frames=66, pyramid_steps=(1, 1, 1), seed=3)
     request = GenerationRequest(PromptTimeline.from_csv(TIMELINE), settings)
-    one = np.concatenate([s.frames for s in Engine(model).start(request).segments()])
+    one = np.concatenate([s.frames for s in Run(Engine(model), request).segments()])
     done = subprocess.run(
         torchrun(2, "helios", "generate", "--model", "tiny", "--timeline", "timeline.csv", "--height", "64", "--width",
                  "128", "--frames", "66", "--steps", "1,1,1", "--seed", "3", "--out", "two.npy"),

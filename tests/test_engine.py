@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helios.engine import Engine
+from helios.run import Run
 from helios.errors import BadInput, OutOfMemory
 from helios.loading import load_model
 from helios.noise import sample_block_noise
@@ -41,7 +42,7 @@ def request(timeline, frames=33 * 4, **kw):
 
 
 def test_segments_stream_with_frames_ranges_prompts_and_timings(engine):
-    segments = list(engine.start(request(PromptTimeline.single("waves"), frames=70)).segments())
+    segments = list(Run(engine, request(PromptTimeline.single("waves"), frames=70)).segments())
     assert [s.index for s in segments] == [0, 1, 2]
     assert [(s.frame_start, s.frame_end) for s in segments] == [(0, 33), (33, 66), (66, 97)]
     for s in segments:
@@ -53,7 +54,7 @@ def test_segments_stream_with_frames_ranges_prompts_and_timings(engine):
 def test_two_prompt_crossfade_conditions_each_segment_on_the_lerp(engine, forwards):
     a, b = "a calm sea at dawn", "a storm at night"
     timeline = PromptTimeline((TimelineEntry(0, a), TimelineEntry(1, b)), crossfade=2)
-    segments = list(engine.start(request(timeline)).segments())
+    segments = list(Run(engine, request(timeline)).segments())
     ea, eb = engine.prompts.encode(a), engine.prompts.encode(b)
     per_segment = [6, 3, 3, 3]  # amplified first segment: twice the steps
     starts = np.cumsum([0] + per_segment[:-1])
@@ -67,7 +68,7 @@ def test_two_prompt_crossfade_conditions_each_segment_on_the_lerp(engine, forwar
 
 
 def test_events_arrive_in_order_steps_then_their_segment(engine):
-    events = list(engine.start(request(PromptTimeline.single("a kite"), frames=66)))
+    events = list(Run(engine, request(PromptTimeline.single("a kite"), frames=66)))
     kinds = [(type(e).__name__, e.segment if isinstance(e, StepProgress) else e.index) for e in events]
     first_segment = kinds.index(("Segment", 0))
     assert all(k == ("StepProgress", 0) for k in kinds[:first_segment])
@@ -76,7 +77,7 @@ def test_events_arrive_in_order_steps_then_their_segment(engine):
 
 
 def test_timeline_change_while_running_applies_from_the_next_segment_to_start(engine, forwards):
-    run = engine.start(request(PromptTimeline.single("a quiet forest")))
+    run = Run(engine, request(PromptTimeline.single("a quiet forest")))
     stream = run.segments()
     first = next(stream)
     run.set_timeline(PromptTimeline((TimelineEntry(0, "a quiet forest"), TimelineEntry(1, "a forest fire")), 0))
@@ -89,7 +90,7 @@ def test_timeline_change_while_running_applies_from_the_next_segment_to_start(en
 
 
 def test_a_bad_timeline_change_is_refused_and_the_run_goes_on(engine):
-    run = engine.start(request(PromptTimeline.single("a quiet forest"), frames=66))
+    run = Run(engine, request(PromptTimeline.single("a quiet forest"), frames=66))
     with pytest.raises(BadInput, match="only 2 segments"):
         run.set_timeline(PromptTimeline((TimelineEntry(0, "a"), TimelineEntry(5, "b")), 0))
     with pytest.raises(BadInput, match="longer than the 512 tokens"):
@@ -107,7 +108,7 @@ def test_cancel_stops_within_one_step_and_frees_the_engine(engine, monkeypatch):
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(engine.model.transformer, "forward", slow)
-    run = engine.start(request(PromptTimeline.single("a train")))
+    run = Run(engine, request(PromptTimeline.single("a train")))
     seen = 0
     for event in run:
         assert isinstance(event, StepProgress), "no segment may be finished"
@@ -116,7 +117,7 @@ def test_cancel_stops_within_one_step_and_frees_the_engine(engine, monkeypatch):
             run.cancel()
     assert seen <= 3 and len(calls) <= 3, "at most the step running at the cancel may finish (6 without a cancel)"
     monkeypatch.undo()
-    assert len(list(engine.start(request(PromptTimeline.single("a train"), frames=33)).segments())) == 1
+    assert len(list(Run(engine, request(PromptTimeline.single("a train"), frames=33)).segments())) == 1
 
 
 def test_out_of_memory_ends_the_run_in_words_and_the_engine_serves_the_next(engine, monkeypatch):
@@ -132,11 +133,11 @@ def test_out_of_memory_ends_the_run_in_words_and_the_engine_serves_the_next(engi
     monkeypatch.setattr(engine.model.transformer, "forward", starved)
     handed_out = []
     with pytest.raises(OutOfMemory, match="segment 2 of 3: the run was stopped and its memory freed"):
-        for segment in engine.start(request(PromptTimeline.single("waves"), frames=99)).segments():
+        for segment in Run(engine, request(PromptTimeline.single("waves"), frames=99)).segments():
             handed_out.append(segment.index)
     assert handed_out == [0]
     monkeypatch.setattr(engine.model.transformer, "forward", forward)
-    assert [s.index for s in engine.start(request(PromptTimeline.single("waves"), frames=33)).segments()] == [0]
+    assert [s.index for s in Run(engine, request(PromptTimeline.single("waves"), frames=33)).segments()] == [0]
 
 
 def test_runs_denoise_and_decode_on_two_long_lived_threads(engine, monkeypatch):
@@ -155,8 +156,8 @@ def test_runs_denoise_and_decode_on_two_long_lived_threads(engine, monkeypatch):
     monkeypatch.setattr(engine.model.transformer, "forward", denoising)
     monkeypatch.setattr(engine, "decode", decoding)
     for _ in range(2):
-        list(engine.start(request(PromptTimeline.single("waves"), frames=66)).segments())
-    iterating = [threading.Thread(target=lambda: list(engine.start(request(PromptTimeline.single("waves"), frames=33)).segments()))]
+        list(Run(engine, request(PromptTimeline.single("waves"), frames=66)).segments())
+    iterating = [threading.Thread(target=lambda: list(Run(engine, request(PromptTimeline.single("waves"), frames=33)).segments()))]
     iterating[0].start()
     iterating[0].join()
     assert len(seen["denoise"]) == 1 and len(seen["decode"]) == 1
@@ -164,7 +165,7 @@ def test_runs_denoise_and_decode_on_two_long_lived_threads(engine, monkeypatch):
 
 
 def test_cancel_from_another_thread(engine):
-    run = engine.start(request(PromptTimeline.single("x"), 33 * 20))
+    run = Run(engine, request(PromptTimeline.single("x"), 33 * 20))
     out = []
     worker = threading.Thread(target=lambda: out.extend(run.segments()))
     worker.start()
@@ -175,10 +176,10 @@ def test_cancel_from_another_thread(engine):
 
 
 def test_one_generation_at_a_time(engine):
-    stream = engine.start(request(PromptTimeline.single("x"), 66)).segments()
+    stream = Run(engine, request(PromptTimeline.single("x"), 66)).segments()
     next(stream)
     with pytest.raises(BadInput, match="busy"):
-        next(engine.start(request(PromptTimeline.single("y"), 33)).segments())
+        next(Run(engine, request(PromptTimeline.single("y"), 33)).segments())
     stream.close()
 
 
@@ -191,11 +192,11 @@ def test_continuing_a_run_gives_the_frames_of_one_longer_run(tiny_checkpoint, fl
     engine = Engine(load_model(str(tiny_checkpoint(flavour))))
     timeline = PromptTimeline((TimelineEntry(0, "a red kite"), TimelineEntry(1, "a storm")), crossfade=2)
     settings = GenerationSettings(height=64, width=64, num_frames=33 * 4, seed=9, **steps)
-    whole = np.concatenate([s.frames for s in engine.start(GenerationRequest(timeline, settings)).segments()])
-    first = engine.start(GenerationRequest(timeline, dataclasses.replace(settings, num_frames=66)))
+    whole = np.concatenate([s.frames for s in Run(engine, GenerationRequest(timeline, settings)).segments()])
+    first = Run(engine, GenerationRequest(timeline, dataclasses.replace(settings, num_frames=66)))
     part1 = list(first.segments())
     later = GenerationRequest(timeline, dataclasses.replace(settings, num_frames=66, seed=12345), after=first.continuation)
-    part2 = list(engine.start(later).segments())
+    part2 = list(Run(engine, later).segments())
     assert [s.index for s in part1 + part2] == [0, 1, 2, 3] and part2[0].frame_start == 65
     joined = np.concatenate([s.frames for s in part1 + part2])
     assert whole.shape == joined.shape == (129, 64, 64, 3) and whole.std() > 5
@@ -204,23 +205,23 @@ def test_continuing_a_run_gives_the_frames_of_one_longer_run(tiny_checkpoint, fl
 
 def test_a_stopped_run_continues_from_its_last_segment(engine):
     settings = GenerationSettings(num_frames=33 * 3, seed=4, **FAST)
-    whole = np.concatenate([s.frames for s in engine.start(GenerationRequest(PromptTimeline.single("a"), settings)).segments()])
-    run = engine.start(GenerationRequest(PromptTimeline.single("a"), settings))
+    whole = np.concatenate([s.frames for s in Run(engine, GenerationRequest(PromptTimeline.single("a"), settings)).segments()])
+    run = Run(engine, GenerationRequest(PromptTimeline.single("a"), settings))
     shown = []
     for segment in run.segments():
         shown.append(segment.frames)
         run.cancel()
     assert run.continuation.next_segment == len(shown) < 3
-    rest = engine.start(GenerationRequest(PromptTimeline.single("a"), settings, after=run.continuation))
+    rest = Run(engine, GenerationRequest(PromptTimeline.single("a"), settings, after=run.continuation))
     np.testing.assert_array_equal(np.concatenate(shown + [s.frames for s in rest.segments()])[: len(whole)], whole)
 
 
 def test_a_continuation_keeps_its_size(engine):
-    first = engine.start(request(PromptTimeline.single("a"), frames=33))
+    first = Run(engine, request(PromptTimeline.single("a"), frames=33))
     list(first.segments())
     bigger = GenerationRequest(PromptTimeline.single("a"), GenerationSettings(height=128, width=128), after=first.continuation)
     with pytest.raises(BadInput, match="keeps its size: use 64x64"):
-        engine.start(bigger)
+        Run(engine, bigger)
 
 
 @pytest.mark.parametrize(
@@ -236,7 +237,7 @@ def test_a_continuation_keeps_its_size(engine):
 )
 def test_bad_settings_are_refused_before_any_work(engine, settings, message):
     with pytest.raises(BadInput, match=message):
-        engine.start(GenerationRequest(PromptTimeline.single("x"), GenerationSettings(**settings)))
+        Run(engine, GenerationRequest(PromptTimeline.single("x"), GenerationSettings(**settings)))
 
 
 def test_block_noise_at_default_gamma_runs_on_cpu_with_the_intended_covariance():
@@ -251,5 +252,5 @@ def test_tiny_preset_with_default_gamma_generates_on_cpu():
     engine = Engine(load_model("tiny"))
     assert engine.model.is_tiny and "noise" in engine.model.label
     assert engine.model.scheduler.config.gamma == pytest.approx(1 / 3)
-    (segment,) = engine.start(request(PromptTimeline.single("x"), 33)).segments()
+    (segment,) = Run(engine, request(PromptTimeline.single("x"), 33)).segments()
     assert segment.frames.shape == (33, 64, 64, 3) and segment.frames.std() > 1

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from helios.placement.streaming import plain_tensors
+from helios.weights.streaming import plain_tensors
 
-from helios.placement.fp8 import Float8Linear, block_to_float8, dequantized_linear, quantize_rows, to_float8
+from helios.weights.fp8 import Float8Linear, block_to_float8, dequantized_linear, quantize_rows, to_float8
 
 GPU = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
 
@@ -88,8 +88,8 @@ def test_fp8_self_attention_computes_the_block_helios_computes(kernels):
     """In fp32 on the CPU only the FP8 rounding is missing, so the block's output must match with history amplified."""
     from diffusers.models.transformers.transformer_helios import HeliosTransformerBlock
 
-    from helios.placement.fp8_attention import use_fp8_attention
-    from helios.placement.fused_block import use_kernels
+    from helios.faster.fp8_attention import use_fp8_attention
+    from helios.faster.fused_block import use_kernels
 
     torch.manual_seed(0)
     block = HeliosTransformerBlock(64, 128, 4, "rms_norm_across_heads", True, 1e-6, guidance_cross_attn=True,
@@ -108,9 +108,9 @@ def test_fp8_self_attention_computes_the_block_helios_computes(kernels):
 
 
 def test_int8_rows_keep_each_weight_within_half_a_step_and_stay_closer_than_fp8():
-    """The text encoder's form (placement/int8.py): each value within 1/254 of its row's largest, and on fresh random
+    """The text encoder's form (weights/int8.py): each value within 1/254 of its row's largest, and on fresh random
     rows nearer the exact product than FP8's rows of the same bytes."""
-    from helios.placement.int8 import Int8Linear, quantize_rows as int8_rows
+    from helios.weights.int8 import Int8Linear, quantize_rows as int8_rows
 
     t = torch.randn(64, 256) * torch.logspace(-3, 3, 64)[:, None]
     q, scale = int8_rows(t)

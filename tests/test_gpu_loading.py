@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from helios.engine import Engine
+from helios.run import Run
 from helios.loading import LoadOptions, _load
-from helios.placement.options import Placement
-from helios.placement.streaming import StreamedBlock, plain_tensors
+from helios.fit.tiers import Placement
+from helios.weights.streaming import StreamedBlock, plain_tensors
 from helios.request import GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def frames(model) -> np.ndarray:
     settings = GenerationSettings(height=64, width=128, num_frames=66, pyramid_steps=(1, 1, 1), seed=3)
-    run = Engine(model).start(GenerationRequest(PromptTimeline.single("a heron at dawn"), settings))
+    run = Run(Engine(model), GenerationRequest(PromptTimeline.single("a heron at dawn"), settings))
     return np.concatenate([s.frames for s in run.segments()])
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from helios.engine import Engine, EngineOptions
+from helios.run import Run
 from helios.errors import OutOfMemory
 from helios.loading import LoadOptions, load_model
 from helios.request import GenerationRequest, GenerationSettings
@@ -16,7 +17,7 @@ MIB = 2**20
 
 def run(engine, height, width):
     settings = GenerationSettings(height=height, width=width, num_frames=66, pyramid_steps=(1, 1, 1))
-    return [s.index for s in engine.start(GenerationRequest(PromptTimeline.single("a lighthouse"), settings)).segments()]
+    return [s.index for s in Run(engine, GenerationRequest(PromptTimeline.single("a lighthouse"), settings)).segments()]
 
 
 def fill_gpu() -> list[torch.Tensor]:

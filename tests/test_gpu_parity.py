@@ -12,8 +12,9 @@ import torch
 from diffusers import AutoencoderKLWan, HeliosPyramidPipeline
 
 from helios.engine import Engine, EngineOptions
+from helios.run import Run
 from helios.loading import LoadOptions, load_model
-from helios.placement.options import Placement
+from helios.fit.tiers import Placement
 from helios.request import GenerationRequest, GenerationSettings
 from helios.tiny import TinySpec, build_tiny
 from helios.timeline import PromptTimeline
@@ -53,7 +54,7 @@ def engine(checkpoint, vae_dtype, placement=Placement(), options=EngineOptions()
 def frames_of(engine, prompt=PROMPT, seed=SEED):
     settings = GenerationSettings(height=SIZE, width=SIZE, num_frames=66, pyramid_steps=(2, 2, 2), seed=seed)
     request = GenerationRequest(PromptTimeline.single(prompt), settings)
-    return np.concatenate([s.frames for s in engine.start(request).segments()])
+    return np.concatenate([s.frames for s in Run(engine, request).segments()])
 
 
 def ours(checkpoint, vae_dtype, placement=Placement(), options=EngineOptions()):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helios.engine import Engine, EngineOptions
+from helios.run import Run
 from helios.loading import LoadOptions, load_model
 from helios.request import GenerationRequest, GenerationSettings
 from helios.tiny import TinySpec, build_tiny
@@ -29,7 +30,7 @@ def host_waits(engine, segments: int) -> int:
         warnings.showwarning = count
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            for _ in engine.start(request).segments():
+            for _ in Run(engine, request).segments():
                 pass
         finally:
             torch.cuda.set_sync_debug_mode("default")

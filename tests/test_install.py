@@ -94,4 +94,4 @@ def test_the_wheel_carries_only_the_helios_package(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("helios_studio-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"helios"}
-    assert "helios/kernels/fp8_attention.py" in names and "helios/studio/page.py" in names
+    assert "helios/faster/kernels/fp8_attention.py" in names and "helios/studio/page.py" in names

@@ -4,12 +4,12 @@ bf16 on a GPU (skipped where there is none). Outputs are poisoned first, so an u
 import pytest
 import torch
 
-from helios.kernels.adaln_norm import adaln_norm, adaln_norm_reference
-from helios.kernels.causal_conv3d import causal_conv3d, causal_conv3d_reference, gemm_weight
-from helios.kernels.fp8_attention import fp8_attention, fp8_attention_reference, quantize_heads
-from helios.kernels.gated_residual import gated_residual, gated_residual_reference
-from helios.kernels.qk_norm_rope import qk_norm_rope, qk_norm_rope_reference
-from helios.kernels.rms_norm_silu import rms_norm_silu, rms_norm_silu_reference
+from helios.faster.kernels.adaln_norm import adaln_norm, adaln_norm_reference
+from helios.faster.kernels.causal_conv3d import causal_conv3d, causal_conv3d_reference, gemm_weight
+from helios.faster.kernels.fp8_attention import fp8_attention, fp8_attention_reference, quantize_heads
+from helios.faster.kernels.gated_residual import gated_residual, gated_residual_reference
+from helios.faster.kernels.qk_norm_rope import qk_norm_rope, qk_norm_rope_reference
+from helios.faster.kernels.rms_norm_silu import rms_norm_silu, rms_norm_silu_reference
 
 GPU = torch.cuda.is_available()
 DEVICE = "cuda" if GPU else "cpu"

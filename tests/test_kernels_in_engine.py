@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from helios.engine import Engine
+from helios.run import Run
 from helios.loading import LoadOptions, load_model
-from helios.placement.options import Placement
+from helios.fit.tiers import Placement
 from helios.request import GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline
 
@@ -14,7 +15,7 @@ from helios.timeline import PromptTimeline
 def frames(model, **steps):
     settings = GenerationSettings(height=64, width=64, num_frames=66, seed=5, **steps)
     request = GenerationRequest(PromptTimeline.single("a red kite over dunes"), settings)
-    return np.concatenate([s.frames for s in Engine(model).start(request).segments()])
+    return np.concatenate([s.frames for s in Run(Engine(model), request).segments()])
 
 
 @pytest.mark.parametrize("flavour, steps", [

@@ -7,6 +7,7 @@ from diffusers import HeliosPipeline, HeliosPyramidPipeline
 from PIL import Image
 
 from helios.engine import Engine
+from helios.run import Run
 from helios.loading import load_model
 from helios.request import GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline
@@ -54,7 +55,7 @@ def our_frames(folder, flavour, image, video) -> np.ndarray:
         pyramid_steps=s.get("pyramid"), num_inference_steps=s.get("steps"),
     )
     request = GenerationRequest(PromptTimeline.single(PROMPT), settings, image=image, video=video)
-    return np.concatenate([seg.frames for seg in Engine(load_model(str(folder))).start(request).segments()])
+    return np.concatenate([seg.frames for seg in Run(Engine(load_model(str(folder))), request).segments()])
 
 
 @pytest.mark.parametrize("mode", ["t2v", "i2v", "v2v"])

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from helios.engine import Engine
+from helios.run import Run
 from helios.errors import BadInput, ModelUnavailable
 from helios.loading import LoadOptions, _load, load_model
-from helios.placement.capability import Capabilities
-from helios.placement.options import GIB, ModelSize, Placement, gpu_bytes, host_bytes, resolve, workspace_bytes
-from helios.placement.size import model_size
-from helios.placement.streaming import StreamedBlock, plain_tensors, streamed_positions
+from helios.fit.capability import Capabilities
+from helios.fit.tiers import GIB, ModelSize, Placement, gpu_bytes, host_bytes, resolve, workspace_bytes
+from helios.fit.size import model_size
+from helios.weights.streaming import StreamedBlock, plain_tensors, streamed_positions
 from helios.request import GenerationRequest, GenerationSettings
 from helios.tiny import TinySpec, build_tiny
 from helios.timeline import PromptTimeline
@@ -129,7 +130,7 @@ CPU_FP32 = dict(device="cpu", dtype="float32", vae_dtype="float32")
 
 def frames_of(model) -> np.ndarray:
     settings = GenerationSettings(height=64, width=64, num_frames=66, pyramid_steps=(1, 1, 1), seed=2)
-    run = Engine(model).start(GenerationRequest(PromptTimeline.single("a heron"), settings))
+    run = Run(Engine(model), GenerationRequest(PromptTimeline.single("a heron"), settings))
     return np.concatenate([s.frames for s in run.segments()])
 
 
@@ -172,9 +173,9 @@ def test_a_request_too_large_for_the_memory_left_is_refused_up_front(five_blocks
                   Capabilities("cpu", free_bytes=int(room / 0.95) + 1))
     engine = Engine(model)
     small = GenerationSettings(height=64, width=64, num_frames=33, pyramid_steps=(1, 1, 1))
-    assert len(list(engine.start(GenerationRequest(PromptTimeline.single("x"), small)).segments())) == 1
+    assert len(list(Run(engine, GenerationRequest(PromptTimeline.single("x"), small)).segments())) == 1
     with pytest.raises(BadInput, match="128x128 needs about 1.2 GiB .* choose a smaller resolution"):
-        engine.start(GenerationRequest(PromptTimeline.single("x"), GenerationSettings(height=128, width=128)))
+        Run(engine, GenerationRequest(PromptTimeline.single("x"), GenerationSettings(height=128, width=128)))
 
 
 @pytest.mark.parametrize("tier, exact", [("bf16-streamed", True), ("fp8", False), ("fp8-streamed", False)])

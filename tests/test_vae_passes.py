@@ -7,8 +7,8 @@ import pytest
 import torch
 from diffusers import AutoencoderKLWan
 
-from helios.placement.vae_kernels import use_vae_kernels
-from helios.placement.vae_passes import decode_latents, encode_pixels
+from helios.faster.vae_kernels import use_vae_kernels
+from helios.vae_passes import decode_latents, encode_pixels
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import torch
 
 from helios.errors import ModelUnavailable
 from helios.loading import LoadOptions, _load
-from helios.placement.capability import Capabilities
-from helios.placement.options import GIB, HOST_BASE, Placement, host_bytes, resolve
-from helios.placement.size import model_size
-from helios.placement.weights import WeightFiles
+from helios.fit.capability import Capabilities
+from helios.fit.tiers import GIB, HOST_BASE, Placement, host_bytes, resolve
+from helios.fit.size import model_size
+from helios.weights.files import WeightFiles
 
 
 def tensors(module) -> dict[str, torch.Tensor]:
@@ -32,7 +32,7 @@ def test_files_fill_the_model_with_what_the_libraries_load(tiny_checkpoint, dtyp
         assert a.keys() == b.keys()
         for name in a:
             assert torch.equal(a[name].float(), b[name].float()), name
-            if not name.endswith("history_key_scale"):  # ours takes the model's dtype (placement/place.py)
+            if not name.endswith("history_key_scale"):  # ours takes the model's dtype (weights/place.py)
                 assert a[name].dtype == b[name].dtype, name
     assert ours.text_encoder.encoder.embed_tokens.weight is ours.text_encoder.shared.weight
 
@@ -43,7 +43,7 @@ def cpu_with_host(host: int) -> Capabilities:
 
 def test_a_load_past_its_host_budget_stops_in_words(tiny_checkpoint, monkeypatch):
     """fp32 on the CPU pins twice the bf16 bytes the tier was chosen by: the ledger, not the estimate, stops it."""
-    monkeypatch.setattr("helios.placement.options.PINNED_SLACK", 0)  # a GiB would hide a tiny model's bytes
+    monkeypatch.setattr("helios.fit.tiers.PINNED_SLACK", 0)  # a GiB would hide a tiny model's bytes
     folder = tiny_checkpoint("distilled")
     size = model_size(folder)
     placement = Placement(memory="fp8-streamed")
@@ -91,7 +91,7 @@ def test_small_tiers_keep_every_text_encoder_layer_in_int8_rows_with_the_prompts
     layers (the tiny model's random weights: within 2% where FP8 rows measured 5-12% on UMT5-XXL shapes)."""
     from torch import nn
 
-    from helios.placement.int8 import Int8Linear
+    from helios.weights.int8 import Int8Linear
     from helios.text import PromptEncoder
 
     folder = str(tiny_checkpoint("distilled"))

@@ -15,7 +15,7 @@ import app
 from helios import loading
 from helios.errors import ModelUnavailable
 from helios.loading import LoadOptions, load_model
-from helios.placement.options import Placement
+from helios.fit.tiers import Placement
 from helios.studio.page import build_demo
 
 GIB = 2**30

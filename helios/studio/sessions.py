@@ -131,7 +131,7 @@ class Sessions:
         if randomize:
             form = replace(form, seed=random.randrange(2**31))
         self.ready.wait()
-        _, updates = self._begin(session, self.engine.start(build_request(form, limits=self.engine.options.limits)))
+        _, updates = self._begin(session, Run(self.engine, build_request(form, limits=self.engine.options.limits)))
         return form.seed, updates
 
     def compare(self, session: str, form: Form, a: SideSettings, b: SideSettings) -> Comparison:
@@ -143,7 +143,7 @@ class Sessions:
         first = build_request(a.applied_to(form), limits=limits)
         uploads_read = replace(b.applied_to(form), image=None, video=None)
         second = replace(build_request(uploads_read, limits=limits), image=first.image, video=first.video)
-        runs = [self.engine.start(request) for request in (first, second)]
+        runs = [Run(self.engine, request) for request in (first, second)]
         return Comparison(runs, lambda run: self._begin(session, run))
 
     def _begin(self, session: str, run: Run, before: Path | None = None) -> tuple[StudioRun, Iterator[RunUpdate]]:
@@ -160,7 +160,7 @@ class Sessions:
             raise BadInput("A video is still being generated: wait for it or stop it, then continue.")
         if previous is None or previous.continuation is None:
             raise BadInput("Nothing to continue yet: generate a video first.")
-        return self._begin(session, self.engine.start(build_request(form, after=previous.continuation)), previous.video)[1]
+        return self._begin(session, Run(self.engine, build_request(form, after=previous.continuation)), previous.video)[1]
 
     def _touching(self, session: str, updates: Iterator[RunUpdate]) -> Iterator[RunUpdate]:
         """A session is active while its run streams: idle time counts from its last update; a finished run sweeps."""

@@ -191,13 +191,15 @@ class InProcess:
     web packages (the Compare tab's Gradio players need ffprobe). A dropped stream is a closed updates generator."""
 
     def __init__(self, engine, workdir: Path, resolution: str):
+        from helios.run import warm_up
+
         from .form import parse_resolution
         from .session_limits import SessionLimits
         from .sessions import Sessions
 
         self.resolution = resolution
         self.root = workdir / "runs"
-        engine.warm_up(*parse_resolution(resolution))
+        warm_up(engine, *parse_resolution(resolution))
         ready = threading.Event()
         ready.set()
         self.sessions = Sessions(engine, ready, SessionLimits(6.0, int(0.02 * 2**30)), root=self.root)

@@ -74,9 +74,9 @@ class Placement:
     memory: str = "auto"
     fp8: bool = False
     fp8_linears: str = "torchao"
-    """Whose FP8 linear layers: "torchao" (the library) or "ours" (`Float8Linear`); see placement/fp8.py."""
+    """Whose FP8 linear layers: "torchao" (the library) or "ours" (`Float8Linear`); see weights/fp8.py."""
     fp8_attention: bool = False
-    """With FP8 weights on FP8 tensor cores, self-attention's q·k in FP8 too (helios/kernels/fp8_attention.py)."""
+    """With FP8 weights on FP8 tensor cores, self-attention's q·k in FP8 too (helios/faster/kernels/fp8_attention.py)."""
     kernels: bool = False
     compile_blocks: bool = True
     attention_backend: str | None = "_native_cudnn"
@@ -86,7 +86,7 @@ class Placement:
     cudnn_autotune: bool = True
     aot: str = "auto"
     """Ahead-of-time compiled blocks: "auto" (from the cache folder made for this GPU, torch and weight form, if there
-    is one), "off", or a folder made by `python -m helios compile` (placement/aot.py)."""
+    is one), "off", or a folder made by `python -m helios compile` (faster/aot.py)."""
     parallel: str = "auto"
     """With several ranks: how attention is split, "ulysses" (by heads), "ring", or "auto" (Ulysses when the heads
     divide evenly among the ranks)."""
@@ -101,7 +101,7 @@ transformers, loading's buffers. The resident tier, which keeps none, peaked at 
 
 def host_bytes(tier: Tier, size: ModelSize, resident_blocks: int | None = None) -> int:
     """Host memory this tier holds once loaded: the streamed blocks and an offloaded text encoder, pinned; loading
-    itself adds only two 64 MiB staging buffers (placement/weights.py)."""
+    itself adds only two 64 MiB staging buffers (weights/files.py)."""
     streamed = size.blocks - resident_blocks if tier.streamed_blocks and resident_blocks is not None else 0
     text = 0 if tier.text_on_gpu else size.text(tier.fp8_weights)
     pinned = streamed * size.block(tier.fp8_weights) + text

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from .host import host_memory
-from .ranks import ranks
+from ..parallel.ranks import ranks
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Capabilities:
     @classmethod
     def detect(cls, device: torch.device, cap_gib: float | None = None, host_cap_gib: float | None = None) -> "Capabilities":
         """`cap_gib` holds this process to that much GPU memory (the allocator enforces it), as on a smaller card;
-        `host_cap_gib` to that much host memory (the load's ledger enforces it, placement/weights.py)."""
+        `host_cap_gib` to that much host memory (the load's ledger enforces it, weights/files.py)."""
         zero_gpu = bool(os.environ.get("SPACES_ZERO_GPU"))
         count = ranks().size
         if device.type != "cuda":

@@ -1,6 +1,6 @@
 """The Wan VAE's encoder and decoder on our Triton kernels: each channel RMS norm + SiLU pair becomes one pass
-(helios/kernels/rms_norm_silu.py), and the narrow causal convolutions, where cuDNN is slowest, an implicit GEMM
-(helios/kernels/causal_conv3d.py). Both write channels-last, which the next norm and convolution read as they are.
+(helios/faster/kernels/rms_norm_silu.py), and the narrow causal convolutions, where cuDNN is slowest, an implicit GEMM
+(helios/faster/kernels/causal_conv3d.py). Both write channels-last, which the next norm and convolution read as they are.
 Nearest upsampling stays in the tensor's own dtype: it only copies values, so widening to fp32 first, as diffusers
 does, changes nothing but the memory traffic. `use_vae_kernels` is the switch."""
 
@@ -17,8 +17,8 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import (
     WanUpsample,
 )
 
-from helios.kernels.causal_conv3d import causal_conv3d, gemm_weight
-from helios.kernels.rms_norm_silu import rms_norm_silu
+from helios.faster.kernels.causal_conv3d import causal_conv3d, gemm_weight
+from helios.faster.kernels.rms_norm_silu import rms_norm_silu
 
 TRITON_CONV_MAX_CHANNELS = 128
 """Measured on the H100 (benchmarks/results/h100-kernels.log): the kernel beats cuDNN at 96 input channels and

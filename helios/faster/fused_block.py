@@ -1,4 +1,4 @@
-"""The transformer block's forward on our Triton kernels (helios/kernels/): the adaLN norms, the gated residual adds and
+"""The transformer block's forward on our Triton kernels (helios/faster/kernels/): the adaLN norms, the gated residual adds and
 the self-attention's q/k RMSNorm + rotary embedding + history-key scale each become one pass over the tokens.
 
 Same math as diffusers' HeliosTransformerBlock.forward, computed in fp32 and rounded to bf16 less often; the
@@ -18,10 +18,10 @@ from diffusers.models.transformers.transformer_helios import (
     _get_qkv_projections,
 )
 
-from helios.kernels.adaln_norm import adaln_norm
-from helios.kernels.fp8_attention import fp8_attention
-from helios.kernels.gated_residual import gated_residual
-from helios.kernels.qk_norm_rope import qk_norm_rope
+from helios.faster.kernels.adaln_norm import adaln_norm
+from helios.faster.kernels.fp8_attention import fp8_attention
+from helios.faster.kernels.gated_residual import gated_residual
+from helios.faster.kernels.qk_norm_rope import qk_norm_rope
 
 from .fp8_attention import Fp8SelfAttention, history_scale
 

@@ -2,7 +2,7 @@
 never holds more on the GPU than the tier allows, nor a whole model in host memory: a transformer block is filled on
 the GPU, turned to FP8 there if the tier says so, and moved to pinned host memory if it is streamed.
 
-Weights come from a checkpoint's files or from modules already built in memory (placement/weights.py).
+Weights come from a checkpoint's files or from modules already built in memory (weights/files.py).
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .aot import use_aot
-from .context_parallel import enable_context_parallel
+from ..faster.aot import use_aot
+from ..parallel.context_parallel import enable_context_parallel
 from .fp8 import block_to_float8
-from .fp8_attention import use_fp8_attention
-from .fused_block import use_kernels
+from ..faster.fp8_attention import use_fp8_attention
+from ..faster.fused_block import use_kernels
 from .int8 import layer_to_int8, quantize_rows
-from .options import Resolved
-from .ranks import Ranks
+from ..fit.tiers import Resolved
+from ..parallel.ranks import Ranks
 from .streaming import BlockStream, stream_blocks, streamed_positions
-from .vae_kernels import use_vae_kernels
+from ..faster.vae_kernels import use_vae_kernels
 
 
 def dtype_rule(dtype: torch.dtype, keep_fp32: tuple[str, ...] = ()):
@@ -53,7 +53,7 @@ def _without(parent: nn.Module, name: str):
 
 class HostEmbedding(nn.Module):
     """The token embedding looked up in host memory: a prompt reads 512 of its 256k rows, so its 2.1 GB need never
-    go to the GPU. `compact` keeps it in int8 rows (placement/int8.py: 1 GiB less host memory for the small cards'
+    go to the GPU. `compact` keeps it in int8 rows (weights/int8.py: 1 GiB less host memory for the small cards'
     tiers), widened after the lookup. The tables are plain attributes, which group offloading leaves where they are."""
 
     ROWS_AT_ONCE = 4096
@@ -80,7 +80,7 @@ class HostEmbedding(nn.Module):
 
 
 def place_text_encoder(text_encoder: nn.Module | None, resolved: Resolved, device: torch.device, weights, dtype) -> None:
-    """Off the GPU, it waits in pinned host memory (in int8 rows with FP8 tiers: placement/int8.py) and passes through
+    """Off the GPU, it waits in pinned host memory (in int8 rows with FP8 tiers: weights/int8.py) and passes through
     the GPU one layer at a time, on a side stream, whenever a new prompt is encoded (diffusers' group offloading)."""
     if text_encoder is None:
         return

@@ -17,7 +17,7 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan, patchify, unpatchify
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
-from ..limits import LATENT_FRAMES, SPATIAL_COMPRESSION
+from .limits import LATENT_FRAMES, SPATIAL_COMPRESSION
 
 FRAMES_PER_LATENT = 4
 LATENTS_PER_PASS = 2

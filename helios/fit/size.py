@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .options import ModelSize
-from .weights import stored_tensors
+from .tiers import ModelSize
+from ..weights.files import stored_tensors
 
 BF16 = 2
 EMBEDDING_NAMES = ("shared.weight", "encoder.embed_tokens.weight")

@@ -48,7 +48,7 @@ INDUCTOR = {
 """Weights stay out of the package, as in the packages `spaces.aoti_compile_and_save` writes: the blocks lend theirs
 at load. (Writing them to the package's own weights folder, as an earlier build did, added the example block's
 weights to every package, ~0.7 GB in bf16 by its parameter count, which no load read.) A build is paid once, so its
-kernels are tuned, which the JIT compile on a user's first run is not (placement/fp8.py)."""
+kernels are tuned, which the JIT compile on a user's first run is not (weights/fp8.py)."""
 
 
 @dataclass(frozen=True)

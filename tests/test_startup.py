@@ -1,4 +1,4 @@
-"""A child process reads the code files the last load used, then the checkpoint, into the page cache in about the
+"""A child process reads the code files the last start used, then the checkpoint, into the page cache in about the
 order the load takes them, up to a budget, from a start's first line until the load ends, and never outlives it."""
 
 import io
@@ -15,19 +15,17 @@ import pytest
 
 from helios import loading
 from helios.loading import LoadOptions, _load
-from helios.placement import read_ahead
-from helios.placement.read_ahead import (
+from helios import startup
+from helios.startup import (
     CHUNK,
     CODE_FILES,
-    LIBRARIES,
     ReadAhead,
     checkpoint_chunks,
     chunks_of,
     code_paths,
-    installed_code,
     model_named,
     read_chunks,
-    start_early,
+    read_ahead_from_here,
 )
 
 
@@ -83,7 +81,7 @@ def test_it_reads_every_byte_once_in_order_up_to_the_budget(tmp_path, monkeypatc
             read.append((Path(self.name).name, self.at, len(buffer)))
             return super().readinto(buffer)
 
-    monkeypatch.setattr(read_ahead, "open", lambda file, mode, buffering: Watched(file), raising=False)
+    monkeypatch.setattr(startup, "open", lambda file, mode, buffering: Watched(file), raising=False)
     assert read_chunks(chunks, 2**40, lambda: False) == sum(f.stat().st_size for f in files)
     assert read == [(c.file.name, c.offset, c.size) for c in chunks]
     read.clear()
@@ -121,7 +119,7 @@ def test_the_child_reads_the_installed_distributions_records_before_the_code_fil
     code = _files(tmp_path, [10])[0]
     (tmp_path / CODE_FILES).write_text(str(code))
     script = ("import sys; opened = []; sys.addaudithook(lambda e, a: e == 'open' and opened.append(str(a[0]))); "
-              f"from helios.placement.read_ahead import main; main(['--code-list', {str(tmp_path / CODE_FILES)!r}]); "
+              f"from helios.startup import main; main(['--code-list', {str(tmp_path / CODE_FILES)!r}]); "
               "import json; print(json.dumps(opened))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(Path(__file__).parents[1])]))
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
@@ -132,26 +130,27 @@ def test_the_child_reads_the_installed_distributions_records_before_the_code_fil
     assert opened.index(str(info / "RECORD")) < opened.index(str(code))
 
 
-def test_a_first_start_reads_the_installed_code_of_the_libraries_a_load_imports(tmp_path):
-    """No load has noted its files yet: the libraries' install records say what there is, and what they require."""
-    code = installed_code(LIBRARIES)
-    assert any(name.endswith("libtorch_cpu.so") or "libtorch_cuda.so" in name for name in code[:100]), \
-        "the largest files, torch's libraries, come first"
-    for module in ("transformers/models/umt5/modeling_umt5.py", "diffusers/__pycache__/__init__.cpython",
-                   "huggingface_hub/"):
-        assert any(module in name for name in code), f"{module} (a requirement's, for huggingface_hub) is missing"
-    assert not any("/gradio/" in name for name in code), "a library the load does not import"
-    assert installed_code(("no-such-library",)) == []
-    start_early(None, tmp_path)
-    assert read_ahead._early.join() >= sum(os.path.getsize(name) for name in code[:10])
-    read_ahead._early = None
+def test_a_first_start_reads_nothing_before_its_load_and_the_opt_out_reads_nothing_at_all(tmp_path, monkeypatch):
+    """No list noted yet: the checkpoint read beside the imports would make them wait behind it."""
+    monkeypatch.setenv("HELIOS_STUDIO_CACHE", str(tmp_path))
+    read_ahead_from_here(["generate", "--model", "tiny"])
+    assert startup._early is None
+    (tmp_path / CODE_FILES).write_text("")
+    monkeypatch.setenv("HELIOS_READ_AHEAD", "off")
+    read_ahead_from_here(["generate", "--model", "tiny"])
+    assert startup._early is None
+    monkeypatch.delenv("HELIOS_READ_AHEAD")
+    read_ahead_from_here(["generate", "--model", "tiny"])
+    assert startup._early is not None and startup._early.model == "tiny"
+    startup._early.stop()
+    startup._early = None
 
 
 def test_a_read_ahead_that_cannot_start_leaves_the_load_to_read_for_itself(tiny_checkpoint, monkeypatch):
     def no_process(*args, **kwargs):
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(read_ahead.subprocess, "Popen", no_process)
+    monkeypatch.setattr(startup.subprocess, "Popen", no_process)
     ahead = ReadAhead("tiny")
     assert not ahead.is_alive() and ahead.stop() == 0
     model = _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu"))
@@ -160,7 +159,7 @@ def test_a_read_ahead_that_cannot_start_leaves_the_load_to_read_for_itself(tiny_
 
 def test_stop_ends_the_reading_at_once(endless):
     ahead = ReadAhead(str(endless), budget=2**40)
-    time.sleep(0.5)
+    time.sleep(2)
     assert ahead.is_alive()
     started = time.monotonic()
     assert 0 < ahead.stop() < 2**40 and not ahead.is_alive()
@@ -169,7 +168,7 @@ def test_stop_ends_the_reading_at_once(endless):
 
 def test_the_child_ends_when_its_parent_does(endless):
     parent = subprocess.run(
-        [sys.executable, "-c", "import os, time; from helios.placement.read_ahead import ReadAhead; "
+        [sys.executable, "-c", "import os, time; from helios.startup import ReadAhead; "
          f"print(ReadAhead({str(endless)!r}).pid, flush=True); time.sleep(0.5); os._exit(0)"],
         capture_output=True, text=True, check=True, timeout=60)
     assert _gone(int(parent.stdout), within=5), "the read-ahead outlived the process it read for"
@@ -192,13 +191,14 @@ def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, tmp
     monkeypatch.setattr(loading.ReadAhead, "of", staticmethod(reading_endlessly))
     monkeypatch.setattr(loading, "assemble", watched_assemble)
     (tmp_path / CODE_FILES).write_text("")
-    start_early("tiny", tmp_path)
-    early = read_ahead._early
+    monkeypatch.setenv("HELIOS_STUDIO_CACHE", str(tmp_path))
+    read_ahead_from_here(["--model", "tiny"])
+    early = startup._early
     _load("tiny", LoadOptions(device="cpu"))
-    assert made == [early] and read_ahead._early is None, "the load started a second reader for the same model"
+    assert made == [early] and startup._early is None, "the load started a second reader for the same model"
 
-    start_early(str(endless), tmp_path)
-    other = read_ahead._early
+    read_ahead_from_here(["--model", str(endless)])
+    other = startup._early
     _load("tiny", LoadOptions(device="cpu"))
     assert made[-1] is not other and not other.is_alive(), "the early read-ahead for another model went on beside the load"
     assert alive[-1], "the load's own read-ahead was not reading while the weights were placed"
@@ -207,13 +207,13 @@ def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, tmp
 
 def test_a_start_reads_ahead_the_model_its_command_line_names_before_importing_torch(tmp_path):
     """A child started after torch's imports would have nothing left to read ahead of them."""
-    assert model_named(["generate", "--model", "a/b", "--prompt", "x"], "default") == "a/b"
-    assert model_named(["generate", "--model=/data/helios"], "default") == "/data/helios"
-    assert model_named(["generate", "--prompt", "x"], "default") == "default"
-    code = ("import runpy, sys; from helios.placement import read_ahead\n"
-            "seen, real = [], read_ahead.ReadAhead.__init__\n"
+    assert model_named(["generate", "--model", "a/b", "--prompt", "x"]) == "a/b"
+    assert model_named(["generate", "--model=/data/helios"]) == "/data/helios"
+    assert model_named(["generate", "--prompt", "x"]) == os.environ.get("HELIOS_MODEL", "BestWishYsh/Helios-Distilled")
+    code = ("import runpy, sys; from helios import startup\n"
+            "seen, real = [], startup.ReadAhead.__init__\n"
             "def watched(self, model, *args): seen.append((model, 'torch' in sys.modules)); real(self, model, *args)\n"
-            "read_ahead.ReadAhead.__init__ = watched\n"
+            "startup.ReadAhead.__init__ = watched\n"
             "sys.argv = ['helios', 'generate', '--model', 'tiny', '--help']\n"
             "try: runpy.run_module('helios', run_name='__main__')\n"
             "except SystemExit: pass\n"
@@ -227,7 +227,7 @@ def test_a_start_reads_ahead_the_model_its_command_line_names_before_importing_t
 def test_the_load_imports_what_it_uses_before_the_read_ahead_starts():
     """In a fresh process: what `_load` imports before starting the read-ahead holds every module the load then uses."""
     modules = ("diffusers.models.transformers.transformer_helios", "diffusers.models.autoencoders.autoencoder_kl_wan",
-               "transformers.models.umt5.modeling_umt5", "helios.placement.place")
+               "transformers.models.umt5.modeling_umt5", "helios.weights.place")
     code = ("import sys; from helios.loading import _import_libraries; _import_libraries(); "
             f"print([m for m in {modules!r} if m not in sys.modules])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
