@@ -22,14 +22,14 @@ import torch
 from PIL import Image
 
 from helios.engine import Engine, EngineOptions
+from helios.fit.capability import Capabilities
+from helios.fit.tiers import ModelSize, Placement, resolve
 from helios.flavour import DISTILLED
 from helios.limits import parse_steps
 from helios.loading import LoadOptions, _load, assemble
-from helios.fit.capability import Capabilities
-from helios.fit.tiers import ModelSize, Placement, resolve
 from helios.parallel.ranks import ranks
-from helios.run import Run, follow, warm_up
 from helios.request import GenerationRequest, GenerationSettings
+from helios.run import Run, follow, warm_up
 from helios.timeline import PromptTimeline
 
 

@@ -13,10 +13,10 @@ import time
 import numpy as np
 
 from helios.engine import Engine, EngineOptions
-from helios.loading import LoadOptions, load_model
 from helios.fit.tiers import Placement
-from helios.run import Run, follow
+from helios.loading import LoadOptions, load_model
 from helios.request import GenerationRequest, GenerationSettings
+from helios.run import Run, follow
 from helios.timeline import PromptTimeline
 
 

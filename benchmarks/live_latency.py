@@ -15,8 +15,9 @@ from benchmarks.json_lines import emit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import served_app  # noqa: E402
 from test_browser import CHROMIUM, FLAGS, RECORD_LIVE, edit_cell  # noqa: E402
+
+from conftest import served_app  # noqa: E402
 
 
 def measure(url: str, rate: int, mode: str, segments: int) -> dict:

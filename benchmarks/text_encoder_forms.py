@@ -26,10 +26,10 @@ def load(folder: Path, tier: str, device):
     import transformers
 
     from helios.fit.capability import Capabilities
-    from helios.fit.tiers import HOST_BASE, Placement, resolve
-    from helios.weights.place import place_text_encoder
     from helios.fit.size import model_size
+    from helios.fit.tiers import HOST_BASE, Placement, resolve
     from helios.weights.files import HostLedger, Loading, WeightFiles, empty
+    from helios.weights.place import place_text_encoder
 
     resolved = resolve(Placement(memory=tier), Capabilities.detect(device), model_size(folder))
     config = transformers.UMT5Config.from_pretrained(folder / "text_encoder")

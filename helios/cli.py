@@ -10,14 +10,15 @@ from pathlib import Path
 
 from . import DEFAULT_MODEL
 from .errors import BadInput, HeliosError
+from .fit.tiers import FP8_LINEARS, MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
 from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import LoadOptions, load_model
 from .media import VideoWriter, check_output_path, read_image, read_video
-from .fit.tiers import FP8_LINEARS, MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
 from .parallel.ranks import ranks
-from .recipe import Recipe, recipe_for, segment_timings, sidecar, timings_of
-from .run import Run, follow
+from .recipe import Recipe, sidecar
+from .record import RunRecord
 from .request import GenerationRequest, GenerationSettings
+from .run import Run, follow
 from .segment import Segment, StepProgress
 from .timeline import PromptTimeline, read_timeline
 
@@ -217,8 +218,8 @@ def compile_blocks(args) -> int:
     """Loads the model as a run would (blocks not compiled), runs one block call of a real request to learn its
     inputs, and builds the package that every later run of this GPU, torch and weight form starts from."""
     from .engine import Engine
-    from .loading import aot_cache
     from .faster.aot import META, aot_key, build, capture_block_inputs
+    from .loading import aot_cache
 
     if args.out is not None and args.out.exists() and not (args.out / META).is_file():
         raise BadInput(f"--out {args.out} exists and is not an AoT folder: give a new folder (an AoT folder is replaced).")
@@ -266,24 +267,18 @@ def write_videos(engine, requests, outs: list[Path], grid: bool, folder: Path) -
 
 def make_video(run, out: Path, progress: "ProgressLine | None") -> Recipe:
     """One run into `out` and its recipe beside it; nothing is left behind if it fails."""
-    model = run.engine.model
-    moved = model.block_stream.bytes_moved if model.block_stream else None
-    start = time.perf_counter()
-    segments, first_frame_s = [], None
     writer = VideoWriter(out)
+    record = RunRecord(run)
     try:
         for event in run:
             if isinstance(event, StepProgress) and progress:
                 progress.step(event)
             elif isinstance(event, Segment):
-                first_frame_s = first_frame_s or time.perf_counter() - start
-                segments.append(segment_timings(event))
+                record.on_segment(event)
                 writer.add(event.frames)
                 if progress:
-                    progress.segment(event, time.perf_counter() - start, writer.count)
-        elapsed = time.perf_counter() - start
-        link = model.block_stream.bytes_moved - moved if model.block_stream else None
-        recipe = recipe_for(model, run.request, timings_of(segments, first_frame_s, elapsed, writer.count, model.device, link))
+                    progress.segment(event, time.perf_counter() - record.started, writer.count)
+        recipe = record.recipe()
         writer.close(comment=recipe.to_json())
     except BaseException:
         run.cancel()

@@ -16,21 +16,21 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
-from PIL import Image
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
+from PIL import Image
 
 from .denoise import Denoiser, SamplingPlan, SegmentContext
 from .errors import BadInput
-from .limits import FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_SEED, SPATIAL_COMPRESSION, Limits
-from .loading import HeliosModel, on_device
 from .faster.cuda_graphs import GraphedForward
 from .fit.tiers import GIB, workspace_bytes
-from .vae_passes import LATENTS_PER_PASS, decode_latents, encode_pixels
+from .limits import FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_SEED, SPATIAL_COMPRESSION, Limits
+from .loading import HeliosModel, on_device
 from .request import GenerationRequest
 from .segment import StepProgress, Stopwatch
 from .text import PromptEncoder
 from .timeline import Mix, PromptTimeline
+from .vae_passes import LATENTS_PER_PASS, decode_latents, encode_pixels
 
 NOISE_SIGMA = (0.111, 0.135)
 

@@ -21,17 +21,17 @@ import torch
 from . import DEFAULT_MODEL
 from .cache import cache_dir
 from .errors import ModelUnavailable
-from .flavour import Flavour, flavour_from_index
 from .faster.aot import aot_key, choose
 from .fit.capability import Capabilities
-from .parallel.context_parallel import attention_split
-from .fit.tiers import HOST_BASE, Placement, Resolved, resolve
 from .fit.size import model_size
+from .fit.tiers import HOST_BASE, Placement, Resolved, resolve
+from .flavour import Flavour, flavour_from_index
+from .parallel.context_parallel import attention_split
 from .parallel.ranks import Ranks, ranks
 from .startup import ReadAhead, note_code_files
-from .weights.streaming import BlockStream
-from .weights.files import HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
+from .weights.files import HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream
+from .weights.streaming import BlockStream
 
 CPU_PARAM_LIMIT = 2e9
 COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")

@@ -150,7 +150,7 @@ def test_two_users_at_once_are_queued_not_refused(app_url):
     for t in threads:
         t.join(300)
     assert sorted(results) == ["a", "b"]
-    for metrics, plot, download, seed in results.values():
+    for _metrics, _plot, download, _seed in results.values():
         assert imageio_ffmpeg.count_frames_and_secs(download)[0] == 33
 
 

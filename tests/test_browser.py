@@ -75,7 +75,7 @@ def test_stream_plays_before_the_run_ends_and_stop_keeps_the_result(page):
     )
     assert "generating" in metrics(page), "the video must play while the run is still going"
     page.wait_for_function(  # the clip can reach the player before the page update that counts it
-        "() => /first frame ready\s*[0-9]/.test(document.querySelector('#metrics')?.innerText)", timeout=30_000
+        r"() => /first frame ready\s*[0-9]/.test(document.querySelector('#metrics')?.innerText)", timeout=30_000
     )
     assert "FPS" in metrics(page)
     page.wait_for_function("() => document.querySelector('#on-screen')?.innerText.includes('after the click')", timeout=30_000)

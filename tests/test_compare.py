@@ -54,7 +54,7 @@ def test_the_same_settings_twice_are_identical_segment_by_segment(sessions):
 
 def test_stopping_a_keeps_b_from_running(sessions):
     comparison = sessions.compare("cid", shared(segments=3), side(), side(seed=9))
-    for name, update in comparison.updates():
+    for _name, update in comparison.updates():
         if update.clip:
             sessions.stop("cid")
     assert [r.metrics.state for r in comparison.runs] == ["stopped"]

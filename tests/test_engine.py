@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from helios.engine import Engine
-from helios.run import Run
 from helios.errors import BadInput, OutOfMemory
 from helios.loading import load_model
 from helios.noise import sample_block_noise
 from helios.request import GenerationRequest, GenerationSettings
+from helios.run import Run
 from helios.segment import StepProgress
 from helios.timeline import PromptTimeline, TimelineEntry
 

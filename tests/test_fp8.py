@@ -2,9 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from helios.weights.streaming import plain_tensors
-
 from helios.weights.fp8 import Float8Linear, block_to_float8, dequantized_linear, quantize_rows, to_float8
+from helios.weights.streaming import plain_tensors
 
 GPU = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
 
@@ -110,7 +109,8 @@ def test_fp8_self_attention_computes_the_block_helios_computes(kernels):
 def test_int8_rows_keep_each_weight_within_half_a_step_and_stay_closer_than_fp8():
     """The text encoder's form (weights/int8.py): each value within 1/254 of its row's largest, and on fresh random
     rows nearer the exact product than FP8's rows of the same bytes."""
-    from helios.weights.int8 import Int8Linear, quantize_rows as int8_rows
+    from helios.weights.int8 import Int8Linear
+    from helios.weights.int8 import quantize_rows as int8_rows
 
     t = torch.randn(64, 256) * torch.logspace(-3, 3, 64)[:, None]
     q, scale = int8_rows(t)

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from helios.engine import Engine
-from helios.run import Run
-from helios.loading import LoadOptions, _load
 from helios.fit.tiers import Placement
-from helios.weights.streaming import StreamedBlock, plain_tensors
+from helios.loading import LoadOptions, _load
 from helios.request import GenerationRequest, GenerationSettings
+from helios.run import Run
 from helios.timeline import PromptTimeline
+from helios.weights.streaming import StreamedBlock, plain_tensors
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from helios.engine import Engine, EngineOptions
-from helios.run import Run
 from helios.errors import OutOfMemory
 from helios.loading import LoadOptions, load_model
 from helios.request import GenerationRequest, GenerationSettings
+from helios.run import Run
 from helios.timeline import PromptTimeline
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -12,12 +12,12 @@ import torch
 from diffusers import AutoencoderKLWan, HeliosPyramidPipeline
 
 from helios.engine import Engine, EngineOptions
-from helios.run import Run
-from helios.loading import LoadOptions, load_model
 from helios.fit.tiers import Placement
+from helios.loading import LoadOptions, load_model
 from helios.request import GenerationRequest, GenerationSettings
-from helios.tiny import TinySpec, build_tiny
+from helios.run import Run
 from helios.timeline import PromptTimeline
+from helios.tiny import TinySpec, build_tiny
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 PROMPT, SIZE, SEED = "a lighthouse in a storm", 128, 11

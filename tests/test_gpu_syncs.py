@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from helios.engine import Engine, EngineOptions
-from helios.run import Run
 from helios.loading import LoadOptions, load_model
 from helios.request import GenerationRequest, GenerationSettings
-from helios.tiny import TinySpec, build_tiny
+from helios.run import Run
 from helios.timeline import PromptTimeline
+from helios.tiny import TinySpec, build_tiny
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from helios.engine import Engine
-from helios.run import Run
-from helios.loading import LoadOptions, load_model
 from helios.fit.tiers import Placement
+from helios.loading import LoadOptions, load_model
 from helios.request import GenerationRequest, GenerationSettings
+from helios.run import Run
 from helios.timeline import PromptTimeline
 
 

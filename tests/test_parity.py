@@ -7,9 +7,9 @@ from diffusers import HeliosPipeline, HeliosPyramidPipeline
 from PIL import Image
 
 from helios.engine import Engine
-from helios.run import Run
 from helios.loading import load_model
 from helios.request import GenerationRequest, GenerationSettings
+from helios.run import Run
 from helios.timeline import PromptTimeline
 
 SIZE, FRAMES, SEED, PROMPT = 64, 66, 3, "a lighthouse in a storm"

@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from helios.engine import Engine
-from helios.run import Run
 from helios.errors import BadInput, ModelUnavailable
-from helios.loading import LoadOptions, _load, load_model
 from helios.fit.capability import Capabilities
-from helios.fit.tiers import GIB, ModelSize, Placement, gpu_bytes, host_bytes, resolve, workspace_bytes
 from helios.fit.size import model_size
-from helios.weights.streaming import StreamedBlock, plain_tensors, streamed_positions
+from helios.fit.tiers import GIB, ModelSize, Placement, gpu_bytes, host_bytes, resolve, workspace_bytes
+from helios.loading import LoadOptions, _load, load_model
 from helios.request import GenerationRequest, GenerationSettings
-from helios.tiny import TinySpec, build_tiny
+from helios.run import Run
 from helios.timeline import PromptTimeline
+from helios.tiny import TinySpec, build_tiny
+from helios.weights.streaming import StreamedBlock, plain_tensors, streamed_positions
 
 HELIOS_14B = ModelSize(
     blocks=40, block_bytes=int(0.703e9), block_linear_bytes=int(0.702e9), transformer_other_bytes=int(0.45e9),

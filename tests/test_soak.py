@@ -54,6 +54,7 @@ def test_the_growth_rule_flags_a_steady_climb_and_not_a_plateau():
     assert not growth(samples_of(warm_up + [800.0] * 36 + [850.0] + [800.0] * 3))["rss_mib"]["grows"], "one run's peak"
     assert growth(samples_of(warm_up + [800.0] * 20 + [850.0] * 20))["rss_mib"]["grows"], "a step that stays"
     assert set(growth(samples_of(warm_up + [800.0] * 40))) == set(QUANTITIES) - {"gpu_mib"}
-    threads = lambda values: growth([Sample(i, "generate", 1.0, 800.0, 20, v, None, 1.0) for i, v in enumerate(values)])["threads"]["grows"]
+    def threads(values):
+        return growth([Sample(i, "generate", 1.0, 800.0, 20, v, None, 1.0) for i, v in enumerate(values)])["threads"]["grows"]
     assert not threads([10] * 7 + [10] * 39 + [11]), "one more thread at one sample"
     assert threads([10] * 7 + [10] * 20 + [12] * 20)

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from helios import loading
+from helios import loading, startup
 from helios.loading import LoadOptions, _load
-from helios import startup
 from helios.startup import (
     CHUNK,
     CODE_FILES,
@@ -24,8 +23,8 @@ from helios.startup import (
     chunks_of,
     code_paths,
     model_named,
-    read_chunks,
     read_ahead_from_here,
+    read_chunks,
 )
 
 

@@ -57,7 +57,7 @@ def test_metrics_show_measured_numbers_and_escape_prompts():
     metrics.state = "generating"
     metrics.on_step(StepProgress(0, 3, 2, 6))
     frames = np.zeros((33, 8, 8, 3), np.uint8)
-    metrics.on_segment(Segment(0, 3, frames, 0, (("<b>boat</b>", 1.0),), SegmentTimings(0.5, 0.1, 0.6)))
+    metrics.on_segment(Segment(0, 3, frames, 0, (("<b>boat</b>", 1.0),), SegmentTimings(0.5, 0.1, 0.6)), 1.0)
     html = metrics.to_html()
     assert "55.0 FPS" in html and "&lt;b&gt;boat&lt;/b&gt;" in html and "<b>boat" not in html
     assert metrics.frames == 33 and metrics.first_frame_s is not None
@@ -79,7 +79,7 @@ def test_a_run_slower_than_real_time_names_the_preset_that_would_be(steps, fps, 
     metrics = RunMetrics(steps=steps)
     frames = np.zeros((33, 8, 8, 3), np.uint8)
     for n, value in enumerate(fps):
-        metrics.on_segment(Segment(n, len(fps), frames, 33 * n, (("a boat", 1.0),), SegmentTimings(33 / value, 0.1, 33 / value)))
+        metrics.on_segment(Segment(n, len(fps), frames, 33 * n, (("a boat", 1.0),), SegmentTimings(33 / value, 0.1, 33 / value)), 1.0)
     assert metrics.real_time_advice() is None, "said only once the run has ended"
     metrics.state = "done"
     said = metrics.real_time_advice()
@@ -94,18 +94,18 @@ def test_the_first_segment_alone_tells_a_later_ones_time_by_its_steps():
     metrics = RunMetrics(steps=(2, 2, 2))
     frames = np.zeros((33, 8, 8, 3), np.uint8)
     metrics.on_step(StepProgress(0, 10, 12, 12))
-    metrics.on_segment(Segment(0, 10, frames, 0, (("a boat", 1.0),), SegmentTimings(2.0, 0.2, 2.2)))
+    metrics.on_segment(Segment(0, 10, frames, 0, (("a boat", 1.0),), SegmentTimings(2.0, 0.2, 2.2)), 1.0)
     assert metrics.segment_s == pytest.approx(2.0 * 6 / 12 + 0.2)
     assert 'data-rtf="1.146"' in metrics.to_html(), "faster than real time (1.375 s of video in 1.2 s)"
     metrics.on_step(StepProgress(1, 10, 6, 6))
-    metrics.on_segment(Segment(1, 10, frames, 33, (("a boat", 1.0),), SegmentTimings(1.2, 0.2, 1.4)))
+    metrics.on_segment(Segment(1, 10, frames, 33, (("a boat", 1.0),), SegmentTimings(1.2, 0.2, 1.4)), 1.0)
     assert metrics.segment_s == pytest.approx(1.4)
 
 
 def test_metrics_show_a_long_prompt_shortened():
     metrics = RunMetrics()
     frames = np.zeros((33, 8, 8, 3), np.uint8)
-    metrics.on_segment(Segment(0, 1, frames, 0, (("a fox " * 20000, 1.0),), SegmentTimings(0.5, 0.1, 0.6)))
+    metrics.on_segment(Segment(0, 1, frames, 0, (("a fox " * 20000, 1.0),), SegmentTimings(0.5, 0.1, 0.6)), 1.0)
     assert len(metrics.to_html()) < 2000 and "a fox a fox" in metrics.to_html()
 
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from helios.errors import ModelUnavailable
-from helios.loading import LoadOptions, _load
 from helios.fit.capability import Capabilities
-from helios.fit.tiers import GIB, HOST_BASE, Placement, host_bytes, resolve
 from helios.fit.size import model_size
+from helios.fit.tiers import GIB, HOST_BASE, Placement, host_bytes, resolve
+from helios.loading import LoadOptions, _load
 from helios.weights.files import WeightFiles
 
 
@@ -91,8 +91,8 @@ def test_small_tiers_keep_every_text_encoder_layer_in_int8_rows_with_the_prompts
     layers (the tiny model's random weights: within 2% where FP8 rows measured 5-12% on UMT5-XXL shapes)."""
     from torch import nn
 
-    from helios.weights.int8 import Int8Linear
     from helios.text import PromptEncoder
+    from helios.weights.int8 import Int8Linear
 
     folder = str(tiny_checkpoint("distilled"))
     wide = _load(folder, LoadOptions(device="cpu", placement=Placement(memory="text-offload")))

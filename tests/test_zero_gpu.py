@@ -14,8 +14,8 @@ from torch.overrides import TorchFunctionMode
 import app
 from helios import loading
 from helios.errors import ModelUnavailable
-from helios.loading import LoadOptions, load_model
 from helios.fit.tiers import Placement
+from helios.loading import LoadOptions, load_model
 from helios.studio.page import build_demo
 
 GIB = 2**30

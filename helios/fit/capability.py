@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .host import host_memory
 from ..parallel.ranks import ranks
+from .host import host_memory
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .tiers import ModelSize
 from ..weights.files import stored_tensors
+from .tiers import ModelSize
 
 BF16 = 2
 EMBEDDING_NAMES = ("shared.weight", "encoder.embed_tokens.weight")

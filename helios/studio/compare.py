@@ -16,8 +16,8 @@ from helios.run import Run
 
 from . import history
 from .form import Form
-from .metrics import fps_series
-from .session import RunUpdate, StudioRun
+from .metrics import RunState, fps_series
+from .streamed_run import RunUpdate, StreamedRun
 
 SIDES = ("A", "B")
 MEASURES = ["measure", "A", "B", "B − A"]
@@ -41,11 +41,11 @@ class Comparison:
     """`updates` runs A, then B if A finished, yielding (side, update); once both are done `difference` is set and
     the tables describe them."""
 
-    def __init__(self, runs: list[Run], begin: Callable[[Run], tuple[StudioRun, Iterator[RunUpdate]]]):
+    def __init__(self, runs: list[Run], begin: Callable[[Run], tuple[StreamedRun, Iterator[RunUpdate]]]):
         """`begin`: the session's way to start a run (its history, its idle time)."""
         self._pending = runs
         self._begin = begin
-        self.runs: list[StudioRun] = []
+        self.runs: list[StreamedRun] = []
         self.difference: VideoDifference | None = None
 
     def updates(self) -> Iterator[tuple[str, RunUpdate]]:
@@ -54,7 +54,7 @@ class Comparison:
             self.runs.append(studio)
             for update in updates:
                 yield side, update
-            if studio.metrics.state != "done":
+            if studio.metrics.state != RunState.DONE:
                 return
         a, b = self.runs
         self.difference = video_difference(a.video, b.video, a.metrics.segment_frames, b.workdir / "difference.mp4")
@@ -87,7 +87,7 @@ class Comparison:
         return [f for run in self.runs for f in history.files(run)]
 
 
-def _peak_gib(run: StudioRun) -> float | None:
+def _peak_gib(run: StreamedRun) -> float | None:
     if run.video is None:
         return None
     return json.loads(sidecar(run.video).read_text(encoding="utf-8"))["timings"]["peak_gpu_gib"]

@@ -9,14 +9,14 @@ from helios.recipe import sidecar
 
 from .form import RESOLUTIONS, rows_from_timeline
 from .metrics import shortened
-from .session import StudioRun
+from .streamed_run import StreamedRun
 
 KEPT = 8
 """Runs a session keeps; older ones are deleted with their files (the disk cap may delete them sooner)."""
 COLUMNS = ["run", "prompt", "steps", "seed", "segments", "resolution", "FPS", "first frame s", "status"]
 
 
-def summary(number: int, run: StudioRun) -> list:
+def summary(number: int, run: StreamedRun) -> list:
     """One row of the history table."""
     request = run.run.request
     s = request.settings
@@ -27,12 +27,12 @@ def summary(number: int, run: StudioRun) -> list:
     ]
 
 
-def files(run: StudioRun) -> list[Path]:
+def files(run: StreamedRun) -> list[Path]:
     """The MP4 and its recipe."""
     return [run.video, sidecar(run.video)] if run.video is not None else []
 
 
-def form_values(run: StudioRun) -> tuple:
+def form_values(run: StreamedRun) -> tuple:
     """What the form needs to ask for this run again: rows, unit, crossfade, segments, steps, seed, resolution."""
     request = run.run.request
     s = request.settings

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import pandas as pd
 import torch
@@ -14,6 +15,16 @@ from helios.limits import FPS, FRAMES_PER_SEGMENT
 from helios.segment import Segment, StepProgress
 
 from .playback import SEGMENT_S
+
+
+class RunState(StrEnum):
+    """Where a run of the page is; the page's script reads it from the metrics' `data-state`."""
+
+    STARTING = "starting"
+    GENERATING = "generating"
+    DONE = "done"
+    STOPPED = "stopped"
+    FAILED = "failed"
 
 
 @dataclass
@@ -26,9 +37,10 @@ class RunMetrics:
     segment_fps: list[float] = field(default_factory=list)
     segment_frames: list[int] = field(default_factory=list)
     first_frame_s: float | None = None
+    """As `helios.record` defines it, for the whole of this app's run."""
     prompts: tuple[tuple[str, float], ...] = ()
     elapsed_s: float = 0.0
-    state: str = "starting"
+    state: RunState = RunState.STARTING
     steps: tuple[int, ...] | None = None
     """The run's steps per pyramid stage (None without a pyramid)."""
     made: list[float] = field(default_factory=list)
@@ -42,11 +54,10 @@ class RunMetrics:
         self.total_segments = progress.segments
         self.elapsed_s = time.perf_counter() - self.started
 
-    def on_segment(self, segment: Segment) -> None:
+    def on_segment(self, segment: Segment, first_frame_s: float | None) -> None:
         self.elapsed_s = time.perf_counter() - self.started
         self.made.append(time.time())
-        if self.first_frame_s is None:
-            self.first_frame_s = self.elapsed_s
+        self.first_frame_s = first_frame_s
         if not self.segment_fps and self.step and segment.frames.size:
             first_steps = self.step.steps
             later_steps = sum(self.steps) if self.steps else first_steps
@@ -92,7 +103,7 @@ class RunMetrics:
     def real_time_advice(self) -> str | None:
         """After a run slower than real time, the steps preset that would be real time here, from this run's
         measured segments (the amplified first one aside): a segment's time scales with its steps per stage."""
-        if self.state not in ("done", "stopped") or not self.segment_s or not self.steps or len(set(self.steps)) != 1:
+        if self.state not in (RunState.DONE, RunState.STOPPED) or not self.segment_s or not self.steps or len(set(self.steps)) != 1:
             return None
         fps = FRAMES_PER_SEGMENT / self.segment_s
         if fps >= FPS:
@@ -115,7 +126,7 @@ class RunMetrics:
         rows = [
             ("status", self.state),
             ("segment", f"{min(self.segments + 1, self.total_segments or 1)} of {self.total_segments or '?'}"
-             if self.state == "generating" else f"{self.segments} of {self.total_segments or '?'}"),
+             if self.state == RunState.GENERATING else f"{self.segments} of {self.total_segments or '?'}"),
             ("step", f"{step.step} of {step.steps}" if step else "-"),
             ("last segment", f"{self.segment_fps[-1]:.1f} FPS" if self.segment_fps else "-"),
             ("overall", f"{self.overall_fps:.1f} FPS" if self.overall_fps else "-"),

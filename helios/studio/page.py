@@ -14,13 +14,13 @@ from helios.engine import Engine
 from helios.errors import HeliosError
 from helios.timeline import read_timeline
 
-from .form import Form, rows_from_timeline, task_of, timeline_from_rows
 from . import history
+from .compare import SIDES, Comparison, SideSettings
+from .form import Form, rows_from_timeline, task_of, timeline_from_rows
 from .gpu import on_gpu
 from .layout import EXAMPLE_TIMELINES, Layout, lay_out
 from .live_stream import LIVE_PLAYER, LiveStream, LiveStreams
 from .playback import SMOOTH_PLAYBACK
-from .compare import SIDES, Comparison, SideSettings
 from .session_limits import SessionLimits
 from .sessions import Sessions
 

@@ -19,8 +19,9 @@ from . import history
 from .compare import Comparison, SideSettings
 from .form import Form, build_request, timeline_from_rows
 from .history import KEPT
-from .session import RunUpdate, StudioRun
+from .metrics import RunState
 from .session_limits import SessionLimits
+from .streamed_run import RunUpdate, StreamedRun
 
 
 class Sessions:
@@ -38,10 +39,10 @@ class Sessions:
         self.ready = ready
         self.limits = limits
         self.clock = clock
-        self._runs: dict[str, StudioRun] = {}
+        self._runs: dict[str, StreamedRun] = {}
         self._seen: dict[str, float] = {}
         self._cancel_next: dict[str, int] = {}
-        self._history: dict[str, list[StudioRun]] = {}
+        self._history: dict[str, list[StreamedRun]] = {}
         self._lock = threading.Lock()
 
     def sweep(self) -> None:
@@ -50,14 +51,14 @@ class Sessions:
         with self._lock:
             idle = [
                 s for s, seen in self._seen.items()
-                if now - seen > self.limits.idle_release_s and (s not in self._runs or self._runs[s].metrics.state != "generating")
+                if now - seen > self.limits.idle_release_s and (s not in self._runs or self._runs[s].metrics.state != RunState.GENERATING)
             ]
         for session in idle:
             self.forget(session)
         with self._lock:
             finished = sorted(
                 (self._seen.get(s, 0.0), -age, s, run)
-                for s, runs in self._history.items() for age, run in enumerate(runs) if run.metrics.state != "generating"
+                for s, runs in self._history.items() for age, run in enumerate(runs) if run.metrics.state != RunState.GENERATING
             )
             total = sum(run.disk_bytes() for runs in self._history.values() for run in runs)
         for *_, session, run in finished:
@@ -66,12 +67,12 @@ class Sessions:
             total -= run.disk_bytes()
             self._drop(session, run)
 
-    def history(self, session: str) -> list[StudioRun]:
+    def history(self, session: str) -> list[StreamedRun]:
         """The session's runs, newest first; the first may still be generating."""
         with self._lock:
             return list(self._history.get(session, ()))
 
-    def _drop(self, session: str, run: StudioRun) -> None:
+    def _drop(self, session: str, run: StreamedRun) -> None:
         with self._lock:
             runs = self._history.get(session, [])
             if run in runs:
@@ -80,11 +81,11 @@ class Sessions:
                 del self._runs[session]
         run.cleanup()
 
-    def get(self, session: str) -> StudioRun | None:
+    def get(self, session: str) -> StreamedRun | None:
         with self._lock:
             return self._runs.get(session)
 
-    def _replace(self, session: str, run: StudioRun) -> None:
+    def _replace(self, session: str, run: StreamedRun) -> None:
         """The new run becomes the session's current one; the previous ones stay in its history, up to KEPT."""
         with self._lock:
             self._runs[session] = run
@@ -146,9 +147,9 @@ class Sessions:
         runs = [Run(self.engine, request) for request in (first, second)]
         return Comparison(runs, lambda run: self._begin(session, run))
 
-    def _begin(self, session: str, run: Run, before: Path | None = None) -> tuple[StudioRun, Iterator[RunUpdate]]:
+    def _begin(self, session: str, run: Run, before: Path | None = None) -> tuple[StreamedRun, Iterator[RunUpdate]]:
         """The session's new current run, in its history; its updates keep the session active."""
-        studio = StudioRun(run, before, self.root)
+        studio = StreamedRun(run, before, self.root)
         self._replace(session, studio)
         return studio, self._touching(session, studio.updates())
 
@@ -156,7 +157,7 @@ class Sessions:
         """Continue the session's last finished run from the state it ended in: the frames a longer run gives."""
         self._starting(session)
         previous = self.get(session)
-        if previous is not None and previous.metrics.state == "generating":
+        if previous is not None and previous.metrics.state == RunState.GENERATING:
             raise BadInput("A video is still being generated: wait for it or stop it, then continue.")
         if previous is None or previous.continuation is None:
             raise BadInput("Nothing to continue yet: generate a video first.")
@@ -188,7 +189,7 @@ class Sessions:
     def apply_timeline(self, session: str, rows, unit: str, crossfade) -> int | None:
         """The 1-based segment the new timeline applies from; None when nothing is running."""
         run = self.get(session)
-        if run is None or run.metrics.state != "generating":
+        if run is None or run.metrics.state != RunState.GENERATING:
             return None
         run.apply_timeline(timeline_from_rows(rows, unit, crossfade))
         running = run.metrics.step.segment if run.metrics.step else 0

@@ -30,7 +30,6 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[2]
 GROWTH = 1.05
 QUANTITIES = ("rss_mib", "fds", "threads", "gpu_mib", "disk_mib")

@@ -14,15 +14,15 @@ import torch
 from torch import nn
 
 from ..faster.aot import use_aot
-from ..parallel.context_parallel import enable_context_parallel
-from .fp8 import block_to_float8
 from ..faster.fp8_attention import use_fp8_attention
 from ..faster.fused_block import use_kernels
-from .int8 import layer_to_int8, quantize_rows
-from ..fit.tiers import Resolved
-from ..parallel.ranks import Ranks
-from .streaming import BlockStream, stream_blocks, streamed_positions
 from ..faster.vae_kernels import use_vae_kernels
+from ..fit.tiers import Resolved
+from ..parallel.context_parallel import enable_context_parallel
+from ..parallel.ranks import Ranks
+from .fp8 import block_to_float8
+from .int8 import layer_to_int8, quantize_rows
+from .streaming import BlockStream, stream_blocks, streamed_positions
 
 
 def dtype_rule(dtype: torch.dtype, keep_fp32: tuple[str, ...] = ()):

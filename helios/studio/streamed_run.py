@@ -9,19 +9,19 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from helios.media import encode_clip, join_videos
-from helios.recipe import recipe_for, segment_timings, sidecar, timings_of
+from helios.recipe import sidecar
+from helios.record import RunRecord
 from helios.request import Continuation
 from helios.run import Run
 from helios.segment import Segment, StepProgress
 from helios.timeline import PromptTimeline
 
-from .metrics import RunMetrics
+from .metrics import RunMetrics, RunState
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class RunUpdate:
     final: bool = False
 
 
-class StudioRun:
+class StreamedRun:
     """Streams one engine run; `stop` and `apply_timeline` may be called from other threads while it runs.
 
     Each segment is encoded once, as the clip the page streams; the MP4 is those clips (after the MP4 a continued
@@ -54,7 +54,7 @@ class StudioRun:
 
     def stop(self) -> bool:
         """True if this call stopped a running generation."""
-        if self.run.cancelled or self.metrics.state != "generating":
+        if self.run.cancelled or self.metrics.state != RunState.GENERATING:
             return False
         self.run.cancel()
         return True
@@ -67,9 +67,9 @@ class StudioRun:
         return self.run.continuation if self.video is not None else None
 
     def updates(self) -> Iterator[RunUpdate]:
-        self.metrics.state = "generating"
-        clips, timings = [], []
-        start = time.perf_counter()
+        self.metrics.state = RunState.GENERATING
+        clips = []
+        record = RunRecord(self.run)
         try:
             try:
                 for event in self.run:
@@ -77,27 +77,25 @@ class StudioRun:
                         self.metrics.on_step(event)
                         yield RunUpdate(self.metrics)
                     elif isinstance(event, Segment):
-                        self.metrics.on_segment(event)
-                        timings.append(segment_timings(event))
+                        record.on_segment(event)
+                        self.metrics.on_segment(event, record.first_frame_s)
                         clips.append(encode_clip(event.frames, self.workdir / f"segment-{event.index:04d}.mp4"))
                         yield RunUpdate(self.metrics, clip=clips[-1])
             except BaseException:
                 self.run.cancel()
-                self.metrics.state = "failed"
+                self.metrics.state = RunState.FAILED
                 raise
-            self.metrics.state = "stopped" if self.run.cancelled else "done"
-            yield RunUpdate(self.metrics, video=self._finish(clips, timings, time.perf_counter() - start), final=True)
+            self.metrics.state = RunState.STOPPED if self.run.cancelled else RunState.DONE
+            yield RunUpdate(self.metrics, video=self._finish(clips, record), final=True)
         finally:
             if self._discarded:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _finish(self, clips: list[Path], timings: list[dict], elapsed_s: float) -> Path | None:
+    def _finish(self, clips: list[Path], record: RunRecord) -> Path | None:
         """The MP4 (the recipe in its metadata) and the recipe beside it."""
         if not clips:
             return None
-        model = self.run.engine.model
-        measured = timings_of(timings, self.metrics.first_frame_s, elapsed_s, self.metrics.frames, model.device)
-        recipe = recipe_for(model, self.run.request, measured).to_json()
+        recipe = record.recipe().to_json()
         video = join_videos([self.before, *clips] if self.before else clips, self.workdir / "helios.mp4", recipe)
         sidecar(video).write_text(recipe, encoding="utf-8")
         return video
@@ -106,7 +104,7 @@ class StudioRun:
     def video(self) -> Path | None:
         """The finished MP4: everything this run showed, after the video it continued."""
         path = self.workdir / "helios.mp4"
-        return path if self.metrics.state in ("done", "stopped") and path.exists() else None
+        return path if self.metrics.state in (RunState.DONE, RunState.STOPPED) and path.exists() else None
 
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.workdir.glob("*") if f.is_file())
@@ -114,5 +112,5 @@ class StudioRun:
     def cleanup(self) -> None:
         """Remove the run's files once the page no longer needs them; a run still generating removes them as it ends."""
         self._discarded = True
-        if self.metrics.state != "generating":
+        if self.metrics.state != RunState.GENERATING:
             shutil.rmtree(self.workdir, ignore_errors=True)
