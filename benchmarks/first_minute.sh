@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
-# On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate (one file, then the
-# read-ahead's), a quick check of both text-encoder placements on the tiny model, then with TRACE=1 traces of a cold
-# load (the reading started by the load, or from the first line as a first start and a later one do),
-# with FP8_COMPILE=1 the FP8 blocks' compile times, then benchmarks.first_minute's CASES (SEGMENTS each, 10 unless
-# set), with DEVIATION=1 the small tiers' frames against the resident tier's and, with FORMS=1, the text encoder's
-# forms. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
+# On the GPU machine: a full-size random checkpoint (kept if there), the disk's read rate, a quick check of both
+# text-encoder placements on the tiny model, then benchmarks.first_minute's CASES (SEGMENTS each, 10 unless set) and,
+# with DEVIATION=1, the small tiers' frames against the resident tier's. Usage: CASES=16gib,12gib benchmarks/first_minute.sh OUT
 set -uo pipefail
 out=${1:?usage: benchmarks/first_minute.sh OUT}
 ckpt=${CKPT:-/tmp/helios-ckpt}
@@ -14,27 +11,10 @@ if [ ! -f "$ckpt/model_index.json" ]; then
   python3 -m benchmarks.random_checkpoint "$ckpt" 2>&1 | tail -2 | tee -a "$out/machine.txt" || exit 1
   shard=$(ls -S "$ckpt"/transformer/*.safetensors | head -1)
   dd if="$shard" of=/dev/null bs=64M iflag=direct 2>&1 | tail -1 | sed 's/^/disk read (O_DIRECT): /' | tee -a "$out/machine.txt"
-  python3 -m benchmarks.disk_readers --model "$ckpt" --gib 8 2>&1 | sed 's/^/read-ahead: /' | tee -a "$out/machine.txt"
   for memory in $([ "${CHECKS:-1}" = 1 ] && echo resident fp8-streamed); do
     timeout 180 python3 -m helios generate --model tiny --prompt check --frames 33 --steps 1,1,1 --height 64 --width 128 \
       --memory "$memory" --out "/tmp/check-$memory.npy" > "$out/logs/check-$memory.log" 2>&1 || { cat "$out/logs/check-$memory.log"; exit 1; }
   done
-fi
-if [[ "${CASES:-}" == *aot* && "${CHECKS:-1}" = 1 ]]; then  # AoT on the tiny model first: built, run with CUDA graphs, vs JIT
-  timeout 300 python3 benchmarks/aot_check.py > "$out/logs/check-aot.log" 2>&1 || echo "tiny AoT check failed: see logs/check-aot.log"
-  grep -E "^Model|tiny AoT|wrote" "$out/logs/check-aot.log"
-fi
-if [ "${TRACE:-0}" = 1 ]; then  # the reading started by the load, then from the first line as a first start and a later one
-  trace="timeout 120 python3 -m benchmarks.load_trace --model $ckpt"  # `installed` notes the list `noted` reads
-  for start in load installed noted; do
-    $trace --start $start --out "$out/load_trace_$start.json" >> "$out/logs/load_trace.log" 2>&1
-  done
-fi
-if [ "${FP8_COMPILE:-0}" = 1 ]; then  # the FP8 blocks' compile, torchao's and ours, cold then kept
-  for linears in torchao ours; do for run in cold kept; do
-    TORCHINDUCTOR_CACHE_DIR=/tmp/fp8-compile-$linears timeout 300 python3 -m benchmarks.fp8_compile --linears $linears \
-      --out "$out/fp8_compile.jsonl" >> "$out/logs/fp8_compile.log" 2>&1
-  done; done
 fi
 if [ -n "${CASES:-}" ]; then
   python3 -m benchmarks.first_minute --model "$ckpt" --cases "$CASES" --segments "${SEGMENTS:-10}" --work /tmp/first-minute \
@@ -48,4 +28,3 @@ if [ "${DEVIATION:-0}" = 1 ]; then  # the small tiers' 2-segment frames against 
       python3 -c "import json; print(json.dumps(json.load(open('/tmp/deviation.json'))))" >> "$out/deviation.jsonl"
   done
 fi
-if [ "${FORMS:-0}" = 1 ]; then python3 -m benchmarks.text_encoder_forms --model "$ckpt" --out "$out/text_encoder_forms.json"; fi

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.gpu_soak --runs 50 --out FILE`: the in-process soak (`helios.studio.soak --in-process`) on a GPU
+"""`python -m benchmarks.gpu_soak --runs 50 --out FILE`: the in-process soak (`benchmarks.soak --in-process`) on a GPU
 with full-size random weights built in GPU memory (the 14B transformer, the Wan VAE and a UMT5-XXL-shaped text
 encoder, all resident), so a soak needs no 40 GB checkpoint on disk. Samples are written after every run."""
 
@@ -13,10 +13,10 @@ import torch
 
 from helios.engine import Engine
 from helios.fit.tiers import Placement
-from helios.studio.soak import IN_PROCESS, InProcess, soak, verdict_of
 
 from .bench import build_transformer, build_vae, place
 from .random_checkpoint import build_text_encoder
+from .soak import InProcess, soak, verdict_of
 
 
 def main(argv=None) -> int:
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        raise SystemExit("error: the GPU soak needs a CUDA GPU; on a CPU run python -m helios.studio.soak.")
+        raise SystemExit("error: the GPU soak needs a CUDA GPU; on a CPU run python -m benchmarks.soak.")
     device = torch.device("cuda")
     start = time.perf_counter()
     parts = dict(transformer=build_transformer(device), vae=build_vae(device, torch.bfloat16),
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="helios-gpu-soak-") as workdir:
         target = InProcess(engine, Path(workdir), args.resolution)
         print(f"warmed up after {time.perf_counter() - start:.0f} s", flush=True)
-        samples = soak(target, args.runs, actions=IN_PROCESS, out=args.out, model="full-size random weights",
+        samples = soak(target, args.runs, out=args.out, model="full-size random weights",
                        resolution=args.resolution, in_process=True, gpu=torch.cuda.get_device_name())
     return verdict_of(samples)
 

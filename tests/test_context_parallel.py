@@ -2,7 +2,7 @@
 history-key amplification included), split by our plan on diffusers' hooks with Ulysses attention: the CLI's frames
 are one rank's, and the app on two ranks streams, stops, continues and serves the next request. Ring attention needs
 an attention backend that returns log-sum-exps (cuDNN, flash): the CPU's native one does not, so ring is left to GPU
-runs (`benchmarks.context_parallel_probe`; benchmarks/README.md says what has been run)."""
+runs (`benchmarks/multi_gpu.sh`; benchmarks/README.md says what has been run)."""
 
 import os
 import socket

@@ -2,7 +2,7 @@
 clients: nothing it holds may keep growing. The default run soaks the page's handlers 40 times in a process of their
 own (~2 min on 2 cores, tiny model, the CPU preview's 64x128); `python -m pytest -m soak` soaks the app itself
 through its API (HELIOS_SOAK_RUNS, default 40, ~3 min: the web layer is where a 300-run soak found the one leak);
-longer: `python -m helios.studio.soak --runs 300`."""
+longer: `python -m benchmarks.soak --runs 300`."""
 
 import json
 import os
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helios.studio.soak import ACTIONS, IN_PROCESS, QUANTITIES, App, Sample, growth, soak
+from benchmarks.soak import ACTIONS, QUANTITIES, App, Sample, growth, soak
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = int(os.environ.get("HELIOS_SOAK_RUNS", 40))
@@ -26,13 +26,13 @@ def flat(verdict: dict) -> None:
 def test_the_pages_handlers_stay_flat(tmp_path):
     out = tmp_path / "soak.json"
     done = subprocess.run(
-        [sys.executable, "-m", "helios.studio.soak", "--runs", str(RUNS), "--in-process", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.soak", "--runs", str(RUNS), "--in-process", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     record = json.loads(out.read_text())
     flat(record["verdict"])
     assert done.returncode == 0, done.stderr[-2000:]
-    assert len(record["samples"]) == RUNS and {s["action"] for s in record["samples"]} == set(IN_PROCESS)
+    assert len(record["samples"]) == RUNS and {s["action"] for s in record["samples"]} == set(ACTIONS)
 
 
 @pytest.mark.soak

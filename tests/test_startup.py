@@ -156,10 +156,20 @@ def test_a_read_ahead_that_cannot_start_leaves_the_load_to_read_for_itself(tiny_
     assert model.flavour.name == "distilled"
 
 
+def _has_read(pid: int, count: int, within: float) -> bool:
+    """Whether the process has read `count` bytes (its imports read far fewer) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        io = Path(f"/proc/{pid}/io").read_text()
+        if int(next(line for line in io.splitlines() if line.startswith("rchar:")).split()[1]) >= count:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_stop_ends_the_reading_at_once(endless):
     ahead = ReadAhead(str(endless), budget=2**40)
-    time.sleep(2)
-    assert ahead.is_alive()
+    assert _has_read(ahead.pid, 4 * CHUNK, within=60) and ahead.is_alive()
     started = time.monotonic()
     assert 0 < ahead.stop() < 2**40 and not ahead.is_alive()
     assert time.monotonic() - started < 2

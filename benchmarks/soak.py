@@ -1,5 +1,5 @@
-"""`python -m helios.studio.soak --runs N [--model M] [--resolution HxW] [--out FILE] [app flags]`: the app used for a long time, as careless and hostile
-clients use it, to show that nothing it holds keeps growing.
+"""`python -m benchmarks.soak --runs N [--model M] [--resolution HxW] [--in-process] [--out FILE] [app flags]`: the app
+used for a long time, as careless and hostile clients use it, to show that nothing it holds keeps growing.
 
 It starts `python app.py` in a fresh folder for Gradio's cache, with sessions released after a few idle seconds and
 a small cap on the runs' disk, then makes N runs through the API, cycling through: a full generate, a generate
@@ -10,7 +10,9 @@ GPU memory (where nvidia-smi sees the process) and the disk under Gradio's cache
 The rule: after a warm-up of one cycle, the median of each quantity over the last quarter of runs may exceed its
 median over the first quarter by at most 5% or one unit, whichever is more. Medians, because a leak moves every
 sample after it while a run's passing peak moves one (a continue that holds 50 MiB of frames while it runs, a
-thread alive at one sample). Exit status 1 if anything keeps growing.
+thread alive at one sample). Exit status 1 if anything keeps growing. `--in-process` drives the page's handlers in
+this process instead (a GPU machine without the app's web packages; `benchmarks.gpu_soak`): the same actions, each
+written once over what both targets can do.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 GROWTH = 1.05
 QUANTITIES = ("rss_mib", "fds", "threads", "gpu_mib", "disk_mib")
 
@@ -47,8 +49,12 @@ class Sample:
     disk_mib: float
 
 
+BAD_INPUTS = (dict(steps="99999,1,1"), dict(segments="lots"), dict(prompt=" "))
+EDITED_TIMELINE = [[0, "a lighthouse"], [1, "a storm"]]
+
+
 class App:
-    """`python app.py` on a free port with its own Gradio cache folder; a context manager."""
+    """`python app.py` on a free port with its own Gradio cache folder, driven through its API; a context manager."""
 
     def __init__(self, model: str, workdir: Path, extra: list[str], resolution: str):
         self.resolution = resolution
@@ -64,7 +70,7 @@ class App:
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
-    def __enter__(self) -> "App":
+    def __enter__(self) -> App:
         deadline = time.time() + 600
         while "warm: ready" not in self.log.read_text():
             if self.process.poll() is not None or time.time() > deadline:
@@ -80,6 +86,67 @@ class App:
     def form(self, prompt: str = "a lighthouse at dusk", segments: int = 1, steps: str = "1,1,1"):
         return ({"headers": ["start", "prompt"], "data": [[0, prompt]]}, "seconds", 1, None, None, segments, steps, 7,
                 self.resolution, False)
+
+    def start(self, form):
+        """A run begun by one client; returns once its first segment is out."""
+        client = _client(self.url)
+        job = client.submit(*form, api_name="/generate")
+        for update in job:
+            if "<th>frames</th><td>33</td>" in str(update[0]):
+                break
+        return client, job
+
+    def finish(self, run) -> None:
+        run[1].result()
+
+    def generate(self, form):
+        client = _client(self.url)
+        client.predict(*form, api_name="/generate")
+        return client, None
+
+    def stop(self, run) -> None:
+        run[0].predict(api_name="/stop")
+
+    def continue_(self, run, form) -> None:
+        run[0].predict(*form, api_name="/continue")
+
+    def apply_timeline(self, run, rows) -> None:
+        run[0].predict({"headers": ["start", "prompt"], "data": rows}, "segments", 0, api_name="/apply_timeline")
+
+    def refuses(self, form) -> bool:
+        from gradio_client.exceptions import AppError
+
+        try:
+            _client(self.url).predict(*form, api_name="/generate")
+        except AppError:
+            return True
+        return False
+
+    def drop_mid_stream(self, form) -> None:
+        """What a closed tab does: join the queue as the page does, read the updates until a segment arrives, open its
+        live stream, take a clip, hang up both."""
+        import httpx
+
+        config = httpx.get(self.url + "config").json()
+        fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "generate")
+        session = uuid.uuid4().hex
+        httpx.post(self.url + "gradio_api/queue/join",
+                   json={"data": list(form), "fn_index": fn_index, "session_hash": session, "event_data": None})
+        with httpx.stream("GET", self.url + "gradio_api/queue/data", params={"session_hash": session}, timeout=120) as stream:
+            for line in stream.iter_lines():
+                if "process_generating" in line and "frames</th><td>33" in line:
+                    break
+        live = re.search(r'data-live=\\"([^\\"]+)', line).group(1)
+        with httpx.stream("GET", self.url + live, timeout=120) as stream:
+            next(stream.iter_bytes())
+        time.sleep(1)
+
+    def two_at_once(self, form) -> None:
+        threads = [threading.Thread(target=self.generate, args=(form,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
 
     def sample(self, run: int, action: str, seconds: float) -> Sample:
         proc = Path(f"/proc/{self.process.pid}")
@@ -98,103 +165,27 @@ class App:
             ).stdout
         except (OSError, subprocess.TimeoutExpired):
             return None
-        used = [float(m) for pid, m in (line.split(",") for line in out.splitlines() if "," in line) if int(pid) == self.process.pid]
+        used = [float(m) for pid, m in (line.split(",") for line in out.splitlines() if "," in line)
+                if int(pid) == self.process.pid]
         return used[0] if used else None
 
 
-def Client(url: str, verbose: bool = False):
+def _client(url: str):
     """gradio_client's, imported on use: the in-process soak runs where the web packages are not installed."""
-    from gradio_client import Client as client
+    from gradio_client import Client
 
-    return client(url, verbose=verbose)
-
-
-def until_first_segment(job) -> None:
-    for update in job:
-        if "<th>frames</th><td>33</td>" in str(update[0]):
-            return
-
-
-def generate(app: App) -> None:
-    Client(app.url, verbose=False).predict(*app.form(segments=1), api_name="/generate")
-
-
-def stop_mid_run(app: App) -> None:
-    client = Client(app.url, verbose=False)
-    job = client.submit(*app.form(segments=4), api_name="/generate")
-    until_first_segment(job)
-    client.predict(api_name="/stop")
-    job.result()
-
-
-def drop_mid_stream(app: App) -> None:
-    """What a closed tab does: join the queue as the page does, read the updates until a segment arrives, open its
-    live stream, take a clip, hang up both."""
-    import httpx
-
-    config = httpx.get(app.url + "config").json()
-    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "generate")
-    session = uuid.uuid4().hex
-    httpx.post(app.url + "gradio_api/queue/join",
-               json={"data": list(app.form(segments=4)), "fn_index": fn_index, "session_hash": session, "event_data": None})
-    with httpx.stream("GET", app.url + "gradio_api/queue/data", params={"session_hash": session}, timeout=120) as stream:
-        for line in stream.iter_lines():
-            if "process_generating" in line and "frames</th><td>33" in line:
-                break
-    live = re.search(r'data-live=\\"([^\\"]+)', line).group(1)
-    with httpx.stream("GET", app.url + live, timeout=120) as stream:
-        next(stream.iter_bytes())
-    time.sleep(1)
-
-
-def continue_a_run(app: App) -> None:
-    client = Client(app.url, verbose=False)
-    client.predict(*app.form(segments=1), api_name="/generate")
-    client.predict(*app.form(segments=1), api_name="/continue")
-
-
-def apply_timeline_mid_run(app: App) -> None:
-    client = Client(app.url, verbose=False)
-    job = client.submit(*app.form(segments=3), api_name="/generate")
-    until_first_segment(job)
-    client.predict({"headers": ["start", "prompt"], "data": [[0, "a lighthouse"], [1, "a storm"]]}, "segments", 0,
-                   api_name="/apply_timeline")
-    job.result()
-
-
-def bad_input(app: App) -> None:
-    from gradio_client.exceptions import AppError
-
-    client = Client(app.url, verbose=False)
-    for args in (app.form(steps="99999,1,1"), app.form(segments="lots"), app.form(prompt=" ")):
-        try:
-            client.predict(*args, api_name="/generate")
-        except AppError:
-            continue
-        raise AssertionError(f"accepted a bad request: {args}")
-
-
-def two_clients(app: App) -> None:
-    threads = [threading.Thread(target=generate, args=(app,)) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(600)
-
-
-ACTIONS = {f.__name__: f for f in (generate, stop_mid_run, drop_mid_stream, continue_a_run, apply_timeline_mid_run, bad_input, two_clients)}
+    return Client(url, verbose=False)
 
 
 class InProcess:
-    """The same cycle against the page's handlers (`Sessions`) in this process: for a GPU machine without the app's
-    web packages (the Compare tab's Gradio players need ffprobe). A dropped stream is a closed updates generator."""
+    """The page's handlers (`Sessions`) in this process. A dropped stream is a closed updates generator; two clients
+    at once run one after the other, as the app's queue runs them (the engine takes one run at a time)."""
 
     def __init__(self, engine, workdir: Path, resolution: str):
         from helios.run import warm_up
-
-        from .form import parse_resolution
-        from .session_limits import SessionLimits
-        from .sessions import Sessions
+        from helios.studio.form import parse_resolution
+        from helios.studio.session_limits import SessionLimits
+        from helios.studio.sessions import Sessions
 
         self.resolution = resolution
         self.root = workdir / "runs"
@@ -204,9 +195,50 @@ class InProcess:
         self.sessions = Sessions(engine, ready, SessionLimits(6.0, int(0.02 * 2**30)), root=self.root)
 
     def form(self, prompt: str = "a lighthouse at dusk", segments: int = 1, steps: str = "1,1,1"):
-        from .form import Form
+        from helios.studio.form import Form
 
         return Form([[0, prompt]], "seconds", 1, None, None, segments, steps, 7, self.resolution)
+
+    def start(self, form):
+        session = uuid.uuid4().hex
+        updates = self.sessions.generate(session, form)[1]
+        for update in updates:
+            if update.clip:
+                break
+        return session, updates
+
+    def finish(self, run) -> None:
+        list(run[1])
+
+    def generate(self, form):
+        session = uuid.uuid4().hex
+        list(self.sessions.generate(session, form)[1])
+        return session, None
+
+    def stop(self, run) -> None:
+        self.sessions.stop(run[0])
+
+    def continue_(self, run, form) -> None:
+        list(self.sessions.extend(run[0], form))
+
+    def apply_timeline(self, run, rows) -> None:
+        self.sessions.apply_timeline(run[0], rows, "segments", 0)
+
+    def refuses(self, form) -> bool:
+        from helios.errors import HeliosError
+
+        try:
+            list(self.sessions.generate(uuid.uuid4().hex, form)[1])
+        except HeliosError:
+            return True
+        return False
+
+    def drop_mid_stream(self, form) -> None:
+        self.start(form)[1].close()
+
+    def two_at_once(self, form) -> None:
+        self.generate(form)
+        self.generate(form)
 
     def sample(self, run: int, action: str, seconds: float) -> Sample:
         import torch
@@ -218,81 +250,54 @@ class InProcess:
                       len(os.listdir("/proc/self/fd")), int(status["Threads"]), gpu, round(disk / 2**20, 2))
 
 
-def _session() -> str:
-    return uuid.uuid4().hex
+def generate(target) -> None:
+    target.generate(target.form())
 
 
-def _until_clip(updates) -> None:
-    for update in updates:
-        if update.clip:
-            return
+def stop_mid_run(target) -> None:
+    run = target.start(target.form(segments=4))
+    target.stop(run)
+    target.finish(run)
 
 
-def _in_generate(target: InProcess) -> None:
-    list(target.sessions.generate(_session(), target.form())[1])
+def drop_mid_stream(target) -> None:
+    target.drop_mid_stream(target.form(segments=4))
 
 
-def _in_stop_mid_run(target: InProcess) -> None:
-    session = _session()
-    updates = target.sessions.generate(session, target.form(segments=4))[1]
-    _until_clip(updates)
-    target.sessions.stop(session)
-    list(updates)
+def continue_a_run(target) -> None:
+    target.continue_(target.generate(target.form()), target.form())
 
 
-def _in_drop_mid_stream(target: InProcess) -> None:
-    updates = target.sessions.generate(_session(), target.form(segments=4))[1]
-    _until_clip(updates)
-    updates.close()
+def apply_timeline_mid_run(target) -> None:
+    run = target.start(target.form(segments=3))
+    target.apply_timeline(run, EDITED_TIMELINE)
+    target.finish(run)
 
 
-def _in_continue_a_run(target: InProcess) -> None:
-    session = _session()
-    list(target.sessions.generate(session, target.form())[1])
-    list(target.sessions.extend(session, target.form()))
+def bad_input(target) -> None:
+    for bad in BAD_INPUTS:
+        if not target.refuses(target.form(**bad)):
+            raise AssertionError(f"accepted a bad request: {bad}")
 
 
-def _in_apply_timeline_mid_run(target: InProcess) -> None:
-    session = _session()
-    updates = target.sessions.generate(session, target.form(segments=3))[1]
-    _until_clip(updates)
-    target.sessions.apply_timeline(session, [[0, "a lighthouse"], [1, "a storm"]], "segments", 0)
-    list(updates)
+def two_clients(target) -> None:
+    target.two_at_once(target.form())
 
 
-def _in_bad_input(target: InProcess) -> None:
-    from helios.errors import HeliosError
-
-    for form in (target.form(steps="99999,1,1"), target.form(segments="lots"), target.form(prompt=" ")):
-        try:
-            list(target.sessions.generate(_session(), form)[1])
-        except HeliosError:
-            continue
-        raise AssertionError(f"accepted a bad request: {form}")
+ACTIONS = {f.__name__: f for f in (generate, stop_mid_run, drop_mid_stream, continue_a_run, apply_timeline_mid_run,
+                                   bad_input, two_clients)}
 
 
-def _in_two_clients(target: InProcess) -> None:
-    """One after the other, as the app's queue runs them (the engine takes one run at a time)."""
-    _in_generate(target)
-    _in_generate(target)
-
-
-IN_PROCESS = {f.__name__.removeprefix("_in_"): f for f in (
-    _in_generate, _in_stop_mid_run, _in_drop_mid_stream, _in_continue_a_run, _in_apply_timeline_mid_run, _in_bad_input,
-    _in_two_clients,
-)}
-
-
-def soak(app, runs: int, progress=print, actions: dict = ACTIONS, out: Path | None = None, **about) -> list[Sample]:
-    """`app`: an App (through its API) or an InProcess (its handlers), with the matching `actions`. With `out`, the
-    samples so far and their verdict are rewritten after every run, so a soak cut short still leaves its record."""
+def soak(target, runs: int, progress=print, out: Path | None = None, **about) -> list[Sample]:
+    """`target`: an App (through its API) or an InProcess (its handlers). With `out`, the samples so far and their
+    verdict are rewritten after every run, so a soak cut short still leaves its record."""
     samples = []
-    names = list(actions)
+    names = list(ACTIONS)
     for run in range(runs):
         action = names[run % len(names)]
         start = time.perf_counter()
-        actions[action](app)
-        samples.append(app.sample(run, action, time.perf_counter() - start))
+        ACTIONS[action](target)
+        samples.append(target.sample(run, action, time.perf_counter() - start))
         progress(json.dumps(asdict(samples[-1])))
         if out:
             record = dict(about, runs=runs, samples=[asdict(s) for s in samples], verdict=growth(samples))
@@ -331,7 +336,7 @@ def main(argv=None) -> int:
             from helios.loading import load_model
 
             target = InProcess(Engine(load_model(args.model)), Path(workdir), args.resolution)
-            samples = soak(target, args.runs, actions=IN_PROCESS, out=args.out, **about)
+            samples = soak(target, args.runs, out=args.out, **about)
         else:
             with App(args.model, Path(workdir), app_flags, args.resolution) as app:
                 samples = soak(app, args.runs, out=args.out, **about)
@@ -347,3 +352,4 @@ def verdict_of(samples: list[Sample]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
