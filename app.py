@@ -31,7 +31,7 @@ from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import LoadOptions, load_model
 from helios.run import follow, warm_up
 from helios.studio.gpu import import_spaces_first
-from helios.studio.session_limits import SessionLimits
+from helios.studio.settings import StudioSettings
 
 
 def _port(text: str) -> int:
@@ -87,9 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-segments", type=_at_least(2), default=Limits.max_segments,
                         help="the longest video one request may ask for, in segments of 33 frames (2 or more)")
     parser.add_argument("--max-steps", type=_at_least(1), default=Limits.max_steps, help="the most denoising steps per stage")
-    parser.add_argument("--session-idle-minutes", type=float, default=SessionLimits.idle_release_s / 60,
+    parser.add_argument("--session-idle-minutes", type=float, default=StudioSettings.idle_release_s / 60,
                         help="release a quiet session and its files after this long")
-    parser.add_argument("--runs-disk-gib", type=float, default=SessionLimits.disk_cap_bytes / 2**30,
+    parser.add_argument("--runs-disk-gib", type=float, default=StudioSettings.disk_cap_bytes / 2**30,
                         help="keep the runs' files under this much disk, the least recently used removed first")
     return parser.parse_args(argv)
 
@@ -148,7 +148,7 @@ def serve(args, engine, banner: str) -> int:
     """Rank 0's part (the only one without torchrun): the page, and the runs it asks for."""
     from helios.studio.layout import CSS
     from helios.studio.live_stream import LiveStreams
-    from helios.studio.page import PAGE_SCRIPT, SESSION_STATES, build_demo
+    from helios.studio.page import build_demo, page_script
 
     model = engine.model
     print(banner, flush=True)
@@ -161,13 +161,13 @@ def serve(args, engine, banner: str) -> int:
     ready = threading.Event()
     if not warm:
         ready.set()
-    limits = SessionLimits(args.session_idle_minutes * 60, int(args.runs_disk_gib * 2**30))
-    live = LiveStreams()
-    demo = build_demo(engine, banner, default_resolution, ready, limits, live)
-    demo.queue(default_concurrency_limit=1, max_size=32)
+    settings = StudioSettings(args.session_idle_minutes * 60, int(args.runs_disk_gib * 2**30))
+    live = LiveStreams(settings.live_streams_kept)
+    demo = build_demo(engine, banner, default_resolution, ready, settings, live)
+    demo.queue(default_concurrency_limit=1, max_size=settings.queue_size)
     demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS, js=PAGE_SCRIPT,
-        prevent_thread_lock=True, state_session_capacity=SESSION_STATES,
+        server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS, js=page_script(),
+        prevent_thread_lock=True, state_session_capacity=settings.session_states,
     )
     live.mount(demo.app)
     if warm:

@@ -184,15 +184,15 @@ class InProcess:
     def __init__(self, engine, workdir: Path, resolution: str):
         from helios.run import warm_up
         from helios.studio.form import parse_resolution
-        from helios.studio.session_limits import SessionLimits
         from helios.studio.sessions import Sessions
+        from helios.studio.settings import StudioSettings
 
         self.resolution = resolution
         self.root = workdir / "runs"
         warm_up(engine, *parse_resolution(resolution))
         ready = threading.Event()
         ready.set()
-        self.sessions = Sessions(engine, ready, SessionLimits(6.0, int(0.02 * 2**30)), root=self.root)
+        self.sessions = Sessions(engine, ready, StudioSettings(6.0, int(0.02 * 2**30)), root=self.root)
 
     def form(self, prompt: str = "a lighthouse at dusk", segments: int = 1, steps: str = "1,1,1"):
         from helios.studio.form import Form

@@ -16,8 +16,8 @@ from helios.segment import Segment, SegmentTimings, StepProgress
 from helios.studio.form import Form, build_request, rows_from_timeline, timeline_from_rows
 from helios.studio.gpu import gpu_seconds
 from helios.studio.metrics import RunMetrics
-from helios.studio.session_limits import SessionLimits
 from helios.studio.sessions import Sessions
+from helios.studio.settings import StudioSettings
 
 
 def form(**changes) -> Form:
@@ -182,7 +182,7 @@ def test_quiet_sessions_are_released_and_run_files_stay_under_the_cap(tmp_path):
     ready = threading.Event()
     ready.set()
     engine = Engine(load_model("tiny"))
-    sessions = Sessions(engine, ready, SessionLimits(idle_release_s=60, disk_cap_bytes=10**12), clock=lambda: now[0])
+    sessions = Sessions(engine, ready, StudioSettings(idle_release_s=60, disk_cap_bytes=10**12), clock=lambda: now[0])
     folders = {}
     for name in ("api-1", "api-2"):
         list(sessions.generate(name, form(segments=1, rows=[[0, "a kite"]]))[1])
@@ -193,7 +193,7 @@ def test_quiet_sessions_are_released_and_run_files_stay_under_the_cap(tmp_path):
     assert not folders["api-1"].exists() and not folders["api-2"].exists() and sessions.get("api-3").workdir.exists()
 
     one_run = sessions.get("api-3").disk_bytes()
-    capped = Sessions(engine, ready, SessionLimits(idle_release_s=10**6, disk_cap_bytes=int(2.5 * one_run)))
+    capped = Sessions(engine, ready, StudioSettings(idle_release_s=10**6, disk_cap_bytes=int(2.5 * one_run)))
     kept = []
     for n in range(5):
         list(capped.generate(f"s{n}", form(segments=1, rows=[[0, "a kite"]]))[1])
@@ -234,7 +234,7 @@ def test_a_hosts_limits_are_enforced_and_shown_on_the_page(tmp_path):
 def test_a_sessions_runs_are_kept_newest_first_to_replay_download_and_load(sessions, monkeypatch):
     from helios.studio import history
 
-    monkeypatch.setattr("helios.studio.sessions.KEPT", 2)
+    monkeypatch.setattr(sessions, "settings", StudioSettings(runs_kept=2))
     workdirs = []
     for seed in (11, 12, 13):
         _, updates = sessions.generate("gil", form(segments=1, seed=seed, steps="2,1,1", rows=[[0, f"a kite {seed}"]]))

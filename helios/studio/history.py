@@ -11,8 +11,6 @@ from .form import RESOLUTIONS, rows_from_timeline
 from .metrics import shortened
 from .streamed_run import StreamedRun
 
-KEPT = 8
-"""Runs a session keeps; older ones are deleted with their files (the disk cap may delete them sooner)."""
 COLUMNS = ["run", "prompt", "steps", "seed", "segments", "resolution", "FPS", "first frame s", "status"]
 
 

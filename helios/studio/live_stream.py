@@ -16,8 +16,6 @@ from collections import OrderedDict
 from pathlib import Path
 
 POLL_S = 0.01
-KEPT = 64
-"""Streams kept after their run (a page may reconnect); the oldest ended one goes first. Twice the queue's length."""
 ROUTE = "/helios-live/{name}"
 
 
@@ -42,7 +40,7 @@ class LiveStream:
 class LiveStreams:
     """Thread-safe: runs open and fill streams in Gradio's worker threads; the web server reads them."""
 
-    def __init__(self, kept: int = KEPT):
+    def __init__(self, kept: int):
         self.kept = kept
         self._streams: OrderedDict[str, LiveStream] = OrderedDict()
         self._lock = threading.Lock()
@@ -93,56 +91,4 @@ class LiveStreams:
         app.add_api_route(ROUTE, serve, methods=["GET"], include_in_schema=False)
 
 
-LIVE_PLAYER = """() => {
-  let current = null;
-  const codec = (bytes) => {
-    for (let i = 0; i + 8 < bytes.length; i++) {
-      if (bytes[i] === 0x61 && bytes[i + 1] === 0x76 && bytes[i + 2] === 0x63 && bytes[i + 3] === 0x43) {
-        const hex = (b) => b.toString(16).padStart(2, '0');
-        return 'avc1.' + hex(bytes[i + 5]) + hex(bytes[i + 6]) + hex(bytes[i + 7]);
-      }
-    }
-    return null;
-  };
-  const play = async (url) => {
-    const video = document.querySelector('#live video');
-    const source = new MediaSource();
-    const address = URL.createObjectURL(source);
-    video.src = address;
-    await new Promise((opened) => source.addEventListener('sourceopen', opened, {once: true}));
-    URL.revokeObjectURL(address);
-    const reader = (await fetch(url, {cache: 'no-store'})).body.getReader();
-    let buffer = null, head = new Uint8Array(0);
-    const queue = [];
-    const pump = () => { if (buffer && !buffer.updating && queue.length) buffer.appendBuffer(queue.shift()); };
-    for (;;) {
-      const {done, value} = await reader.read();
-      if (current !== url) { reader.cancel(); return; }
-      if (done) break;
-      if (buffer) { queue.push(value); pump(); continue; }
-      const joined = new Uint8Array(head.length + value.length);
-      joined.set(head); joined.set(value, head.length); head = joined;
-      const kind = codec(head);
-      if (!kind) continue;
-      buffer = source.addSourceBuffer('video/mp4; codecs="' + kind + '"');
-      buffer.mode = 'sequence';
-      buffer.addEventListener('updateend', pump);
-      queue.push(head); pump();
-    }
-    const finish = () => {
-      if (current !== url) return;
-      if (buffer && (buffer.updating || queue.length)) { setTimeout(finish, 20); return; }
-      if (source.readyState === 'open') source.endOfStream();
-    };
-    finish();
-  };
-  setInterval(() => {
-    const metrics = document.querySelector('#metrics .metrics');
-    const url = metrics && metrics.dataset.live;
-    if (url && url !== current) { current = url; play(url); }
-  }, 20);
-}"""
-"""Installed once with the page: a run's page update names its stream (`data-live`); the player opens it into a
-Media Source and appends each clip as it arrives, in sequence (each clip's timestamps start at zero). The source's
-address is revoked once the video holds it, so a tab that watched many runs keeps none of them."""
 PLAYER_HTML = '<div class="live-player"><video autoplay muted playsinline controls></video></div>'

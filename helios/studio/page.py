@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import html
+import inspect
+import json
 import tempfile
 import threading
 from pathlib import Path
@@ -19,10 +22,10 @@ from .compare import SIDES, Comparison, SideSettings
 from .form import Form, rows_from_timeline, task_of, timeline_from_rows
 from .gpu import on_gpu
 from .layout import EXAMPLE_TIMELINES, Layout, lay_out
-from .live_stream import LIVE_PLAYER, LiveStream, LiveStreams
-from .playback import SMOOTH_PLAYBACK
-from .session_limits import SessionLimits
+from .live_stream import LiveStream, LiveStreams
+from .playback import MARGIN, SEGMENT_S
 from .sessions import Sessions
+from .settings import StudioSettings
 
 
 def _user_error(exc: Exception) -> gr.Error:
@@ -30,6 +33,30 @@ def _user_error(exc: Exception) -> gr.Error:
     if isinstance(exc, HeliosError):
         return gr.Error(html.escape(str(exc), quote=False), print_exception=False)
     return gr.Error(f"Generation failed unexpectedly ({type(exc).__name__}): {html.escape(str(exc), quote=False)}")
+
+
+def in_words(handler):
+    """A page handler whose every failure reaches the user as one escaped line, never a traceback: our errors in
+    their own words, anything else named as unexpected."""
+    def worded(exc: Exception) -> gr.Error:
+        return exc if isinstance(exc, gr.Error) else _user_error(exc)
+
+    if inspect.isgeneratorfunction(handler):
+        @functools.wraps(handler)
+        def streamed(*args, **kwargs):
+            try:
+                yield from handler(*args, **kwargs)
+            except Exception as exc:
+                raise worded(exc) from None
+        return streamed
+
+    @functools.wraps(handler)
+    def answered(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except Exception as exc:
+            raise worded(exc) from None
+    return answered
 
 
 def _stream(seed: int, updates, live: LiveStream):
@@ -44,56 +71,41 @@ def _stream(seed: int, updates, live: LiveStream):
                 str(update.video) if update.video else (None if update.final else gr.skip()),
                 seed,
             )
-    except Exception as exc:
-        raise _user_error(exc) from None
     finally:
         live.end()
 
 
-CACHE_SWEEP = (3600, 6 * 3600)
-"""Every hour Gradio deletes the files it cached for the page (uploads, clips, videos) that are over 6 hours old."""
-SESSION_STATES = 64
-"""Gradio keeps a copy of the page's configuration for every session it has seen (160 KiB measured, more as outputs
-update) up to 10,000 sessions, and API clients never close theirs: a 300-run soak grew by 0.27 MiB a run. The app
-keeps nothing there (runs live in `Sessions`), so Gradio keeps the last 64: twice the queue's length."""
 WARMING_UP = "Warming up with one short run (on a GPU: compiling, capturing CUDA graphs); requests wait until it is done."
 
 
 def build_demo(
     engine: Engine, banner: str, default_resolution: str, ready: threading.Event | None = None,
-    limits: SessionLimits = SessionLimits(), live: LiveStreams | None = None,
+    settings: StudioSettings = StudioSettings(), live: LiveStreams | None = None,
 ) -> gr.Blocks:
     """`ready`, if given, is set once the engine has warmed up: until then the banner says so and requests wait.
     `live` holds the runs' live streams; whoever serves the page mounts its route (`LiveStreams.mount`)."""
     ready = ready or _set_event()
-    sessions = Sessions(engine, ready, limits, root=Path(get_upload_folder()) / "helios-runs")
-    live = live or LiveStreams()
+    sessions = Sessions(engine, ready, settings, root=Path(get_upload_folder()) / "helios-runs")
+    live = live or LiveStreams(settings.live_streams_kept)
 
+    @in_words
     def generate(rows, unit, crossfade, image, video, segments, steps, seed, resolution, randomize, request: gr.Request):
         form = Form(rows, unit, crossfade, image, video, segments, steps, seed, resolution)
-        try:
-            used_seed, updates = sessions.generate(request.session_hash, form, randomize)
-        except Exception as exc:
-            raise _user_error(exc) from None
+        used_seed, updates = sessions.generate(request.session_hash, form, randomize)
         yield from _stream(used_seed, updates, live.open())
 
+    @in_words
     def extend(rows, unit, crossfade, image, video, segments, steps, seed, resolution, randomize, request: gr.Request):
         form = Form(rows, unit, crossfade, image, video, segments, steps, seed, resolution)
-        try:
-            updates = sessions.extend(request.session_hash, form)
-        except Exception as exc:
-            raise _user_error(exc) from None
+        updates = sessions.extend(request.session_hash, form)
         yield from _stream(seed, updates, live.open())
 
+    @in_words
     def compare(rows_a, crossfade_a, steps_a, seed_a, rows_b, crossfade_b, steps_b, seed_b, unit, image, video, segments,
                 resolution, request: gr.Request):
         form = Form([], unit, 0, image, video, segments, "", 0, resolution)
         a, b = SideSettings(rows_a, crossfade_a, steps_a, seed_a), SideSettings(rows_b, crossfade_b, steps_b, seed_b)
-        try:
-            comparison = sessions.compare(request.session_hash, form, a, b)
-        except Exception as exc:
-            raise _user_error(exc) from None
-        yield from _compare_stream(comparison)
+        yield from _compare_stream(sessions.compare(request.session_hash, form, a, b))
 
     def stop(request: gr.Request):
         if sessions.stop(request.session_hash, _waiting_runs(demo, request.session_hash)):
@@ -110,26 +122,20 @@ def build_demo(
             raise HeliosError(f"There is no run {number} in this session: it has {len(runs)}, numbered in the table.")
         return runs[int(number) - 1]
 
+    @in_words
     def play_run(number, request: gr.Request):
-        try:
-            run = picked(number, request.session_hash)
-            if run.video is None:
-                raise HeliosError("That run has no video yet: it is still generating, or stopped before its first segment.")
-        except Exception as exc:
-            raise _user_error(exc) from None
+        run = picked(number, request.session_hash)
+        if run.video is None:
+            raise HeliosError("That run has no video yet: it is still generating, or stopped before its first segment.")
         return str(run.video), [str(f) for f in history.files(run)]
 
+    @in_words
     def load_run(number, request: gr.Request):
-        try:
-            return history.form_values(picked(number, request.session_hash))
-        except Exception as exc:
-            raise _user_error(exc) from None
+        return history.form_values(picked(number, request.session_hash))
 
+    @in_words
     def apply(rows, unit, crossfade, request: gr.Request):
-        try:
-            segment = sessions.apply_timeline(request.session_hash, rows, unit, crossfade)
-        except Exception as exc:
-            raise _user_error(exc) from None
+        segment = sessions.apply_timeline(request.session_hash, rows, unit, crossfade)
         if segment is None:
             gr.Warning("Nothing is running: the timeline is used by the next Generate.")
         else:
@@ -138,28 +144,24 @@ def build_demo(
     def forget(request: gr.Request):
         sessions.forget(request.session_hash)
 
+    @in_words
     def load_timeline(path, segments):
         """The timeline's rows, and a length that covers it (never shorter than the one set)."""
         if not path:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        try:
-            timeline = read_timeline(path)
-        except Exception as exc:
-            raise _user_error(exc) from None
+        timeline = read_timeline(path)
         covering = min(timeline.covering_segments, engine.options.limits.max_segments)
         return *rows_from_timeline(timeline), max(covering, segments if isinstance(segments, (int, float)) else 1)
 
+    @in_words
     def export(rows, unit, crossfade, kind):
-        try:
-            timeline = timeline_from_rows(rows, unit, crossfade)
-            timeline.check()
-        except Exception as exc:
-            raise _user_error(exc) from None
+        timeline = timeline_from_rows(rows, unit, crossfade)
+        timeline.check()
         out = Path(tempfile.mkdtemp(prefix="helios-timeline-")) / f"timeline.{kind}"
         out.write_text(timeline.to_json() if kind == "json" else timeline.to_csv(), encoding="utf-8")
         return str(out)
 
-    with gr.Blocks(title="Helios Studio", delete_cache=CACHE_SWEEP) as demo:
+    with gr.Blocks(title="Helios Studio", delete_cache=settings.cache_sweep) as demo:
         page = lay_out(
             _banner_state(banner, ready)[0], engine.model.label, engine.model.flavour, default_resolution, engine.options.limits
         )
@@ -191,18 +193,15 @@ def _compare_stream(comparison: Comparison):
     last comparison's results are cleared first; A's clips stream to A's player, then B's to B's. The plot is drawn
     once both series exist (a plot first drawn with A alone kept only A's series in the browser)."""
     yield gr.skip(), gr.skip(), "<div class='metrics'>Starting A.</div>", None, None, None, [], [], None, None
-    try:
-        for side, update in comparison.updates():
-            out = [gr.skip()] * 10
-            n = SIDES.index(side)
-            out[2] = f"<h4>Run {side}</h4>{update.metrics.to_html()}"
-            if update.clip:
-                out[n] = str(update.clip)
-            if update.video:
-                out[4 + n] = str(update.video)
-            yield tuple(out)
-    except Exception as exc:
-        raise _user_error(exc) from None
+    for side, update in comparison.updates():
+        out = [gr.skip()] * 10
+        n = SIDES.index(side)
+        out[2] = f"<h4>Run {side}</h4>{update.metrics.to_html()}"
+        if update.clip:
+            out[n] = str(update.clip)
+        if update.video:
+            out[4 + n] = str(update.video)
+        yield tuple(out)
     if comparison.difference is None:
         gr.Warning("A was stopped, so B did not run." if len(comparison.runs) < 2 else "B was stopped: there is no difference to show.")
     videos = [str(r.video) if r.video else None for r in comparison.runs] + [None] * (2 - len(comparison.runs))
@@ -211,33 +210,23 @@ def _compare_stream(comparison: Comparison):
            difference, [str(f) for f in comparison.files()])
 
 
-WATCH_FIRST_FRAME = """() => {
-  const watch = () => {
-    const t0 = performance.now();
-    const show = (text) => {
-      const out = document.querySelector('#on-screen');
-      if (out) out.innerHTML = '<table class="metrics-table"><tr><th>first frame on screen</th><td>' + text + '</td></tr></table>';
-    };
-    const old = document.querySelector('#live video');
-    const oldSource = old ? old.currentSrc : null;
-    show('waiting for the stream');
-    const look = () => {
-      const v = document.querySelector('#live video');
-      if (v && v.currentSrc && v.currentSrc !== oldSource && v.currentTime > 0) {
-        show(((performance.now() - t0) / 1000).toFixed(2) + ' s after the click (measured in this browser)');
-      } else if (performance.now() - t0 < 600000) {
-        requestAnimationFrame(look);
-      }
-    };
-    requestAnimationFrame(look);
-  };
-  document.addEventListener('click', (e) => { if (e.target.closest('#generate, #continue')) watch(); }, true);
-}"""
-"""Where the user sees the first frame: from a click on Generate or Continue to the live player's first played
-frame, measured in the browser (installed once when the page loads)."""
+SCRIPTS = Path(__file__).parent / "js"
 
-PAGE_SCRIPT = f"() => {{ ({WATCH_FIRST_FRAME})(); ({SMOOTH_PLAYBACK})(); ({LIVE_PLAYER})(); }}"
-"""What the page installs when it loads (`launch(js=...)` takes one function)."""
+
+def script(name: str) -> str:
+    """A script of js/ as the function Gradio runs, its heading comment left out."""
+    lines = (SCRIPTS / name).read_text(encoding="utf-8").splitlines()
+    return "\n".join(line for line in lines if not line.startswith("//"))
+
+
+def page_script() -> str:
+    """What the page installs when it loads (`launch(js=...)` takes one function): the scripts in js/, the smooth
+    playback given the segment length and its margin."""
+    playback = json.dumps({"segmentS": SEGMENT_S, "margin": MARGIN})
+    return (f"() => {{ ({script('first_frame.js')})(); ({script('smooth_playback.js')})({playback}); "
+            f"({script('live_player.js')})(); }}")
+
+
 
 RUNS = ("generate", "continue", "compare")
 
@@ -267,27 +256,13 @@ def _wire_history(page: Layout, runs, play_run, load_run) -> None:
     page.load_run.click(load_run, page.run_pick, settings, concurrency_limit=None, api_name="load_run")
 
 
-SYNC_PLAY = """() => {
-  const [lead, ...rest] = ['#compare-a', '#compare-b', '#compare-difference'].map(s => document.querySelector(s + ' video')).filter(v => v);
-  if (!lead) return;
-  if (!lead.dataset.synced) {
-    lead.dataset.synced = '1';
-    lead.addEventListener('play', () => rest.forEach(v => v.play()));
-    lead.addEventListener('pause', () => rest.forEach(v => v.pause()));
-    lead.addEventListener('timeupdate', () => rest.forEach(v => { if (Math.abs(v.currentTime - lead.currentTime) > 0.1) v.currentTime = lead.currentTime; }));
-  }
-  [lead, ...rest].forEach(v => { v.muted = true; v.currentTime = 0; v.play(); });
-}"""
-"""A and B (and their difference) from the start together; the others follow A's play, pause and position."""
-
-
 def _wire_compare(page: Layout, compare, stop, runs) -> None:
     c = page.compare
     inputs = [*c.sides, page.unit, page.image, page.video, page.segments, page.resolution]
     outputs = [c.live_a, c.live_b, c.metrics, c.fps_plot, c.video_a, c.video_b, c.measures, c.psnr, c.difference, c.files]
     c.run.click(compare, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="compare")
     c.stop.click(stop, None, None, concurrency_limit=None, api_visibility="private")
-    c.play_both.click(None, None, None, js=SYNC_PLAY)
+    c.play_both.click(None, None, None, js=script("play_together.js"))
     c.files.change(runs, None, page.history, concurrency_limit=None, api_visibility="private", show_progress="hidden")
 
 

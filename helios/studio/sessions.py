@@ -18,9 +18,8 @@ from helios.run import Run
 from . import history
 from .compare import Comparison, SideSettings
 from .form import Form, build_request, timeline_from_rows
-from .history import KEPT
 from .metrics import RunState
-from .session_limits import SessionLimits
+from .settings import StudioSettings
 from .streamed_run import RunUpdate, StreamedRun
 
 
@@ -28,7 +27,7 @@ class Sessions:
     """The latest run of each browser session; one session cannot touch another's."""
 
     def __init__(
-        self, engine: Engine, ready: threading.Event, limits: SessionLimits = SessionLimits(), clock=time.monotonic,
+        self, engine: Engine, ready: threading.Event, settings: StudioSettings = StudioSettings(), clock=time.monotonic,
         root: Path | None = None,
     ):
         """`root`: where runs keep their files; inside Gradio's cache folder, Gradio serves them without a copy."""
@@ -37,7 +36,7 @@ class Sessions:
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
         self.ready = ready
-        self.limits = limits
+        self.settings = settings
         self.clock = clock
         self._runs: dict[str, StreamedRun] = {}
         self._seen: dict[str, float] = {}
@@ -51,7 +50,7 @@ class Sessions:
         with self._lock:
             idle = [
                 s for s, seen in self._seen.items()
-                if now - seen > self.limits.idle_release_s and (s not in self._runs or self._runs[s].metrics.state != RunState.GENERATING)
+                if now - seen > self.settings.idle_release_s and (s not in self._runs or self._runs[s].metrics.state != RunState.GENERATING)
             ]
         for session in idle:
             self.forget(session)
@@ -62,7 +61,7 @@ class Sessions:
             )
             total = sum(run.disk_bytes() for runs in self._history.values() for run in runs)
         for *_, session, run in finished:
-            if total <= self.limits.disk_cap_bytes:
+            if total <= self.settings.disk_cap_bytes:
                 break
             total -= run.disk_bytes()
             self._drop(session, run)
@@ -86,14 +85,14 @@ class Sessions:
             return self._runs.get(session)
 
     def _replace(self, session: str, run: StreamedRun) -> None:
-        """The new run becomes the session's current one; the previous ones stay in its history, up to KEPT."""
+        """The new run becomes the session's current one; the previous ones stay in its history, up to `runs_kept`."""
         with self._lock:
             self._runs[session] = run
             self._seen[session] = self.clock()
             runs = self._history.setdefault(session, [])
             runs.insert(0, run)
-            dropped = runs[KEPT:]
-            del runs[KEPT:]
+            dropped = runs[self.settings.runs_kept:]
+            del runs[self.settings.runs_kept:]
         for old in dropped:
             old.cleanup()
         self.sweep()

@@ -1,0 +1,24 @@
+"""The app's knobs, in one place. Free of the engine, so `app.py` reads the defaults for its flags without importing
+it (a bad flag is answered in seconds)."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StudioSettings:
+    idle_release_s: float = 1800.0
+    """A session idle this long is released with its files: API clients never send an unload."""
+    disk_cap_bytes: int = 4 * 2**30
+    """The runs' files together stay under this, the least recently used removed first."""
+    runs_kept: int = 8
+    """Runs a session keeps in its history; older ones are deleted with their files (the disk cap may go sooner)."""
+    queue_size: int = 32
+    """Requests that may wait for the GPU, which runs one at a time."""
+    live_streams_kept: int = 64
+    """Live streams kept after their run, for a page that reconnects: twice the queue's length."""
+    session_states: int = 64
+    """Gradio keeps a copy of the page's configuration per session it has seen (160 KiB measured, more as outputs
+    update) up to 10,000, and API clients never close theirs (a 300-run soak grew 0.27 MiB a run); runs live in
+    `Sessions`, so the last 64 are enough: twice the queue's length."""
+    cache_sweep: tuple[int, int] = (3600, 6 * 3600)
+    """Every hour Gradio deletes the files it cached for the page (uploads, clips, videos) over 6 hours old."""
