@@ -154,7 +154,7 @@ def serve(args, engine, banner: str) -> int:
     print(banner, flush=True)
     default_resolution = "64x128" if model.is_tiny and model.device.type == "cpu" else largest_fitting(model)
     if default_resolution is None:
-        print(f"error: no size the page offers fits this GPU's memory beside the {model.placement.tier.name} tier's "
+        print(f"error: no size the page offers fits this GPU's memory beside the {model.fit.tier.name} tier's "
               "weights: choose a tier that keeps less on the GPU (--memory auto).", file=sys.stderr)
         return 1
     warm = not args.no_warmup and not model.capabilities.zero_gpu
@@ -181,7 +181,7 @@ def largest_fitting(model) -> str | None:
     a tier forced by name leaves room for none."""
     from helios.studio.form import RESOLUTIONS
 
-    return next((name for name, size in RESOLUTIONS.items() if model.placement.fits(*size)), None)
+    return next((name for name, size in RESOLUTIONS.items() if model.fit.fits(*size)), None)
 
 
 def warm_up_then_ready(engine, resolution: str, ready: threading.Event) -> None:

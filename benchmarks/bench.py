@@ -22,8 +22,10 @@ import torch
 from PIL import Image
 
 from helios.engine import Engine, EngineOptions
+from helios.faster.speedups import Speedups
 from helios.fit.capability import Capabilities
-from helios.fit.tiers import ModelSize, Placement, resolve
+from helios.fit.here import decide
+from helios.fit.tiers import ModelSize, Placement
 from helios.flavour import DISTILLED
 from helios.limits import parse_steps
 from helios.loading import LoadOptions, _load, assemble
@@ -31,6 +33,7 @@ from helios.parallel.ranks import ranks
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run, follow, warm_up
 from helios.timeline import PromptTimeline
+from helios.weights.form import WeightForm
 
 
 def build_transformer(device):
@@ -144,9 +147,9 @@ def engine_frames(engine):
 
 
 FP8_VARIANTS = {
-    "ours": ("FP8 linears (ours), bf16 attention", Placement(memory="resident", fp8=True, fp8_linears="ours", fp8_attention=False)),
-    "torchao": ("FP8 linears (torchao), bf16 attention", Placement(memory="resident", fp8=True, fp8_linears="torchao", fp8_attention=False)),
-    "ours+attention": ("FP8 linears (ours) and FP8 attention", Placement(memory="resident", fp8=True, fp8_linears="ours", fp8_attention=True)),
+    "ours": ("FP8 linears (ours), bf16 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="ours"), faster=Speedups(fp8_attention=False))),
+    "torchao": ("FP8 linears (torchao), bf16 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="torchao"), faster=Speedups(fp8_attention=False))),
+    "ours+attention": ("FP8 linears (ours) and FP8 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="ours"), faster=Speedups(fp8_attention=True))),
 }
 """Each FP8 piece on its own fresh load, so the run shows what each one buys and costs."""
 
@@ -167,9 +170,9 @@ def place(parts, placement: Placement, device):
     from helios.tiny import _byte_tokenizer
 
     caps = Capabilities.detect(device)
-    resolved = resolve(placement, caps, size_of(parts))
+    fit = decide(placement, caps, size_of(parts), parts["transformer"].config, torch.bfloat16)
     parts = dict(parts, scheduler=HeliosDMDScheduler(), tokenizer=_byte_tokenizer())
-    return assemble("full-size random weights", None, DISTILLED, parts, device, torch.bfloat16, resolved, caps)
+    return assemble("full-size random weights", None, DISTILLED, parts, device, torch.bfloat16, fit, caps)
 
 
 def main(argv=None) -> int:
@@ -268,7 +271,7 @@ def main(argv=None) -> int:
         results.append(dict(name=name, **psnr_between(frames, before)))
         print(json.dumps(results[-1]), flush=True)
 
-    model = loaded(Placement(memory="resident", compile_blocks=not args.no_compile, aot=args.aot), transformer)
+    model = loaded(Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=not args.no_compile, aot=args.aot)), transformer)
     engine = engine_with(model, cuda_graphs=not args.no_cuda_graphs)
     if me.size > 1:
         if me.leader:
@@ -283,7 +286,7 @@ def main(argv=None) -> int:
     bf16_frames = engine_frames(engine)
     if args.frames_out:
         np.save(args.frames_out, bf16_frames)
-    measure(engine, f"Helios Studio engine ({args.vae_dtype} VAE, {model.placement.placement}, CUDA graphs, decode overlapped)")
+    measure(engine, f"Helios Studio engine ({args.vae_dtype} VAE, {model.fit.placement}, CUDA graphs, decode overlapped)")
     if args.contexts:
         for steps in step_sets:
             results.append(dict(name="first frame s by task", steps=list(steps), **first_frames(engine, steps)))
@@ -302,7 +305,7 @@ def main(argv=None) -> int:
             torch.cuda.empty_cache()
             model = loaded(placement)
             engine = engine_with(model)
-            measure(engine, f"Helios Studio engine, {label} ({model.placement.describe()})")
+            measure(engine, f"Helios Studio engine, {label} ({model.fit.describe()})")
             frames[key] = engine_frames(engine)
             deviation(f"{label} vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", frames[key], bf16_frames)
             del engine, model
@@ -344,7 +347,7 @@ def measure_tier(args) -> int:
     def host_gib():
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)
 
-    options = LoadOptions(placement=Placement(memory=args.memory, aot=args.aot), gpu_memory_gib=args.cap_gib, host_memory_gib=args.host_memory)
+    options = LoadOptions(placement=Placement(weights=WeightForm(memory=args.memory), faster=Speedups(aot=args.aot)), gpu_memory_gib=args.cap_gib, host_memory_gib=args.host_memory)
     caps = None
     if args.as_capability:
         major, minor = (int(v) for v in args.as_capability.split("."))
@@ -353,8 +356,8 @@ def measure_tier(args) -> int:
     model = _load(args.model, options, caps)
     torch.cuda.synchronize()
     result = dict(
-        banner=model.describe(), tier=model.placement.describe(), cap_gib=args.cap_gib, as_capability=args.as_capability, gpu=torch.cuda.get_device_name(),
-        notes=list(model.placement.notes), load_s=round(time.perf_counter() - t0, 1),
+        banner=model.describe(), tier=model.fit.describe(), cap_gib=args.cap_gib, as_capability=args.as_capability, gpu=torch.cuda.get_device_name(),
+        notes=list(model.fit.notes), load_s=round(time.perf_counter() - t0, 1),
         load_peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2), host_peak_after_load_gib=host_gib(),
     )
     engine = Engine(model)

@@ -13,6 +13,7 @@ import torch
 
 from helios.engine import Engine
 from helios.fit.tiers import Placement
+from helios.weights.form import WeightForm
 
 from .bench import build_transformer, build_vae, place
 from .random_checkpoint import build_text_encoder
@@ -31,7 +32,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     parts = dict(transformer=build_transformer(device), vae=build_vae(device, torch.bfloat16),
                  text_encoder=build_text_encoder(device))
-    engine = Engine(place(parts, Placement(memory="resident"), device))
+    engine = Engine(place(parts, Placement(weights=WeightForm(memory="resident")), device))
     print(f"built full-size random weights in {time.perf_counter() - start:.0f} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="helios-gpu-soak-") as workdir:
         target = InProcess(engine, Path(workdir), args.resolution)

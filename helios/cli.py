@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import DEFAULT_MODEL
 from .errors import BadInput, HeliosError
+from .faster.speedups import Speedups
 from .fit.tiers import FP8_LINEARS, MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
 from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import LoadOptions, load_model
@@ -21,6 +22,7 @@ from .request import GenerationRequest, GenerationSettings
 from .run import Run, follow
 from .segment import Segment, StepProgress
 from .timeline import PromptTimeline, read_timeline
+from .weights.form import WeightForm
 
 DEFAULT_FRAMES = 132
 """Four segments; a --timeline without --frames gets at least what it covers (its last entry, faded in)."""
@@ -121,8 +123,7 @@ def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) 
 
 
 def load_options_from_args(args, **more) -> LoadOptions:
-    placement = Placement(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears, fp8_attention=args.fp8_attention,
-                          parallel=args.parallel, aot=args.aot)
+    placement = Placement(weights=WeightForm(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears), faster=Speedups(fp8_attention=args.fp8_attention, aot=args.aot), parallel=args.parallel)
     return LoadOptions(placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory, **more)
 
 
@@ -191,7 +192,8 @@ def generate(args) -> int:
     recipe = Recipe.read(args.recipe) if args.recipe is not None else None
     if recipe is not None:
         args.model, args.fp8 = recipe.model, recipe.placement["fp8"]
-        args.fp8_attention = recipe.placement["switches"].get("fp8_attention", False)
+        switches = recipe.placement["switches"]
+        args.fp8_attention = switches.get("faster", switches).get("fp8_attention", False)  # recipes before 0.4: flat
     requests = requests_from_args(args, recipe)
     grid = len(requests) > 1
     if grid and args.out.suffix:
@@ -218,12 +220,11 @@ def compile_blocks(args) -> int:
     """Loads the model as a run would (blocks not compiled), runs one block call of a real request to learn its
     inputs, and builds the package that every later run of this GPU, torch and weight form starts from."""
     from .engine import Engine
-    from .faster.aot import META, aot_key, build, capture_block_inputs
-    from .loading import aot_cache
+    from .faster.aot import META, aot_cache, aot_key, build, capture_block_inputs
 
     if args.out is not None and args.out.exists() and not (args.out / META).is_file():
         raise BadInput(f"--out {args.out} exists and is not an AoT folder: give a new folder (an AoT folder is replaced).")
-    placement = Placement(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears, compile_blocks=False, aot="off")
+    placement = Placement(weights=WeightForm(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears), faster=Speedups(compile_blocks=False, aot="off"))
     options = LoadOptions(args.device, placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory)
     model = load_model(args.model, options)
     settings = GenerationSettings(height=args.height, width=args.width, num_frames=FRAMES_PER_SEGMENT, pyramid_steps=(1, 1, 1))
@@ -231,7 +232,7 @@ def compile_blocks(args) -> int:
     block = model.transformer.blocks[0]
     block = getattr(block, "block", block)
     inputs = capture_block_inputs(block, lambda: next(Run(Engine(model), request).segments()))
-    key = aot_key(model.transformer.config, model.dtype, model.placement, model.capabilities)
+    key = aot_key(model.transformer.config, model.dtype, model.fit, model.capabilities)
     out = args.out or aot_cache() / key.name
     print(f"{model.describe()}\ncompiling {type(block).__name__} for {key.name} ...", flush=True)
     seconds = build(block, inputs, key, out)

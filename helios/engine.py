@@ -73,7 +73,7 @@ class Engine:
 
     @property
     def uses_cuda_graphs(self) -> bool:
-        return self.model.device.type == "cuda" and self.options.cuda_graphs and self.model.placement.cuda_graphs
+        return self.model.device.type == "cuda" and self.options.cuda_graphs and self.model.fit.cuda_graphs
 
     @functools.cached_property
     def forward(self) -> GraphedForward | None:
@@ -115,11 +115,11 @@ class Engine:
                 f"Height and width must be positive multiples of {m} for this model (got {s.height}x{s.width}): "
                 "try 384x640."
             )
-        if not self.model.placement.fits(s.height, s.width):
-            room = self.model.placement.workspace_budget
+        if not self.model.fit.fits(s.height, s.width):
+            room = self.model.fit.workspace_budget
             raise BadInput(
                 f"{s.height}x{s.width} needs about {workspace_bytes(s.height, s.width) / GIB:.1f} GiB of GPU memory "
-                f"beside the weights, and {max(room, 0) / GIB:.1f} GiB is left with the {self.model.placement.tier.name} "
+                f"beside the weights, and {max(room, 0) / GIB:.1f} GiB is left with the {self.model.fit.tier.name} "
                 "tier: choose a smaller resolution, or a tier that keeps less on the GPU (--memory)."
             )
         if not isinstance(s.num_frames, int) or s.num_frames < 1:

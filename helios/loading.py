@@ -21,10 +21,10 @@ import torch
 from . import DEFAULT_MODEL
 from .cache import cache_dir
 from .errors import ModelUnavailable
-from .faster.aot import aot_key, choose
 from .fit.capability import Capabilities
+from .fit.here import decide
 from .fit.size import model_size
-from .fit.tiers import HOST_BASE, Placement, Resolved, resolve
+from .fit.tiers import HOST_BASE, Fit, Placement
 from .flavour import Flavour, flavour_from_index
 from .parallel.context_parallel import attention_split
 from .parallel.ranks import Ranks, ranks
@@ -69,7 +69,8 @@ class HeliosModel:
     transformer: Any
     vae: Any
     scheduler: Any
-    placement: Resolved
+    fit: Fit
+    """What runs here: the tier, the switches on, and why anything was turned off."""
     capabilities: Capabilities
     decode_thread: ThreadPoolExecutor
     """Every decode of the model's VAE, the load's warm-up and every run's (`decode_thread`)."""
@@ -84,15 +85,15 @@ class HeliosModel:
 
     def describe(self) -> str:
         """Which tier was chosen and why, for the app's banner and the CLI's first line."""
-        notes = list(self.placement.notes)
+        notes = list(self.fit.notes)
         if self.ranks.size > 1:
             heads = self.transformer.config.num_attention_heads
-            split = attention_split(self.placement.placement.parallel, heads, self.ranks.size)
+            split = attention_split(self.fit.placement.parallel, heads, self.ranks.size)
             notes.insert(0, f"context parallel: {split} attention over {self.ranks.size} ranks")
         notes = "; ".join(notes)
         where = self.capabilities.summary
-        if self.placement.tier.name != "cpu":
-            where += f": {self.placement.describe()}"
+        if self.fit.tier.name != "cpu":
+            where += f": {self.fit.describe()}"
         return f"Model: {self.label} on {where}" + (f" ({notes})" if notes else "") + "."
 
 
@@ -197,9 +198,9 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
         # compiled kernels persist beside the models, so a restart on this machine is warm in seconds
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
         caps = capabilities or Capabilities.detect(device, options.gpu_memory_gib, options.host_memory_gib)
-        resolved = resolve(options.placement, caps, model_size(folder))
-        scheduler_cls = getattr(diffusers, index["scheduler"][1])
         transformer_config = diffusers.HeliosTransformer3DModel.load_config(folder / "transformer")
+        fit = decide(options.placement, caps, model_size(folder), transformer_config, dtype, aot_folder)
+        scheduler_cls = getattr(diffusers, index["scheduler"][1])
         text_config = transformers.UMT5Config.from_pretrained(folder / "text_encoder")
         parts = dict(
             tokenizer=transformers.AutoTokenizer.from_pretrained(folder / "tokenizer"),
@@ -208,7 +209,7 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
             vae=diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
             scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         )
-        model = assemble(source, folder, flavour, parts, device, dtype, resolved, caps)
+        model = assemble(source, folder, flavour, parts, device, dtype, fit, caps)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
     finally:
@@ -217,30 +218,16 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
     return model
 
 
-def with_aot(resolved: Resolved, transformer_config: dict, dtype: torch.dtype, caps: Capabilities) -> Resolved:
-    """Blocks run from an ahead-of-time folder when one made for this GPU, torch and weight form is asked for or
-    sits in the cache (`python -m helios compile` makes it); otherwise they are compiled just in time."""
-    key = aot_key(transformer_config, dtype, resolved, caps)
-    paths = resolved.placement
-    folder, note = choose(paths.aot, key, aot_cache(), caps.ranks, paths.kernels or paths.fp8_attention, aot_folder)
-    return resolved.with_aot(folder, note)
-
-
-def aot_cache() -> Path:
-    return cache_dir() / "aot"
-
-
-def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Resolved,
+def assemble(source, folder, flavour, parts: dict, device, dtype, fit: Fit,
              caps: Capabilities) -> HeliosModel:
-    """Fill and place the components as `resolved` says, the text encoder beside the transformer, from the
+    """Fill and place the components as `fit` says, the text encoder beside the transformer, from the
     checkpoint's files, while the VAE decodes once at the default size (its one-time compile and autotuning, on a GPU
     that would otherwise wait for the disk); without a folder the modules bring their own weights (the benchmark's
     full-size random ones). On ZeroGPU the main process may not touch CUDA: everything is filled on the CPU, then
     sent to the GPU whole."""
     from .weights.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
 
-    resolved = with_aot(resolved, parts["transformer"].config, dtype, caps)
-    ledger = HostLedger(resolved.host_budget, HOST_BASE)
+    ledger = HostLedger(fit.host_budget, HOST_BASE)
     slabs = PinnedSlabs(ledger)
     weights = {
         name: WeightFiles(folder / name, ledger, slabs) if folder is not None else InMemory(ledger, slabs)
@@ -250,11 +237,11 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
         if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
             parts[name].eval()
     fill = torch.device("cpu") if caps.zero_gpu else device
-    place_vae(parts["vae"], resolved, fill)
+    place_vae(parts["vae"], fit, fill)
     decoder = decode_thread(device)
-    vae = _warm_vae(parts["vae"], resolved.default_size, fill, decoder)
-    text = Loading(lambda: place_text_encoder(parts["text_encoder"], resolved, fill, weights["text_encoder"], dtype), fill)
-    block_stream = place_transformer(parts["transformer"], resolved, fill, ranks(), weights["transformer"], dtype)
+    vae = _warm_vae(parts["vae"], fit.default_size, fill, decoder)
+    text = Loading(lambda: place_text_encoder(parts["text_encoder"], fit, fill, weights["text_encoder"], dtype), fill)
+    block_stream = place_transformer(parts["transformer"], fit, fill, ranks(), weights["transformer"], dtype)
     text.wait()
     if vae is not None:
         vae.result()
@@ -265,7 +252,7 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, resolved: Reso
                 part.to(device)
     is_tiny = folder is not None and (folder / TINY_MARKER).exists()
     return HeliosModel(
-        source=source, folder=folder, flavour=flavour, is_tiny=is_tiny, device=device, dtype=dtype, placement=resolved,
+        source=source, folder=folder, flavour=flavour, is_tiny=is_tiny, device=device, dtype=dtype, fit=fit,
         capabilities=caps, decode_thread=decoder, block_stream=block_stream, ranks=ranks(), **parts,
     )
 

@@ -93,7 +93,7 @@ def model_hash(folder: Path | None) -> str:
 
 
 def recipe_for(model, request: GenerationRequest, timings: dict) -> Recipe:
-    placement = model.placement
+    placement = model.fit
     s = request.settings
     return Recipe(
         model=model.source, model_hash=model_hash(model.folder), flavour=model.flavour.name,

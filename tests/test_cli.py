@@ -199,7 +199,7 @@ def test_fp8_linears_reach_the_placement_and_an_unknown_one_is_refused_in_words(
     from helios.errors import BadInput
 
     args = build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron", "--fp8", "--fp8-linears", "ours"])
-    assert load_options_from_args(args).placement.fp8_linears == "ours"
-    assert load_options_from_args(build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron"])).placement.fp8_linears == "torchao"
+    assert load_options_from_args(args).placement.weights.fp8_linears == "ours"
+    assert load_options_from_args(build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron"])).placement.weights.fp8_linears == "torchao"
     with pytest.raises(BadInput, match="--fp8-linears.*cutlass"):
         build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron", "--fp8-linears", "cutlass"])

@@ -12,12 +12,14 @@ import torch
 from diffusers import AutoencoderKLWan, HeliosPyramidPipeline
 
 from helios.engine import Engine, EngineOptions
+from helios.faster.speedups import Speedups
 from helios.fit.tiers import Placement
 from helios.loading import LoadOptions, load_model
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline
 from helios.tiny import TinySpec, build_tiny
+from helios.weights.form import WeightForm
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 PROMPT, SIZE, SEED = "a lighthouse in a storm", 128, 11
@@ -40,10 +42,7 @@ def reference(checkpoint):
     return (frames * 255).round().astype(np.uint8)
 
 
-PLAIN = Placement(
-    memory="resident", compile_blocks=False, attention_backend=None, channels_last_vae=False, vae_kernels=False,
-    cudnn_autotune=False,
-)
+PLAIN = Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=False, attention_backend=None, channels_last_vae=False, vae_kernels=False, cudnn_autotune=False))
 
 
 def engine(checkpoint, vae_dtype, placement=Placement(), options=EngineOptions()):
@@ -86,7 +85,7 @@ def test_fast_paths_stay_within_stated_tolerance(checkpoint, reference):
 
 def test_kernels_stay_within_stated_tolerance(checkpoint, reference):
     """Every default fast path plus the Triton kernels in the blocks. Stated tolerance: PSNR >= 38 dB."""
-    frames = ours(checkpoint, "bfloat16", Placement(kernels=True))
+    frames = ours(checkpoint, "bfloat16", Placement(faster=Speedups(kernels=True)))
     print(f"fast paths + kernels vs reference: PSNR {psnr(frames, reference):.2f} dB")
     assert frames.shape == reference.shape
     assert psnr(frames, reference) >= 38

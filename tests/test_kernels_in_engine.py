@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from helios.engine import Engine
+from helios.faster.speedups import Speedups
 from helios.fit.tiers import Placement
 from helios.loading import LoadOptions, load_model
 from helios.request import GenerationRequest, GenerationSettings
@@ -26,7 +27,7 @@ def test_kernels_keep_the_frames(tiny_checkpoint, flavour, steps):
     """Two segments, so the history tokens (and their amplified keys) are in play."""
     options = LoadOptions(dtype="float32", vae_dtype="float32")
     model = load_model(str(tiny_checkpoint(flavour)), options)
-    fused = load_model(str(tiny_checkpoint(flavour)), LoadOptions(dtype="float32", vae_dtype="float32", placement=Placement(kernels=True)))
+    fused = load_model(str(tiny_checkpoint(flavour)), LoadOptions(dtype="float32", vae_dtype="float32", placement=Placement(faster=Speedups(kernels=True))))
     plain, ours = frames(model, **steps), frames(fused, **steps)
     assert plain.shape == ours.shape and plain.std() > 5
     close = np.abs(plain.astype(int) - ours.astype(int)) <= 1

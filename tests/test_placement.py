@@ -16,6 +16,7 @@ from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline
 from helios.tiny import TinySpec, build_tiny
+from helios.weights.form import WeightForm
 from helios.weights.streaming import StreamedBlock, plain_tensors, streamed_positions
 
 HELIOS_14B = ModelSize(
@@ -68,14 +69,14 @@ def test_a_card_too_small_for_384x640_is_placed_for_the_largest_size_that_fits(f
     assert resolve(Placement(), gpu(7.5), HELIOS_14B).fits(384, 640), "an 8 GB card runs the page's default size"
     import app
 
-    assert app.largest_fitting(SimpleNamespace(placement=resolved)) == f"{largest[0]}x{largest[1]}", "the page's default"
+    assert app.largest_fitting(SimpleNamespace(fit=resolved)) == f"{largest[0]}x{largest[1]}", "the page's default"
 
 
 def test_the_app_refuses_in_words_a_forced_tier_that_leaves_room_for_no_size(capsys):
     import app
 
-    placement = resolve(Placement(memory="fp8-streamed"), gpu(2.5), HELIOS_14B)
-    model = SimpleNamespace(is_tiny=False, device=torch.device("cuda"), placement=placement)
+    placement = resolve(Placement(weights=WeightForm(memory="fp8-streamed")), gpu(2.5), HELIOS_14B)
+    model = SimpleNamespace(is_tiny=False, device=torch.device("cuda"), fit=placement)
     assert app.serve(None, SimpleNamespace(model=model), "banner") == 1
     error = capsys.readouterr().err
     assert error.startswith("error: no size the page offers fits") and error.count("\n") == 1 and "--memory auto" in error
@@ -102,12 +103,12 @@ def test_a_host_too_small_for_the_tier_the_gpu_needs_is_refused_in_words():
 ])
 def test_each_fast_path_falls_back_with_its_reason(field, caps, note):
     resolved = resolve(Placement(), caps, HELIOS_14B)
-    assert not getattr(resolved.placement, field)
+    assert not getattr(resolved.placement.faster, field)
     assert any(note in n for n in resolved.notes)
 
 
 def test_fp8_without_fp8_tensor_cores_falls_back_to_weight_only_and_graphs_off_on_zero_gpu():
-    resolved = resolve(Placement(fp8=True), gpu(79, (8, 0), zero_gpu=True), HELIOS_14B)
+    resolved = resolve(Placement(weights=WeightForm(fp8=True)), gpu(79, (8, 0), zero_gpu=True), HELIOS_14B)
     assert resolved.tier.fp8_weights and not resolved.fp8_matmul and not resolved.cuda_graphs
     assert any("weight-only" in n for n in resolved.notes) and any("CUDA graphs off" in n for n in resolved.notes)
 
@@ -154,22 +155,22 @@ def test_streamed_blocks_are_spread_among_the_resident_ones(resident):
 def test_loading_under_a_faked_capacity_places_no_more_than_the_tier_allows(five_blocks):
     size = model_size(five_blocks)
     block = size.block(fp8=True)
-    tier = resolve(Placement(memory="fp8-streamed"), gpu(1), size).tier
+    tier = resolve(Placement(weights=WeightForm(memory="fp8-streamed")), gpu(1), size).tier
     caps = Capabilities("cpu", free_bytes=int((gpu_bytes(tier, size, 1) + block // 2 + workspace_bytes(384, 640)) / 0.95) + 1)
     model = _load(str(five_blocks), LoadOptions(**CPU_FP32), caps)
-    assert model.placement.tier.name == "fp8-streamed" and model.placement.resident_blocks == 1
+    assert model.fit.tier.name == "fp8-streamed" and model.fit.resident_blocks == 1
     streamed = [b for b in model.transformer.blocks if isinstance(b, StreamedBlock)]
     assert len(streamed) == 4
     on_device = placed_bytes(model.transformer) + placed_bytes(model.vae)  # the text encoder is off the GPU in this tier
-    assert on_device <= gpu_bytes(model.placement.tier, size, 1) * 2 + block, "fp32 here: twice the bf16 bytes"
+    assert on_device <= gpu_bytes(model.fit.tier, size, 1) * 2 + block, "fp32 here: twice the bf16 bytes"
     assert model.block_stream.bytes_moved == model.block_stream.block_bytes, "only the first streamed block so far"
 
 
 def test_a_request_too_large_for_the_memory_left_is_refused_up_front(five_blocks):
     size = model_size(five_blocks)
-    tier = resolve(Placement(memory="fp8-streamed"), gpu(1), size).tier
+    tier = resolve(Placement(weights=WeightForm(memory="fp8-streamed")), gpu(1), size).tier
     room = gpu_bytes(tier, size, 0) + workspace_bytes(64, 64) + 2**20
-    model = _load(str(five_blocks), LoadOptions(**CPU_FP32, placement=Placement(memory="fp8-streamed")),
+    model = _load(str(five_blocks), LoadOptions(**CPU_FP32, placement=Placement(weights=WeightForm(memory="fp8-streamed"))),
                   Capabilities("cpu", free_bytes=int(room / 0.95) + 1))
     engine = Engine(model)
     small = GenerationSettings(height=64, width=64, num_frames=33, pyramid_steps=(1, 1, 1))
@@ -181,7 +182,7 @@ def test_a_request_too_large_for_the_memory_left_is_refused_up_front(five_blocks
 @pytest.mark.parametrize("tier, exact", [("bf16-streamed", True), ("fp8", False), ("fp8-streamed", False)])
 def test_every_tier_keeps_the_frames(five_blocks, tier, exact):
     resident = frames_of(load_model(str(five_blocks), LoadOptions(**CPU_FP32)))
-    model = load_model(str(five_blocks), LoadOptions(**CPU_FP32, placement=Placement(memory=tier)))
+    model = load_model(str(five_blocks), LoadOptions(**CPU_FP32, placement=Placement(weights=WeightForm(memory=tier))))
     ours = frames_of(model)
     assert ours.shape == resident.shape and resident.std() > 5
     if exact:
@@ -195,6 +196,6 @@ def test_every_tier_keeps_the_frames(five_blocks, tier, exact):
 
 @pytest.mark.parametrize("memory, linears", [("fp8", "torchao"), ("fp8-streamed", "ours")])
 def test_fp8_tiers_use_torchao_where_it_was_measured_faster(memory, linears):
-    resolved = resolve(Placement(memory=memory), gpu(79, (9, 0)), HELIOS_14B)
-    assert resolved.placement.fp8_linears == linears
-    assert resolved.placement.fp8_attention is False, "slower than cuDNN's bf16 attention on the H100: opt-in"
+    resolved = resolve(Placement(weights=WeightForm(memory=memory)), gpu(79, (9, 0)), HELIOS_14B)
+    assert resolved.placement.weights.fp8_linears == linears
+    assert resolved.placement.faster.fp8_attention is False, "slower than cuDNN's bf16 attention on the H100: opt-in"

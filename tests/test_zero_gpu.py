@@ -17,6 +17,7 @@ from helios.errors import ModelUnavailable
 from helios.fit.tiers import Placement
 from helios.loading import LoadOptions, load_model
 from helios.studio.page import build_demo
+from helios.weights.form import WeightForm
 
 GIB = 2**30
 STAND_IN = """
@@ -98,7 +99,7 @@ def test_the_app_imports_spaces_first_chooses_helios_and_builds_its_page_without
     assert app.main(["--port", str(port)]) == 0
     model, banner = served["engine"].model, served["banner"]
     assert banner.startswith("Could not fetch BestWishYsh/Helios-Distilled"), "Helios was chosen (the hub is offline here)"
-    assert model.device.type == "cuda" and model.capabilities.zero_gpu and model.placement.tier.name == "resident"
+    assert model.device.type == "cuda" and model.capabilities.zero_gpu and model.fit.tier.name == "resident"
     assert "no runtime compile on ZeroGPU" in banner
     left = [f"{type(module).__name__}.{name}" for part in (model.transformer, model.text_encoder, model.vae)
             for module in part.modules() for name, t in (*vars(module).items(), *module._parameters.items(),
@@ -115,5 +116,5 @@ def test_the_app_imports_spaces_first_chooses_helios_and_builds_its_page_without
 def test_a_streamed_tier_is_refused_in_words_on_zero_gpu(zero_gpu):
     app.import_spaces_first()
     with pytest.raises(ModelUnavailable, match="on ZeroGPU a GPU is lent per call"):
-        load_model("tiny", LoadOptions(placement=Placement(memory="fp8-streamed")))
+        load_model("tiny", LoadOptions(placement=Placement(weights=WeightForm(memory="fp8-streamed"))))
     assert zero_gpu[0].starts == []

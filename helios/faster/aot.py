@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
+from ..cache import cache_dir
 from ..errors import ModelUnavailable
 
 BLOCK = "HeliosTransformerBlock"
@@ -72,19 +73,24 @@ class AotKey:
         ]
 
 
-def aot_key(config: dict, dtype: torch.dtype, resolved, caps) -> AotKey:
-    """`config`: the transformer's; `resolved`, `caps`: the placement and the machine it runs on."""
+def aot_cache() -> Path:
+    """Where `python -m helios compile` leaves its folders and runs look for them: one per `AotKey.name`."""
+    return cache_dir() / "aot"
+
+
+def aot_key(config: dict, dtype: torch.dtype, fit, caps) -> AotKey:
+    """`config`: the transformer's; `fit`, `caps`: what runs and the machine it runs on."""
     major, minor = caps.compute_capability
-    fp8 = resolved.tier.fp8_weights
+    fp8 = fit.tier.fp8_weights
     weights = str(dtype).removeprefix("torch.")
     if fp8:
-        weights = f"fp8-{resolved.placement.fp8_linears}-{'matmul' if resolved.fp8_matmul else 'weight-only'}"
+        weights = f"fp8-{fit.placement.weights.fp8_linears}-{'matmul' if fit.fp8_matmul else 'weight-only'}"
     return AotKey(
         device=f"sm{major}{minor}" if caps.cuda else "cpu",
         torch=torch.__version__.split("+")[0],
         block=f"{config['num_attention_heads']}x{config['attention_head_dim']}-ffn{config['ffn_dim']}",
         weights=weights,
-        attention=resolved.placement.attention_backend or "native",
+        attention=fit.placement.faster.attention_backend or "native",
     )
 
 

@@ -1,7 +1,8 @@
-"""Where the model's weights live and how they run: the switches that change the loaded model, and the memory tiers.
+"""The memory tiers, and what runs here: `resolve` turns the `Placement` asked for into the `Fit` this GPU and host
+run, naming every reason; `fit.here.decide` adds the ahead-of-time folder, if one was made for it.
 
 A `Placement` is part of the model's load key: two different placements are two different loads, and a loaded model
-is never patched afterwards. `resolve` turns what was asked for into what this GPU can do, naming every reason.
+is never patched afterwards.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import importlib.util
 from dataclasses import dataclass
 
 from ..errors import ModelUnavailable
+from ..faster.speedups import Speedups
+from ..weights.form import WeightForm
 from .capability import Capabilities
 
 GIB = 2**30
@@ -71,22 +74,10 @@ def workspace_bytes(height: int, width: int) -> int:
 
 @dataclass(frozen=True)
 class Placement:
-    memory: str = "auto"
-    fp8: bool = False
-    fp8_linears: str = "torchao"
-    """Whose FP8 linear layers: "torchao" (the library) or "ours" (`Float8Linear`); see weights/fp8.py."""
-    fp8_attention: bool = False
-    """With FP8 weights on FP8 tensor cores, self-attention's q·k in FP8 too (helios/faster/kernels/fp8_attention.py)."""
-    kernels: bool = False
-    compile_blocks: bool = True
-    attention_backend: str | None = "_native_cudnn"
-    channels_last_vae: bool = True
-    vae_kernels: bool = True
-    compile_vae: bool = False
-    cudnn_autotune: bool = True
-    aot: str = "auto"
-    """Ahead-of-time compiled blocks: "auto" (from the cache folder made for this GPU, torch and weight form, if there
-    is one), "off", or a folder made by `python -m helios compile` (faster/aot.py)."""
+    """What a load is asked for: the weights' place and form, the speed-ups, and how several GPUs split the work."""
+
+    weights: WeightForm = WeightForm()
+    faster: Speedups = Speedups()
     parallel: str = "auto"
     """With several ranks: how attention is split, "ulysses" (by heads), "ring", or "auto" (Ulysses when the heads
     divide evenly among the ranks)."""
@@ -109,8 +100,8 @@ def host_bytes(tier: Tier, size: ModelSize, resident_blocks: int | None = None) 
 
 
 @dataclass(frozen=True)
-class Resolved:
-    """The placement this GPU runs: a concrete tier, the switches it supports, and why anything was turned off."""
+class Fit:
+    """What runs here: the placement this GPU and host run, its concrete tier, and why anything was turned off."""
 
     placement: Placement
     tier: Tier
@@ -123,12 +114,13 @@ class Resolved:
     host_budget: int | None = None
     """Host bytes this load may hold (available memory, or --host-memory); None on the CPU preview."""
 
-    def with_aot(self, folder, note: str) -> "Resolved":
+    def with_aot(self, folder, note: str) -> Fit:
         """Blocks from an AoT folder are not compiled again; without one, `aot` says "off"."""
         switches = dict(aot=str(folder) if folder else "off")
         if folder:
             switches["compile_blocks"] = False
-        placement = dataclasses.replace(self.placement, **switches)
+        faster = dataclasses.replace(self.placement.faster, **switches)
+        placement = dataclasses.replace(self.placement, faster=faster)
         return dataclasses.replace(self, placement=placement, notes=self.notes + ((note,) if note else ()))
 
     def describe(self) -> str:
@@ -168,44 +160,46 @@ def gpu_bytes(tier: Tier, size: ModelSize, resident_blocks: int | None = None) -
     )
 
 
-def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolved:
+def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Fit:
     """On a CPU nothing is placed unless a tier is forced or a capacity is given (tests fake one that way)."""
-    if placement.memory not in MEMORY_CHOICES:
-        raise ModelUnavailable(f"Unknown memory tier {placement.memory!r}: choose one of {', '.join(MEMORY_CHOICES)}.")
-    if placement.fp8_linears not in FP8_LINEARS:
-        raise ModelUnavailable(f"Unknown FP8 linears {placement.fp8_linears!r}: choose one of {', '.join(FP8_LINEARS)}.")
+    asked = placement.weights
+    if asked.memory not in MEMORY_CHOICES:
+        raise ModelUnavailable(f"Unknown memory tier {asked.memory!r}: choose one of {', '.join(MEMORY_CHOICES)}.")
+    if asked.fp8_linears not in FP8_LINEARS:
+        raise ModelUnavailable(f"Unknown FP8 linears {asked.fp8_linears!r}: choose one of {', '.join(FP8_LINEARS)}.")
     if placement.parallel not in PARALLEL_CHOICES:
         raise ModelUnavailable(f"Unknown parallel attention {placement.parallel!r}: choose one of {', '.join(PARALLEL_CHOICES)}.")
     if not caps.cuda:
-        placement = dataclasses.replace(placement, **GPU_ONLY_OFF)
-        if placement.memory == "auto" and not caps.free_bytes:
-            return Resolved(placement, CPU_TIER, False, None, None, cuda_graphs=False)
+        placement = dataclasses.replace(placement, faster=dataclasses.replace(placement.faster, **GPU_ONLY_OFF))
+        if asked.memory == "auto" and not caps.free_bytes:
+            return Fit(placement, CPU_TIER, False, None, None, cuda_graphs=False)
     notes = []
     budget = int(caps.free_bytes * HEADROOM)
     host = caps.host_free_bytes or None
     for resolution in (DEFAULT_RESOLUTION, *SMALL_CARD_RESOLUTIONS):
         try:
-            tier, resident = _tier(placement, size, budget, resolution, host, caps)
+            tier, resident = _tier(asked, size, budget, resolution, host, caps)
             break
         except ModelUnavailable as refusal:
             smallest_refused = refusal
     else:
         raise smallest_refused
-    if placement.memory == "auto":
+    if asked.memory == "auto":
         notes.append(f"chose {tier.name} for {caps.summary}")
     if resolution != DEFAULT_RESOLUTION:
         notes.append(f"requests of {resolution[0]}x{resolution[1]} at most: larger ones need more GPU memory than this")
     fp8_matmul = tier.fp8_weights and caps.fp8_matmul
     if tier.fp8_weights and not caps.fp8_matmul:
         notes.append("no FP8 tensor cores: FP8 weights widened for each matmul (weight-only)")
-    switches = dict(placement.__dict__, memory=tier.name)
-    if tier.fp8_weights and placement.fp8_linears == "torchao":
+    weights = dataclasses.replace(asked, memory=tier.name)
+    if tier.fp8_weights and asked.fp8_linears == "torchao":
         if importlib.util.find_spec("torchao") is None:
-            switches["fp8_linears"] = "ours"
+            weights = dataclasses.replace(weights, fp8_linears="ours")
             notes.append("torchao is not installed: our own FP8 linear layers")
         elif tier.streamed_blocks:
-            switches["fp8_linears"] = "ours"
+            weights = dataclasses.replace(weights, fp8_linears="ours")
             notes.append("streamed blocks: our own FP8 linear layers (the ones this tier was measured with)")
+    switches = dataclasses.asdict(placement.faster)
     if not (tier.fp8_weights and fp8_matmul):
         switches["fp8_attention"] = False
     for name, ok, why in (
@@ -224,36 +218,38 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Resolv
         why = "no runtime capture on ZeroGPU" if caps.zero_gpu else "streamed blocks copy weights while they run"
         notes.append(f"CUDA graphs off: {why}")
     free_after = budget - gpu_bytes(tier, size, resident) if caps.cuda or caps.free_bytes else None
-    return Resolved(Placement(**switches), tier, fp8_matmul, resident, free_after, tuple(notes), cuda_graphs, host)
+    placement = Placement(weights, Speedups(**switches), placement.parallel)
+    return Fit(placement, tier, fp8_matmul, resident, free_after, tuple(notes), cuda_graphs, host)
 
 
-def _candidates(placement: Placement, ranks: int, zero_gpu: bool) -> tuple[Tier, ...]:
-    tiers = TIERS if placement.memory == "auto" else tuple(t for t in TIERS if t.name == placement.memory)
+def _candidates(asked: WeightForm, ranks: int, zero_gpu: bool) -> tuple[Tier, ...]:
+    tiers = TIERS if asked.memory == "auto" else tuple(t for t in TIERS if t.name == asked.memory)
     if ranks > 1 or zero_gpu:
-        if placement.memory != "auto" and tiers[0].streamed_blocks:
+        if asked.memory != "auto" and tiers[0].streamed_blocks:
             why = f"with {ranks} ranks each GPU holds the whole transformer" if ranks > 1 else (
                 "on ZeroGPU a GPU is lent per call, with no host memory of ours to stream from")
             raise ModelUnavailable(
-                f"The {placement.memory} tier streams blocks through one small GPU; {why}: choose a tier without "
+                f"The {asked.memory} tier streams blocks through one small GPU; {why}: choose a tier without "
                 "streaming (--memory auto)."
             )
         tiers = tuple(t for t in tiers if not t.streamed_blocks)
-    if placement.fp8:  # FP8 weights asked for on top of whatever the memory needs
+    if asked.fp8:  # FP8 weights asked for on top of whatever the memory needs
         tiers = tuple(
             t if t.fp8_weights else dataclasses.replace(t, name=f"{t.name}+fp8", fp8_weights=True) for t in tiers
         )
     return tiers
 
 
-def _tier(placement: Placement, size: ModelSize, free: int, resolution: tuple[int, int], host: int | None, caps: Capabilities) -> tuple[Tier, int | None]:
+def _tier(asked: WeightForm, size: ModelSize, free: int, resolution: tuple[int, int], host: int | None,
+          caps: Capabilities) -> tuple[Tier, int | None]:
     """The first tier (least memory saving, so fastest) whose weights fit the GPU beside a request of `resolution`,
     and the host; streamed tiers keep as many blocks resident as the GPU holds, and stream no more than the host holds.
     A tier forced by name is taken as it is, keeping at least no block resident, if the host holds it."""
-    forced = placement.memory != "auto"
+    forced = asked.memory != "auto"
     workspace = workspace_bytes(*resolution)
     budget = free - workspace
     host_short = None
-    for tier in _candidates(placement, caps.ranks, caps.zero_gpu):
+    for tier in _candidates(asked, caps.ranks, caps.zero_gpu):
         if not tier.streamed_blocks:
             if not (forced or gpu_bytes(tier, size) <= budget):
                 continue

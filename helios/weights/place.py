@@ -17,7 +17,7 @@ from ..faster.aot import use_aot
 from ..faster.fp8_attention import use_fp8_attention
 from ..faster.fused_block import use_kernels
 from ..faster.vae_kernels import use_vae_kernels
-from ..fit.tiers import Resolved
+from ..fit.tiers import Fit
 from ..parallel.context_parallel import enable_context_parallel
 from ..parallel.ranks import Ranks
 from .fp8 import block_to_float8
@@ -79,26 +79,26 @@ class HostEmbedding(nn.Module):
         return looked_up.to(self.device, non_blocking=True)
 
 
-def place_text_encoder(text_encoder: nn.Module | None, resolved: Resolved, device: torch.device, weights, dtype) -> None:
+def place_text_encoder(text_encoder: nn.Module | None, fit: Fit, device: torch.device, weights, dtype) -> None:
     """Off the GPU, it waits in pinned host memory (in int8 rows with FP8 tiers: weights/int8.py) and passes through
     the GPU one layer at a time, on a side stream, whenever a new prompt is encoded (diffusers' group offloading)."""
     if text_encoder is None:
         return
     dtype_of = dtype_rule(dtype)
     text_encoder.tie_weights()  # the token embedding is stored once, under `shared`
-    if resolved.tier.text_on_gpu:
+    if fit.tier.text_on_gpu:
         weights.fill(text_encoder, "", device, dtype_of)
         text_encoder.tie_weights()
         return
     encoder = text_encoder.encoder  # UMT5's layers sit one level down, in encoder.block
     with _without(encoder, "block") as layers:
         weights.fill(text_encoder, "", torch.device("cpu"), dtype_of)  # the embedding and the last norm
-        lookup = HostEmbedding(text_encoder.shared.weight, device, compact=resolved.tier.fp8_weights)
+        lookup = HostEmbedding(text_encoder.shared.weight, device, compact=fit.tier.fp8_weights)
         text_encoder.shared = encoder.embed_tokens = lookup
         weights.held_in_host(text_encoder, lookup.nbytes)
     for i, layer in enumerate(layers):
         weights.fill(layer, f"encoder.block.{i}.", device, dtype_of)
-        if resolved.tier.fp8_weights:
+        if fit.tier.fp8_weights:
             layer_to_int8(layer)
         weights.pin(layer, device)
     if device.type == "cuda":
@@ -110,45 +110,45 @@ def place_text_encoder(text_encoder: nn.Module | None, resolved: Resolved, devic
         )
 
 
-def place_transformer(transformer: nn.Module, resolved: Resolved, device: torch.device, ranks: Ranks, weights, dtype) -> BlockStream | None:
-    paths = resolved.placement
+def place_transformer(transformer: nn.Module, fit: Fit, device: torch.device, ranks: Ranks, weights, dtype) -> BlockStream | None:
+    faster = fit.placement.faster
     dtype_of = dtype_rule(dtype, tuple(type(transformer)._keep_in_fp32_modules or ()))
     with _without(transformer, "blocks") as blocks:
         weights.fill(transformer, "", device, dtype_of)
-    resident = len(blocks) if resolved.resident_blocks is None else resolved.resident_blocks
+    resident = len(blocks) if fit.resident_blocks is None else fit.resident_blocks
     streamed = streamed_positions(len(blocks), resident)
     for i, block in enumerate(blocks):
         weights.fill(block, f"blocks.{i}.", device, dtype_of)
-        if resolved.tier.fp8_weights:
-            block_to_float8(block, resolved.fp8_matmul, paths.fp8_linears)
+        if fit.tier.fp8_weights:
+            block_to_float8(block, fit.fp8_matmul, fit.placement.weights.fp8_linears)
         if i in streamed:
             weights.pin(block, device)
-    if paths.fp8_attention:
+    if faster.fp8_attention:
         use_fp8_attention(blocks)
-    if paths.kernels:
+    if faster.kernels:
         use_kernels(blocks)
     stream = stream_blocks(blocks, streamed, device)
-    if paths.attention_backend:
-        transformer.set_attention_backend(paths.attention_backend)
+    if faster.attention_backend:
+        transformer.set_attention_backend(faster.attention_backend)
     if ranks.size > 1:
-        enable_context_parallel(transformer, paths.parallel, ranks.size, device)
-    if paths.aot != "off":
-        use_aot(blocks, Path(paths.aot))
-    elif paths.compile_blocks:
+        enable_context_parallel(transformer, fit.placement.parallel, ranks.size, device)
+    if faster.aot != "off":
+        use_aot(blocks, Path(faster.aot))
+    elif faster.compile_blocks:
         transformer.compile_repeated_blocks(fullgraph=ranks.size == 1)  # the last block's gather breaks the graph
     return stream
 
 
-def place_vae(vae: nn.Module, resolved: Resolved, device: torch.device) -> None:
-    paths = resolved.placement
+def place_vae(vae: nn.Module, fit: Fit, device: torch.device) -> None:
+    faster = fit.placement.faster
     vae.to(device)
-    if paths.cudnn_autotune:
+    if faster.cudnn_autotune:
         torch.backends.cudnn.benchmark = True
-    if paths.channels_last_vae:
+    if faster.channels_last_vae:
         for module in vae.modules():
             if isinstance(module, nn.Conv3d):
                 module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
-    if paths.vae_kernels:
+    if faster.vae_kernels:
         use_vae_kernels(vae)
-    if paths.compile_vae:
+    if faster.compile_vae:
         vae.decoder = torch.compile(vae.decoder)

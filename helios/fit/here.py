@@ -1,0 +1,23 @@
+"""What runs here, decided in one step: the tier and switches this GPU and host hold (`tiers.resolve`), then the
+ahead-of-time compiled blocks made for exactly that, if there are any."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..faster.aot import aot_cache, aot_key, choose
+from .capability import Capabilities
+from .tiers import Fit, ModelSize, Placement, resolve
+
+
+def decide(placement: Placement, caps: Capabilities, size: ModelSize, transformer_config: dict, dtype: torch.dtype,
+           locate: Callable[[str], Path] = Path) -> Fit:
+    """`locate` finds the folder `--aot` names (the loader's also fetches one from the Hub)."""
+    fit = resolve(placement, caps, size)
+    faster = fit.placement.faster
+    key = aot_key(transformer_config, dtype, fit, caps)
+    folder, note = choose(faster.aot, key, aot_cache(), caps.ranks, faster.kernels or faster.fp8_attention, locate)
+    return fit.with_aot(folder, note)

@@ -1,0 +1,13 @@
+"""Where the transformer's weights live and in what form, as asked; `fit.tiers.resolve` says what this machine runs."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WeightForm:
+    memory: str = "auto"
+    """A memory tier by name, or "auto": the fastest tier whose weights this GPU and host hold (fit/tiers.py)."""
+    fp8: bool = False
+    """FP8 transformer weights on top of whatever the memory needs: half the bytes, FP8 matmuls on Ada and Hopper."""
+    fp8_linears: str = "torchao"
+    """Whose FP8 linear layers: "torchao" (the library's, faster once compiled) or "ours" (weights/fp8.py)."""
