@@ -1,5 +1,6 @@
 """Denoising one segment's latents, as the reference pipelines do: pyramid stages (Distilled, Mid) or one
-full-resolution schedule (Base), with CFG or CFG-Zero* where the flavour uses guidance."""
+full-resolution schedule (Base), with CFG or CFG-Zero* where the flavour uses guidance. Mirrors the chunk loop of
+`HeliosPyramidPipeline.__call__` and `HeliosPipeline.__call__` in diffusers 0.42.1."""
 
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ def sample_block_noise(
     generator: torch.Generator,
     device: torch.device,
 ) -> torch.Tensor:
-    """Noise of `shape` (B, C, T, H, W), correlated within each ph x pw patch; draws as the reference does."""
+    """Noise of `shape` (B, C, T, H, W), correlated within each ph x pw patch; draws as the reference does: mirrors
+    `HeliosPyramidPipeline.sample_block_noise` of diffusers 0.42.1."""
     b, c, t, h, w = shape
     ph, pw = patch
     factor = block_noise_factor(gamma, ph * pw, torch.device(device))

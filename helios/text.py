@@ -19,7 +19,8 @@ def clean_prompt(text: str) -> str:
 
 
 class PromptEncoder:
-    """Encodes as the reference pipelines do (cleaned text, padded to a fixed length, zeros past the tokens)."""
+    """Encodes as the reference pipelines do (cleaned text, padded to a fixed length, zeros past the tokens): mirrors
+    `HeliosPipeline._get_t5_prompt_embeds` of diffusers 0.42.1, with the embeddings of each prompt kept."""
 
     def __init__(self, tokenizer, text_encoder, device, dtype, capacity: int = 32):
         self.tokenizer = tokenizer
