@@ -14,6 +14,7 @@ from .faster.speedups import Speedups
 from .fit.tiers import FP8_LINEARS, MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
 from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import LoadOptions, load_model
+from .measures import columns
 from .media import VideoWriter, check_output_path, read_image, read_video
 from .parallel.ranks import ranks
 from .recipe import Recipe, sidecar
@@ -259,7 +260,8 @@ def write_videos(engine, requests, outs: list[Path], grid: bool, folder: Path) -
         line = f"{out.name}: {t['frames']} frames in {t['elapsed_s']:.1f} s ({t['overall_fps']:.1f} FPS, first frame {t['first_frame_s']:.2f} s)"
         print(f"run {n}/{len(runs)} {line}" if grid else f"wrote {out} and its recipe {sidecar(out).name}: {line}", flush=True)
         rows.append(dict(file=out.name, seed=recipe.settings["seed"], steps=recipe.settings["pyramid_steps"], **{
-            k: t[k] for k in ("frames", "elapsed_s", "overall_fps", "first_frame_s", "peak_gpu_gib")}))
+            k: t[k] for k in ("frames", "elapsed_s", "overall_fps", "first_frame_s", "peak_gpu_gib")},
+            **columns(recipe.measures)))
     if grid:
         write_csv(folder / "runs.csv", rows)
         print(f"wrote {len(rows)} videos, their recipes and runs.csv to {folder}")

@@ -1,5 +1,5 @@
-"""How far two videos of the same size differ, segment by segment, and where: PSNR per segment and a heat-map
-video of the per-pixel difference. Both are read one frame at a time, so any length fits in memory."""
+"""How far two videos of the same size differ, segment by segment, and where: PSNR and SSIM per segment and a
+heat-map video of the per-pixel difference. Both are read one frame at a time, so any length fits in memory."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInput
+from .measures import ssim
 from .media import VideoWriter, video_frames
 
 SATURATES_AT = 64
@@ -23,6 +24,8 @@ HEAT = np.stack([np.interp(np.linspace(0, len(_ANCHORS) - 1, 256), np.arange(len
 class VideoDifference:
     segment_psnr_db: list[float]
     """Per segment of the shorter video; `inf` where the two are identical."""
+    segment_ssim: list[float]
+    """Mean SSIM of the frames, per segment (helios/measures.py): 1 where the structure is the same."""
     frames: int
     heatmap: Path
 
@@ -36,6 +39,7 @@ def video_difference(a: Path, b: Path, segment_frames: list[int], heatmap: Path)
     ends = np.cumsum(segment_frames)
     errors = [0.0] * len(segment_frames)
     values = [0] * len(segment_frames)
+    similarity = [[] for _ in segment_frames]
     frames = 0
     with VideoWriter(heatmap) as writer:
         for fa, fb in zip(video_frames(a), video_frames(b)):
@@ -45,7 +49,9 @@ def video_difference(a: Path, b: Path, segment_frames: list[int], heatmap: Path)
             segment = min(int(np.searchsorted(ends, frames, side="right")), len(errors) - 1)
             errors[segment] += float(np.square(diff, dtype=np.int64).sum())
             values[segment] += diff.size
+            similarity[segment].append(ssim(fa, fb))
             level = np.minimum(diff.mean(axis=2) * (255 / SATURATES_AT), 255).astype(np.uint8)
             writer.add(HEAT[level][None])
             frames += 1
-    return VideoDifference([psnr_db(e, n) for e, n in zip(errors, values) if n], frames, heatmap)
+    return VideoDifference([psnr_db(e, n) for e, n in zip(errors, values) if n],
+                           [float(np.mean(s)) for s in similarity if s], frames, heatmap)

@@ -37,6 +37,8 @@ class Recipe:
     packages: dict
     gpu: str
     timings: dict
+    measures: dict = dataclasses.field(default_factory=dict)
+    """Flicker at each segment boundary and each segment's drift from the first (helios/measures.py)."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, ensure_ascii=False)
@@ -46,7 +48,8 @@ class Recipe:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+            return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)
+                          if f.name in data or f.default_factory is dataclasses.MISSING})
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BadInput(f"{path.name} is not a Helios Studio recipe ({type(exc).__name__}): give the .json written beside a video.") from None
 
@@ -92,19 +95,20 @@ def model_hash(folder: Path | None) -> str:
     return f"sha256 {digest.hexdigest()[:16]}"
 
 
-def recipe_for(model, request: GenerationRequest, timings: dict) -> Recipe:
-    placement = model.fit
+def recipe_for(model, request: GenerationRequest, timings: dict, measures: dict | None = None) -> Recipe:
+    fit = model.fit
     s = request.settings
     return Recipe(
         model=model.source, model_hash=model_hash(model.folder), flavour=model.flavour.name,
-        placement=dict(tier=placement.tier.name, fp8=placement.tier.fp8_weights, fp8_matmul=placement.fp8_matmul,
-                       switches=dataclasses.asdict(placement.placement), cuda_graphs=placement.cuda_graphs),
+        placement=dict(tier=fit.tier.name, fp8=fit.tier.fp8_weights, fp8_matmul=fit.fp8_matmul,
+                       switches=dataclasses.asdict(fit.placement), cuda_graphs=fit.cuda_graphs),
         timeline=json.loads(request.timeline.to_json()),
         settings={name: getattr(s, name) for name in SETTINGS},
         context=context_of(request.image, request.video),
         packages={name: _version(name) for name in PACKAGES} | {"python": platform.python_version()},
         gpu=torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else "CPU",
         timings=timings,
+        measures=measures or {},
     )
 
 

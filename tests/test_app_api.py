@@ -245,8 +245,8 @@ def compare_args(steps_b="1,1,1", seed_b=3, **changes):
 
 
 def test_compare_gives_both_videos_their_difference_and_recipes(client):
-    live_a, live_b, metrics, plot, a, b, measures, psnr, difference, files = client.predict(*compare_args(), api_name="/compare")
-    assert psnr["data"] == [[1, "identical"]], "the same settings twice make the same frames"
+    live_a, live_b, metrics, plot, a, b, measures, per_segment, difference, files = client.predict(*compare_args(), api_name="/compare")
+    assert per_segment["data"][0][:3] == [1, "identical", 1.0], "the same settings twice make the same frames"
     assert [imageio_ffmpeg.count_frames_and_secs(v)[0] for v in (a, b, difference)] == [33, 33, 33]
     assert [row[0] for row in measures["data"]] == ["FPS", "first frame ready (s)", "peak GPU memory (GiB)", "frames"]
     assert sorted(f.rsplit(".", 1)[1] for f in files) == ["json", "json", "mp4", "mp4"]

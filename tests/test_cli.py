@@ -96,8 +96,19 @@ def test_a_grid_of_seeds_and_steps_runs_every_combination_into_a_folder(tmp_path
     rows = list(csv.DictReader(open(out / "runs.csv")))
     assert {(r["seed"], r["steps"]) for r in rows} == {(s, t) for s in ("0", "1") for t in ("1,1,1", "2,1,1")}
     assert all(float(r["overall_fps"]) > 0 and int(r["frames"]) == 33 for r in rows)
+    assert all(r["flicker_max"] == "" and float(r["drift_sharpness"]) == 1.0 for r in rows), "one segment: no boundary"
     refused = cli("--model", "tiny", "--prompt", "x", "--seed", "0,1", "--out", tmp_path / "one.mp4")
     assert refused.returncode == 2 and "need a folder for --out" in refused.stderr
+
+
+def test_a_recipe_carries_the_flicker_at_each_boundary_and_each_segments_drift(tmp_path, cli):
+    out = tmp_path / "two.npy"
+    result = cli("--model", "tiny", "--prompt", "a red fox", "--height", "64", "--width", "64", "--frames", "66",
+                 "--steps", "1,1,1", "--out", out)
+    assert result.returncode == 0, result.stderr
+    measures = json.loads(out.with_suffix(".json").read_text())["measures"]
+    assert len(measures["flicker"]) == 1 and measures["flicker"][0] > 0
+    assert len(measures["drift"]) == 2 and measures["drift"][0] == {"colour": 0.0, "brightness": 0.0, "sharpness": 1.0}
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,14 @@ def test_a_comparison_runs_a_then_b_and_measures_both(sessions):
     assert a.metrics.state == b.metrics.state == "done"
     assert [r.run.request.settings.seed for r in (a, b)] == [5, 6]
     assert len(b.run.request.timeline.entries) == 2 and len(a.run.request.timeline.entries) == 1
-    psnr = comparison.psnr()
-    assert [row[0] for row in psnr] == [1, 2] and all(isinstance(db, float) and 0 < db < 60 for _, db in psnr)
+    rows = comparison.per_segment()
+    assert [row[0] for row in rows] == [1, 2] and all(isinstance(row[1], float) and 0 < row[1] < 60 for row in rows)
+    assert all(-1 < row[2] < 1 for row in rows), "SSIM of two random-weight videos: far from identical"
+    assert rows[0][3:5] == ["-", "-"] and all(float(v) > 0 for v in rows[1][3:5]), "flicker into segment 2 only"
+    assert rows[0][5:] == ["0.00", "0.00"], "drift is from the first segment"
     measures = {row[0]: row[1:] for row in comparison.measures()}
     assert measures["frames"] == ["65", "65", "0"]
+    assert float(measures["worst flicker at a boundary"][0]) > 0 and measures["sharpness by the end (first = 1)"][0] != "-"
     assert float(measures["FPS"][0]) > 0 and float(measures["FPS"][1]) > 0
     series = comparison.fps_series()
     assert list(series.columns) == ["segment", "FPS", "run"]
@@ -48,7 +52,7 @@ def test_a_comparison_runs_a_then_b_and_measures_both(sessions):
 def test_the_same_settings_twice_are_identical_segment_by_segment(sessions):
     comparison = sessions.compare("bea", shared(segments=1), side(), side())
     list(comparison.updates())
-    assert comparison.psnr() == [[1, "identical"]]
+    assert comparison.per_segment() == [[1, "identical", 1.0, "-", "-", "0.00", "0.00"]]
     assert not any(frame.any() for frame in video_frames(comparison.difference.heatmap)), "no difference is black"
 
 
@@ -58,7 +62,7 @@ def test_stopping_a_keeps_b_from_running(sessions):
         if update.clip:
             sessions.stop("cid")
     assert [r.metrics.state for r in comparison.runs] == ["stopped"]
-    assert comparison.difference is None and comparison.psnr() == []
+    assert comparison.difference is None and comparison.per_segment() == []
 
 
 def test_a_bad_side_is_refused_before_either_runs(sessions):
@@ -83,6 +87,8 @@ def test_psnr_is_per_segment_and_the_heat_map_marks_where_frames_differ(tmp_path
     difference = video_difference(*paths, [6, 6], tmp_path / "heat.mp4")
     first, second = difference.segment_psnr_db
     assert first > 30 > 15 > second, (first, second)
+    same, inverted = difference.segment_ssim
+    assert same > 0.9 > inverted, (same, inverted)
     heat = np.stack(list(video_frames(difference.heatmap)))
     assert difference.frames == len(heat) == 12
     assert heat[8, :, :28].mean() > 60 > 20 > heat[8, :, 40:].mean() and heat[2].mean() < 20
@@ -95,4 +101,4 @@ def test_both_sides_start_from_the_same_image(sessions, tmp_path, sample_image):
     list(comparison.updates())
     a, b = (r.run.request for r in comparison.runs)
     assert a.task == b.task == "image-to-video" and a.image is b.image
-    assert comparison.psnr() == [[1, "identical"]]
+    assert comparison.per_segment()[0][:3] == [1, "identical", 1.0]

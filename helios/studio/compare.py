@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 import pandas as pd
 
 from helios.difference import VideoDifference, video_difference
+from helios.measures import columns
 from helios.recipe import sidecar
 from helios.run import Run
 
@@ -21,7 +22,9 @@ from .streamed_run import RunUpdate, StreamedRun
 
 SIDES = ("A", "B")
 MEASURES = ["measure", "A", "B", "B − A"]
-PSNR_COLUMNS = ["segment", "PSNR A vs B (dB)"]
+SEGMENT_COLUMNS = ["segment", "PSNR A vs B (dB)", "SSIM A vs B", "flicker A", "flicker B", "brightness drift A",
+                   "brightness drift B"]
+"""Flicker is at the boundary into the segment (1: like any step of the video); drift is from the first segment."""
 
 
 @dataclass(frozen=True)
@@ -67,16 +70,33 @@ class Comparison:
             ("first frame ready (s)", [r.metrics.first_frame_s for r in self.runs]),
             ("peak GPU memory (GiB)", [_peak_gib(r) for r in self.runs]),
             ("frames", [r.metrics.frames for r in self.runs]),
+            ("worst flicker at a boundary", [columns(r.record.measures())["flicker_max"] for r in self.runs]),
+            ("brightness drift by the end", [columns(r.record.measures())["drift_brightness"] for r in self.runs]),
+            ("sharpness by the end (first = 1)", [columns(r.record.measures())["drift_sharpness"] for r in self.runs]),
         ):
             a, b = (values + [None, None])[:2]
             delta = b - a if a is not None and b is not None else None
             rows.append([name, *(_shown(v) for v in (a, b, delta))])
         return rows
 
-    def psnr(self) -> list[list]:
+    def per_segment(self) -> list[list]:
+        """One row a segment: how alike A and B are, and each one's flicker into it and drift from its start."""
         if self.difference is None:
             return []
-        return [[n, "identical" if math.isinf(db) else round(db, 2)] for n, db in enumerate(self.difference.segment_psnr_db, 1)]
+        a, b = (r.record.measures() for r in self.runs)
+        rows = []
+        for n, (db, similarity) in enumerate(zip(self.difference.segment_psnr_db, self.difference.segment_ssim)):
+            flicker = [m["flicker"][n - 1] if 0 < n <= len(m["flicker"]) else None for m in (a, b)]
+            brightness = [m["drift"][n]["brightness"] if n < len(m["drift"]) else None for m in (a, b)]
+            rows.append([n + 1, "identical" if math.isinf(db) else round(db, 2), round(similarity, 4),
+                         *(_shown(v) for v in (*flicker, *brightness))])
+        return rows
+
+    def flicker_series(self) -> pd.DataFrame:
+        """Flicker at each boundary, one series per run, for the page's plot."""
+        return pd.DataFrame([dict(boundary=n, run=side, flicker=value) for side, run in zip(SIDES, self.runs)
+                             for n, value in enumerate(run.record.measures().get("flicker", []), 1)],
+                            columns=["boundary", "run", "flicker"])
 
     def fps_series(self) -> pd.DataFrame:
         """Per-segment FPS, one series per run, for the page's plot."""

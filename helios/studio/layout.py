@@ -12,7 +12,7 @@ import gradio as gr
 from helios.flavour import Flavour
 from helios.limits import FRAMES_PER_SEGMENT, MAX_PROMPT_TOKENS, MAX_SEED, Limits
 
-from .compare import MEASURES, PSNR_COLUMNS
+from .compare import MEASURES, SEGMENT_COLUMNS
 from .form import RESOLUTIONS, STEP_PRESETS, Form, task_of
 from .history import COLUMNS
 from .live_stream import PLAYER_HTML
@@ -178,7 +178,7 @@ class CompareLayout:
     video_b: gr.Video
     play_both: gr.Button
     measures: gr.Dataframe
-    psnr: gr.Dataframe
+    per_segment: gr.Dataframe
     difference: gr.Video
     fps_plot: gr.LinePlot
     files: gr.File
@@ -228,7 +228,11 @@ def lay_out_compare(flavour: Flavour, limits: Limits) -> CompareLayout:
     c["play_both"] = gr.Button("Play side by side, in sync", elem_id="play-both")
     with gr.Row():
         c["measures"] = gr.Dataframe(headers=MEASURES, interactive=False, label="Measured", elem_id="compare-table")
-        c["psnr"] = gr.Dataframe(headers=PSNR_COLUMNS, interactive=False, label="PSNR per segment (the two MP4s)", elem_id="compare-psnr")
+    c["per_segment"] = gr.Dataframe(
+        headers=SEGMENT_COLUMNS, interactive=False, elem_id="compare-psnr",
+        label="Per segment: PSNR and SSIM of A against B (the two MP4s); each run's flicker at the boundary into the "
+              "segment (1 = like any other step) and brightness drift from its first segment",
+    )
     c["fps_plot"] = gr.LinePlot(
         x="segment", y="FPS", color="run", color_map={"A": "#f97316", "B": "#4f46e5", REAL_TIME: "#9ca3af"},
         sort=segment_order(limits), title="FPS per segment", x_title="segment", y_title="frames per second",

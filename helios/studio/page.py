@@ -189,7 +189,8 @@ def _banner_state(banner: str, ready: threading.Event):
 
 
 def _compare_stream(comparison: Comparison):
-    """Outputs: A's and B's live players, metrics, plot, A's and B's videos, measures, PSNR, difference, files. The
+    """Outputs: A's and B's live players, metrics, plot, A's and B's videos, measures, per-segment table, difference,
+    files. The
     last comparison's results are cleared first; A's clips stream to A's player, then B's to B's. The plot is drawn
     once both series exist (a plot first drawn with A alone kept only A's series in the browser)."""
     yield gr.skip(), gr.skip(), "<div class='metrics'>Starting A.</div>", None, None, None, [], [], None, None
@@ -206,7 +207,7 @@ def _compare_stream(comparison: Comparison):
         gr.Warning("A was stopped, so B did not run." if len(comparison.runs) < 2 else "B was stopped: there is no difference to show.")
     videos = [str(r.video) if r.video else None for r in comparison.runs] + [None] * (2 - len(comparison.runs))
     difference = str(comparison.difference.heatmap) if comparison.difference else None
-    yield (gr.skip(), gr.skip(), gr.skip(), comparison.fps_series(), *videos, comparison.measures(), comparison.psnr(),
+    yield (gr.skip(), gr.skip(), gr.skip(), comparison.fps_series(), *videos, comparison.measures(), comparison.per_segment(),
            difference, [str(f) for f in comparison.files()])
 
 
@@ -259,7 +260,7 @@ def _wire_history(page: Layout, runs, play_run, load_run) -> None:
 def _wire_compare(page: Layout, compare, stop, runs) -> None:
     c = page.compare
     inputs = [*c.sides, page.unit, page.image, page.video, page.segments, page.resolution]
-    outputs = [c.live_a, c.live_b, c.metrics, c.fps_plot, c.video_a, c.video_b, c.measures, c.psnr, c.difference, c.files]
+    outputs = [c.live_a, c.live_b, c.metrics, c.fps_plot, c.video_a, c.video_b, c.measures, c.per_segment, c.difference, c.files]
     c.run.click(compare, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="compare")
     c.stop.click(stop, None, None, concurrency_limit=None, api_visibility="private")
     c.play_both.click(None, None, None, js=script("play_together.js"))

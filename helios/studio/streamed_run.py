@@ -50,6 +50,8 @@ class StreamedRun:
             self.before = self.workdir / "before.mp4"
             shutil.copyfile(before, self.before)
         self.metrics = RunMetrics(steps=run.request.settings.pyramid_steps)
+        self.record = RunRecord(run)
+        """What the run measured; made anew as it starts."""
         self._discarded = False
 
     def stop(self) -> bool:
@@ -69,7 +71,7 @@ class StreamedRun:
     def updates(self) -> Iterator[RunUpdate]:
         self.metrics.state = RunState.GENERATING
         clips = []
-        record = RunRecord(self.run)
+        record = self.record = RunRecord(self.run)
         try:
             try:
                 for event in self.run:
