@@ -25,7 +25,7 @@ read_ahead_from_here(sys.argv[1:])  # before torch: a cold disk is what a start 
 import torch
 
 from helios import DEFAULT_MODEL
-from helios.cli import Parser, add_placement_arguments, load_options_from_args
+from helios.arguments import Parser, add_placement_arguments, load_options_from_args
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import LoadOptions, load_model

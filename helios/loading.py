@@ -6,6 +6,7 @@ the place their memory tier gives them (weights/place.py), side by side: no whol
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -282,6 +283,16 @@ def _warm_vae(vae, size: tuple[int, int] | None, device: torch.device, thread: T
 
 _models: dict[tuple[str, LoadOptions], HeliosModel] = {}
 _lock = threading.Lock()
+
+
+def release(model: HeliosModel) -> None:
+    """The model leaves the cache; its memory goes back once nothing else holds it (a run, an engine)."""
+    with _lock:
+        for key in [k for k, held in _models.items() if held is model]:
+            del _models[key]
+    gc.collect()
+    if model.device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def load_model(source: str = DEFAULT_MODEL, options: LoadOptions = LoadOptions()) -> HeliosModel:

@@ -206,7 +206,8 @@ def test_a_timeline_without_a_length_gets_one_that_covers_it(tmp_path, cli):
 
 
 def test_fp8_linears_reach_the_placement_and_an_unknown_one_is_refused_in_words():
-    from helios.cli import build_parser, load_options_from_args
+    from helios.arguments import load_options_from_args
+    from helios.cli import build_parser
     from helios.errors import BadInput
 
     args = build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron", "--fp8", "--fp8-linears", "ours"])
