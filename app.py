@@ -167,7 +167,7 @@ def serve(args, engine, banner: str) -> int:
     demo.queue(default_concurrency_limit=1, max_size=settings.queue_size)
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS, js=page_script(),
-        prevent_thread_lock=True, state_session_capacity=settings.session_states,
+        prevent_thread_lock=True, state_session_capacity=settings.session_states, mcp_server=True,
     )
     live.mount(demo.app)
     if warm:

@@ -237,6 +237,18 @@ def test_the_api_offers_the_pages_actions_and_nothing_else(client):
     assert named == {"/generate", "/continue", "/stop", "/apply_timeline", "/history", "/play_run", "/load_run", "/compare"}
 
 
+def test_agents_find_generate_continue_and_compare_as_described_mcp_tools(app_url):
+    """Gradio's own MCP server, beside the unchanged API: each tool says what it does and what each parameter is."""
+    with urllib.request.urlopen(app_url + "gradio_api/mcp/schema", timeout=30) as response:
+        tools = {tool["name"]: tool for tool in json.load(response)}
+    assert {"generate", "continue_video", "compare"} <= tools.keys()
+    for name in ("generate", "continue_video", "compare"):
+        properties = tools[name]["inputSchema"]["properties"]
+        assert tools[name]["description"] and len(properties) >= 10, name
+        assert all(p.get("description") for p in properties.values()), f"{name}: a parameter without words"
+    assert tools["generate"]["inputSchema"]["properties"]["segments"]["type"] in ("number", "integer")
+
+
 def compare_args(steps_b="1,1,1", seed_b=3, **changes):
     rows = {"headers": ["start", "prompt"], "data": [[0, "a paper boat"]]}
     args = dict(rows_a=rows, crossfade_a=1, steps_a="1,1,1", seed_a=3, rows_b=rows, crossfade_b=1, steps_b=steps_b, seed_b=seed_b,
@@ -248,7 +260,9 @@ def test_compare_gives_both_videos_their_difference_and_recipes(client):
     live_a, live_b, metrics, plot, a, b, measures, per_segment, difference, files = client.predict(*compare_args(), api_name="/compare")
     assert per_segment["data"][0][:3] == [1, "identical", 1.0], "the same settings twice make the same frames"
     assert [imageio_ffmpeg.count_frames_and_secs(v)[0] for v in (a, b, difference)] == [33, 33, 33]
-    assert [row[0] for row in measures["data"]] == ["FPS", "first frame ready (s)", "peak GPU memory (GiB)", "frames"]
+    assert [row[0] for row in measures["data"]] == ["FPS", "first frame ready (s)", "peak GPU memory (GiB)", "frames",
+                                                "worst flicker at a boundary", "brightness drift by the end",
+                                                "sharpness by the end (first = 1)"]
     assert sorted(f.rsplit(".", 1)[1] for f in files) == ["json", "json", "mp4", "mp4"]
     assert {row[2] for row in plot["data"]} == {"A", "B", "real time (24 FPS)"}
 

@@ -89,31 +89,86 @@ def build_demo(
     live = live or LiveStreams(settings.live_streams_kept)
 
     @in_words
-    def generate(rows, unit, crossfade, image, video, segments, steps, seed, resolution, randomize, request: gr.Request):
+    def generate(rows: list[list], unit: str, crossfade: float, image: str | None, video: str | None, segments: int,
+                 steps: str, seed: int, resolution: str, randomize: bool, request: gr.Request):
+        """Generate a Helios video from a prompt timeline, streamed segment by segment; an image starts it
+        (image-to-video), a video is continued (video-to-video), neither is text-to-video.
+
+        Args:
+            rows: the prompt timeline, rows of [start, prompt]: each prompt runs from its start (in `unit`) on.
+            unit: "seconds" or "segments", the unit of the rows' starts.
+            crossfade: over how many segments one prompt's embedding fades into the next (0 to 4).
+            image: an image to start the video from, or none.
+            video: a video to continue, or none.
+            segments: the video's length in segments of 33 frames.
+            steps: denoising steps per pyramid stage, like "2,2,2" (more is slower and finer).
+            seed: the random seed; the same seed and settings give the same frames.
+            resolution: "HEIGHTxWIDTH", one of the sizes the page offers, like "384x640".
+            randomize: draw a new seed instead of `seed`.
+        """
         form = Form(rows, unit, crossfade, image, video, segments, steps, seed, resolution)
         used_seed, updates = sessions.generate(request.session_hash, form, randomize)
         yield from _stream(used_seed, updates, live.open())
 
     @in_words
-    def extend(rows, unit, crossfade, image, video, segments, steps, seed, resolution, randomize, request: gr.Request):
+    def continue_video(rows: list[list], unit: str, crossfade: float, image: str | None, video: str | None,
+                       segments: int, steps: str, seed: int, resolution: str, randomize: bool, request: gr.Request):
+        """Continue this session's last video for more segments, exactly where it stopped (its history and random
+        state), under the timeline given; the result is the whole video so far.
+
+        Args:
+            rows: the prompt timeline for the new segments, rows of [start, prompt].
+            unit: "seconds" or "segments", the unit of the rows' starts.
+            crossfade: over how many segments one prompt's embedding fades into the next (0 to 4).
+            image: ignored: a continued video keeps its start.
+            video: ignored: the session's last video is continued.
+            segments: how many segments of 33 frames to add.
+            steps: denoising steps per pyramid stage, like "2,2,2".
+            seed: ignored: the video's own random state goes on.
+            resolution: must be the video's own, "HEIGHTxWIDTH".
+            randomize: ignored.
+        """
         form = Form(rows, unit, crossfade, image, video, segments, steps, seed, resolution)
         updates = sessions.extend(request.session_hash, form)
         yield from _stream(seed, updates, live.open())
 
     @in_words
-    def compare(rows_a, crossfade_a, steps_a, seed_a, rows_b, crossfade_b, steps_b, seed_b, unit, image, video, segments,
-                resolution, request: gr.Request):
+    def compare(rows_a: list[list], crossfade_a: float, steps_a: str, seed_a: int, rows_b: list[list],
+                crossfade_b: float, steps_b: str, seed_b: int, unit: str, image: str | None, video: str | None,
+                segments: int, resolution: str, request: gr.Request):
+        """Run settings A, then B, over the same image or video, length and resolution, and measure both: FPS, first
+        frame, peak memory, per-segment PSNR and SSIM of A against B, each run's flicker where segments meet and drift
+        from its first segment, and a heat map of where they differ.
+
+        Args:
+            rows_a: A's prompt timeline, rows of [start, prompt].
+            crossfade_a: A's crossfade, in segments.
+            steps_a: A's denoising steps per pyramid stage, like "1,1,1".
+            seed_a: A's random seed.
+            rows_b: B's prompt timeline, rows of [start, prompt].
+            crossfade_b: B's crossfade, in segments.
+            steps_b: B's denoising steps per pyramid stage, like "2,2,2".
+            seed_b: B's random seed.
+            unit: "seconds" or "segments", the unit of both timelines' starts.
+            image: an image both start from, or none.
+            video: a video both continue, or none.
+            segments: the length of both, in segments of 33 frames.
+            resolution: "HEIGHTxWIDTH", like "384x640".
+        """
         form = Form([], unit, 0, image, video, segments, "", 0, resolution)
         a, b = SideSettings(rows_a, crossfade_a, steps_a, seed_a), SideSettings(rows_b, crossfade_b, steps_b, seed_b)
         yield from _compare_stream(sessions.compare(request.session_hash, form, a, b))
 
     def stop(request: gr.Request):
+        """Stop this session's running generation or comparison after its current denoising step; what was made
+        stays downloadable."""
         if sessions.stop(request.session_hash, _waiting_runs(demo, request.session_hash)):
             gr.Info("Stopping after the current denoising step (a queued run will not start); what was made stays downloadable.")
         else:
             gr.Warning("Nothing is running: there is nothing to stop.")
 
     def runs(request: gr.Request):
+        """This session's runs, newest first: prompt, steps, seed, length, resolution, FPS, first frame, status."""
         return [history.summary(n, run) for n, run in enumerate(sessions.history(request.session_hash), 1)]
 
     def picked(number, session: str):
@@ -123,18 +178,35 @@ def build_demo(
         return runs[int(number) - 1]
 
     @in_words
-    def play_run(number, request: gr.Request):
+    def play_run(number: int, request: gr.Request):
+        """One of this session's runs: its video and its files (the MP4 and its recipe).
+
+        Args:
+            number: the run's number in this session's table of runs (1 is the newest).
+        """
         run = picked(number, request.session_hash)
         if run.video is None:
             raise HeliosError("That run has no video yet: it is still generating, or stopped before its first segment.")
         return str(run.video), [str(f) for f in history.files(run)]
 
     @in_words
-    def load_run(number, request: gr.Request):
+    def load_run(number: int, request: gr.Request):
+        """The settings one of this session's runs was made with, to run again or change.
+
+        Args:
+            number: the run's number in this session's table of runs (1 is the newest).
+        """
         return history.form_values(picked(number, request.session_hash))
 
     @in_words
-    def apply(rows, unit, crossfade, request: gr.Request):
+    def apply(rows: list[list], unit: str, crossfade: float, request: gr.Request):
+        """Change the prompt timeline of this session's running generation from its next segment on.
+
+        Args:
+            rows: the new prompt timeline, rows of [start, prompt].
+            unit: "seconds" or "segments", the unit of the rows' starts.
+            crossfade: over how many segments one prompt's embedding fades into the next.
+        """
         segment = sessions.apply_timeline(request.session_hash, rows, unit, crossfade)
         if segment is None:
             gr.Warning("Nothing is running: the timeline is used by the next Generate.")
@@ -166,7 +238,7 @@ def build_demo(
             _banner_state(banner, ready)[0], engine.model.label, engine.model.flavour, default_resolution, engine.options.limits
         )
         limits = engine.options.limits
-        _wire_run_buttons(page, on_gpu(generate, limits), on_gpu(extend, limits), stop, apply)
+        _wire_run_buttons(page, on_gpu(generate, limits), on_gpu(continue_video, limits), stop, apply)
         _wire_history(page, runs, play_run, load_run)
         _wire_compare(page, on_gpu(compare, limits), stop, runs)
         _wire_timeline_editor(page, load_timeline, export)
@@ -238,11 +310,11 @@ def _waiting_runs(demo: gr.Blocks, session: str) -> int:
     return sum(e.session_hash == session and e.fn.api_name in RUNS for q in queues for e in list(q.queue))
 
 
-def _wire_run_buttons(page: Layout, generate, extend, stop, apply) -> None:
+def _wire_run_buttons(page: Layout, generate, continue_video, stop, apply) -> None:
     inputs = [*page.form, page.randomize]
     outputs = [page.metrics, page.fps_plot, page.download, page.seed]
     page.generate.click(generate, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="generate")
-    page.resume.click(extend, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="continue")
+    page.resume.click(continue_video, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="continue")
     page.stop.click(stop, None, None, concurrency_limit=None, api_name="stop")
     page.apply.click(apply, [page.rows, page.unit, page.crossfade], None, concurrency_limit=None, api_name="apply_timeline")
     page.image.change(task_of, [page.image, page.video], page.mode, api_visibility="private")
