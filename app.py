@@ -148,7 +148,8 @@ def serve(args, engine, banner: str) -> int:
     """Rank 0's part (the only one without torchrun): the page, and the runs it asks for."""
     from helios.studio.layout import CSS
     from helios.studio.live_stream import LiveStreams
-    from helios.studio.page import build_demo, page_script
+    from helios.studio.page import build_demo
+    from helios.studio.scripts import page_script
 
     model = engine.model
     print(banner, flush=True)

@@ -15,6 +15,7 @@ from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import LoadOptions
 from .media import read_image, read_video
 from .recipe import Recipe
+from .reference import ENGINES
 from .request import GenerationRequest, GenerationSettings
 from .timeline import PromptTimeline, read_timeline
 from .weights.form import WeightForm
@@ -73,6 +74,8 @@ def add_generate_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=_seeds, default=(0,), help="e.g. 0, or 0,1,2 for a grid")
     g.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     g.add_argument("--vae-dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on a GPU, float32 on a CPU")
+    g.add_argument("--engine", choices=ENGINES, default="ours",
+                   help="which makes the frames: ours, or diffusers' own pipeline on the same loaded weights (one prompt)")
     add_placement_arguments(g)
     g.add_argument("--out", type=Path, required=True,
                    help=".mp4 (H.264, 24 fps) or .npy (uint8 frames); for a grid of seeds x steps, a folder")

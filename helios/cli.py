@@ -28,7 +28,7 @@ from .request import GenerationRequest, GenerationSettings
 from .run import Run, follow
 from .suite import add_suite_arguments, run_suite
 from .timeline import PromptTimeline
-from .video_out import ProgressLine, make_video, write_csv
+from .video_out import ProgressLine, check_request, make_one, write_csv
 from .weights.form import WeightForm
 
 
@@ -54,6 +54,7 @@ def generate(args) -> int:
         args.model, args.fp8 = recipe.model, recipe.placement["fp8"]
         switches = recipe.placement["switches"]
         args.fp8_attention = switches.get("faster", switches).get("fp8_attention", False)  # recipes before 0.4: flat
+        args.engine = recipe.engine
     requests = requests_from_args(args, recipe)
     grid = len(requests) > 1
     if grid and args.out.suffix:
@@ -63,12 +64,14 @@ def generate(args) -> int:
 
     model = load_model(args.model, load_options_from_args(args, device=args.device, vae_dtype=args.vae_dtype))
     engine = Engine(model)
+    if args.engine == "diffusers" and model.ranks.size > 1:
+        raise BadInput("diffusers' pipeline runs on one GPU here: run --engine diffusers without torchrun.")
     if not model.ranks.leader:
         follow(engine)
         return 0
     print(model.describe(), flush=True)
     try:
-        code = write_videos(engine, requests, outs, grid, args.out)
+        code = write_videos(engine, requests, outs, grid, args.out, args.engine)
     except BaseException as exc:
         model.ranks.fail(exc)  # the followers may be in a collective that now never completes: they end at once
         raise
@@ -101,8 +104,9 @@ def compile_blocks(args) -> int:
     return 0
 
 
-def write_videos(engine, requests, outs: list[Path], grid: bool, folder: Path) -> int:
-    runs = [Run(engine, request) for _, request in requests]  # every request checked before the first runs
+def write_videos(engine, requests, outs: list[Path], grid: bool, folder: Path, which: str = "ours") -> int:
+    for _, request in requests:
+        check_request(engine, request, which)
     if grid:
         folder.mkdir(parents=True, exist_ok=True)
     settings = requests[0][1].settings
@@ -113,11 +117,11 @@ def write_videos(engine, requests, outs: list[Path], grid: bool, folder: Path) -
             file=sys.stderr,
         )
     rows = []
-    for n, (run, out) in enumerate(zip(runs, outs), 1):
-        recipe = make_video(run, out, None if grid else ProgressLine())
+    for n, ((_, request), out) in enumerate(zip(requests, outs), 1):
+        recipe = make_one(engine, request, out, None if grid else ProgressLine(), which)
         t = recipe.timings
         line = f"{out.name}: {t['frames']} frames in {t['elapsed_s']:.1f} s ({t['overall_fps']:.1f} FPS, first frame {t['first_frame_s']:.2f} s)"
-        print(f"run {n}/{len(runs)} {line}" if grid else f"wrote {out} and its recipe {sidecar(out).name}: {line}", flush=True)
+        print(f"run {n}/{len(requests)} {line}" if grid else f"wrote {out} and its recipe {sidecar(out).name}: {line}", flush=True)
         rows.append(dict(file=out.name, seed=recipe.settings["seed"], steps=recipe.settings["pyramid_steps"], **{
             k: t[k] for k in ("frames", "elapsed_s", "overall_fps", "first_frame_s", "peak_gpu_gib")},
             **columns(recipe.measures)))

@@ -124,6 +124,28 @@ def segment_ssim(a: Iterable[np.ndarray], b: Iterable[np.ndarray], segment_frame
     return [float(np.mean([values[i] for i in r])) for r in segment_ranges(len(values), segment_frames)]
 
 
+class VideoMeasures:
+    """A video's flicker and drift, measured as its segments pass (a run's, or a finished video split in segments)."""
+
+    def __init__(self):
+        self.stats: list[FrameStats] = []
+        self.segment_frames: list[int] = []
+        self._last: np.ndarray | None = None
+
+    def add(self, frames: np.ndarray) -> None:
+        if len(frames):
+            self.segment_frames.append(len(frames))
+            self.stats += frame_stats(frames, self._last)
+            self._last = frames[-1]
+
+    def as_dict(self) -> dict:
+        """What a recipe keeps: flicker at each boundary, each segment's drift from the first."""
+        if not self.stats:
+            return {}
+        return dict(flicker=[round(r, 3) for r in transition_flicker(self.stats, self.segment_frames)],
+                    drift=[{k: round(v, 3) for k, v in vars(d).items()} for d in drift(self.stats, self.segment_frames)])
+
+
 def columns(measures: dict) -> dict:
     """A recipe's measures as one row's columns: the worst and the mean flicker, and the last segment's drift."""
     flicker, drifts = measures.get("flicker") or [], measures.get("drift") or []

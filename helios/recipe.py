@@ -39,6 +39,8 @@ class Recipe:
     timings: dict
     measures: dict = dataclasses.field(default_factory=dict)
     """Flicker at each segment boundary and each segment's drift from the first (helios/measures.py)."""
+    engine: str = "ours"
+    """Which made the frames: "ours", or "diffusers" (its pipeline on the same weights, helios/reference.py)."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, ensure_ascii=False)
@@ -48,8 +50,8 @@ class Recipe:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)
-                          if f.name in data or f.default_factory is dataclasses.MISSING})
+            return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data or (
+                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)})
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BadInput(f"{path.name} is not a Helios Studio recipe ({type(exc).__name__}): give the .json written beside a video.") from None
 
@@ -95,7 +97,8 @@ def model_hash(folder: Path | None) -> str:
     return f"sha256 {digest.hexdigest()[:16]}"
 
 
-def recipe_for(model, request: GenerationRequest, timings: dict, measures: dict | None = None) -> Recipe:
+def recipe_for(model, request: GenerationRequest, timings: dict, measures: dict | None = None,
+               engine: str = "ours") -> Recipe:
     fit = model.fit
     s = request.settings
     return Recipe(
@@ -109,6 +112,7 @@ def recipe_for(model, request: GenerationRequest, timings: dict, measures: dict 
         gpu=torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else "CPU",
         timings=timings,
         measures=measures or {},
+        engine=engine,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from .measures import drift, frame_stats, transition_flicker
+from .measures import VideoMeasures
 from .recipe import Recipe, recipe_for, segment_timings, timings_of
 from .run import Run
 from .segment import Segment
@@ -23,26 +23,18 @@ class RunRecord:
         self.first_frame_s: float | None = None
         self.frames = 0
         self.segments: list[dict] = []
-        self.segment_frames: list[int] = []
-        self.stats = []
-        self._last_frame = None
+        self.measuring = VideoMeasures()
 
     def on_segment(self, segment: Segment) -> None:
         if self.first_frame_s is None:
             self.first_frame_s = time.perf_counter() - self.started
         self.frames += len(segment.frames)
         self.segments.append(segment_timings(segment))
-        if len(segment.frames):
-            self.segment_frames.append(len(segment.frames))
-            self.stats += frame_stats(segment.frames, self._last_frame)
-            self._last_frame = segment.frames[-1]
+        self.measuring.add(segment.frames)
 
     def measures(self) -> dict:
         """Flicker at each boundary between this run's segments and each segment's drift from its first."""
-        if not self.stats:
-            return {}
-        return dict(flicker=[round(r, 3) for r in transition_flicker(self.stats, self.segment_frames)],
-                    drift=[{k: round(v, 3) for k, v in vars(d).items()} for d in drift(self.stats, self.segment_frames)])
+        return self.measuring.as_dict()
 
     def recipe(self) -> Recipe:
         """The recipe with the run's measured timings, as of now (call it once the run has ended)."""

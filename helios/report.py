@@ -26,11 +26,12 @@ svg text { font-size: 11px; fill: #374151; }
 
 def write_report(path: Path, prompts: list[tuple[str, str]], configs: list, rows: list[dict]) -> None:
     names = [c.name for c in configs]
+    shown = SHOWN + tuple(k for k in ("psnr_vs_baseline", "ssim_vs_baseline") if rows and k in rows[0])
     parts = [f"<!doctype html><meta charset='utf-8'><title>Helios suite</title><style>{STYLE}</style>",
              "<h1>Helios suite</h1>", "<h2>Configurations</h2>",
              _table(["configuration", "flags"], [[c.name, c.flags or "(the common flags)"] for c in configs], text=2)]
-    parts += ["<h2>Against each other (mean over prompts)</h2>", _table(["configuration", *SHOWN], [
-        [name, *(_mean([r[k] for r in rows if r["config"] == name]) for k in SHOWN)] for name in names], text=1)]
+    parts += ["<h2>Against each other (mean over prompts)</h2>", _table(["configuration", *shown], [
+        [name, *(_mean([r[k] for r in rows if r["config"] == name]) for k in shown)] for name in names], text=1)]
     series = {name: [Recipe.read(sidecar(path.parent / r["file"])) for r in rows if r["config"] == name] for name in names}
     parts += [_plot("Flicker at each segment boundary (1 = like any other step), mean over prompts", "boundary",
                     {n: _mean_series([r.measures.get("flicker", []) for r in rs]) for n, rs in series.items()}),
@@ -47,7 +48,7 @@ def write_report(path: Path, prompts: list[tuple[str, str]], configs: list, rows
         players = "".join(f"<figure><video src='{html.escape(r['file'])}' controls loop muted preload='metadata'></video>"
                           f"<figcaption>{html.escape(r['config'])}</figcaption></figure>" for r in mine)
         parts += [f"<h2>{html.escape(pid)}: {html.escape(prompt)}</h2>", f"<div class='players'>{players}</div>",
-                  _table(["configuration", *SHOWN], [[r["config"], *(r[k] for k in SHOWN)] for r in mine], text=1)]
+                  _table(["configuration", *shown], [[r["config"], *(r[k] for k in shown)] for r in mine], text=1)]
     parts.append("<p>Every video's recipe is the .json beside it: <code>python -m helios generate --recipe FILE.json "
                  "--out again.mp4</code> makes it again.</p>")
     path.write_text("\n".join(parts), encoding="utf-8")

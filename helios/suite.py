@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .arguments import Parser, add_generate_arguments, load_options_from_args, requests_from_args
+from .difference import video_difference
 from .errors import BadInput
+from .limits import FRAMES_PER_SEGMENT
 from .loading import load_model, release
 from .measures import columns
 from .recipe import Recipe, sidecar
 from .report import write_report
-from .run import Run
-from .video_out import ProgressLine, make_video, write_csv
+from .video_out import ProgressLine, check_request, make_one, write_csv
 
 NOT_IN_A_CONFIG = ("--prompt", "--timeline", "--recipe", "--out")
 """The suite gives each run its prompt and its file."""
@@ -41,6 +42,8 @@ def add_suite_arguments(s: argparse.ArgumentParser) -> None:
                    help='a configuration: a name, then generate\'s flags, like fast="--steps 1,1,1" (give several)')
     s.add_argument("--common", default="", metavar='"FLAGS"',
                    help='generate\'s flags every configuration starts from, like "--model tiny --frames 66"')
+    s.add_argument("--baseline", metavar="NAME", help="the configuration every other is compared with, frame by frame: "
+                   "PSNR and SSIM per segment, and a heat map of where they differ")
     s.add_argument("--out", type=Path, required=True, help="the suite's folder: a folder per configuration, suite.csv, report.html")
 
 
@@ -97,6 +100,8 @@ def run_suite(args) -> int:
 
     prompts = read_prompts(args.prompts)
     configs = parse_configs(args.config, args.common)
+    if args.baseline is not None and args.baseline not in [c.name for c in configs]:
+        raise BadInput(f"--baseline {args.baseline} names no --config: give one of {', '.join(c.name for c in configs)}.")
     args.out.mkdir(parents=True, exist_ok=True)
     loaded = None
     for n, config in enumerate(configs):
@@ -114,14 +119,15 @@ def run_suite(args) -> int:
                 continue
             config.args.prompt = prompt
             ((_, request),) = requests_from_args(config.args)
+            check_request(engine, request, config.args.engine)
             video.parent.mkdir(exist_ok=True)
-            recipe = make_video(Run(engine, request), video, ProgressLine())
+            recipe = make_one(engine, request, video, ProgressLine(), config.args.engine)
             t = recipe.timings
             print(f"{config.name} {i}/{len(prompts)} {pid}: {t['frames']} frames, {t['overall_fps']:.1f} FPS", flush=True)
         if loaded is not None and model_key(config) not in {model_key(c) for c in configs[n + 1:]}:
             release(loaded)
             loaded = None
-    rows = suite_rows(args.out, prompts, configs)
+    rows = suite_rows(args.out, prompts, configs, args.baseline)
     write_csv(args.out / "suite.csv", rows)
     write_report(args.out / "report.html", prompts, configs, rows)
     print(f"wrote {len(rows)} videos, their recipes, suite.csv and report.html to {args.out}")
@@ -142,8 +148,9 @@ def done(video: Path) -> bool:
     return video.is_file() and sidecar(video).is_file()
 
 
-def suite_rows(out: Path, prompts: list[tuple[str, str]], configs: list[Config]) -> list[dict]:
-    """One row per prompt and configuration, read from the recipes on disk."""
+def suite_rows(out: Path, prompts: list[tuple[str, str]], configs: list[Config], baseline: str | None = None) -> list[dict]:
+    """One row per prompt and configuration, read from the recipes on disk; with a baseline, each other row's PSNR
+    and SSIM against the baseline's video of the same prompt (means over segments) and a heat map beside it."""
     rows = []
     for pid, prompt in prompts:
         for config in configs:
@@ -155,9 +162,22 @@ def suite_rows(out: Path, prompts: list[tuple[str, str]], configs: list[Config])
                 tier=recipe.placement["tier"], fp8=recipe.placement["fp8"], seed=recipe.settings["seed"],
                 steps=recipe.settings["pyramid_steps"], frames=t["frames"], elapsed_s=t["elapsed_s"],
                 overall_fps=t["overall_fps"], first_frame_s=t["first_frame_s"], peak_gpu_gib=t["peak_gpu_gib"],
-                **columns(recipe.measures),
+                **columns(recipe.measures), **against(out, configs, baseline, config, pid, recipe),
             ))
     return rows
+
+
+def against(out: Path, configs: list[Config], baseline: str | None, config: Config, pid: str, recipe: Recipe) -> dict:
+    if baseline is None:
+        return {}
+    if config.name == baseline:
+        return dict(psnr_vs_baseline=None, ssim_vs_baseline=None)
+    base = video_of(out, next(c for c in configs if c.name == baseline), pid)
+    segments = [FRAMES_PER_SEGMENT] * -(-recipe.timings["frames"] // FRAMES_PER_SEGMENT)
+    difference = video_difference(base, video_of(out, config, pid), segments, out / config.name / f"{pid}-vs-{baseline}.mp4")
+    finite = [db for db in difference.segment_psnr_db if db != float("inf")]
+    return dict(psnr_vs_baseline=round(sum(finite) / len(finite), 2) if finite else float("inf"),
+                ssim_vs_baseline=round(sum(difference.segment_ssim) / len(difference.segment_ssim), 4))
 
 
 def _safe_name(name: str) -> bool:

@@ -68,3 +68,15 @@ def test_bad_suites_are_refused_in_words(tmp_path, cli):
         done = cli(*args, "--out", tmp_path / "never", command="suite")
         assert done.returncode == 2 and words in done.stderr and done.stderr.count("\n") == 1, (words, done.stderr)
     assert not (tmp_path / "never").exists()
+
+
+def test_ours_against_diffusers_on_the_same_weights_agrees_as_the_parity_tests_do(tmp_path, cli, tiny_checkpoint):
+    (tmp_path / "prompts.txt").write_text("a kite over dunes\n")
+    common = f"--model {tiny_checkpoint('distilled')} --height 64 --width 64 --frames 66 --steps 1,1,1 --seed 3"
+    done = cli("--prompts", tmp_path / "prompts.txt", "--common", common, "--config", "diffusers=--engine diffusers",
+               "--config", "ours=--engine ours", "--baseline", "diffusers", "--out", tmp_path / "s", command="suite")
+    assert done.returncode == 0, done.stderr
+    ours, = [r for r in csv.DictReader(open(tmp_path / "s" / "suite.csv")) if r["config"] == "ours"]
+    assert float(ours["psnr_vs_baseline"]) > 40 and float(ours["ssim_vs_baseline"]) > 0.99, ours
+    assert (tmp_path / "s" / "ours" / "p001-vs-diffusers.mp4").is_file()
+    assert "psnr_vs_baseline" in (tmp_path / "s" / "report.html").read_text()

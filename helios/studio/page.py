@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import html
 import inspect
-import json
 import tempfile
 import threading
 from pathlib import Path
@@ -21,11 +20,12 @@ from . import history
 from .compare import SIDES, Comparison, SideSettings
 from .form import Form, rows_from_timeline, task_of, timeline_from_rows
 from .gpu import on_gpu
-from .layout import EXAMPLE_TIMELINES, Layout, lay_out
+from .layout import Layout, lay_out
 from .live_stream import LiveStream, LiveStreams
-from .playback import MARGIN, SEGMENT_S
+from .scripts import script
 from .sessions import Sessions
 from .settings import StudioSettings
+from .timeline_editor import wire_timeline_editor
 
 
 def _user_error(exc: Exception) -> gr.Error:
@@ -241,7 +241,7 @@ def build_demo(
         _wire_run_buttons(page, on_gpu(generate, limits), on_gpu(continue_video, limits), stop, apply)
         _wire_history(page, runs, play_run, load_run)
         _wire_compare(page, on_gpu(compare, limits), stop, runs)
-        _wire_timeline_editor(page, load_timeline, export)
+        wire_timeline_editor(page, load_timeline, export)
         demo.unload(forget)
         if not ready.is_set():
             timer = gr.Timer(1.0)
@@ -283,24 +283,6 @@ def _compare_stream(comparison: Comparison):
            difference, [str(f) for f in comparison.files()])
 
 
-SCRIPTS = Path(__file__).parent / "js"
-
-
-def script(name: str) -> str:
-    """A script of js/ as the function Gradio runs, its heading comment left out."""
-    lines = (SCRIPTS / name).read_text(encoding="utf-8").splitlines()
-    return "\n".join(line for line in lines if not line.startswith("//"))
-
-
-def page_script() -> str:
-    """What the page installs when it loads (`launch(js=...)` takes one function): the scripts in js/, the smooth
-    playback given the segment length and its margin."""
-    playback = json.dumps({"segmentS": SEGMENT_S, "margin": MARGIN})
-    return (f"() => {{ ({script('first_frame.js')})(); ({script('smooth_playback.js')})({playback}); "
-            f"({script('live_player.js')})(); }}")
-
-
-
 RUNS = ("generate", "continue", "compare")
 
 
@@ -337,39 +319,3 @@ def _wire_compare(page: Layout, compare, stop, runs) -> None:
     c.stop.click(stop, None, None, concurrency_limit=None, api_visibility="private")
     c.play_both.click(None, None, None, js=script("play_together.js"))
     c.files.change(runs, None, page.history, concurrency_limit=None, api_visibility="private", show_progress="hidden")
-
-
-def _wire_timeline_editor(page: Layout, load_timeline, export) -> None:
-    timeline = [page.rows, page.unit, page.crossfade]
-    page.add_row.click(add_row, page.rows, page.rows, api_visibility="private")
-    page.remove_row.click(remove_row, page.rows, page.rows, api_visibility="private")
-    page.sort_rows.click(sort_rows, page.rows, page.rows, api_visibility="private")
-    covered = [*timeline, page.segments]
-    page.import_file.upload(load_timeline, [page.import_file, page.segments], covered, api_visibility="private")
-    page.example_pick.change(
-        lambda name, segments: load_timeline(EXAMPLE_TIMELINES.get(name), segments), [page.example_pick, page.segments],
-        covered, api_visibility="private",
-    )
-    page.export_json.click(lambda r, u, c: export(r, u, c, "json"), timeline, page.exported, api_visibility="private")
-    page.export_csv.click(lambda r, u, c: export(r, u, c, "csv"), timeline, page.exported, api_visibility="private")
-
-
-def add_row(rows):
-    rows = [list(r) for r in rows or []]
-    last = float(rows[-1][0]) if rows and str(rows[-1][0]).strip() else -2.0
-    return rows + [[last + 2, ""]]
-
-
-def remove_row(rows):
-    rows = [list(r) for r in rows or []]
-    return rows[:-1] if len(rows) > 1 else [[0, ""]]
-
-
-def sort_rows(rows):
-    def key(row):
-        try:
-            return float(row[0])
-        except (TypeError, ValueError):
-            return float("inf")
-
-    return sorted((list(r) for r in rows or []), key=key)
