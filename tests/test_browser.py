@@ -183,7 +183,8 @@ def playing(page, selector: str) -> float:
 
 def test_compare_two_settings_side_by_side_in_sync(page):
     page.get_by_role("tab", name="Compare").click()
-    page.get_by_label("Seed B").fill("1")
+    page.wait_for_selector("#compare", state="visible", timeout=60_000)
+    page.get_by_label("Seed B").fill("1", timeout=60_000)
     page.click("#compare")
     page.wait_for_function(
         "() => { const v = document.querySelector('#compare-live-a video'); return v && v.currentTime > 0; }", timeout=180_000
