@@ -6,6 +6,7 @@ the place their memory tier gives them (weights/place.py), side by side: no whol
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -25,7 +26,7 @@ from .errors import ModelUnavailable
 from .fit.capability import Capabilities
 from .fit.here import decide
 from .fit.size import model_size
-from .fit.tiers import HOST_BASE, Fit, Placement
+from .fit.tiers import HOST_BASE, Fit, Placement, crowded
 from .flavour import Flavour, flavour_from_index
 from .parallel.context_parallel import attention_split
 from .parallel.ranks import Ranks, ranks
@@ -288,18 +289,39 @@ _lock = threading.Lock()
 def release(model: HeliosModel) -> None:
     """The model leaves the cache; its memory goes back once nothing else holds it (a run, an engine)."""
     with _lock:
-        for key in [k for k, held in _models.items() if held is model]:
-            del _models[key]
+        _release(model)
+
+
+def _release(model: HeliosModel) -> None:
+    for key in [k for k, held in _models.items() if held is model]:
+        del _models[key]
     gc.collect()
     if model.device.type == "cuda":
         torch.cuda.empty_cache()
 
 
-def load_model(source: str = DEFAULT_MODEL, options: LoadOptions = LoadOptions()) -> HeliosModel:
-    """The cached model for (source, options); the first call loads it. Another placement is another model."""
+def _crowded(source: str, options: LoadOptions) -> bool:
+    """Whether the models already loaded would make this one load smaller than it would on the GPU alone."""
+    device = options.resolve()[0]
+    if device.type != "cuda" or not _models:
+        return False
+    here = Capabilities.detect(device, options.gpu_memory_gib, options.host_memory_gib)
+    alone = dataclasses.replace(here, free_bytes=min(here.free_bytes + torch.cuda.memory_reserved(device), here.total_bytes))
+    return crowded(options.placement, model_size(resolve_folder(source)), here, alone)
+
+
+def load_model(source: str = DEFAULT_MODEL, options: LoadOptions = LoadOptions(),
+               keep: tuple[HeliosModel, ...] = ()) -> HeliosModel:
+    """The cached model for (source, options); the first call loads it. Another placement is another model. Models
+    stay loaded while they fit: before a load that the others would make smaller (a lower tier, fewer resident
+    blocks), the least recently used are released, never those in `keep`."""
     with _lock:
         key = (source, options)
-        if key not in _models:
-            _models[key] = _load(source, options)
+        if key in _models:
+            _models[key] = _models.pop(key)  # now the most recently used
+            return _models[key]
+        while (victim := next((m for m in _models.values() if all(m is not k for k in keep)), None)) \
+                and _crowded(source, options):
+            _release(victim)
+        _models[key] = _load(source, options)
         return _models[key]
-

@@ -10,7 +10,7 @@ from helios.engine import Engine
 from helios.errors import BadInput, ModelUnavailable
 from helios.fit.capability import Capabilities
 from helios.fit.size import model_size
-from helios.fit.tiers import GIB, ModelSize, Placement, gpu_bytes, host_bytes, resolve, workspace_bytes
+from helios.fit.tiers import GIB, ModelSize, Placement, crowded, gpu_bytes, host_bytes, resolve, workspace_bytes
 from helios.loading import LoadOptions, _load, load_model
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
@@ -199,3 +199,32 @@ def test_fp8_tiers_use_torchao_where_it_was_measured_faster(memory, linears):
     resolved = resolve(Placement(weights=WeightForm(memory=memory)), gpu(79, (9, 0)), HELIOS_14B)
     assert resolved.placement.weights.fp8_linears == linears
     assert resolved.placement.faster.fp8_attention is False, "slower than cuDNN's bf16 attention on the H100: opt-in"
+
+
+def test_models_stay_warm_together_while_neither_costs_the_other_its_tier():
+    """On 80 GB the bf16 model (resident, ~41 GiB with its workspace) leaves room for its FP8 form as it would be alone;
+    a second bf16 model would only get the text-offload tier, so the first must go."""
+    alone = gpu(79)
+    beside_bf16 = gpu(79 - 41)
+    assert not crowded(Placement(weights=WeightForm(fp8=True)), HELIOS_14B, beside_bf16, alone)
+    assert crowded(Placement(), HELIOS_14B, beside_bf16, alone)
+    assert not crowded(Placement(), HELIOS_14B, gpu(78), alone), "a little less memory, the same tier and blocks"
+    assert crowded(Placement(), HELIOS_14B, gpu(1), alone), "nothing fits beside them at all"
+
+
+def test_the_least_recently_used_model_goes_first_and_a_kept_one_never(monkeypatch):
+    from helios import loading
+
+    monkeypatch.setattr(loading, "_models", {})
+    monkeypatch.setattr(loading, "_crowded", lambda source, options: True)
+    cpu = dict(device="cpu")
+    a = loading.load_model("tiny", LoadOptions(**cpu))
+    b = loading.load_model("tiny", LoadOptions(**cpu, vae_dtype="float32", dtype="float32"))
+    assert list(loading._models.values()) == [b], "loading b released a"
+    c = loading.load_model("tiny", LoadOptions(**cpu, dtype="bfloat16"), keep=(b,))
+    assert list(loading._models.values()) == [b, c]
+    monkeypatch.setattr(loading, "_crowded", lambda source, options: False)
+    d = loading.load_model("tiny", LoadOptions(**cpu))
+    assert d is not a and list(loading._models.values()) == [b, c, d], "what fits stays warm"
+    assert loading.load_model("tiny", LoadOptions(**cpu, dtype="bfloat16")) is c
+    assert list(loading._models.values())[-1] is c, "a model used is the most recently used"

@@ -276,3 +276,16 @@ def _tier(asked: WeightForm, size: ModelSize, free: int, resolution: tuple[int, 
         f"This GPU has {free / GIB:.1f} GiB free; the model needs at least {smallest / GIB:.1f} GiB even with FP8 weights "
         f"streamed from host memory and requests of {resolution[0]}x{resolution[1]}: free GPU memory or use a larger GPU."
     )
+
+
+def crowded(placement: Placement, size: ModelSize, here: Capabilities, alone: Capabilities) -> bool:
+    """Whether what is already on this GPU would cost a load its tier, or blocks it keeps resident: `here` is the
+    machine as it is, `alone` as it would be with this process's other models released."""
+    def fit_of(caps: Capabilities) -> tuple | None:
+        try:
+            fit = resolve(placement, caps, size)
+        except ModelUnavailable:
+            return None
+        return fit.tier.name, fit.resident_blocks
+
+    return fit_of(here) != fit_of(alone)
