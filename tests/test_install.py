@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def test_the_test_lock_keeps_the_apps_pins_and_pip_check_is_clean():
     app, test = pins("requirements.lock"), pins("requirements-test.lock")
     assert {name: test.get(name) for name in app} == app
     assert {"torch", "diffusers", "transformers", "kernels", "gradio", "nvidia-cublas"} <= app.keys()
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert all(app.get(name) == version for name, version in (r.split("==") for r in build)), "the build's own pins"
     done = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout
 
