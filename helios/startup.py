@@ -3,7 +3,8 @@ checkpoint, into the page cache, while this process imports the libraries; the l
 
 On a cold start the disk is what a load waits on (the H200 machines: 37.8 GiB at 1.5-1.7 GB/s, after ~20 s of imports
 making thousands of small reads one after another). With a list noted by the last start, a cold second start showed
-its first frame at 32.1 s (benchmarks/README.md, Decisions: start-up reading). Without one (a machine's first start)
+its first frame at 37.0 s against a first start's 56.8 s on one machine, measured before the reading was cut to this
+core (benchmarks/README.md, Decisions: start-up reading). Without one (a machine's first start)
 nothing is read before the load: the checkpoint read beside the imports made them wait behind it (54.0 s against
 50.9 s). A child process rather than a thread: a reader thread competes for the interpreter lock the imports hold.
 `HELIOS_READ_AHEAD=off` turns it off."""

@@ -60,6 +60,7 @@ def make_video(run, out: Path, progress: "ProgressLine | None") -> Recipe:
                 writer.add(event.frames)
                 if progress:
                     progress.segment(event, time.perf_counter() - record.started, writer.count)
+                record.measure(event)
         recipe = record.recipe()
         writer.close(comment=recipe.to_json())
     except BaseException:

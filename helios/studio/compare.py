@@ -63,16 +63,18 @@ class Comparison:
         self.difference = video_difference(a.video, b.video, a.metrics.segment_frames, b.workdir / "difference.mp4")
 
     def measures(self) -> list[list]:
-        """Each run's overall FPS, time to its first frame, peak GPU memory and frames, and B's difference from A."""
+        """Each run's overall FPS, time to its first frame, peak GPU memory, frames, worst flicker and drift by its end,
+        and B's difference from A."""
+        measured = [columns(r.record.measures()) for r in self.runs]
         rows = []
         for name, values in (
             ("FPS", [r.metrics.overall_fps for r in self.runs]),
             ("first frame ready (s)", [r.metrics.first_frame_s for r in self.runs]),
             ("peak GPU memory (GiB)", [_peak_gib(r) for r in self.runs]),
             ("frames", [r.metrics.frames for r in self.runs]),
-            ("worst flicker at a boundary", [columns(r.record.measures())["flicker_max"] for r in self.runs]),
-            ("brightness drift by the end", [columns(r.record.measures())["drift_brightness"] for r in self.runs]),
-            ("sharpness by the end (first = 1)", [columns(r.record.measures())["drift_sharpness"] for r in self.runs]),
+            ("worst flicker at a boundary", [m["flicker_max"] for m in measured]),
+            ("brightness drift by the end", [m["drift_brightness"] for m in measured]),
+            ("sharpness by the end (first = 1)", [m["drift_sharpness"] for m in measured]),
         ):
             a, b = (values + [None, None])[:2]
             delta = b - a if a is not None and b is not None else None

@@ -83,6 +83,7 @@ class StreamedRun:
                         self.metrics.on_segment(event, record.first_frame_s)
                         clips.append(encode_clip(event.frames, self.workdir / f"segment-{event.index:04d}.mp4"))
                         yield RunUpdate(self.metrics, clip=clips[-1])
+                        record.measure(event)
             except BaseException:
                 self.run.cancel()
                 self.metrics.state = RunState.FAILED
