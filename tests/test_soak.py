@@ -1,7 +1,7 @@
 """The app soaked with a mix of runs, stops, dropped streams, continues, live edits, bad inputs and concurrent
-clients: nothing it holds may keep growing. The default run soaks the page's handlers 40 times in a process of their
-own (~2 min on 2 cores, tiny model, the CPU preview's 64x128); `python -m pytest -m soak` soaks the app itself
-through its API (HELIOS_SOAK_RUNS, default 40, ~3 min: the web layer is where a 300-run soak found the one leak);
+clients: nothing it holds may keep growing. The default run soaks the page's handlers 28 times in a process of their
+own (~2.5 min on 2 cores, tiny model, the CPU preview's 64x128); `python -m pytest -m soak` soaks the app itself
+through its API (HELIOS_SOAK_RUNS, default 28, ~2 min: the web layer is where a 300-run soak found the one leak);
 longer: `python -m benchmarks.soak --runs 300`."""
 
 import json
@@ -15,7 +15,8 @@ import pytest
 from benchmarks.soak import ACTIONS, QUANTITIES, App, Sample, growth, soak
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = int(os.environ.get("HELIOS_SOAK_RUNS", 40))
+RUNS = int(os.environ.get("HELIOS_SOAK_RUNS", 28))
+"""Four cycles of the seven actions, the fewest the growth rule compares (a warm-up cycle, then quarters)."""
 
 
 def flat(verdict: dict) -> None:
