@@ -17,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
 from helios.startup import read_ahead_from_here
 
@@ -82,6 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=_port, default=os.environ.get("GRADIO_SERVER_PORT", "7860"))
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     add_placement_arguments(parser)
+    parser.add_argument("--compare-model", action="append", default=[], metavar="FOLDER",
+                        help="a local diffusers-layout Helios folder the Compare tab may also load (repeatable)")
     parser.add_argument("--no-warmup", action="store_true", help="take requests at once; the first one pays for compiling")
     parser.add_argument("--max-upload", type=_size, default=MAX_UPLOAD, help="largest image or video a user may upload")
     parser.add_argument("--max-segments", type=_at_least(2), default=Limits.max_segments,
@@ -138,16 +141,23 @@ def main(argv=None) -> int:
     if not model.ranks.leader:
         follow(engine)
         return 0
+    folders = tuple(Path(folder).expanduser() for folder in args.compare_model)
+    for folder in folders:
+        if not (folder / "model_index.json").is_file():
+            print(f"error: --compare-model {folder} has no model_index.json: give a Helios checkpoint folder in diffusers "
+                  "layout.", file=sys.stderr)
+            return 2
     try:
-        return serve(args, engine, note + model.describe())
+        return serve(args, engine, note + model.describe(), options, folders)
     finally:
         model.ranks.dismiss()
 
 
-def serve(args, engine, banner: str) -> int:
+def serve(args, engine, banner: str, options: LoadOptions = LoadOptions(), compare_folders: tuple = ()) -> int:
     """Rank 0's part (the only one without torchrun): the page, and the runs it asks for."""
     from helios.studio.layout import CSS
     from helios.studio.live_stream import LiveStreams
+    from helios.studio.models import ModelChoices
     from helios.studio.page import build_demo
     from helios.studio.scripts import page_script
 
@@ -164,7 +174,8 @@ def serve(args, engine, banner: str) -> int:
         ready.set()
     settings = StudioSettings(args.session_idle_minutes * 60, int(args.runs_disk_gib * 2**30))
     live = LiveStreams(settings.live_streams_kept)
-    demo = build_demo(engine, banner, default_resolution, ready, settings, live)
+    choices = ModelChoices(engine, options, compare_folders)
+    demo = build_demo(engine, banner, default_resolution, ready, settings, live, choices)
     demo.queue(default_concurrency_limit=1, max_size=settings.queue_size)
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS, js=page_script(),

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +27,13 @@ from .errors import ModelUnavailable
 from .fit.capability import Capabilities
 from .fit.here import decide
 from .fit.size import model_size
-from .fit.tiers import HOST_BASE, Fit, Placement, crowded
+from .fit.tiers import HOST_BASE, Fit, Placement, crowded, gpu_bytes, resolve
 from .flavour import Flavour, flavour_from_index
 from .parallel.context_parallel import attention_split
 from .parallel.ranks import Ranks, ranks
 from .startup import ReadAhead, note_code_files
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
-from .weights.files import HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream
+from .weights.files import FromLoaded, HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream
 from .weights.streaming import BlockStream
 
 CPU_PARAM_LIMIT = 2e9
@@ -78,6 +79,8 @@ class HeliosModel:
     """Every decode of the model's VAE, the load's warm-up and every run's (`decode_thread`)."""
     block_stream: BlockStream | None = None
     ranks: Ranks = Ranks()
+    load_s: float | None = None
+    """Seconds its load took, from disk or from another loaded form of its checkpoint."""
 
     @property
     def label(self) -> str:
@@ -183,6 +186,7 @@ def _check_hardware(folder: Path, device: torch.device) -> None:
 
 
 def _load(source: str, options: LoadOptions, capabilities: Capabilities | None = None) -> HeliosModel:
+    started = time.perf_counter()
     device, dtype, vae_dtype = options.resolve()
     folder = resolve_folder(source)
     try:
@@ -195,7 +199,8 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
         raise ModelUnavailable(f"{folder} lacks {', '.join(missing)}: the checkpoint is incomplete; download it again.")
     _check_hardware(folder, device)
     diffusers, transformers = _import_libraries()
-    ahead = ReadAhead.of(source, folder)  # until the load ends: the disk is what it waits on
+    donor = _donor(folder, device, dtype)
+    ahead = ReadAhead.of(source, folder) if donor is None else None  # until the load ends: the disk is what it waits on
     try:
         # compiled kernels persist beside the models, so a restart on this machine is warm in seconds
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
@@ -204,45 +209,71 @@ def _load(source: str, options: LoadOptions, capabilities: Capabilities | None =
         fit = decide(options.placement, caps, model_size(folder), transformer_config, dtype, aot_folder)
         scheduler_cls = getattr(diffusers, index["scheduler"][1])
         text_config = transformers.UMT5Config.from_pretrained(folder / "text_encoder")
+        shares_vae = donor is not None and donor.vae.dtype == vae_dtype and _vae_form(donor.fit) == _vae_form(fit)
         parts = dict(
-            tokenizer=transformers.AutoTokenizer.from_pretrained(folder / "tokenizer"),
+            tokenizer=donor.tokenizer if donor else transformers.AutoTokenizer.from_pretrained(folder / "tokenizer"),
             text_encoder=empty(lambda: transformers.UMT5EncoderModel(text_config)),
             transformer=empty(lambda: diffusers.HeliosTransformer3DModel.from_config(transformer_config)),
-            vae=diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
+            vae=donor.vae if shares_vae else diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
             scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         )
-        model = assemble(source, folder, flavour, parts, device, dtype, fit, caps)
+        model = assemble(source, folder, flavour, parts, device, dtype, fit, caps, donor)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelUnavailable(f"Could not load the checkpoint at {folder}: {exc}".split("\n")[0]) from None
     finally:
-        ahead.stop()
+        if ahead is not None:
+            ahead.stop()
     note_code_files(cache_dir())
+    model.load_s = time.perf_counter() - started
+    _last_load[donor is not None] = (model_size(folder).total_bytes, model.load_s)
     return model
 
 
+def _vae_form(fit: Fit) -> tuple:
+    faster = fit.placement.faster
+    return faster.channels_last_vae, faster.vae_kernels, faster.compile_vae, faster.cudnn_autotune
+
+
+def _donor(folder: Path, device: torch.device, dtype: torch.dtype) -> HeliosModel | None:
+    """A loaded model of the same checkpoint with every transformer block in `dtype` on `device`: what another weight
+    form of it is made from, with no read from disk."""
+    return next((m for m in _models.values() if m.folder == folder and m.device == device and m.dtype == dtype
+                 and not m.fit.tier.fp8_weights and m.block_stream is None), None)
+
+
 def assemble(source, folder, flavour, parts: dict, device, dtype, fit: Fit,
-             caps: Capabilities) -> HeliosModel:
+             caps: Capabilities, donor: HeliosModel | None = None) -> HeliosModel:
     """Fill and place the components as `fit` says, the text encoder beside the transformer, from the
     checkpoint's files, while the VAE decodes once at the default size (its one-time compile and autotuning, on a GPU
     that would otherwise wait for the disk); without a folder the modules bring their own weights (the benchmark's
-    full-size random ones). On ZeroGPU the main process may not touch CUDA: everything is filled on the CPU, then
-    sent to the GPU whole."""
+    full-size random ones). From a `donor` (another form of the same checkpoint, loaded) the transformer is copied
+    and converted on the GPU, and the text encoder and the VAE are shared where they would be placed alike. On
+    ZeroGPU the main process may not touch CUDA: everything is filled on the CPU, then sent to the GPU whole."""
     from .weights.place import place_text_encoder, place_transformer, place_vae  # diffusers: 7 s of imports on 2 cores
 
     ledger = HostLedger(fit.host_budget, HOST_BASE)
     slabs = PinnedSlabs(ledger)
     weights = {
-        name: WeightFiles(folder / name, ledger, slabs) if folder is not None else InMemory(ledger, slabs)
+        name: FromLoaded(getattr(donor, name), ledger, slabs) if donor is not None and (name == "transformer" or donor.fit.tier.text_on_gpu)
+        else WeightFiles(folder / name, ledger, slabs) if folder is not None else InMemory(ledger, slabs)
         for name in ("transformer", "text_encoder")
     }
+    shared = {name for name in ("vae", "text_encoder") if donor is not None and parts[name] is getattr(donor, name)}
+    if donor is not None and donor.fit.tier.text_on_gpu and fit.tier.text_on_gpu:
+        parts["text_encoder"] = donor.text_encoder
+        shared.add("text_encoder")
     for name in ("text_encoder", "transformer", "vae"):
-        if parts[name] is not None:  # the benchmark brings no text encoder to its speed runs
+        if parts[name] is not None and name not in shared:  # the benchmark brings no text encoder to its speed runs
             parts[name].eval()
     fill = torch.device("cpu") if caps.zero_gpu else device
-    place_vae(parts["vae"], fit, fill)
-    decoder = decode_thread(device)
-    vae = _warm_vae(parts["vae"], fit.default_size, fill, decoder)
-    text = Loading(lambda: place_text_encoder(parts["text_encoder"], fit, fill, weights["text_encoder"], dtype), fill)
+    if "vae" in shared:
+        decoder, vae = donor.decode_thread, None
+    else:
+        place_vae(parts["vae"], fit, fill)
+        decoder = decode_thread(device)
+        vae = _warm_vae(parts["vae"], fit.default_size, fill, decoder)
+    text_encoder = None if "text_encoder" in shared else parts["text_encoder"]
+    text = Loading(lambda: place_text_encoder(text_encoder, fit, fill, weights["text_encoder"], dtype), fill)
     block_stream = place_transformer(parts["transformer"], fit, fill, ranks(), weights["transformer"], dtype)
     text.wait()
     if vae is not None:
@@ -284,6 +315,9 @@ def _warm_vae(vae, size: tuple[int, int] | None, device: torch.device, thread: T
 
 _models: dict[tuple[str, LoadOptions], HeliosModel] = {}
 _lock = threading.Lock()
+_last_load: dict[bool, tuple[int, float]] = {}
+"""The checkpoint bytes and seconds of the last load from disk (False) and from a loaded form (True): the rates
+`plan_load` estimates with."""
 
 
 def release(model: HeliosModel) -> None:
@@ -310,18 +344,119 @@ def _crowded(source: str, options: LoadOptions) -> bool:
     return crowded(options.placement, model_size(resolve_folder(source)), here, alone)
 
 
+def _evictable(keep: tuple[HeliosModel, ...], donor: HeliosModel | None) -> list[HeliosModel]:
+    """Loaded models a load may release, least recently used first; the form it would be made from goes last."""
+    others = [m for m in _models.values() if all(m is not k for k in keep)]
+    return sorted(others, key=lambda m: m is donor)
+
+
 def load_model(source: str = DEFAULT_MODEL, options: LoadOptions = LoadOptions(),
                keep: tuple[HeliosModel, ...] = ()) -> HeliosModel:
     """The cached model for (source, options); the first call loads it. Another placement is another model. Models
     stay loaded while they fit: before a load that the others would make smaller (a lower tier, fewer resident
-    blocks), the least recently used are released, never those in `keep`."""
+    blocks), the least recently used are released, never those in `keep`, and the loaded form of the same checkpoint
+    it would be copied from only if releasing the others was not enough."""
     with _lock:
         key = (source, options)
         if key in _models:
             _models[key] = _models.pop(key)  # now the most recently used
             return _models[key]
-        while (victim := next((m for m in _models.values() if all(m is not k for k in keep)), None)) \
-                and _crowded(source, options):
-            _release(victim)
+        if _models:
+            donor = _donor(resolve_folder(source), *options.resolve()[:2])
+            for victim in _evictable(keep, donor):
+                if not _crowded(source, options):
+                    break
+                _release(victim)
         _models[key] = _load(source, options)
         return _models[key]
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What `load_model` would do, said before it does it: the page shows it before a comparison starts."""
+
+    warm: bool = False
+    copied_from: str | None = None
+    """The label of the loaded form of the same checkpoint its weights would be copied from."""
+    read_bytes: int = 0
+    download: bool = False
+    releases: tuple[str, ...] = ()
+    tier: str | None = None
+    seconds: float | None = None
+    """At the rate of this process's last load of the same kind; None before there was one."""
+
+    def describe(self) -> str:
+        if self.warm:
+            return "loaded and warm: no load"
+        if self.download:
+            return "not on this machine: downloaded from the Hugging Face Hub, then loaded"
+        words = (f"copied from the loaded {self.copied_from} (no disk read)" if self.copied_from
+                 else f"reads {_amount(self.read_bytes)} from disk")
+        words += f" into memory tier {self.tier}" if self.tier else ""
+        if self.seconds is not None:
+            words += f", ~{self.seconds:.0f} s at this process's last such load"
+        if self.releases:
+            words += f"; releases {', '.join(self.releases)} first"
+        return words + "; then one short warm-up run"
+
+
+def _amount(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
+
+
+def plan_load(source: str, options: LoadOptions = LoadOptions(), keep: tuple[HeliosModel, ...] = ()) -> LoadPlan:
+    """Raises ModelUnavailable, in words, where the model cannot load here even with every model not kept released."""
+    with _lock:
+        if (source, options) in _models:
+            return LoadPlan(warm=True)
+        folder = local_folder(source)
+        if folder is None:
+            return LoadPlan(download=True)
+        device, dtype, _ = options.resolve()
+        _check_hardware(folder, device)
+        size = model_size(folder)
+        donor = _donor(folder, device, dtype)
+        evictable = _evictable(keep, donor)
+        here = Capabilities.detect(device, options.gpu_memory_gib, options.host_memory_gib)
+        releases = []
+        if here.cuda:
+            free = here.free_bytes + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+            after = [free + sum(_gpu_bytes(m) for m in evictable[:n]) for n in range(len(evictable) + 1)]
+            with_all = dataclasses.replace(here, free_bytes=min(after[-1], here.total_bytes))
+            best = resolve(options.placement, with_all, size)
+            for n, model in enumerate(evictable):
+                if not crowded(options.placement, size, dataclasses.replace(here, free_bytes=after[n]), with_all):
+                    break
+                releases.append(model)
+            tier = best.tier.name
+        else:
+            tier = resolve(options.placement, here, size).tier.name
+        donor = donor if all(m is not donor for m in releases) else None
+        measured = _last_load.get(donor is not None)
+        seconds = None if measured is None else size.total_bytes * measured[1] / max(measured[0], 1)
+        return LoadPlan(copied_from=donor.label if donor else None, read_bytes=0 if donor else size.total_bytes,
+                        releases=tuple(m.label for m in releases), tier=tier, seconds=seconds)
+
+
+def is_loaded(model: HeliosModel) -> bool:
+    with _lock:
+        return any(m is model for m in _models.values())
+
+
+def _gpu_bytes(model: HeliosModel) -> int:
+    if model.device.type != "cuda":
+        return 0
+    return gpu_bytes(model.fit.tier, model_size(model.folder), model.fit.resident_blocks)
+
+
+def local_folder(source: str) -> Path | None:
+    """The checkpoint's folder if it is on this machine (a local folder, a preset, or the Hub's cache); None if it
+    would have to be downloaded."""
+    if tiny_folder(source) is not None or Path(source).expanduser().exists() or source.count("/") != 1:
+        return resolve_folder(source)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source, local_files_only=True))
+    except Exception:
+        return None

@@ -47,4 +47,4 @@ class RunRecord:
         moved = stream.bytes_moved - self._moved_before if stream else None
         elapsed = time.perf_counter() - self.started
         timings = timings_of(self.segments, self.first_frame_s, elapsed, self.frames, model.device, moved)
-        return recipe_for(model, self.run.request, timings, self.measures())
+        return recipe_for(model, self.run.request, timings, self.measures(), engine=self.run.engine_name)

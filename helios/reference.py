@@ -1,19 +1,29 @@
 """diffusers' own pipeline on a loaded model's components, as one side of a comparison: the correctness oracle our
 engine is tested against (tests/test_parity.py), run on the same weights with no second copy of them. It is called as
 `HeliosPyramidPipeline.__call__` / `HeliosPipeline.__call__` of diffusers 0.42.1 take a request, takes one prompt, and
-hands out the whole video once it is decoded."""
+hands out the whole video once it is decoded; `ReferenceRun` iterates it like our `Run`, so the app and the CLI
+stream, record and measure both alike."""
 
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
+import time
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .errors import BadInput
+from .engine import Engine
+from .errors import BadInput, Cancelled
+from .limits import FRAMES_PER_SEGMENT
 from .loading import HeliosModel
 from .request import GenerationRequest
+from .run import Run
+from .segment import Segment, SegmentTimings, StepProgress
+from .timeline import PromptTimeline
 
 ENGINES = ("ours", "diffusers")
 
@@ -26,8 +36,91 @@ def check_reference_request(request: GenerationRequest) -> None:
         raise BadInput("diffusers' pipeline cannot continue a run: continue with our engine.")
 
 
-def reference_frames(model: HeliosModel, request: GenerationRequest) -> np.ndarray:
-    """The request's frames (T, H, W, 3) uint8 from diffusers' pipeline, on the model's own modules."""
+def run_with(engine: Engine, request: GenerationRequest, which: str) -> "Run | ReferenceRun":
+    """A run of the request by `which` engine, "ours" or "diffusers"; validated (BadInput) before anything runs."""
+    return ReferenceRun(engine, request) if which == "diffusers" else Run(engine, request)
+
+
+class ReferenceRun:
+    """diffusers' pipeline iterated like a `Run`: a `StepProgress` at each of its steps, then, once it has decoded the
+    whole video, its frames in segments of 33, each timed by its steps (the decode's time shared out evenly)."""
+
+    engine_name = "diffusers"
+    continuation = None
+
+    def __init__(self, engine: Engine, request: GenerationRequest):
+        check_reference_request(request)
+        self.engine, self.request = engine, request
+        self.plan = engine.plan(request)
+        ends = [0]
+        for k in range(request.total_segments):
+            ends.append(ends[-1] + self.plan.steps_in_segment(k == 0))
+        self._ends = ends
+        """The count of the pipeline's steps done at each segment's end, 0 first."""
+        self._cancel, self._abandon = threading.Event(), threading.Event()
+        self._events: queue.Queue = queue.Queue()
+
+    @property
+    def total_segments(self) -> int:
+        return self.request.total_segments
+
+    def cancel(self) -> None:
+        """Stop at the pipeline's next step: it hands out nothing before its end, so nothing is kept."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def set_timeline(self, timeline: PromptTimeline) -> None:
+        raise BadInput("diffusers' pipeline takes its one prompt as it starts: its timeline cannot change while it runs.")
+
+    def segments(self) -> Iterator[Segment]:
+        return (event for event in self if isinstance(event, Segment))
+
+    def __iter__(self) -> Iterator[StepProgress | Segment]:
+        with self.engine.reserved():
+            worker = self.engine.denoise_thread.submit(self._frames)
+            try:
+                while (event := self._events.get()) is not None:
+                    yield event
+                frames, step_times, end = worker.result()
+            except Cancelled:
+                return
+            finally:
+                self._abandon.set()
+                worker.exception()  # waits: the GPU is the next run's only once the pipeline has let go
+        segments = -(-len(frames) // FRAMES_PER_SEGMENT)
+        decode_s = (end - step_times[-1]) / segments
+        done = [step_times[min(n, len(step_times) - 1)] for n in self._ends]
+        prompts = ((self.request.timeline.prompts[0], 1.0),)
+        for k in range(segments):
+            denoise_s = done[k + 1] - done[k] if k + 1 < len(done) else 0.0
+            yield Segment(k, segments, frames[k * FRAMES_PER_SEGMENT:(k + 1) * FRAMES_PER_SEGMENT], k * FRAMES_PER_SEGMENT,
+                          prompts, SegmentTimings(denoise_s, decode_s, denoise_s + decode_s))
+
+    def _frames(self) -> tuple[np.ndarray, list[float], float]:
+        """On the engine's denoise thread; `step_times` starts with the pipeline's start, then one a step."""
+        step_times = [time.perf_counter()]
+
+        def on_step() -> None:
+            if self._cancel.is_set() or self._abandon.is_set():
+                raise Cancelled("Generation stopped.")
+            step_times.append(time.perf_counter())
+            n = len(step_times) - 1
+            k = min(next((k for k, end in enumerate(self._ends[1:]) if n <= end), self.total_segments - 1), self.total_segments - 1)
+            self._events.put(StepProgress(k, self.total_segments, n - self._ends[k], self._ends[k + 1] - self._ends[k]))
+
+        try:
+            return reference_frames(self.engine.model, self.request, on_step), step_times, time.perf_counter()
+        finally:
+            self._events.put(None)
+
+
+def reference_frames(model: HeliosModel, request: GenerationRequest,
+                     on_step: Callable[[], None] | None = None) -> np.ndarray:
+    """The request's frames (T, H, W, 3) uint8 from diffusers' pipeline, on the model's own modules; `on_step` is
+    called after each of its denoising steps (and may raise to stop it)."""
     from diffusers import HeliosPipeline, HeliosPyramidPipeline
 
     check_reference_request(request)
@@ -54,6 +147,8 @@ def reference_frames(model: HeliosModel, request: GenerationRequest) -> np.ndarr
         kwargs["image"] = request.image
     if request.video is not None:
         kwargs["video"] = [Image.fromarray(f) for f in request.video]
+    if on_step is not None:
+        kwargs["callback_on_step_end"] = lambda pipe, step, timestep, tensors: on_step() or {}
     with torch.inference_mode(), _contiguous_output(model.transformer):
         video = pipe(**kwargs).frames[0]
     return (np.asarray(video) * 255).round().astype(np.uint8)

@@ -42,6 +42,8 @@ class Run:
     After each segment handed out, `continuation` is where a next run picks up (`GenerationRequest(after=...)`).
     """
 
+    engine_name = "ours"
+
     def __init__(self, engine: Engine, request: GenerationRequest):
         """Validates the request (BadInput names the first problem); nothing runs until it is iterated."""
         self.engine = engine

@@ -7,13 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from .limits import FRAMES_PER_SEGMENT
-from .measures import VideoMeasures
 from .media import VideoWriter
-from .recipe import Recipe, recipe_for, sidecar, timings_of
+from .recipe import Recipe, sidecar
 from .record import RunRecord
-from .reference import check_reference_request, reference_frames
-from .run import Run
+from .reference import check_reference_request, run_with
 from .segment import Segment, StepProgress
 
 
@@ -81,31 +78,7 @@ def check_request(engine, request, which: str) -> None:
 
 
 def make_one(engine, request, out: Path, progress: ProgressLine | None, which: str) -> Recipe:
-    if which == "diffusers":
-        return make_reference_video(engine.model, request, out)
-    return make_video(Run(engine, request), out, progress)
-
-
-def make_reference_video(model, request, out: Path) -> Recipe:
-    """diffusers' pipeline for the request, on the model's own weights, into `out` and its recipe beside it. Its
-    frames come all at once, so its first frame is the whole video's time."""
-    start = time.perf_counter()
-    frames = reference_frames(model, request)
-    elapsed = time.perf_counter() - start
-    measuring = VideoMeasures()
-    for first in range(0, len(frames), FRAMES_PER_SEGMENT):
-        measuring.add(frames[first:first + FRAMES_PER_SEGMENT])
-    timings = timings_of([], elapsed, elapsed, len(frames), model.device)
-    recipe = recipe_for(model, request, timings, measuring.as_dict(), engine="diffusers")
-    writer = VideoWriter(out)
-    try:
-        writer.add(frames)
-        writer.close(comment=recipe.to_json())
-    except BaseException:
-        writer.abort()
-        raise
-    sidecar(out).write_text(recipe.to_json(), encoding="utf-8")
-    return recipe
+    return make_video(run_with(engine, request, which), out, progress)
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

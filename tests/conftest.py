@@ -19,10 +19,6 @@ from PIL import Image  # noqa: E402
 from helios.media import VideoWriter  # noqa: E402
 from helios.tiny import TinySpec, build_tiny  # noqa: E402
 
-REFERENCE_GAMMA = 0.25
-"""The schedulers' default gamma=1/3 makes the reference's float32 Cholesky fail on a CPU; parity fixtures avoid it."""
-
-
 LONGEST_FIRST = ("test_soak.py", "test_context_parallel.py", "test_app_api.py", "test_browser.py", "test_aot.py")
 """Files that take minutes go first, so the two workers of `pytest -n 2 --dist loadfile --no-loadscope-reorder` (which
 keeps this order rather than putting the files with the most tests first) end together."""
@@ -41,7 +37,7 @@ def tiny_checkpoint(tmp_path_factory):
     def get(flavour: str) -> Path:
         if flavour not in built:
             folder = tmp_path_factory.mktemp(f"tiny-{flavour}")
-            built[flavour] = build_tiny(folder, TinySpec(flavour=flavour, gamma=REFERENCE_GAMMA))
+            built[flavour] = build_tiny(folder, TinySpec(flavour=flavour))
         return built[flavour]
 
     return get

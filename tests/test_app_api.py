@@ -253,6 +253,10 @@ def compare_args(steps_b="1,1,1", seed_b=3, **changes):
     rows = {"headers": ["start", "prompt"], "data": [[0, "a paper boat"]]}
     args = dict(rows_a=rows, crossfade_a=1, steps_a="1,1,1", seed_a=3, rows_b=rows, crossfade_b=1, steps_b=steps_b, seed_b=seed_b,
                 unit="seconds", image=None, video=None, segments=1, resolution="64x128")
+    models = {k: changes.pop(k) for k in ("checkpoint_a", "form_a", "engine_a", "checkpoint_b", "form_b", "engine_b") if k in changes}
+    if models:  # the trailing inputs, as a client that names them passes them all
+        args.update({**dict(checkpoint_a="the loaded model", form_a="bf16", engine_a="ours", checkpoint_b="the loaded model",
+                            form_b="bf16", engine_b="ours"), **models})
     return list({**args, **changes}.values())
 
 
@@ -260,14 +264,24 @@ def test_compare_gives_both_videos_their_difference_and_recipes(client):
     live_a, live_b, metrics, plot, a, b, measures, per_segment, difference, files = client.predict(*compare_args(), api_name="/compare")
     assert per_segment["data"][0][:3] == [1, "identical", 1.0], "the same settings twice make the same frames"
     assert [imageio_ffmpeg.count_frames_and_secs(v)[0] for v in (a, b, difference)] == [33, 33, 33]
-    assert [row[0] for row in measures["data"]] == ["FPS", "first frame ready (s)", "peak GPU memory (GiB)", "frames",
-                                                "worst flicker at a boundary", "brightness drift by the end",
-                                                "sharpness by the end (first = 1)"]
+    assert [row[0] for row in measures["data"]] == [
+        "checkpoint", "weights (memory tier)", "engine", "load and warm-up first (s)", "FPS", "first frame ready (s)",
+        "peak GPU memory (GiB)", "frames", "worst flicker at a boundary", "brightness drift by the end",
+        "sharpness by the end (first = 1)"]
     assert sorted(f.rsplit(".", 1)[1] for f in files) == ["json", "json", "mp4", "mp4"]
     assert {row[2] for row in plot["data"]} == {"A", "B", "real time (24 FPS)"}
 
 
-COMPARE_WALK = [("rows_a", 5), ("crossfade_b", 1e30), ("steps_b", "0,1,1"), ("seed_a", 2**70), ("seed_b", "x"),
+def test_compare_takes_each_sides_checkpoint_weights_and_engine_as_trailing_inputs(client):
+    sides = ["the loaded model", "FP8", "ours", "tiny-mid", "bf16", "diffusers"]
+    *_, measures, per_segment, difference, files = client.predict(*compare_args(), *sides, api_name="/compare")
+    rows = {row[0]: row[1:3] for row in measures["data"]}
+    assert rows["weights (memory tier)"] == ["cpu+fp8", "cpu"] and rows["engine"] == ["ours", "diffusers"]
+    assert rows["checkpoint"][1].startswith("tiny-mid")
+    assert len(per_segment["data"]) == 1 and difference
+
+
+COMPARE_WALK = [("checkpoint_b", "../etc"), ("form_a", "fp4"), ("engine_b", 7), ("rows_a", 5), ("crossfade_b", 1e30), ("steps_b", "0,1,1"), ("seed_a", 2**70), ("seed_b", "x"),
                 ("video", "/etc/passwd"), ("segments", None), ("resolution", "99x99"), ("rows_b", {"data": [[0, " "]]})]
 
 

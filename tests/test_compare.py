@@ -1,15 +1,17 @@
 """Comparisons without the page: two runs over the same inputs, one after the other, and what differs between them."""
-
+import json
+from dataclasses import replace
 
 import imageio_ffmpeg
 import numpy as np
 import pytest
 
 from helios.difference import video_difference
-from helios.errors import BadInput
+from helios.errors import BadInput, HeliosError
 from helios.media import VideoWriter, video_frames
 from helios.studio.compare import SideSettings
 from helios.studio.form import Form
+from helios.studio.models import SideModel
 
 ROWS = [[0, "a paper boat"]]
 
@@ -59,7 +61,7 @@ def test_the_same_settings_twice_are_identical_segment_by_segment(sessions):
 def test_stopping_a_keeps_b_from_running(sessions):
     comparison = sessions.compare("cid", shared(segments=3), side(), side(seed=9))
     for _name, update in comparison.updates():
-        if update.clip:
+        if not isinstance(update, str) and update.clip:
             sessions.stop("cid")
     assert [r.metrics.state for r in comparison.runs] == ["stopped"]
     assert comparison.difference is None and comparison.per_segment() == []
@@ -102,3 +104,59 @@ def test_both_sides_start_from_the_same_image(sessions, tmp_path, sample_image):
     a, b = (r.run.request for r in comparison.runs)
     assert a.task == b.task == "image-to-video" and a.image is b.image
     assert comparison.per_segment()[0][:3] == [1, "identical", 1.0]
+
+
+def models_side(checkpoint="the loaded model", form="", engine="ours", **changes) -> SideSettings:
+    return replace(side(**changes), model=SideModel(checkpoint, form, engine))
+
+
+def test_each_side_runs_on_its_own_checkpoint_form_and_engine_and_the_loaded_model_stays(sessions, tmp_path, monkeypatch):
+    from helios import loading
+    from helios.weights import files
+
+    app_model = sessions.engine.model
+    assert sessions.choices.checkpoints == ["the loaded model", "tiny-distilled", "tiny-mid", "tiny-base"]
+    assert "loaded and warm" in sessions.choices.plan(SideModel())
+    assert "copied from the loaded" in sessions.choices.plan(SideModel(form="FP8")), "no disk read for another form"
+    assert "from disk" in sessions.choices.plan(SideModel("tiny-mid"))
+    reads = []
+    read = files._read_into
+    monkeypatch.setattr(files, "_read_into", lambda f, o, t: reads.append(f.parent.parent.name) or read(f, o, t))
+
+    comparison = sessions.compare("dee", shared(), models_side(form="FP8"), models_side("tiny-mid", engine="diffusers"))
+    notes = [u for _, u in comparison.updates() if isinstance(u, str)]
+    assert notes[0].startswith("Making A ready: ") and "copied from the loaded" in notes[0]
+    assert notes[1].startswith("Making B ready: ") and "from disk" in notes[1]
+    assert [r.metrics.state for r in comparison.runs] == ["done", "done"]
+    assert "tiny-distilled" not in reads and "tiny-mid" in reads, "FP8 copied from the loaded weights; Mid read once"
+    measures = {row[0]: row[1:] for row in comparison.measures()}
+    assert measures["checkpoint"][0] == app_model.label and measures["checkpoint"][1].startswith("tiny-mid (")
+    assert measures["weights (memory tier)"][:2] == ["cpu+fp8", "cpu"]
+    assert measures["engine"][:2] == ["ours", "diffusers"]
+    assert all(float(v) > 0 for v in measures["load and warm-up first (s)"][:2])
+    recipes = [json.loads(f.read_text()) for f in comparison.files() if f.suffix == ".json"]
+    assert sorted(r["engine"] for r in recipes) == ["diffusers", "ours"]
+    assert len(comparison.per_segment()) == 2 and not comparison.flicker_series().empty and not comparison.drift_series().empty
+    assert loading.is_loaded(app_model), "Generate keeps its warm model"
+
+    again = sessions.compare("dee", shared(), models_side(form="FP8"), models_side("tiny-mid", engine="diffusers"))
+    list(again.updates())
+    assert {row[0]: row[1:] for row in again.measures()}["load and warm-up first (s)"][:2] == ["warm", "warm"]
+
+
+@pytest.mark.parametrize("model, words", [
+    (SideModel("tiny-huge"), "not a checkpoint this app compares"),
+    (SideModel(form="fp4"), "not a weight form"),
+    (SideModel(engine="other"), "not an engine"),
+])
+def test_a_side_that_cannot_run_is_refused_before_a_starts(sessions, model, words):
+    before = len(sessions.history("eve"))
+    with pytest.raises(HeliosError, match=words):
+        sessions.compare("eve", shared(), side(), replace(side(), model=model))
+    assert len(sessions.history("eve")) == before, "nothing ran"
+
+
+def test_the_reference_engine_is_refused_a_timeline_before_a_starts(sessions):
+    with pytest.raises(BadInput, match="one prompt"):
+        sessions.compare("fay", shared(), side(), models_side(engine="diffusers", rows=[[0, "a"], [1, "b"]]))
+    assert sessions.history("fay") == []

@@ -54,7 +54,7 @@ def test_auto_picks_the_fastest_tier_that_fits(free_gib, capability, tier, fp8_m
 
 
 def test_a_gpu_too_small_for_any_tier_is_refused_in_words():
-    with pytest.raises(ModelUnavailable, match="needs at least .* GiB even with FP8 weights streamed .* and requests of 256x448"):
+    with pytest.raises(ModelUnavailable, match="needs at least .* GiB even in its fp8-streamed tier with requests of 256x448"):
         resolve(Placement(), gpu(4), HELIOS_14B)
 
 
@@ -210,6 +210,22 @@ def test_models_stay_warm_together_while_neither_costs_the_other_its_tier():
     assert crowded(Placement(), HELIOS_14B, beside_bf16, alone)
     assert not crowded(Placement(), HELIOS_14B, gpu(78), alone), "a little less memory, the same tier and blocks"
     assert crowded(Placement(), HELIOS_14B, gpu(1), alone), "nothing fits beside them at all"
+
+
+def test_a_bf16_side_never_gets_fp8_weights_where_memory_is_short():
+    """auto on 24 GiB picks FP8 weights; bf16 asked for streams bf16 blocks instead, and below that is refused."""
+    assert resolve(Placement(), gpu(24), HELIOS_14B).tier.fp8_weights
+    bf16 = resolve(Placement(weights=WeightForm(never_fp8=True)), gpu(24), HELIOS_14B)
+    assert bf16.tier.name == "bf16-streamed" and not bf16.tier.fp8_weights
+    with pytest.raises(ModelUnavailable, match="even in its bf16-streamed tier"):
+        resolve(Placement(weights=WeightForm(never_fp8=True)), gpu(8), HELIOS_14B)
+
+
+def test_the_cpu_preview_keeps_fp8_weights_when_asked():
+    fit = resolve(Placement(weights=WeightForm(fp8=True)), Capabilities("cpu"), HELIOS_14B)
+    assert fit.tier.name == "cpu+fp8" and fit.tier.fp8_weights and not fit.fp8_matmul
+    assert fit.placement.weights.fp8_linears == "ours"
+    assert resolve(Placement(), Capabilities("cpu"), HELIOS_14B).tier.name == "cpu"
 
 
 def test_the_least_recently_used_model_goes_first_and_a_kept_one_never(monkeypatch):

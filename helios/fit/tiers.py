@@ -60,6 +60,10 @@ class ModelSize:
     text_embedding_bytes: int = 0
     """The text encoder's token embedding, which FP8 tiers keep in int8 (and a scale per row) in host memory."""
 
+    @property
+    def total_bytes(self) -> int:
+        return self.blocks * self.block_bytes + self.transformer_other_bytes + self.text_bytes + self.vae_bytes
+
     def block(self, fp8: bool) -> int:
         return self.block_bytes - self.block_linear_bytes // 2 if fp8 else self.block_bytes
 
@@ -139,6 +143,7 @@ class Fit:
 
 
 CPU_TIER = Tier("cpu", True, False, False, "the CPU: tiny preview models only")
+CPU_FP8_TIER = dataclasses.replace(CPU_TIER, name="cpu+fp8", fp8_weights=True)
 GPU_ONLY_OFF = dict(
     compile_blocks=False, attention_backend=None, channels_last_vae=False, vae_kernels=False, compile_vae=False,
     cudnn_autotune=False,
@@ -172,6 +177,10 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Fit:
     if not caps.cuda:
         placement = dataclasses.replace(placement, faster=dataclasses.replace(placement.faster, **GPU_ONLY_OFF))
         if asked.memory == "auto" and not caps.free_bytes:
+            if asked.fp8 and not asked.never_fp8:  # the CPU preview of the FP8 form: stored in FP8, widened per matmul
+                weights = dataclasses.replace(asked, fp8_linears="ours")
+                return Fit(dataclasses.replace(placement, weights=weights), CPU_FP8_TIER, False, None, None,
+                           ("FP8 weights widened for each matmul on the CPU",), cuda_graphs=False)
             return Fit(placement, CPU_TIER, False, None, None, cuda_graphs=False)
     notes = []
     budget = int(caps.free_bytes * HEADROOM)
@@ -233,7 +242,12 @@ def _candidates(asked: WeightForm, ranks: int, zero_gpu: bool) -> tuple[Tier, ..
                 "streaming (--memory auto)."
             )
         tiers = tuple(t for t in tiers if not t.streamed_blocks)
-    if asked.fp8:  # FP8 weights asked for on top of whatever the memory needs
+    if asked.never_fp8:
+        tiers = tuple(t for t in tiers if not t.fp8_weights)
+        if not tiers:
+            raise ModelUnavailable(f"The {asked.memory} tier keeps FP8 weights, and bf16 was asked for: choose bf16's tier "
+                                   "or FP8.")
+    elif asked.fp8:  # FP8 weights asked for on top of whatever the memory needs
         tiers = tuple(
             t if t.fp8_weights else dataclasses.replace(t, name=f"{t.name}+fp8", fp8_weights=True) for t in tiers
         )
@@ -249,7 +263,8 @@ def _tier(asked: WeightForm, size: ModelSize, free: int, resolution: tuple[int, 
     workspace = workspace_bytes(*resolution)
     budget = free - workspace
     host_short = None
-    for tier in _candidates(asked, caps.ranks, caps.zero_gpu):
+    candidates = _candidates(asked, caps.ranks, caps.zero_gpu)
+    for tier in candidates:
         if not tier.streamed_blocks:
             if not (forced or gpu_bytes(tier, size) <= budget):
                 continue
@@ -271,10 +286,11 @@ def _tier(asked: WeightForm, size: ModelSize, free: int, resolution: tuple[int, 
             f"The {tier.name} tier this GPU needs holds {needed / GIB:.1f} GiB in host memory and {host / GIB:.1f} GiB "
             "is available: close other programs, or use a machine with more RAM or a GPU with more memory."
         )
-    smallest = gpu_bytes(TIERS[-1], size, 0) + workspace
+    last = candidates[-1] if asked.never_fp8 else TIERS[-1]
+    smallest = gpu_bytes(last, size, 0 if last.streamed_blocks else None) + workspace
     raise ModelUnavailable(
-        f"This GPU has {free / GIB:.1f} GiB free; the model needs at least {smallest / GIB:.1f} GiB even with FP8 weights "
-        f"streamed from host memory and requests of {resolution[0]}x{resolution[1]}: free GPU memory or use a larger GPU."
+        f"This GPU has {free / GIB:.1f} GiB free; the model needs at least {smallest / GIB:.1f} GiB even in its "
+        f"{last.name} tier with requests of {resolution[0]}x{resolution[1]}: free GPU memory or use a larger GPU."
     )
 
 

@@ -13,11 +13,14 @@ import pandas as pd
 from helios.difference import VideoDifference, video_difference
 from helios.measures import columns
 from helios.recipe import sidecar
+from helios.reference import run_with
+from helios.request import GenerationRequest
 from helios.run import Run
 
 from . import history
 from .form import Form
 from .metrics import RunState, fps_series
+from .models import ModelChoices, SideEngine, SideModel
 from .streamed_run import RunUpdate, StreamedRun
 
 SIDES = ("A", "B")
@@ -35,25 +38,34 @@ class SideSettings:
     crossfade: int
     steps: str
     seed: int
+    model: SideModel = SideModel()
 
     def applied_to(self, form: Form) -> Form:
         return replace(form, rows=self.rows, crossfade=self.crossfade, steps=self.steps, seed=self.seed)
 
 
 class Comparison:
-    """`updates` runs A, then B if A finished, yielding (side, update); once both are done `difference` is set and
-    the tables describe them."""
+    """`updates` runs A, then B if A finished, each on its side's model (loaded first where it is not warm), yielding
+    (side, update): a sentence while a side's model is made ready, then its run's updates; once both are done
+    `difference` is set and the tables describe them."""
 
-    def __init__(self, runs: list[Run], begin: Callable[[Run], tuple[StreamedRun, Iterator[RunUpdate]]]):
-        """`begin`: the session's way to start a run (its history, its idle time)."""
-        self._pending = runs
+    def __init__(self, sides: list[tuple[SideModel, GenerationRequest]], choices: ModelChoices,
+                 begin: Callable[[Run], tuple[StreamedRun, Iterator[RunUpdate]]]):
+        """`sides`: each side's model and its checked request; `begin`: the session's way to start a run (its
+        history, its idle time)."""
+        self._pending = sides
+        self._choices = choices
         self._begin = begin
         self.runs: list[StreamedRun] = []
+        self.engines: list[SideEngine] = []
         self.difference: VideoDifference | None = None
 
-    def updates(self) -> Iterator[tuple[str, RunUpdate]]:
-        for side, run in zip(SIDES, self._pending):
-            studio, updates = self._begin(run)
+    def updates(self) -> Iterator[tuple[str, RunUpdate | str]]:
+        for side, (model, request) in zip(SIDES, self._pending):
+            yield side, f"Making {side} ready: {self._choices.plan(model)}."
+            used = self._choices.engine_for(model, request.settings.height, request.settings.width)
+            self.engines.append(used)
+            studio, updates = self._begin(run_with(used.engine, request, used.which))
             self.runs.append(studio)
             for update in updates:
                 yield side, update
@@ -66,7 +78,12 @@ class Comparison:
         """Each run's overall FPS, time to its first frame, peak GPU memory, frames, worst flicker and drift by its end,
         and B's difference from A."""
         measured = [columns(r.record.measures()) for r in self.runs]
-        rows = []
+        rows = [[name, *(values + ["-", "-"])[:2], "-"] for name, values in (
+            ("checkpoint", [e.engine.model.label for e in self.engines]),
+            ("weights (memory tier)", [e.engine.model.fit.tier.name for e in self.engines]),
+            ("engine", [e.which for e in self.engines]),
+            ("load and warm-up first (s)", ["warm" if e.load_s is None else f"{e.load_s:.1f}" for e in self.engines]),
+        )]
         for name, values in (
             ("FPS", [r.metrics.overall_fps for r in self.runs]),
             ("first frame ready (s)", [r.metrics.first_frame_s for r in self.runs]),
@@ -95,10 +112,17 @@ class Comparison:
         return rows
 
     def flicker_series(self) -> pd.DataFrame:
-        """Flicker at each boundary, one series per run, for the page's plot."""
+        """Flicker at each boundary (named by the segment it leads into), one series per run, for the page's plot."""
         return pd.DataFrame([dict(boundary=n, run=side, flicker=value) for side, run in zip(SIDES, self.runs)
-                             for n, value in enumerate(run.record.measures().get("flicker", []), 1)],
+                             for n, value in enumerate(run.record.measures().get("flicker", []), 2)],
                             columns=["boundary", "run", "flicker"])
+
+    def drift_series(self) -> pd.DataFrame:
+        """Each segment's brightness drift from the run's first, one series per run, for the page's plot."""
+        return pd.DataFrame([{"segment": n, "run": side, "brightness drift": drift["brightness"]}
+                             for side, run in zip(SIDES, self.runs)
+                             for n, drift in enumerate(run.record.measures().get("drift", []), 1)],
+                            columns=["segment", "run", "brightness drift"])
 
     def fps_series(self) -> pd.DataFrame:
         """Per-segment FPS, one series per run, for the page's plot."""

@@ -11,13 +11,28 @@ import gradio as gr
 
 from helios.flavour import Flavour
 from helios.limits import FRAMES_PER_SEGMENT, MAX_PROMPT_TOKENS, MAX_SEED, Limits
+from helios.reference import ENGINES
 
 from .compare import MEASURES, SEGMENT_COLUMNS
 from .form import RESOLUTIONS, STEP_PRESETS, Form, task_of
 from .history import COLUMNS
 from .live_stream import PLAYER_HTML
 from .metrics import REAL_TIME
-from .worded import Crossfade, ImageUpload, Resolution, RunNumber, Seed, Segments, StartUnit, TimelineRows, VideoUpload
+from .models import FORMS, LOADED
+from .worded import (
+    Checkpoint,
+    Crossfade,
+    EngineChoice,
+    ImageUpload,
+    Resolution,
+    RunNumber,
+    Seed,
+    Segments,
+    StartUnit,
+    TimelineRows,
+    VideoUpload,
+    WeightsChoice,
+)
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLE_TIMELINES = {p.name: p for p in sorted((ASSETS / "timelines").glob("*")) if p.suffix in (".json", ".csv")}
@@ -79,8 +94,10 @@ def segment_order(limits: Limits) -> list[str]:
     return [str(n) for n in range(1, limits.max_segments + 1)]
 
 
-def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution: str, limits: Limits = Limits()) -> Layout:
-    """Call inside a `gr.Blocks` context; `banner` is HTML. Each input shows the limit that applies to it."""
+def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution: str, limits: Limits = Limits(),
+            checkpoints: tuple[list[str], str] = ([LOADED], "bf16")) -> Layout:
+    """Call inside a `gr.Blocks` context; `banner` is HTML. Each input shows the limit that applies to it.
+    `checkpoints`: what a comparison side may choose, and the loaded model's own weight form."""
     c: dict = {}
     gr.Markdown("# Helios Studio\nReal-time, minute-long video with Helios, streamed while it is generated.")
     c["banner"] = gr.HTML(banner)
@@ -155,7 +172,7 @@ def lay_out(banner: str, model_label: str, flavour: Flavour, default_resolution:
                 c["run_video"] = gr.Video(label="Run", interactive=False, elem_id="run-video")
                 c["run_files"] = gr.File(label="Its MP4 and recipe", file_count="multiple", interactive=False, elem_id="run-files")
     with gr.Tab("Compare", elem_id="compare-tab"):
-        c["compare"] = lay_out_compare(flavour, limits)
+        c["compare"] = lay_out_compare(flavour, limits, *checkpoints)
     return Layout(**c)
 
 
@@ -182,19 +199,34 @@ class CompareLayout:
     difference: gr.Video
     fps_plot: gr.LinePlot
     files: gr.File
+    checkpoint_a: gr.Dropdown
+    form_a: gr.Radio
+    engine_a: gr.Radio
+    checkpoint_b: gr.Dropdown
+    form_b: gr.Radio
+    engine_b: gr.Radio
+    plan: gr.Markdown
+    flicker_plot: gr.LinePlot
+    drift_plot: gr.LinePlot
 
     @property
     def sides(self) -> list:
-        """The components behind each side's `SideSettings`, A's then B's."""
+        """The components behind each side's `SideSettings`, A's then B's, but for the models (`models`)."""
         return [self.rows_a, self.crossfade_a, self.steps_a, self.seed_a, self.rows_b, self.crossfade_b, self.steps_b, self.seed_b]
 
+    @property
+    def models(self) -> list:
+        """Each side's checkpoint, weight form and engine, A's then B's: /compare's trailing inputs."""
+        return [self.checkpoint_a, self.form_a, self.engine_a, self.checkpoint_b, self.form_b, self.engine_b]
 
-def lay_out_compare(flavour: Flavour, limits: Limits) -> CompareLayout:
+
+def lay_out_compare(flavour: Flavour, limits: Limits, checkpoints: list[str], own_form: str) -> CompareLayout:
     c: dict = {}
     gr.Markdown(
         "Two settings over the same inputs: the **Generate** tab's image or video, length, resolution and time unit. "
-        "A runs, then B, on the same GPU and model (its memory tier and FP8 setting are the loaded model's); "
-        "when both are done they play side by side, with what each measured and how far their frames differ."
+        "A runs, then B, on the same GPU, each on the checkpoint, weight form and engine it names (a model not loaded "
+        "is loaded first; the loaded one stays for Generate); when both are done they play side by side, with what "
+        "each measured and how far their frames differ."
     )
     default = ",".join(map(str, flavour.default_pyramid_steps or (2, 2, 2)))
     with gr.Row():
@@ -212,6 +244,15 @@ def lay_out_compare(flavour: Flavour, limits: Limits) -> CompareLayout:
                     )
                     c[f"seed_{side}"] = Seed(value=0, precision=0, label=f"Seed {side.upper()}", info=f"0 to {MAX_SEED}")
                     c[f"crossfade_{side}"] = Crossfade(0, 6, value=2, step=1, label=f"Crossfade {side.upper()} (segments)")
+                with gr.Row():
+                    c[f"checkpoint_{side}"] = Checkpoint(checkpoints, value=LOADED, label=f"Checkpoint {side.upper()}",
+                                                          elem_id=f"compare-checkpoint-{side}")
+                    c[f"form_{side}"] = WeightsChoice(list(FORMS), value=own_form, label=f"Weights {side.upper()}",
+                                                 elem_id=f"compare-form-{side}")
+                    c[f"engine_{side}"] = EngineChoice(list(ENGINES), value="ours", label=f"Engine {side.upper()}",
+                                                   info="diffusers: its reference pipeline, one prompt",
+                                                   elem_id=f"compare-engine-{side}")
+    c["plan"] = gr.Markdown("", elem_id="compare-plan")
     with gr.Row():
         c["run"] = gr.Button("Compare", variant="primary", elem_id="compare")
         c["stop"] = gr.Button("Stop", variant="stop", elem_id="compare-stop")
@@ -238,5 +279,15 @@ def lay_out_compare(flavour: Flavour, limits: Limits) -> CompareLayout:
         sort=segment_order(limits), title="FPS per segment", x_title="segment", y_title="frames per second",
         height=200, elem_id="compare-plot",
     )
+    with gr.Row():
+        c["flicker_plot"] = gr.LinePlot(
+            x="boundary", y="flicker", color="run", color_map={"A": "#f97316", "B": "#4f46e5"},
+            title="Flicker where segments meet (1 = like any other step)", x_title="boundary into segment",
+            height=200, elem_id="compare-flicker-plot",
+        )
+        c["drift_plot"] = gr.LinePlot(
+            x="segment", y="brightness drift", color="run", color_map={"A": "#f97316", "B": "#4f46e5"},
+            title="Brightness drift from the first segment", height=200, elem_id="compare-drift-plot",
+        )
     c["files"] = gr.File(label="Both MP4s and recipes", file_count="multiple", interactive=False, elem_id="compare-files")
     return CompareLayout(**c)

@@ -22,6 +22,7 @@ from .form import Form, rows_from_timeline, task_of, timeline_from_rows
 from .gpu import on_gpu
 from .layout import Layout, lay_out
 from .live_stream import LiveStream, LiveStreams
+from .models import LOADED, ModelChoices, SideModel
 from .scripts import script
 from .sessions import Sessions
 from .settings import StudioSettings
@@ -80,12 +81,13 @@ WARMING_UP = "Warming up with one short run (on a GPU: compiling, capturing CUDA
 
 def build_demo(
     engine: Engine, banner: str, default_resolution: str, ready: threading.Event | None = None,
-    settings: StudioSettings = StudioSettings(), live: LiveStreams | None = None,
+    settings: StudioSettings = StudioSettings(), live: LiveStreams | None = None, choices: ModelChoices | None = None,
 ) -> gr.Blocks:
     """`ready`, if given, is set once the engine has warmed up: until then the banner says so and requests wait.
-    `live` holds the runs' live streams; whoever serves the page mounts its route (`LiveStreams.mount`)."""
+    `live` holds the runs' live streams; whoever serves the page mounts its route (`LiveStreams.mount`). `choices`:
+    the models a comparison may run on (by default the engine's own and the catalog's)."""
     ready = ready or _set_event()
-    sessions = Sessions(engine, ready, settings, root=Path(get_upload_folder()) / "helios-runs")
+    sessions = Sessions(engine, ready, settings, root=Path(get_upload_folder()) / "helios-runs", choices=choices)
     live = live or LiveStreams(settings.live_streams_kept)
 
     @in_words
@@ -135,10 +137,12 @@ def build_demo(
     @in_words
     def compare(rows_a: list[list], crossfade_a: float, steps_a: str, seed_a: int, rows_b: list[list],
                 crossfade_b: float, steps_b: str, seed_b: int, unit: str, image: str | None, video: str | None,
-                segments: int, resolution: str, request: gr.Request):
-        """Run settings A, then B, over the same image or video, length and resolution, and measure both: FPS, first
-        frame, peak memory, per-segment PSNR and SSIM of A against B, each run's flicker where segments meet and drift
-        from its first segment, and a heat map of where they differ.
+                segments: int, resolution: str, checkpoint_a: str = LOADED, form_a: str = "", engine_a: str = "ours",
+                checkpoint_b: str = LOADED, form_b: str = "", engine_b: str = "ours", request: gr.Request = None):
+        """Run settings A, then B, over the same image or video, length and resolution, each on its own checkpoint,
+        weight form and engine, and measure both: FPS, first frame, peak memory, load time, per-segment PSNR and
+        SSIM of A against B, each run's flicker where segments meet and drift from its first segment, and a heat map
+        of where they differ. A side that cannot run on this machine is refused before A starts.
 
         Args:
             rows_a: A's prompt timeline, rows of [start, prompt].
@@ -154,10 +158,33 @@ def build_demo(
             video: a video both continue, or none.
             segments: the length of both, in segments of 33 frames.
             resolution: "HEIGHTxWIDTH", like "384x640".
+            checkpoint_a: A's checkpoint: "the loaded model", or one the Compare tab lists (Helios-Distilled, -Mid, -Base).
+            form_a: A's weights, "bf16" or "FP8" (by default the loaded model's own).
+            engine_a: what makes A's frames: "ours", or "diffusers" (its reference pipeline, one prompt).
+            checkpoint_b: B's checkpoint, as checkpoint_a.
+            form_b: B's weights, as form_a.
+            engine_b: what makes B's frames, as engine_a.
         """
         form = Form([], unit, 0, image, video, segments, "", 0, resolution)
-        a, b = SideSettings(rows_a, crossfade_a, steps_a, seed_a), SideSettings(rows_b, crossfade_b, steps_b, seed_b)
+        a = SideSettings(rows_a, crossfade_a, steps_a, seed_a, SideModel(checkpoint_a, form_a or "", engine_a))
+        b = SideSettings(rows_b, crossfade_b, steps_b, seed_b, SideModel(checkpoint_b, form_b or "", engine_b))
         yield from _compare_stream(sessions.compare(request.session_hash, form, a, b))
+
+    def plan(checkpoint_a, form_a, engine_a, checkpoint_b, form_b, engine_b):
+        """What each side will load before it runs, or why it cannot run here."""
+        lines = []
+        for side, model in (("A", SideModel(checkpoint_a, form_a or "", engine_a)), ("B", SideModel(checkpoint_b, form_b or "", engine_b))):
+            try:
+                lines.append(f"**{side}**: {html.escape(sessions.choices.plan(model))}.")
+            except HeliosError as exc:
+                lines.append(f"**{side} cannot run here**: {html.escape(str(exc))}")
+        return "  \n".join(lines)
+
+    def plots(request: gr.Request):
+        comparison = sessions.last_comparison(request.session_hash)
+        if comparison is None:
+            return gr.skip(), gr.skip()
+        return comparison.flicker_series(), comparison.drift_series()
 
     def stop(request: gr.Request):
         """Stop this session's running generation or comparison after its current denoising step; what was made
@@ -235,12 +262,14 @@ def build_demo(
 
     with gr.Blocks(title="Helios Studio", delete_cache=settings.cache_sweep) as demo:
         page = lay_out(
-            _banner_state(banner, ready)[0], engine.model.label, engine.model.flavour, default_resolution, engine.options.limits
+            _banner_state(banner, ready)[0], engine.model.label, engine.model.flavour, default_resolution, engine.options.limits,
+            (sessions.choices.checkpoints, sessions.choices.own_form),
         )
         limits = engine.options.limits
         _wire_run_buttons(page, on_gpu(generate, limits), on_gpu(continue_video, limits), stop, apply)
         _wire_history(page, runs, play_run, load_run)
-        _wire_compare(page, on_gpu(compare, limits), stop, runs)
+        _wire_compare(page, on_gpu(compare, limits), stop, runs, plan, plots)
+        demo.load(plan, page.compare.models, page.compare.plan, api_visibility="private", show_progress="hidden")
         wire_timeline_editor(page, load_timeline, export)
         demo.unload(forget)
         if not ready.is_set():
@@ -269,6 +298,10 @@ def _compare_stream(comparison: Comparison):
     for side, update in comparison.updates():
         out = [gr.skip()] * 10
         n = SIDES.index(side)
+        if isinstance(update, str):
+            out[2] = f"<h4>Run {side}</h4><div class='metrics'>{html.escape(update)}</div>"
+            yield tuple(out)
+            continue
         out[2] = f"<h4>Run {side}</h4>{update.metrics.to_html()}"
         if update.clip:
             out[n] = str(update.clip)
@@ -311,11 +344,15 @@ def _wire_history(page: Layout, runs, play_run, load_run) -> None:
     page.load_run.click(load_run, page.run_pick, settings, concurrency_limit=None, api_name="load_run")
 
 
-def _wire_compare(page: Layout, compare, stop, runs) -> None:
+def _wire_compare(page: Layout, compare, stop, runs, plan, plots) -> None:
     c = page.compare
-    inputs = [*c.sides, page.unit, page.image, page.video, page.segments, page.resolution]
+    inputs = [*c.sides, page.unit, page.image, page.video, page.segments, page.resolution, *c.models]
     outputs = [c.live_a, c.live_b, c.metrics, c.fps_plot, c.video_a, c.video_b, c.measures, c.per_segment, c.difference, c.files]
     c.run.click(compare, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="compare")
     c.stop.click(stop, None, None, concurrency_limit=None, api_visibility="private")
     c.play_both.click(None, None, None, js=script("play_together.js"))
     c.files.change(runs, None, page.history, concurrency_limit=None, api_visibility="private", show_progress="hidden")
+    c.measures.change(plots, None, [c.flicker_plot, c.drift_plot], concurrency_limit=None, api_visibility="private",
+                      show_progress="hidden")
+    for choice in c.models:
+        choice.change(plan, c.models, c.plan, concurrency_limit=None, api_visibility="private", show_progress="hidden")

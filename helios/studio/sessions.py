@@ -13,12 +13,14 @@ from typing import Iterator
 
 from helios.engine import Engine
 from helios.errors import BadInput, Cancelled
+from helios.reference import run_with
 from helios.run import Run
 
 from . import history
 from .compare import Comparison, SideSettings
 from .form import Form, build_request, timeline_from_rows
 from .metrics import RunState
+from .models import ModelChoices
 from .settings import StudioSettings
 from .streamed_run import RunUpdate, StreamedRun
 
@@ -28,10 +30,12 @@ class Sessions:
 
     def __init__(
         self, engine: Engine, ready: threading.Event, settings: StudioSettings = StudioSettings(), clock=time.monotonic,
-        root: Path | None = None,
+        root: Path | None = None, choices: ModelChoices | None = None,
     ):
-        """`root`: where runs keep their files; inside Gradio's cache folder, Gradio serves them without a copy."""
+        """`root`: where runs keep their files; inside Gradio's cache folder, Gradio serves them without a copy.
+        `choices`: the models a comparison may run on (by default the engine's own and the catalog's)."""
         self.engine = engine
+        self.choices = choices or ModelChoices(engine)
         self.root = root
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
@@ -42,6 +46,7 @@ class Sessions:
         self._seen: dict[str, float] = {}
         self._cancel_next: dict[str, int] = {}
         self._history: dict[str, list[StreamedRun]] = {}
+        self._comparisons: dict[str, Comparison] = {}
         self._lock = threading.Lock()
 
     def sweep(self) -> None:
@@ -135,7 +140,8 @@ class Sessions:
         return form.seed, updates
 
     def compare(self, session: str, form: Form, a: SideSettings, b: SideSettings) -> Comparison:
-        """A and B over the form's shared inputs (an upload read once); both requests are checked before either starts."""
+        """A and B over the form's shared inputs (an upload read once). Both requests, and what each side's model
+        needs, are checked before either starts: a side that cannot run here is refused in words."""
         self._starting(session)
         self._own_files_only(session, form)
         self.ready.wait()
@@ -143,8 +149,17 @@ class Sessions:
         first = build_request(a.applied_to(form), limits=limits)
         uploads_read = replace(b.applied_to(form), image=None, video=None)
         second = replace(build_request(uploads_read, limits=limits), image=first.image, video=first.video)
-        runs = [Run(self.engine, request) for request in (first, second)]
-        return Comparison(runs, lambda run: self._begin(session, run))
+        for side, request in ((a, first), (b, second)):
+            self.choices.plan(side.model)
+            run_with(self.engine, request, side.model.engine)
+        comparison = Comparison([(a.model, first), (b.model, second)], self.choices, lambda run: self._begin(session, run))
+        with self._lock:
+            self._comparisons[session] = comparison
+        return comparison
+
+    def last_comparison(self, session: str) -> Comparison | None:
+        with self._lock:
+            return self._comparisons.get(session)
 
     def _begin(self, session: str, run: Run, before: Path | None = None) -> tuple[StreamedRun, Iterator[RunUpdate]]:
         """The session's new current run, in its history; its updates keep the session active."""
@@ -200,6 +215,7 @@ class Sessions:
             runs = self._history.pop(session, [])
             self._seen.pop(session, None)
             self._cancel_next.pop(session, None)
+            self._comparisons.pop(session, None)
         if run is not None:
             run.stop()
         for old in runs:

@@ -55,3 +55,6 @@ Seed = worded(gr.Number, f"The seed must be a whole number from 0 to {MAX_SEED}.
 RunNumber = worded(gr.Number, "The run must be a whole number from the table of this session's runs.")
 StartUnit = worded(gr.Radio, "Start in must be seconds or segments.", keep_gradio_errors=False)
 Resolution = worded(gr.Dropdown, f"Resolution must be one of {', '.join(RESOLUTIONS)}.", keep_gradio_errors=False)
+Checkpoint = worded(gr.Dropdown, "The checkpoint must be one of those the Compare tab lists.", keep_gradio_errors=False)
+WeightsChoice = worded(gr.Radio, "Weights must be bf16 or FP8.", keep_gradio_errors=False)
+EngineChoice = worded(gr.Radio, "The engine must be ours or diffusers.", keep_gradio_errors=False)

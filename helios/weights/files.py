@@ -144,6 +144,26 @@ class InMemory(Weights):
         module.requires_grad_(False)
 
 
+class FromLoaded(Weights):
+    """Another loaded model's module of the same checkpoint: each tensor copied where this one's goes (GPU to GPU when
+    both are there), so a second weight form of a loaded checkpoint reads nothing from disk."""
+
+    def __init__(self, loaded: nn.Module, ledger: HostLedger, slabs: PinnedSlabs | None = None):
+        super().__init__(ledger, slabs)
+        self.tensors = dict(loaded.named_parameters(remove_duplicate=False))
+        self.tensors.update(loaded.named_buffers(remove_duplicate=False))
+
+    def fill(self, module: nn.Module, prefix: str, device: torch.device, dtype_of) -> None:
+        values = {}
+        for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+            source = self.tensors.get(prefix + name)
+            if source is None and tensor.is_meta:
+                raise ModelUnavailable(f"The loaded model has no {prefix + name} to copy: load this form from its files.")
+            source = tensor if source is None else source
+            values[name] = source.to(device, dtype_of(prefix + name, source.dtype), copy=True)
+        _set_tensors(module, values)
+
+
 class WeightFiles(Weights):
     """One component's safetensors files, read with one thread."""
 
@@ -170,13 +190,7 @@ class WeightFiles(Weights):
                 raise ModelUnavailable(f"{self.folder} lacks {key}: the checkpoint is incomplete; download it again.")
             else:
                 values[name] = tensor.to(device)  # computed when the module was built (rotary tables)
-        for name, value in values.items():  # set one by one: load_state_dict skips non-persistent buffers
-            owner, _, leaf = name.rpartition(".")
-            sub = module.get_submodule(owner)
-            if leaf in sub._parameters:
-                sub._parameters[leaf] = nn.Parameter(value, requires_grad=False)
-            else:
-                sub._buffers[leaf] = value
+        _set_tensors(module, values)
 
     def _read(self, stored: Stored, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         if device.type != "cuda":
@@ -203,6 +217,17 @@ class WeightFiles(Weights):
         if copied is not None:
             copied.synchronize()
         return buffer
+
+
+def _set_tensors(module: nn.Module, values: dict[str, torch.Tensor]) -> None:
+    """One by one: load_state_dict skips non-persistent buffers."""
+    for name, value in values.items():
+        owner, _, leaf = name.rpartition(".")
+        sub = module.get_submodule(owner)
+        if leaf in sub._parameters:
+            sub._parameters[leaf] = nn.Parameter(value, requires_grad=False)
+        else:
+            sub._buffers[leaf] = value
 
 
 def _bytes(t: torch.Tensor) -> torch.Tensor:
