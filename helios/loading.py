@@ -32,7 +32,7 @@ from .flavour import Flavour, flavour_from_index
 from .parallel.context_parallel import attention_split
 from .parallel.ranks import Ranks, ranks
 from .startup import ReadAhead, note_code_files
-from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny
+from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny, marker
 from .weights.files import FromLoaded, HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream
 from .weights.streaming import BlockStream
 
@@ -109,11 +109,12 @@ def tiny_folder(source: str) -> Path | None:
     if not source.startswith("tiny-") or source[5:] not in FLAVOURS:
         return None
     folder = cache_dir() / source
-    if not (folder / TINY_MARKER).exists():
+    spec = TinySpec(flavour=source[5:])
+    if not (folder / TINY_MARKER).exists() or (folder / TINY_MARKER).read_text() != marker(spec):
         folder.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
         _import_libraries()
-        build_tiny(scratch, TinySpec(flavour=source[5:]))
+        build_tiny(scratch, spec)
         shutil.rmtree(folder, ignore_errors=True)
         scratch.rename(folder)
     return folder

@@ -3,7 +3,8 @@ configuration (a set of `generate` flags: another checkpoint, `--fp8`, other ste
 (`generate --recipe` makes any row again); then one CSV of every measure and a static HTML report.
 
 Configurations run one after another, all prompts each, so each model loads once; a model no later configuration uses
-is released before the next one loads. A suite stopped part-way resumes where it stopped: a video whose recipe is
+is released once the next one has loaded (so `--fp8` of the same checkpoint is copied from it, not read from disk), or
+sooner where the model cache needs its memory for that load. A suite stopped part-way resumes where it stopped: a video whose recipe is
 written is done, and the CSV and the report are made anew from the recipes on disk."""
 
 from __future__ import annotations
@@ -103,14 +104,15 @@ def run_suite(args) -> int:
     if args.baseline is not None and args.baseline not in [c.name for c in configs]:
         raise BadInput(f"--baseline {args.baseline} names no --config: give one of {', '.join(c.name for c in configs)}.")
     args.out.mkdir(parents=True, exist_ok=True)
-    loaded = None
+    loaded: dict[tuple, object] = {}
     for n, config in enumerate(configs):
         todo = [(pid, prompt) for pid, prompt in prompts if not done(video_of(args.out, config, pid))]
         if todo:
-            model = load_model(*model_key(config))
-            if loaded is not None and loaded is not model:
-                release(loaded)
-            loaded, engine = model, Engine(model)
+            model = loaded[model_key(config)] = load_model(*model_key(config))
+            needed = {model_key(c) for c in configs[n:]}
+            for key in [k for k in loaded if k not in needed]:  # after the load: another form is made from it
+                release(loaded.pop(key))
+            engine = Engine(model)
             print(f"{config.name}: {model.describe()}", flush=True)
         for i, (pid, prompt) in enumerate(prompts, 1):
             video = video_of(args.out, config, pid)
@@ -124,9 +126,8 @@ def run_suite(args) -> int:
             recipe = make_one(engine, request, video, ProgressLine(), config.args.engine)
             t = recipe.timings
             print(f"{config.name} {i}/{len(prompts)} {pid}: {t['frames']} frames, {t['overall_fps']:.1f} FPS", flush=True)
-        if loaded is not None and model_key(config) not in {model_key(c) for c in configs[n + 1:]}:
-            release(loaded)
-            loaded = None
+    for model in loaded.values():
+        release(model)
     rows = suite_rows(args.out, prompts, configs, args.baseline)
     write_csv(args.out / "suite.csv", rows)
     write_report(args.out / "report.html", prompts, configs, rows)

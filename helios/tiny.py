@@ -78,5 +78,10 @@ def build_tiny(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
     else:
         pipe = HeliosPipeline(scheduler=HeliosScheduler(stages=1), **parts)
     pipe.save_pretrained(folder)
-    (folder / TINY_MARKER).write_text(json.dumps({"flavour": spec.flavour, "seed": spec.seed, "gamma": spec.gamma}))
+    (folder / TINY_MARKER).write_text(marker(spec))
     return folder
+
+
+def marker(spec: TinySpec) -> str:
+    """What a tiny folder was built from: a preset built from another spec (an older version's) is built again."""
+    return json.dumps({"flavour": spec.flavour, "seed": spec.seed, "gamma": spec.gamma})
