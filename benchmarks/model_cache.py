@@ -94,6 +94,7 @@ def main(argv=None) -> None:
     parser.add_argument("--segments", type=int, default=10)
     parser.add_argument("--steps", default="2,2,2")
     parser.add_argument("--size", default="384x640", help="HEIGHTxWIDTH")
+    parser.add_argument("--gpu-memory", type=float, help="hold the process to this many GiB, as on a smaller card")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     steps = tuple(int(s) for s in args.steps.split(","))
@@ -104,7 +105,8 @@ def main(argv=None) -> None:
         return GenerationRequest(PromptTimeline.single(PROMPT), settings)
 
     start, before = time.perf_counter(), read_bytes()
-    model = load_model(args.model, LoadOptions())
+    options = LoadOptions(gpu_memory_gib=args.gpu_memory)
+    model = load_model(args.model, options)
     loaded = dict(phase="app model loaded (bf16, from the folder)", s=round(time.perf_counter() - start, 1),
                   read_gb=round((read_bytes() - before) / 1e9, 2), tier=model.fit.tier.name,
                   **gpu_memory())
@@ -113,7 +115,7 @@ def main(argv=None) -> None:
     warm_up(engine, height, width)
     emit(dict(loaded, warm_up_s=round(time.perf_counter() - start, 1)), args.out)
 
-    choices = ModelChoices(engine, LoadOptions())
+    choices = ModelChoices(engine, options)
     bf16, fp8 = SideModel(LOADED, "bf16"), SideModel(LOADED, "FP8")
     emit(dict(phase="plan before B", plan=choices.plan(fp8)), args.out)
     for round_ in ("first (B loads)", "again (both warm)"):

@@ -14,6 +14,7 @@ from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.segment import StepProgress
 from helios.timeline import PromptTimeline, TimelineEntry
+from helios.tiny import TinySpec, build_tiny
 
 FAST = dict(height=64, width=64, pyramid_steps=(1, 1, 1))
 
@@ -248,8 +249,8 @@ def test_block_noise_at_default_gamma_runs_on_cpu_with_the_intended_covariance()
     torch.testing.assert_close(torch.cov(blocks.T), expected, atol=0.03, rtol=0)
 
 
-def test_tiny_preset_with_default_gamma_generates_on_cpu():
-    engine = Engine(load_model("tiny"))
+def test_a_tiny_model_with_the_schedulers_default_gamma_generates_on_cpu(tmp_path):
+    engine = Engine(load_model(str(build_tiny(tmp_path, TinySpec(gamma=1 / 3)))))
     assert engine.model.is_tiny and "noise" in engine.model.label
     assert engine.model.scheduler.config.gamma == pytest.approx(1 / 3)
     (segment,) = Run(engine, request(PromptTimeline.single("x"), 33)).segments()

@@ -92,7 +92,7 @@ def test_the_app_imports_spaces_first_chooses_helios_and_builds_its_page_without
     cuda, sent = zero_gpu
     assert not torch.cuda.is_available(), "before `import spaces` the main process sees no GPU"
     served = {}
-    monkeypatch.setattr(app, "serve", lambda args, engine, banner: served.update(engine=engine, banner=banner) or 0)
+    monkeypatch.setattr(app, "serve", lambda args, engine, banner, *_: served.update(engine=engine, banner=banner) or 0)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -271,7 +271,8 @@ def _tier(asked: WeightForm, size: ModelSize, free: int, resolution: tuple[int, 
             resident = None
         else:
             resident = (budget - gpu_bytes(tier, size, 0)) // size.block(tier.fp8_weights)
-            if not forced and (resident >= size.blocks - 1 or resident < tier.min_resident * size.blocks):
+            too_few = resident < tier.min_resident * size.blocks and not asked.never_fp8  # bf16 asked: slower, not FP8
+            if not forced and (resident >= size.blocks - 1 or too_few):
                 continue  # an unstreamed tier would have fit, or too few blocks stay for the copies to hide
             if not forced and resident < 0:
                 continue
