@@ -185,6 +185,10 @@ def test_compare_two_settings_side_by_side_in_sync(page):
     page.get_by_role("tab", name="Compare").click()
     page.wait_for_selector("#compare", state="visible", timeout=60_000)
     page.get_by_label("Seed B").fill("1", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#compare-plan')?.innerText.includes('loaded and warm')", timeout=30_000)
+    page.locator("#compare-form-b").get_by_text("FP8").click()
+    page.wait_for_function("() => document.querySelector('#compare-plan')?.innerText.includes('copied from the loaded')",
+                           timeout=30_000)  # said before the run: B's FP8 form is made from the loaded weights
     page.click("#compare")
     page.wait_for_function(
         "() => { const v = document.querySelector('#compare-live-a video'); return v && v.currentTime > 0; }", timeout=180_000
@@ -195,8 +199,9 @@ def test_compare_two_settings_side_by_side_in_sync(page):
     page.wait_for_selector("#compare-b video")
     page.wait_for_selector("#compare-difference video")
     table = page.locator("#compare-table").inner_text()
-    assert "FPS" in table and "first frame" in table and "peak GPU memory" in table
-    page.wait_for_selector("#compare-plot canvas, #compare-plot svg", timeout=30_000)  # both runs' FPS, drawn at the end
+    assert "FPS" in table and "first frame" in table and "peak GPU memory" in table and "cpu+fp8" in table
+    for plot in ("#compare-plot", "#compare-flicker-plot", "#compare-drift-plot"):  # drawn at the end
+        page.wait_for_selector(f"{plot} canvas, {plot} svg", timeout=30_000)
     page.click("#play-both")
     page.wait_for_function(
         "() => ['#compare-a', '#compare-b'].every(s => document.querySelector(s + ' video').currentTime > 0.3)", timeout=30_000
