@@ -29,7 +29,8 @@ from helios import DEFAULT_MODEL
 from helios.arguments import Parser, add_placement_arguments, load_options_from_args
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
-from helios.loading import LoadOptions, load_model
+from helios.loading import LoadOptions
+from helios.model_cache import load_model
 from helios.run import follow, warm_up
 from helios.studio.gpu import import_spaces_first
 from helios.studio.settings import StudioSettings

@@ -28,7 +28,7 @@ from helios.fit.here import decide
 from helios.fit.tiers import ModelSize, Placement
 from helios.flavour import DISTILLED
 from helios.limits import parse_steps
-from helios.loading import LoadOptions, _load, assemble
+from helios.loading import LoadOptions, assemble, load_checkpoint
 from helios.parallel.ranks import ranks
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run, follow, warm_up
@@ -353,7 +353,7 @@ def measure_tier(args) -> int:
         major, minor = (int(v) for v in args.as_capability.split("."))
         caps = dataclasses.replace(Capabilities.detect(torch.device("cuda"), args.cap_gib, args.host_memory), compute_capability=(major, minor))
     t0 = time.perf_counter()
-    model = _load(args.model, options, caps)
+    model = load_checkpoint(args.model, options, caps)
     torch.cuda.synchronize()
     result = dict(
         banner=model.describe(), tier=model.fit.describe(), cap_gib=args.cap_gib, as_capability=args.as_capability, gpu=torch.cuda.get_device_name(),

@@ -22,8 +22,9 @@ import torch
 from benchmarks.json_lines import emit
 from helios.difference import psnr_db
 from helios.engine import Engine
-from helios.loading import LoadOptions, load_model
+from helios.loading import LoadOptions
 from helios.measures import ssim
+from helios.model_cache import load_model
 from helios.record import RunRecord
 from helios.reference import run_with
 from helios.request import GenerationRequest, GenerationSettings

@@ -333,7 +333,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="helios-soak-") as workdir:
         if args.in_process:
             from helios.engine import Engine
-            from helios.loading import load_model
+            from helios.model_cache import load_model
 
             target = InProcess(Engine(load_model(args.model)), Path(workdir), args.resolution)
             samples = soak(target, args.runs, out=args.out, **about)

@@ -19,9 +19,10 @@ from .errors import BadInput, HeliosError
 from .faster.speedups import Speedups
 from .fit.tiers import Placement
 from .limits import FRAMES_PER_SEGMENT
-from .loading import LoadOptions, load_model
+from .loading import LoadOptions
 from .measures import columns
 from .media import check_output_path
+from .model_cache import load_model
 from .parallel.ranks import ranks
 from .recipe import Recipe, sidecar
 from .request import GenerationRequest, GenerationSettings

@@ -19,8 +19,8 @@ from .arguments import Parser, add_generate_arguments, load_options_from_args, r
 from .difference import video_difference
 from .errors import BadInput
 from .limits import FRAMES_PER_SEGMENT
-from .loading import load_model, release
 from .measures import columns
+from .model_cache import load_model, release
 from .recipe import Recipe, sidecar
 from .report import write_report
 from .video_out import ProgressLine, check_request, make_one, write_csv

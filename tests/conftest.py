@@ -107,7 +107,7 @@ def sessions():
     import threading
 
     from helios.engine import Engine
-    from helios.loading import load_model
+    from helios.model_cache import load_model
     from helios.studio.sessions import Sessions
 
     ready = threading.Event()

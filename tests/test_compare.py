@@ -111,7 +111,7 @@ def models_side(checkpoint="the loaded model", form="", engine="ours", **changes
 
 
 def test_each_side_runs_on_its_own_checkpoint_form_and_engine_and_the_loaded_model_stays(sessions, tmp_path, monkeypatch):
-    from helios import loading
+    from helios import model_cache
     from helios.weights import files
 
     app_model = sessions.engine.model
@@ -137,7 +137,7 @@ def test_each_side_runs_on_its_own_checkpoint_form_and_engine_and_the_loaded_mod
     recipes = [json.loads(f.read_text()) for f in comparison.files() if f.suffix == ".json"]
     assert sorted(r["engine"] for r in recipes) == ["diffusers", "ours"]
     assert len(comparison.per_segment()) == 2 and not comparison.flicker_series().empty and not comparison.drift_series().empty
-    assert loading.is_loaded(app_model), "Generate keeps its warm model"
+    assert model_cache.is_loaded(app_model), "Generate keeps its warm model"
 
     again = sessions.compare("dee", shared(), models_side(form="FP8"), models_side("tiny-mid", engine="diffusers"))
     list(again.updates())

@@ -17,7 +17,7 @@ import pytest
 from gradio_client import Client
 
 from helios.engine import Engine
-from helios.loading import load_model
+from helios.model_cache import load_model
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline

@@ -8,7 +8,7 @@ import torch
 
 from helios.engine import Engine
 from helios.errors import BadInput, OutOfMemory
-from helios.loading import load_model
+from helios.model_cache import load_model
 from helios.noise import sample_block_noise
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run

@@ -6,7 +6,8 @@ import torch
 
 from helios.engine import Engine, EngineOptions
 from helios.errors import OutOfMemory
-from helios.loading import LoadOptions, load_model
+from helios.loading import LoadOptions
+from helios.model_cache import load_model
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline

@@ -14,7 +14,8 @@ from diffusers import AutoencoderKLWan, HeliosPyramidPipeline
 from helios.engine import Engine, EngineOptions
 from helios.faster.speedups import Speedups
 from helios.fit.tiers import Placement
-from helios.loading import LoadOptions, load_model
+from helios.loading import LoadOptions
+from helios.model_cache import load_model
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline

@@ -4,11 +4,12 @@ what a load will do said before it is done."""
 import numpy as np
 import pytest
 
-from helios import loading
+from helios import model_cache
 from helios.engine import Engine
 from helios.errors import ModelUnavailable
 from helios.fit.tiers import Placement
-from helios.loading import LoadOptions, load_model, plan_load, release
+from helios.loading import LoadOptions
+from helios.model_cache import load_model, plan_load, release
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline
@@ -27,9 +28,9 @@ def frames(model) -> np.ndarray:
 
 @pytest.fixture
 def cache(monkeypatch):
-    monkeypatch.setattr(loading, "_models", {})
-    monkeypatch.setattr(loading, "_last_load", {})
-    return loading
+    monkeypatch.setattr(model_cache, "_models", {})
+    monkeypatch.setattr(model_cache, "_last_load", {})
+    return model_cache
 
 
 @pytest.fixture

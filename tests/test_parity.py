@@ -7,7 +7,7 @@ from diffusers import HeliosPipeline, HeliosPyramidPipeline
 from PIL import Image
 
 from helios.engine import Engine
-from helios.loading import load_model
+from helios.model_cache import load_model
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline

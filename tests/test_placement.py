@@ -11,7 +11,8 @@ from helios.errors import BadInput, ModelUnavailable
 from helios.fit.capability import Capabilities
 from helios.fit.size import model_size
 from helios.fit.tiers import GIB, ModelSize, Placement, crowded, gpu_bytes, host_bytes, resolve, workspace_bytes
-from helios.loading import LoadOptions, _load, load_model
+from helios.loading import LoadOptions, load_checkpoint
+from helios.model_cache import load_model
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline
@@ -157,7 +158,7 @@ def test_loading_under_a_faked_capacity_places_no_more_than_the_tier_allows(five
     block = size.block(fp8=True)
     tier = resolve(Placement(weights=WeightForm(memory="fp8-streamed")), gpu(1), size).tier
     caps = Capabilities("cpu", free_bytes=int((gpu_bytes(tier, size, 1) + block // 2 + workspace_bytes(384, 640)) / 0.95) + 1)
-    model = _load(str(five_blocks), LoadOptions(**CPU_FP32), caps)
+    model = load_checkpoint(str(five_blocks), LoadOptions(**CPU_FP32), caps)
     assert model.fit.tier.name == "fp8-streamed" and model.fit.resident_blocks == 1
     streamed = [b for b in model.transformer.blocks if isinstance(b, StreamedBlock)]
     assert len(streamed) == 4
@@ -170,7 +171,7 @@ def test_a_request_too_large_for_the_memory_left_is_refused_up_front(five_blocks
     size = model_size(five_blocks)
     tier = resolve(Placement(weights=WeightForm(memory="fp8-streamed")), gpu(1), size).tier
     room = gpu_bytes(tier, size, 0) + workspace_bytes(64, 64) + 2**20
-    model = _load(str(five_blocks), LoadOptions(**CPU_FP32, placement=Placement(weights=WeightForm(memory="fp8-streamed"))),
+    model = load_checkpoint(str(five_blocks), LoadOptions(**CPU_FP32, placement=Placement(weights=WeightForm(memory="fp8-streamed"))),
                   Capabilities("cpu", free_bytes=int(room / 0.95) + 1))
     engine = Engine(model)
     small = GenerationSettings(height=64, width=64, num_frames=33, pyramid_steps=(1, 1, 1))
@@ -230,18 +231,18 @@ def test_the_cpu_preview_keeps_fp8_weights_when_asked():
 
 
 def test_the_least_recently_used_model_goes_first_and_a_kept_one_never(monkeypatch):
-    from helios import loading
+    from helios import model_cache
 
-    monkeypatch.setattr(loading, "_models", {})
-    monkeypatch.setattr(loading, "_crowded", lambda source, options: True)
+    monkeypatch.setattr(model_cache, "_models", {})
+    monkeypatch.setattr(model_cache, "_crowded", lambda source, options: True)
     cpu = dict(device="cpu")
-    a = loading.load_model("tiny", LoadOptions(**cpu))
-    b = loading.load_model("tiny", LoadOptions(**cpu, vae_dtype="float32", dtype="float32"))
-    assert list(loading._models.values()) == [b], "loading b released a"
-    c = loading.load_model("tiny", LoadOptions(**cpu, dtype="bfloat16"), keep=(b,))
-    assert list(loading._models.values()) == [b, c]
-    monkeypatch.setattr(loading, "_crowded", lambda source, options: False)
-    d = loading.load_model("tiny", LoadOptions(**cpu))
-    assert d is not a and list(loading._models.values()) == [b, c, d], "what fits stays warm"
-    assert loading.load_model("tiny", LoadOptions(**cpu, dtype="bfloat16")) is c
-    assert list(loading._models.values())[-1] is c, "a model used is the most recently used"
+    a = model_cache.load_model("tiny", LoadOptions(**cpu))
+    b = model_cache.load_model("tiny", LoadOptions(**cpu, vae_dtype="float32", dtype="float32"))
+    assert list(model_cache._models.values()) == [b], "loading b released a"
+    c = model_cache.load_model("tiny", LoadOptions(**cpu, dtype="bfloat16"), keep=(b,))
+    assert list(model_cache._models.values()) == [b, c]
+    monkeypatch.setattr(model_cache, "_crowded", lambda source, options: False)
+    d = model_cache.load_model("tiny", LoadOptions(**cpu))
+    assert d is not a and list(model_cache._models.values()) == [b, c, d], "what fits stays warm"
+    assert model_cache.load_model("tiny", LoadOptions(**cpu, dtype="bfloat16")) is c
+    assert list(model_cache._models.values())[-1] is c, "a model used is the most recently used"

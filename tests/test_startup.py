@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helios import loading, startup
-from helios.loading import LoadOptions, _load
+from helios.loading import LoadOptions, load_checkpoint
 from helios.startup import (
     CHUNK,
     CODE_FILES,
@@ -152,7 +152,7 @@ def test_a_read_ahead_that_cannot_start_leaves_the_load_to_read_for_itself(tiny_
     monkeypatch.setattr(startup.subprocess, "Popen", no_process)
     ahead = ReadAhead("tiny")
     assert not ahead.is_alive() and ahead.stop() == 0
-    model = _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu"))
+    model = load_checkpoint(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu"))
     assert model.flavour.name == "distilled"
 
 
@@ -203,12 +203,12 @@ def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, tmp
     monkeypatch.setenv("HELIOS_STUDIO_CACHE", str(tmp_path))
     read_ahead_from_here(["--model", "tiny"])
     early = startup._early
-    _load("tiny", LoadOptions(device="cpu"))
+    load_checkpoint("tiny", LoadOptions(device="cpu"))
     assert made == [early] and startup._early is None, "the load started a second reader for the same model"
 
     read_ahead_from_here(["--model", str(endless)])
     other = startup._early
-    _load("tiny", LoadOptions(device="cpu"))
+    load_checkpoint("tiny", LoadOptions(device="cpu"))
     assert made[-1] is not other and not other.is_alive(), "the early read-ahead for another model went on beside the load"
     assert alive[-1], "the load's own read-ahead was not reading while the weights were placed"
     assert not made[-1].is_alive(), "the read-ahead outlived the load"

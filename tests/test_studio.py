@@ -10,8 +10,8 @@ import pytest
 from helios.engine import Engine, EngineOptions
 from helios.errors import BadInput, Cancelled
 from helios.limits import Limits
-from helios.loading import load_model
 from helios.media import VideoWriter
+from helios.model_cache import load_model
 from helios.segment import Segment, SegmentTimings, StepProgress
 from helios.studio.form import Form, build_request, rows_from_timeline, timeline_from_rows
 from helios.studio.gpu import gpu_seconds

@@ -8,7 +8,7 @@ from helios.errors import ModelUnavailable
 from helios.fit.capability import Capabilities
 from helios.fit.size import model_size
 from helios.fit.tiers import GIB, HOST_BASE, Placement, host_bytes, resolve
-from helios.loading import LoadOptions, _load
+from helios.loading import LoadOptions, load_checkpoint
 from helios.weights.files import WeightFiles
 from helios.weights.form import WeightForm
 
@@ -23,7 +23,7 @@ def test_files_fill_the_model_with_what_the_libraries_load(tiny_checkpoint, dtyp
     import transformers
 
     folder = tiny_checkpoint("distilled")
-    ours = _load(str(folder), LoadOptions(device="cpu", dtype=dtype, vae_dtype="float32"))
+    ours = load_checkpoint(str(folder), LoadOptions(device="cpu", dtype=dtype, vae_dtype="float32"))
     theirs = dict(
         transformer=diffusers.HeliosTransformer3DModel.from_pretrained(folder, subfolder="transformer", dtype=getattr(torch, dtype)),
         text_encoder=transformers.UMT5EncoderModel.from_pretrained(folder / "text_encoder", dtype=getattr(torch, dtype)),
@@ -51,8 +51,8 @@ def test_a_load_past_its_host_budget_stops_in_words(tiny_checkpoint, monkeypatch
     tier = resolve(placement, cpu_with_host(64 * GIB), size)
     needed = host_bytes(tier.tier, size, tier.resident_blocks)
     with pytest.raises(ModelUnavailable, match="more than the .* GiB of host memory allowed"):
-        _load(str(folder), LoadOptions(device="cpu", dtype="float32", placement=placement), cpu_with_host(needed + 1))
-    model = _load(str(folder), LoadOptions(device="cpu", dtype="bfloat16", placement=placement), cpu_with_host(needed + 2 * 2**27))
+        load_checkpoint(str(folder), LoadOptions(device="cpu", dtype="float32", placement=placement), cpu_with_host(needed + 1))
+    model = load_checkpoint(str(folder), LoadOptions(device="cpu", dtype="bfloat16", placement=placement), cpu_with_host(needed + 2 * 2**27))
     assert model.fit.host_budget == needed + 2 * 2**27
 
 
@@ -62,7 +62,7 @@ def test_a_forced_tier_the_host_cannot_hold_is_refused_before_any_weight_is_read
 
     monkeypatch.setattr(WeightFiles, "_read", read)
     with pytest.raises(ModelUnavailable, match="GiB in host memory and .* is available"):
-        _load(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="fp8-streamed"))),
+        load_checkpoint(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="fp8-streamed"))),
               cpu_with_host(HOST_BASE))
 
 
@@ -73,7 +73,7 @@ def test_an_offloaded_text_encoder_looks_tokens_up_in_host_memory(tiny_checkpoin
     import transformers
 
     folder = tiny_checkpoint("distilled")
-    model = _load(str(folder), LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory=tier))))
+    model = load_checkpoint(str(folder), LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory=tier))))
     lookup = model.text_encoder.encoder.embed_tokens
     assert list(lookup.parameters()) == [] and list(lookup.buffers()) == []
     assert (lookup.rows.dtype == torch.int8) == (tier == "fp8-streamed")
@@ -96,8 +96,8 @@ def test_small_tiers_keep_every_text_encoder_layer_in_int8_rows_with_the_prompts
     from helios.weights.int8 import Int8Linear
 
     folder = str(tiny_checkpoint("distilled"))
-    wide = _load(folder, LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="text-offload"))))
-    small = _load(folder, LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="fp8-streamed"))))
+    wide = load_checkpoint(folder, LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="text-offload"))))
+    small = load_checkpoint(folder, LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="fp8-streamed"))))
     layers = small.text_encoder.encoder.block
     assert not any(type(m) is nn.Linear for m in layers.modules())
     assert all(m.weight.dtype == torch.int8 for m in layers.modules() if isinstance(m, Int8Linear))

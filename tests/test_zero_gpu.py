@@ -12,10 +12,11 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 import app
-from helios import loading
+from helios import model_cache
 from helios.errors import ModelUnavailable
 from helios.fit.tiers import Placement
-from helios.loading import LoadOptions, load_model
+from helios.loading import LoadOptions
+from helios.model_cache import load_model
 from helios.studio.page import build_demo
 from helios.weights.form import WeightForm
 
@@ -74,7 +75,7 @@ def zero_gpu(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "spaces", raising=False)
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    monkeypatch.setattr(loading, "_models", {})  # a fresh process: no model loaded before
+    monkeypatch.setattr(model_cache, "_models", {})  # a fresh process: no model loaded before
     cuda = Cuda()
     monkeypatch.setattr(torch.cuda, "is_available", cuda.spaces_imported)
     monkeypatch.setattr(torch.cuda, "_lazy_init", cuda.start("_lazy_init"))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from helios.engine import Engine
 from helios.errors import BadInput, ModelUnavailable
-from helios.loading import LoadOptions, is_loaded, load_model, local_folder, plan_load
+from helios.loading import LoadOptions, local_folder
+from helios.model_cache import is_loaded, load_model, plan_load
 from helios.reference import ENGINES
 from helios.run import warm_up
 
