@@ -17,13 +17,13 @@ from helios.errors import HeliosError
 from helios.timeline import read_timeline
 
 from . import history
-from .compare import SIDES, Comparison, SideSettings
+from .compare import SideSettings
+from .compare_tab import compare_stream, wire_compare
 from .form import Form, rows_from_timeline, task_of, timeline_from_rows
 from .gpu import on_gpu
 from .layout import Layout, lay_out
 from .live_stream import LiveStream, LiveStreams
 from .models import LOADED, ModelChoices, SideModel
-from .scripts import script
 from .sessions import Sessions
 from .settings import StudioSettings
 from .timeline_editor import wire_timeline_editor
@@ -168,7 +168,7 @@ def build_demo(
         form = Form([], unit, 0, image, video, segments, "", 0, resolution)
         a = SideSettings(rows_a, crossfade_a, steps_a, seed_a, SideModel(checkpoint_a, form_a or "", engine_a))
         b = SideSettings(rows_b, crossfade_b, steps_b, seed_b, SideModel(checkpoint_b, form_b or "", engine_b))
-        yield from _compare_stream(sessions.compare(request.session_hash, form, a, b))
+        yield from compare_stream(sessions.compare(request.session_hash, form, a, b))
 
     def plan(checkpoint_a, form_a, engine_a, checkpoint_b, form_b, engine_b):
         """What each side will load before it runs, or why it cannot run here."""
@@ -268,7 +268,7 @@ def build_demo(
         limits = engine.options.limits
         _wire_run_buttons(page, on_gpu(generate, limits), on_gpu(continue_video, limits), stop, apply)
         _wire_history(page, runs, play_run, load_run)
-        _wire_compare(page, on_gpu(compare, limits), stop, runs, plan, plots)
+        wire_compare(page, on_gpu(compare, limits), stop, runs, plan, plots)
         demo.load(plan, page.compare.models, page.compare.plan, api_visibility="private", show_progress="hidden")
         wire_timeline_editor(page, load_timeline, export)
         demo.unload(forget)
@@ -287,33 +287,6 @@ def _set_event() -> threading.Event:
 def _banner_state(banner: str, ready: threading.Event):
     text = banner if ready.is_set() else f"{WARMING_UP} {banner}"
     return f'<div class="banner" id="banner">{html.escape(text)}</div>', gr.Timer(active=not ready.is_set())
-
-
-def _compare_stream(comparison: Comparison):
-    """Outputs: A's and B's live players, metrics, plot, A's and B's videos, measures, per-segment table, difference,
-    files. The
-    last comparison's results are cleared first; A's clips stream to A's player, then B's to B's. The plot is drawn
-    once both series exist (a plot first drawn with A alone kept only A's series in the browser)."""
-    yield gr.skip(), gr.skip(), "<div class='metrics'>Starting A.</div>", None, None, None, [], [], None, None
-    for side, update in comparison.updates():
-        out = [gr.skip()] * 10
-        n = SIDES.index(side)
-        if isinstance(update, str):
-            out[2] = f"<h4>Run {side}</h4><div class='metrics'>{html.escape(update)}</div>"
-            yield tuple(out)
-            continue
-        out[2] = f"<h4>Run {side}</h4>{update.metrics.to_html()}"
-        if update.clip:
-            out[n] = str(update.clip)
-        if update.video:
-            out[4 + n] = str(update.video)
-        yield tuple(out)
-    if comparison.difference is None:
-        gr.Warning("A was stopped, so B did not run." if len(comparison.runs) < 2 else "B was stopped: there is no difference to show.")
-    videos = [str(r.video) if r.video else None for r in comparison.runs] + [None] * (2 - len(comparison.runs))
-    difference = str(comparison.difference.heatmap) if comparison.difference else None
-    yield (gr.skip(), gr.skip(), gr.skip(), comparison.fps_series(), *videos, comparison.measures(), comparison.per_segment(),
-           difference, [str(f) for f in comparison.files()])
 
 
 RUNS = ("generate", "continue", "compare")
@@ -342,17 +315,3 @@ def _wire_history(page: Layout, runs, play_run, load_run) -> None:
     page.play_run.click(play_run, page.run_pick, [page.run_video, page.run_files], concurrency_limit=None, api_name="play_run")
     settings = [page.rows, page.unit, page.crossfade, page.segments, page.steps, page.seed, page.resolution]
     page.load_run.click(load_run, page.run_pick, settings, concurrency_limit=None, api_name="load_run")
-
-
-def _wire_compare(page: Layout, compare, stop, runs, plan, plots) -> None:
-    c = page.compare
-    inputs = [*c.sides, page.unit, page.image, page.video, page.segments, page.resolution, *c.models]
-    outputs = [c.live_a, c.live_b, c.metrics, c.fps_plot, c.video_a, c.video_b, c.measures, c.per_segment, c.difference, c.files]
-    c.run.click(compare, inputs, outputs, concurrency_id="gpu", concurrency_limit=1, api_name="compare")
-    c.stop.click(stop, None, None, concurrency_limit=None, api_visibility="private")
-    c.play_both.click(None, None, None, js=script("play_together.js"))
-    c.files.change(runs, None, page.history, concurrency_limit=None, api_visibility="private", show_progress="hidden")
-    c.measures.change(plots, None, [c.flicker_plot, c.drift_plot], concurrency_limit=None, api_visibility="private",
-                      show_progress="hidden")
-    for choice in c.models:
-        choice.change(plan, c.models, c.plan, concurrency_limit=None, api_visibility="private", show_progress="hidden")
