@@ -80,3 +80,23 @@ def test_ours_against_diffusers_on_the_same_weights_agrees_as_the_parity_tests_d
     assert float(ours["psnr_vs_baseline"]) > 40 and float(ours["ssim_vs_baseline"]) > 0.99, ours
     assert (tmp_path / "s" / "ours" / "p001-vs-diffusers.mp4").is_file()
     assert "psnr_vs_baseline" in (tmp_path / "s" / "report.html").read_text()
+
+
+def test_an_fp8_configuration_after_bf16_copies_the_loaded_weights_and_reads_nothing(tmp_path, cli, monkeypatch):
+    from helios import model_cache
+    from helios.loading import resolve_folder
+    from helios.weights import files
+
+    monkeypatch.setattr(model_cache, "_models", {})  # nothing loaded before
+    reads = []
+    read = files._read_into
+    monkeypatch.setattr(files, "_read_into", lambda f, o, t: reads.append(f.parent.name) or read(f, o, t))
+    (tmp_path / "prompts.txt").write_text("a red fox in snow\n")
+    done = cli("--prompts", tmp_path / "prompts.txt", "--common", COMMON.replace("tiny", "tiny-mid") + " --frames 33",
+               "--config", "bf16=--steps 1,1,1", "--config", "fp8=--steps 1,1,1 --fp8", "--out", tmp_path / "s", command="suite")
+    assert done.returncode == 0, done.stderr
+    assert "fp8: Model: tiny-mid" in done.stdout and "cpu+fp8" in done.stdout
+    stored = files.stored_tensors(resolve_folder("tiny-mid") / "transformer")
+    assert reads.count("transformer") == len(stored), "the transformer's files read once, for bf16"
+    rows = {r["config"]: r for r in csv.DictReader(open(tmp_path / "s" / "suite.csv"))}
+    assert rows["fp8"]["tier"] == "cpu+fp8" and rows["bf16"]["tier"] == "cpu"
