@@ -121,6 +121,12 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: the Compare tab's live players need {' and '.join(missing)} on PATH: run scripts/system-deps.sh.", file=sys.stderr)
         return 1
+    folders = tuple(Path(folder).expanduser() for folder in args.compare_model)
+    for folder in folders:
+        if not (folder / "model_index.json").is_file():
+            print(f"error: --compare-model {folder} has no model_index.json: give a Helios checkpoint folder in diffusers "
+                  "layout.", file=sys.stderr)
+            return 2
     problem = check_address(args.host, args.port)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -142,12 +148,6 @@ def main(argv=None) -> int:
     if not model.ranks.leader:
         follow(engine)
         return 0
-    folders = tuple(Path(folder).expanduser() for folder in args.compare_model)
-    for folder in folders:
-        if not (folder / "model_index.json").is_file():
-            print(f"error: --compare-model {folder} has no model_index.json: give a Helios checkpoint folder in diffusers "
-                  "layout.", file=sys.stderr)
-            return 2
     try:
         return serve(args, engine, note + model.describe(), options, folders)
     finally:

@@ -16,17 +16,31 @@ def start(*args, timeout=60):
     return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_FLAGS = [
     (["--port", "99999"], "argument --port: '99999' is not a port: give a number from 1 to 65535"),
     (["--max-upload", "lots"], "argument --max-upload: 'lots' is not a size: write it like 200mb"),
     (["--host", "999.1.1.1"], "error: --host 999.1.1.1 is not an address of this machine"),
     (["--fp8-linears", "cutlass"], "argument --fp8-linears: invalid choice: 'cutlass'"),
-])
-def test_bad_flags_end_in_one_line(args, message):
-    result = start(*args)
-    assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
+    (["--compare-model", "/nowhere"], "error: --compare-model /nowhere has no model_index.json"),
+]
+
+
+def test_a_bad_flag_ends_the_started_app_in_one_line():
+    result = start("--port", "99999")
+    assert result.returncode == 2 and BAD_FLAGS[0][1] in result.stderr.strip().splitlines()[-1]
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", BAD_FLAGS)
+def test_bad_flags_end_in_one_line(args, message, capsys, monkeypatch):
+    """In this process (a started app's imports take ~15 s on 2 cores); the model is never loaded for a bad flag."""
+    import app
+
+    monkeypatch.setattr(app, "choose_model", lambda *a: pytest.fail("loaded a model despite a bad flag"))
+    assert app.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err, err
 
 
 def test_a_port_in_use_is_named_before_the_model_loads():

@@ -160,3 +160,14 @@ def test_the_reference_engine_is_refused_a_timeline_before_a_starts(sessions):
     with pytest.raises(BadInput, match="one prompt"):
         sessions.compare("fay", shared(), side(), models_side(engine="diffusers", rows=[[0, "a"], [1, "b"]]))
     assert sessions.history("fay") == []
+
+
+def test_a_folder_the_app_was_started_with_is_a_checkpoint_choice(sessions, tiny_checkpoint):
+    from helios.studio.models import ModelChoices
+
+    folder = tiny_checkpoint("base")
+    choices = ModelChoices(sessions.engine, folders=(folder,))
+    assert choices.checkpoints[-1] == folder.name
+    assert "from disk" in choices.plan(SideModel(folder.name))
+    with pytest.raises(HeliosError, match="not a checkpoint this app compares"):
+        choices.plan(SideModel(str(folder.parent / "elsewhere")))
