@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
@@ -54,8 +55,11 @@ def test_diffusers_and_transformers_import_from_the_project_root():
 def test_every_installed_package_is_the_locks_version():
     """What CI tests is what the lock says; only the local build label (CI's torch `+cpu`) may differ."""
     locked = pins("requirements-test.lock")
+    site = {Path(sysconfig.get_path(key)).resolve() for key in ("purelib", "platlib")}
     off = {}
     for dist in importlib.metadata.distributions():
+        if Path(dist.locate_file("")).resolve() not in site:
+            continue  # e.g. setuptools' own vendored copies, on sys.path once a test imports setuptools
         name = canonicalize_name(dist.metadata["Name"])
         if name in (OURS, "pip"):
             continue
