@@ -95,6 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="release a quiet session and its files after this long")
     parser.add_argument("--runs-disk-gib", type=float, default=StudioSettings.disk_cap_bytes / 2**30,
                         help="keep the runs' files under this much disk, the least recently used removed first")
+    parser.add_argument("--monitoring", action="store_true",
+                        help="serve Gradio's traffic summary at /monitoring/summary (open to anyone who reaches the app)")
     return parser.parse_args(argv)
 
 
@@ -173,7 +175,7 @@ def serve(args, engine, banner: str, options: LoadOptions = LoadOptions(), compa
     ready = threading.Event()
     if not warm:
         ready.set()
-    settings = StudioSettings(args.session_idle_minutes * 60, int(args.runs_disk_gib * 2**30))
+    settings = StudioSettings(args.session_idle_minutes * 60, int(args.runs_disk_gib * 2**30), monitoring=args.monitoring)
     live = LiveStreams(settings.live_streams_kept)
     choices = ModelChoices(engine, options, compare_folders)
     demo = build_demo(engine, banner, default_resolution, ready, settings, live, choices)
@@ -181,6 +183,7 @@ def serve(args, engine, banner: str, options: LoadOptions = LoadOptions(), compa
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS, js=page_script(),
         prevent_thread_lock=True, state_session_capacity=settings.session_states, mcp_server=True,
+        enable_monitoring=settings.monitoring, run_history=settings.run_history,
     )
     live.mount(demo.app)
     if warm:

@@ -9,30 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
-from diffusers.video_processor import VideoProcessor
-from PIL import Image
 
+from .context import ContextLatents
 from .denoise import Denoiser, SamplingPlan, SegmentContext
 from .errors import BadInput
 from .faster.cuda_graphs import GraphedForward
 from .fit.tiers import GIB, workspace_bytes
 from .limits import FRAMES_PER_SEGMENT, LATENT_FRAMES, MAX_SEED, SPATIAL_COMPRESSION, Limits
-from .loading import HeliosModel, on_device
+from .loading import HeliosModel
 from .request import GenerationRequest
 from .segment import StepProgress, Stopwatch
 from .text import PromptEncoder
 from .timeline import Mix, PromptTimeline
-from .vae_passes import LATENTS_PER_PASS, decode_latents, encode_pixels
-
-NOISE_SIGMA = (0.111, 0.135)
+from .vae_passes import LATENTS_PER_PASS, decode_latents
 
 
 @dataclass
@@ -59,7 +53,7 @@ class EngineOptions:
 
 
 class Engine:
-    """One per loaded model; runs go one at a time (the scheduler and the GPU are shared).
+    """One per loaded model: single-GPU maths, no threads; `run.Run` takes turns on it, one run at a time.
 
     Creating it touches no GPU: its GPU state is made on first use, so a ZeroGPU Space can build it at start-up.
     """
@@ -68,8 +62,7 @@ class Engine:
         self.model = model
         self.options = options
         self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device, model.dtype)
-        self.video_processor = VideoProcessor(vae_scale_factor=SPATIAL_COMPRESSION)
-        self._busy = threading.Lock()
+        self.context = ContextLatents(model, options.vae_latents_per_pass)
 
     @property
     def uses_cuda_graphs(self) -> bool:
@@ -80,31 +73,9 @@ class Engine:
         return GraphedForward(self.model.transformer) if self.uses_cuda_graphs else None
 
     @functools.cached_property
-    def denoise_thread(self) -> ThreadPoolExecutor:
-        """Every run's denoising (and context encoding) on one long-lived thread: PyTorch keeps cuDNN's autotuned
-        plans per thread, and a fresh thread tunes the VAE again (+1.3 s before an image run's first step, H100).
-        Decoding has the model's own thread (loading.decode_thread), where the load already tuned it."""
-        device = self.model.device
-        return ThreadPoolExecutor(1, thread_name_prefix="helios-denoise", initializer=on_device, initargs=(device,))
-
-    @functools.cached_property
     def decode_stream(self) -> torch.cuda.Stream | None:
         """One for the engine's life: what the allocator caches for a stream serves that stream alone."""
         return torch.cuda.Stream(self.model.device, priority=-1) if self.model.device.type == "cuda" else None
-
-    @functools.cached_property
-    def latent_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg, vae = self.model.vae.config, self.model.vae
-        shape = (1, cfg.z_dim, 1, 1, 1)
-        mean = torch.tensor(cfg.latents_mean).view(shape).to(self.model.device, vae.dtype)
-        return mean, 1.0 / torch.tensor(cfg.latents_std).view(shape).to(self.model.device, vae.dtype)
-
-    def free_memory(self) -> None:
-        """After an out-of-memory: what the allocator caches goes back to the GPU; graphs and weights stay."""
-        gc.collect()
-        if self.model.device.type == "cuda":
-            torch.cuda.synchronize(self.model.device)
-            torch.cuda.empty_cache()
 
     def plan(self, request: GenerationRequest) -> SamplingPlan:
         """Validates the request (BadInput names the first problem) and says how its segments are sampled."""
@@ -169,15 +140,6 @@ class Engine:
         for prompt in timeline.prompts:
             self.prompts.check_length(prompt)
 
-    @contextlib.contextmanager
-    def reserved(self):
-        if not self._busy.acquire(blocking=False):
-            raise BadInput("The engine is busy with another generation: wait for it to finish.")
-        try:
-            yield
-        finally:
-            self._busy.release()
-
     def denoise(self, request: GenerationRequest, plan: SamplingPlan, prompts_at: Callable[[int], Mix],
                 on_step: Callable[[StepProgress], None]) -> Iterator[Denoised]:
         """The request's segments, denoised one after another. `prompts_at(k)` is segment k's prompt mix when k
@@ -194,7 +156,7 @@ class Engine:
 
         after = request.after
         if after is None:
-            prefix, history = self.prepare_context(request, generator)
+            prefix, history = self.context.prepare(request, generator)
         else:
             generator.set_state(after.generator_state)
             prefix, history = after.prefix, after.history
@@ -235,81 +197,13 @@ class Engine:
             if stream:
                 stream.wait_event(watch.last_event)
                 latents.record_stream(stream)
-            mean, inv_std = self.latent_stats
+            mean, inv_std = self.context.latent_stats
             scaled = latents.to(self.model.vae.dtype) / inv_std + mean
             video = decode_latents(self.model.vae, scaled, self.options.vae_latents_per_pass)[0]
             video = (video.float() * 0.5 + 0.5).clamp(0, 1)
             frames = (video * 255).round().to(torch.uint8).permute(1, 2, 3, 0).to("cpu", non_blocking=stream is not None)
             watch.mark()
         return frames
-
-    def _video_pixels(self, frames, height: int, width: int) -> torch.Tensor:
-        """(T, H, W, 3) uint8 to (1, 3, T, H, W) in [-1, 1]. Frames already at the size (the readers scale uploads
-        to it) are sent as uint8 and scaled on the GPU with the processor's own arithmetic: the same values, without
-        a PIL round trip per frame on the CPU (0.35 s for 66 frames)."""
-        if frames.shape[1:3] != (height, width):
-            return self.video_processor.preprocess_video([Image.fromarray(f) for f in frames], height=height, width=width)
-        pixels = torch.from_numpy(frames).to(self.model.device).permute(3, 0, 1, 2).unsqueeze(0).float()
-        return (pixels / 255.0) * 2.0 - 1.0
-
-    def _encode(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        mean, inv_std = self.latent_stats
-        pixels = pixels.to(self.model.device, self.model.vae.dtype)
-        latents = encode_pixels(self.model.vae, pixels, self.options.vae_latents_per_pass).sample(generator=generator)
-        return ((latents - mean) * inv_std).float()
-
-    def _noisy(self, latents: torch.Tensor, generator: torch.Generator, per_frame: bool = False) -> torch.Tensor:
-        """Blend conditioning latents with a little noise, drawn as the reference draws it."""
-        lo, hi = NOISE_SIGMA
-        device = self.model.device
-        count = latents.shape[2] if per_frame else 1
-        sigma = torch.rand(count, device=device, generator=generator) * (hi - lo) + lo
-        if per_frame:
-            sigma = sigma.view(1, 1, count, 1, 1)
-        return sigma * randn_tensor(latents.shape, generator=generator, device=device) + (1 - sigma) * latents
-
-    def prepare_context(self, request: GenerationRequest, generator: torch.Generator):
-        """The first-frame anchor (None for text-to-video) and the initial history latents, as
-        `HeliosPyramidPipeline.__call__` of diffusers 0.42.1 builds them before its first chunk."""
-        s = request.settings
-        c = self.model.transformer.config.in_channels
-        history = torch.zeros(
-            1, c, sum(s.history_sizes), s.height // SPATIAL_COMPRESSION, s.width // SPATIAL_COMPRESSION,
-            device=self.model.device,
-        )
-        if request.image is not None:
-            prefix, fake = self.prepare_image_latents(request.image, s.height, s.width, generator)
-            return prefix, torch.cat([history[:, :, :-1], fake], dim=2)
-        if request.video is not None:
-            prefix, video_latents = self.prepare_video_latents(request.video, s.height, s.width, generator)
-            keep = history.shape[2] - video_latents.shape[2]
-            history = torch.cat([history[:, :, :keep], video_latents], dim=2) if keep > 0 else video_latents
-            return prefix, history[:, :, -sum(s.history_sizes):]
-        return None, history
-
-    def prepare_image_latents(self, image, height: int, width: int, generator: torch.Generator):
-        """The image's latents and those of the image held still for a segment (its last latent stands in for
-        history), both noised: mirrors `HeliosPyramidPipeline.prepare_image_latents` and the noise its `__call__`
-        adds (diffusers 0.42.1)."""
-        pixels = self.video_processor.preprocess(image, height=height, width=width)
-        latents = self._encode(pixels.unsqueeze(2), generator)
-        still = pixels.unsqueeze(2).repeat(1, 1, FRAMES_PER_SEGMENT, 1, 1)
-        fake = self._encode(still, generator)[:, :, -1:]
-        return self._noisy(latents, generator), self._noisy(fake, generator)
-
-    def prepare_video_latents(self, frames, height: int, width: int, generator: torch.Generator):
-        """The first frame's latents and the latents of the video's last whole segments, noised per frame: mirrors
-        `HeliosPyramidPipeline.prepare_video_latents` and the noise its `__call__` adds (diffusers 0.42.1)."""
-        video = self._video_pixels(frames, height, width)
-        chunks = video.shape[2] // FRAMES_PER_SEGMENT
-        start = video.shape[2] - chunks * FRAMES_PER_SEGMENT
-        prefix = self._encode(video[:, :, :1], generator)
-        latents = [
-            self._encode(video[:, :, start + i * FRAMES_PER_SEGMENT : start + (i + 1) * FRAMES_PER_SEGMENT], generator)
-            for i in range(chunks)
-        ]
-        prefix = self._noisy(prefix, generator)
-        return prefix, torch.cat([self._noisy(chunk, generator, per_frame=True) for chunk in latents], dim=2)
 
 
 def _history_indices(history_sizes: tuple[int, int, int]) -> dict[str, torch.Tensor]:

@@ -7,8 +7,6 @@ stream, record and measure both alike."""
 from __future__ import annotations
 
 import contextlib
-import queue
-import threading
 import time
 from typing import Callable, Iterator
 
@@ -21,7 +19,7 @@ from .errors import BadInput, Cancelled
 from .limits import FRAMES_PER_SEGMENT
 from .loading import HeliosModel
 from .request import GenerationRequest
-from .run import Run
+from .run import Run, RunBase
 from .segment import Segment, SegmentTimings, StepProgress
 from .timeline import PromptTimeline
 
@@ -36,60 +34,37 @@ def check_reference_request(request: GenerationRequest) -> None:
         raise BadInput("diffusers' pipeline cannot continue a run: continue with our engine.")
 
 
-def run_with(engine: Engine, request: GenerationRequest, which: str) -> "Run | ReferenceRun":
+def run_with(engine: Engine, request: GenerationRequest, which: str) -> RunBase:
     """A run of the request by `which` engine, "ours" or "diffusers"; validated (BadInput) before anything runs."""
     return ReferenceRun(engine, request) if which == "diffusers" else Run(engine, request)
 
 
-class ReferenceRun:
+class ReferenceRun(RunBase):
     """diffusers' pipeline iterated like a `Run`: a `StepProgress` at each of its steps, then, once it has decoded the
     whole video, its frames in segments of 33, each timed by its steps (the decode's time shared out evenly)."""
 
     engine_name = "diffusers"
-    continuation = None
 
     def __init__(self, engine: Engine, request: GenerationRequest):
         check_reference_request(request)
-        self.engine, self.request = engine, request
-        self.plan = engine.plan(request)
+        super().__init__(engine, request)
         ends = [0]
         for k in range(request.total_segments):
             ends.append(ends[-1] + self.plan.steps_in_segment(k == 0))
         self._ends = ends
         """The count of the pipeline's steps done at each segment's end, 0 first."""
-        self._cancel, self._abandon = threading.Event(), threading.Event()
-        self._events: queue.Queue = queue.Queue()
-
-    @property
-    def total_segments(self) -> int:
-        return self.request.total_segments
-
-    def cancel(self) -> None:
-        """Stop at the pipeline's next step: it hands out nothing before its end, so nothing is kept."""
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
 
     def set_timeline(self, timeline: PromptTimeline) -> None:
         raise BadInput("diffusers' pipeline takes its one prompt as it starts: its timeline cannot change while it runs.")
 
-    def segments(self) -> Iterator[Segment]:
-        return (event for event in self if isinstance(event, Segment))
-
     def __iter__(self) -> Iterator[StepProgress | Segment]:
-        with self.engine.reserved():
-            worker = self.engine.denoise_thread.submit(self._frames)
+        with self._working(self._frames) as worker:
+            while (event := self._events.get()) is not None:
+                yield event
             try:
-                while (event := self._events.get()) is not None:
-                    yield event
                 frames, step_times, end = worker.result()
             except Cancelled:
                 return
-            finally:
-                self._abandon.set()
-                worker.exception()  # waits: the GPU is the next run's only once the pipeline has let go
         segments = -(-len(frames) // FRAMES_PER_SEGMENT)
         decode_s = (end - step_times[-1]) / segments
         done = [step_times[min(n, len(step_times) - 1)] for n in self._ends]

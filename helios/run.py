@@ -1,31 +1,76 @@
-"""One generation: validated, then iterated for one ordered stream of events; the engine below it only denoises and
-decodes, and knows nothing of threads, stops, live edits or ranks.
+"""One generation: validated, then iterated for one ordered stream of events. The engine below it only denoises and
+decodes; the run owns the threads, the one-run-at-a-time turn, stops, live edits, ranks and freeing memory.
 
-Denoising runs on the engine's denoise thread and decoding on its decode thread (on the decode stream), while the
-caller's thread hands out events, so segment k is decoded and handed out while segment k+1 is being denoised. The
-worker queues k+1 on the GPU only once k's decode is queued: at most one segment ahead, and the decode stream's higher priority lets k reach
-the user first. Step progress travels on the same queue, so the caller sees everything in the order it happened.
+Denoising runs on the engine's denoise thread and decoding on the model's decode thread (on the decode stream), while
+the caller's thread hands out events, so segment k is decoded and handed out while segment k+1 is being denoised. The
+worker queues k+1 on the GPU only once k's decode is queued: at most one segment ahead, and the decode stream's higher
+priority lets k reach the user first. Step progress travels on the same queue, so the caller sees everything in the
+order it happened.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import queue
 import threading
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
+from .denoise import SamplingPlan
 from .engine import Denoised, Engine
-from .errors import Cancelled, OutOfMemory
+from .errors import BadInput, Cancelled, OutOfMemory
 from .limits import FRAMES_PER_SEGMENT, output_frames
+from .loading import on_device
 from .parallel.ranks import DONE, tensors_on
 from .request import Continuation, GenerationRequest, GenerationSettings
 from .segment import Segment, SegmentTimings, StepProgress
 from .timeline import Mix, PromptTimeline
 
 _END = object()
+
+
+class Turns:
+    """What the runs of one engine share: one run at a time (the scheduler and the GPU are shared), and one long-lived
+    denoise thread. PyTorch keeps cuDNN's autotuned plans per thread, and a fresh thread tunes the VAE again (+1.3 s
+    before an image run's first step, H100). Decoding has the model's own thread (loading.decode_thread), where the
+    load already tuned it."""
+
+    _of: weakref.WeakKeyDictionary[Engine, Turns] = weakref.WeakKeyDictionary()
+    _made = threading.Lock()
+
+    def __init__(self, device: torch.device):
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="helios-denoise", initializer=on_device, initargs=(device,))
+        self._busy = threading.Lock()
+
+    @classmethod
+    def of(cls, engine: Engine) -> Turns:
+        with cls._made:
+            if engine not in cls._of:
+                cls._of[engine] = cls(engine.model.device)
+            return cls._of[engine]
+
+    @contextlib.contextmanager
+    def turn(self):
+        if not self._busy.acquire(blocking=False):
+            raise BadInput("The engine is busy with another generation: wait for it to finish.")
+        try:
+            yield self.thread
+        finally:
+            self._busy.release()
+
+
+def free_memory(device: torch.device) -> None:
+    """After an out-of-memory: what the allocator caches goes back to the GPU; graphs and weights stay."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -36,22 +81,20 @@ class _Queued:
     queued: threading.Event = field(default_factory=threading.Event)
 
 
-class Run:
-    """Iterate it once for `StepProgress` and `Segment` events; `cancel` and `set_timeline` work from any thread.
+class RunBase:
+    """What every kind of run is to its callers (the app, the CLI, suites): validated at creation, iterated once for
+    `StepProgress` and `Segment` events, stopped from any thread. `Run` is ours; `reference.ReferenceRun` is diffusers'
+    pipeline behind the same face."""
 
-    After each segment handed out, `continuation` is where a next run picks up (`GenerationRequest(after=...)`).
-    """
-
-    engine_name = "ours"
+    engine_name: str
+    continuation: Continuation | None = None
+    """Where a next run picks up (`GenerationRequest(after=...)`), after each segment handed out."""
 
     def __init__(self, engine: Engine, request: GenerationRequest):
         """Validates the request (BadInput names the first problem); nothing runs until it is iterated."""
         self.engine = engine
         self.request = request
-        self.plan = engine.plan(request)
-        self.continuation: Continuation | None = request.after
-        self._timeline = request.timeline
-        self._lock = threading.Lock()
+        self.plan: SamplingPlan = engine.plan(request)
         self._cancel = threading.Event()
         self._abandon = threading.Event()
         self._events: queue.Queue = queue.Queue()
@@ -68,6 +111,52 @@ class Run:
     @property
     def cancelled(self) -> bool:
         return self._cancel.is_set()
+
+    def set_timeline(self, timeline: PromptTimeline) -> None:
+        raise NotImplementedError
+
+    def segments(self) -> Iterator[Segment]:
+        return (event for event in self if isinstance(event, Segment))
+
+    def __iter__(self) -> Iterator[StepProgress | Segment]:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def _working(self, work: Callable[[], object]) -> Iterator[Future]:
+        """`work` on the engine's denoise thread, in this run's turn; leaving the block abandons it and waits until
+        it has let go of the GPU (the next run's turn starts only then)."""
+        if self._started:
+            raise RuntimeError("a run is iterated once")
+        self._started = True
+        with Turns.of(self.engine).turn() as thread:
+            worker = thread.submit(work)
+            try:
+                yield worker
+            finally:
+                self._abandon.set()
+                while not worker.done():
+                    self._release_waiting_worker()
+                self._events = queue.Queue()
+
+    def _release_waiting_worker(self) -> None:
+        try:
+            item = self._events.get(timeout=0.1)
+        except queue.Empty:
+            return
+        if isinstance(item, _Queued):
+            item.queued.set()
+
+
+class Run(RunBase):
+    """Our engine's run; `set_timeline` works from any thread while it runs."""
+
+    engine_name = "ours"
+
+    def __init__(self, engine: Engine, request: GenerationRequest):
+        super().__init__(engine, request)
+        self.continuation = request.after
+        self._timeline = request.timeline
+        self._lock = threading.Lock()
 
     def set_timeline(self, timeline: PromptTimeline) -> None:
         """Takes effect from the next segment to start."""
@@ -93,27 +182,15 @@ class Run:
     def _denoised(self) -> Iterator[Denoised]:
         return self.engine.denoise(self.request, self.plan, self._prompts_at, self._on_step)
 
-    def segments(self) -> Iterator[Segment]:
-        return (event for event in self if isinstance(event, Segment))
-
     def __iter__(self) -> Iterator[StepProgress | Segment]:
-        if self._started:
-            raise RuntimeError("a run is iterated once")
-        self._started = True
         out_of_memory = False
-        with self.engine.reserved():
-            worker = self.engine.denoise_thread.submit(self._denoise)
+        with self._working(self._denoise):
             try:
                 yield from self._hand_out()
             except torch.OutOfMemoryError:
                 out_of_memory = True  # the error's frames hold the run's tensors: it must not outlive this block
-            finally:
-                self._abandon.set()
-                while not worker.done():
-                    self._release_waiting_worker()
-                self._events = queue.Queue()
         if out_of_memory:
-            self.engine.free_memory()
+            free_memory(self.engine.model.device)
             done = self.continuation.next_segment if self.continuation else 0
             raise OutOfMemory(
                 f"The GPU ran out of memory in segment {done + 1} of {self.total_segments}: the run was stopped and its "
@@ -135,14 +212,6 @@ class Run:
             self.engine.model.ranks.fail(exc)  # followers waiting for this rank in a collective end now
             self._events.put(exc)
         self._events.put(_END)
-
-    def _release_waiting_worker(self) -> None:
-        try:
-            item = self._events.get(timeout=0.1)
-        except queue.Empty:
-            return
-        if isinstance(item, _Queued):
-            item.queued.set()
 
     def _hand_out(self) -> Iterator[StepProgress | Segment]:
         after = self.request.after

@@ -13,7 +13,7 @@ import torch
 @dataclass(frozen=True)
 class StepProgress:
     segment: int
-    segments: int
+    total_segments: int
     step: int
     steps: int
 
@@ -28,7 +28,7 @@ class SegmentTimings:
 @dataclass(frozen=True)
 class Segment:
     index: int
-    count: int
+    total_segments: int
     frames: np.ndarray
     frame_start: int
     prompts: tuple[tuple[str, float], ...]

@@ -55,8 +55,8 @@ class PromptTimeline:
     def prompts(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(e.prompt for e in self.entries))
 
-    def check(self, num_segments: int | None = None) -> None:
-        """Raise BadInput naming the first problem; `num_segments` also bounds the starts."""
+    def check(self, total_segments: int | None = None) -> None:
+        """Raise BadInput naming the first problem; `total_segments` also bounds the starts."""
         if not self.entries:
             raise BadInput("The prompt timeline is empty: add at least one prompt.")
         if isinstance(self.crossfade, bool) or not isinstance(self.crossfade, int) or self.crossfade < 0:
@@ -81,10 +81,10 @@ class PromptTimeline:
                     f"Timeline row {n} starts at segment {entry.segment}, not after row {n - 1} "
                     f"(segment {previous}): order rows by start, at most one change per segment."
                 )
-            if num_segments is not None and entry.segment >= num_segments:
+            if total_segments is not None and entry.segment >= total_segments:
                 raise BadInput(
-                    f"Timeline row {n} starts at segment {entry.segment}, but the video has only {num_segments} "
-                    f"segments ({num_segments * FRAMES_PER_SEGMENT} frames): make the video longer or start earlier."
+                    f"Timeline row {n} starts at segment {entry.segment}, but the video has only {total_segments} "
+                    f"segments ({total_segments * FRAMES_PER_SEGMENT} frames): make the video longer or start earlier."
                 )
             previous = entry.segment
 

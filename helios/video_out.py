@@ -25,7 +25,7 @@ class ProgressLine:
     def step(self, p: StepProgress) -> None:
         done = self.width * p.step // max(p.steps, 1)
         bar = "#" * done + "." * (self.width - done)
-        self.stream.write(f"\rsegment {p.segment + 1}/{p.segments} [{bar}] step {p.step}/{p.steps}")
+        self.stream.write(f"\rsegment {p.segment + 1}/{p.total_segments} [{bar}] step {p.step}/{p.steps}")
         self.stream.flush()
         self.open = True
 
@@ -37,7 +37,7 @@ class ProgressLine:
 
     def segment(self, seg, elapsed: float, frames: int) -> None:
         self.stream.write(
-            f"\rsegment {seg.index + 1}/{seg.count} [{'#' * self.width}] {len(seg.frames)} frames, "
+            f"\rsegment {seg.index + 1}/{seg.total_segments} [{'#' * self.width}] {len(seg.frames)} frames, "
             f"{seg.fps:.1f} FPS (overall {frames / elapsed:.1f} FPS)\n"
         )
         self.stream.flush()

@@ -338,3 +338,12 @@ def test_a_run_is_its_sessions_own(app_url):
             bob.predict(*args, api_name="/generate")
         assert_in_our_words(str(refused.value))
         assert "another session's file" in str(refused.value) or "could not be read" in str(refused.value)
+
+
+def test_gradios_traffic_summary_and_browser_run_history_are_off(app_url):
+    """Gradio 6 serves /monitoring/summary to anyone and records runs in the browser unless told otherwise."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(app_url + "monitoring/summary", timeout=30)
+    assert refused.value.code in (403, 404)
+    with urllib.request.urlopen(app_url + "config", timeout=30) as response:
+        assert json.loads(response.read())["run_history"] is False

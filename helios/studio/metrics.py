@@ -51,7 +51,7 @@ class RunMetrics:
 
     def on_step(self, progress: StepProgress) -> None:
         self.step = progress
-        self.total_segments = progress.segments
+        self.total_segments = progress.total_segments
         self.elapsed_s = time.perf_counter() - self.started
 
     def on_segment(self, segment: Segment, first_frame_s: float | None) -> None:
@@ -65,7 +65,7 @@ class RunMetrics:
             seconds = t.denoise_s * later_steps / first_steps + t.decode_s
             self.first_estimate_s = seconds * FRAMES_PER_SEGMENT / len(segment.frames)
         self.segments = segment.index + 1
-        self.total_segments = segment.count
+        self.total_segments = segment.total_segments
         self.frames += len(segment.frames)
         self.segment_fps.append(segment.fps)
         self.segment_frames.append(len(segment.frames))

@@ -22,3 +22,8 @@ class StudioSettings:
     `Sessions`, so the last 64 are enough: twice the queue's length."""
     cache_sweep: tuple[int, int] = (3600, 6 * 3600)
     """Every hour Gradio deletes the files it cached for the page (uploads, clips, videos) over 6 hours old."""
+    monitoring: bool = False
+    """Gradio 6 serves event counts and durations at /monitoring/summary to anyone by default; `--monitoring` asks."""
+    run_history: bool = False
+    """Gradio 6 saves every call in the browser to replay from /gradio_api/runs; ours point at files released with
+    the session (30 idle minutes), and the page keeps its own history with each run's recipe, so it is off."""
