@@ -158,10 +158,9 @@ def main(argv=None) -> int:
 
 def serve(args, engine, banner: str, options: LoadOptions = LoadOptions(), compare_folders: tuple = ()) -> int:
     """Rank 0's part (the only one without torchrun): the page, and the runs it asks for."""
-    from helios.studio.layout import CSS
     from helios.studio.live_stream import LiveStreams
     from helios.studio.models import ModelChoices
-    from helios.studio.page import build_demo
+    from helios.studio.page import CSS, build_demo
     from helios.studio.scripts import page_script
 
     model = engine.model

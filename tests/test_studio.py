@@ -127,7 +127,7 @@ def test_bad_numbers_and_long_prompts_are_refused_in_words(sessions, change, mes
 
 
 def test_error_toasts_carry_no_markup():
-    from helios.studio.page import _user_error
+    from helios.studio.tab import user_error as _user_error
 
     crafted = '<a href="https://example.com">Click to fix</a><form><input type=password></form>'
     with pytest.raises(BadInput) as caught:

@@ -1,24 +1,90 @@
-"""The timeline editor's buttons: rows added, removed and sorted in the page, timelines imported from a file or an
-example and exported, none of them an API endpoint."""
+"""The timeline editor, in the Generate tab: rows added, removed and sorted in the page, timelines imported from a
+file or an example and exported; none of them an API endpoint."""
 
 from __future__ import annotations
 
-from .layout import EXAMPLE_TIMELINES, Layout
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import gradio as gr
+
+from helios.limits import Limits
+from helios.timeline import read_timeline
+
+from .form import rows_from_timeline, timeline_from_rows
+from .tab import in_words
+
+if TYPE_CHECKING:
+    from .generate_tab import GenerateTab
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "timelines"
+EXAMPLE_TIMELINES = {p.name: p for p in sorted(EXAMPLES.glob("*")) if p.suffix in (".json", ".csv")}
 
 
-def wire_timeline_editor(page: Layout, load_timeline, export) -> None:
-    timeline = [page.rows, page.unit, page.crossfade]
-    page.add_row.click(add_row, page.rows, page.rows, api_visibility="private")
-    page.remove_row.click(remove_row, page.rows, page.rows, api_visibility="private")
-    page.sort_rows.click(sort_rows, page.rows, page.rows, api_visibility="private")
-    covered = [*timeline, page.segments]
-    page.import_file.upload(load_timeline, [page.import_file, page.segments], covered, api_visibility="private")
-    page.example_pick.change(
-        lambda name, segments: load_timeline(EXAMPLE_TIMELINES.get(name), segments), [page.example_pick, page.segments],
-        covered, api_visibility="private",
-    )
-    page.export_json.click(lambda r, u, c: export(r, u, c, "json"), timeline, page.exported, api_visibility="private")
-    page.export_csv.click(lambda r, u, c: export(r, u, c, "csv"), timeline, page.exported, api_visibility="private")
+@dataclass
+class TimelineEditor:
+    add_row: gr.Button
+    remove_row: gr.Button
+    sort_rows: gr.Button
+    import_file: gr.File
+    example_pick: gr.Dropdown
+    export_json: gr.Button
+    export_csv: gr.Button
+    exported: gr.File
+
+
+def lay_out_buttons() -> dict:
+    with gr.Row():
+        return dict(add_row=gr.Button("Add row", size="sm", elem_id="add-row"),
+                    remove_row=gr.Button("Remove last row", size="sm"),
+                    sort_rows=gr.Button("Sort by start", size="sm"))
+
+
+def lay_out_files() -> dict:
+    c: dict = {}
+    with gr.Accordion("Import / export timeline", open=False):
+        c["import_file"] = gr.File(label="Import .json or .csv", file_types=[".json", ".csv"], type="filepath")
+        c["example_pick"] = gr.Dropdown(list(EXAMPLE_TIMELINES), label="Example timelines", value=None)
+        with gr.Row():
+            c["export_json"] = gr.Button("Export JSON", size="sm")
+            c["export_csv"] = gr.Button("Export CSV", size="sm")
+        c["exported"] = gr.File(label="Exported timeline", interactive=False)
+    return c
+
+
+def wire(editor: TimelineEditor, tab: GenerateTab, limits: Limits) -> None:
+    timeline = [tab.rows, tab.unit, tab.crossfade]
+    private = dict(api_visibility="private")
+    editor.add_row.click(add_row, tab.rows, tab.rows, **private)
+    editor.remove_row.click(remove_row, tab.rows, tab.rows, **private)
+    editor.sort_rows.click(sort_rows, tab.rows, tab.rows, **private)
+    covered = [*timeline, tab.segments]
+
+    @in_words
+    def load(path, segments):
+        """The timeline's rows, and a length that covers it (never shorter than the one set)."""
+        if not path:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        timeline = read_timeline(path)
+        covering = min(timeline.covering_segments, limits.max_segments)
+        return *rows_from_timeline(timeline), max(covering, segments if isinstance(segments, (int, float)) else 1)
+
+    editor.import_file.upload(load, [editor.import_file, tab.segments], covered, **private)
+    editor.example_pick.change(lambda name, segments: load(EXAMPLE_TIMELINES.get(name), segments),
+                               [editor.example_pick, tab.segments], covered, **private)
+    editor.export_json.click(lambda r, u, c: export(r, u, c, "json"), timeline, editor.exported, **private)
+    editor.export_csv.click(lambda r, u, c: export(r, u, c, "csv"), timeline, editor.exported, **private)
+
+
+@in_words
+def export(rows, unit, crossfade, kind: str) -> str:
+    timeline = timeline_from_rows(rows, unit, crossfade)
+    timeline.check()
+    out = Path(tempfile.mkdtemp(prefix="helios-timeline-")) / f"timeline.{kind}"
+    out.write_text(timeline.to_json() if kind == "json" else timeline.to_csv(), encoding="utf-8")
+    return str(out)
 
 
 def add_row(rows):
