@@ -7,8 +7,8 @@ stopped mid-run, a client that drops its stream mid-run, a continue, a timeline 
 two clients at once. After each run it samples the app's process: resident memory, open file descriptors, threads,
 GPU memory (where nvidia-smi sees the process) and the disk under Gradio's cache folder.
 
-The rule: after a warm-up of one cycle, the median of each quantity over the last quarter of runs may exceed its
-median over the first quarter by at most 5% or one unit, whichever is more. Medians, because a leak moves every
+The rule: after a warm-up of one cycle, the median of each quantity over the last quarter of runs (whole cycles) may
+exceed its median over the first quarter by at most 5% or one unit, whichever is more. Medians, because a leak moves every
 sample after it while a run's passing peak moves one (a continue that holds 50 MiB of frames while it runs, a
 thread alive at one sample). Exit status 1 if anything keeps growing. `--in-process` drives the page's handlers in
 this process instead (a GPU machine without the app's web packages; `benchmarks.gpu_soak`): the same actions, each
@@ -34,7 +34,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GROWTH = 1.05
-QUANTITIES = ("rss_mib", "fds", "threads", "gpu_mib", "disk_mib")
+QUANTITIES = ("rss_mib", "fds", "threads", "gpu_mib", "disk_mib", "objects", "tensor_mib")
+FLOOR_MIB_PER_RUN = 2.0
+"""The floor rule for resident memory in a short soak: the last quarter's lowest sample may exceed the first quarter's
+highest by at most this much per run between the quarters' middles."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,10 @@ class Sample:
     threads: int
     gpu_mib: float | None
     disk_mib: float
+    objects: int | None = None
+    """Objects the garbage collector tracks after a collection: in process only."""
+    tensor_mib: float | None = None
+    """Bytes of every tensor alive after a collection: in process only."""
 
 
 BAD_INPUTS = (dict(steps="99999,1,1"), dict(segments="lots"), dict(prompt=" "))
@@ -179,7 +186,11 @@ def _client(url: str):
 
 class InProcess:
     """The page's handlers (`Sessions`) in this process. A dropped stream is a closed updates generator; two clients
-    at once run one after the other, as the app's queue runs them (the engine takes one run at a time)."""
+    at once run one after the other, as the app's queue runs them (the engine takes one run at a time). The sessions'
+    clock counts runs, not seconds: a session is released after `IDLE_RUNS` runs, however busy the machine is (with a
+    wall clock a loaded machine kept fewer sessions, and so less memory, than a quiet one)."""
+
+    IDLE_RUNS = 6
 
     def __init__(self, engine, workdir: Path, resolution: str):
         from helios.run import warm_up
@@ -192,7 +203,9 @@ class InProcess:
         warm_up(engine, *parse_resolution(resolution))
         ready = threading.Event()
         ready.set()
-        self.sessions = Sessions(engine, ready, StudioSettings(6.0, int(0.02 * 2**30)), root=self.root)
+        self.runs_done = 0
+        settings = StudioSettings(self.IDLE_RUNS - 0.5, int(0.02 * 2**30))
+        self.sessions = Sessions(engine, ready, settings, clock=lambda: self.runs_done, root=self.root)
 
     def form(self, prompt: str = "a lighthouse at dusk", segments: int = 1, steps: str = "1,1,1"):
         from helios.studio.form import Form
@@ -241,13 +254,21 @@ class InProcess:
         self.generate(form)
 
     def sample(self, run: int, action: str, seconds: float) -> Sample:
+        import gc
+
         import torch
 
+        self.runs_done += 1
+        gc.collect()
+        tracked = gc.get_objects()
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tracked
+                    if isinstance(t, torch.Tensor) and not t.is_meta}
         status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
         disk = sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
         gpu = torch.cuda.memory_reserved() / 2**20 if torch.cuda.is_available() else None
         return Sample(run, action, round(seconds, 2), round(int(status["VmRSS"].split()[0]) / 1024, 1),
-                      len(os.listdir("/proc/self/fd")), int(status["Threads"]), gpu, round(disk / 2**20, 2))
+                      len(os.listdir("/proc/self/fd")), int(status["Threads"]), gpu, round(disk / 2**20, 2),
+                      len(tracked), round(sum(storages.values()) / 2**20, 2))
 
 
 def generate(target) -> None:
@@ -306,9 +327,13 @@ def soak(target, runs: int, progress=print, out: Path | None = None, **about) ->
 
 
 def growth(samples: list[Sample]) -> dict[str, dict]:
-    """Per quantity: the first and last quarter's medians after one warm-up cycle, and whether it kept growing."""
+    """Per quantity: the first and last quarter's medians after one warm-up cycle (quarters of whole cycles; one cycle
+    each in a soak of under 8 cycles), and whether it kept growing (the medians rule). Resident memory also gets the floor rule (`FLOOR_MIB_PER_RUN`), which a short soak can decide:
+    one process's RSS moves between allocator levels ~100 MiB apart from run to run (tests/results/README.md), so
+    quarters of five runs have unstable medians, but a leak lifts every sample after it, the lowest too."""
     measured = samples[len(ACTIONS):]
-    quarter = max(len(measured) // 4, 1)
+    quarter = len(ACTIONS) * max(len(measured) // (4 * len(ACTIONS)), 1)
+    """Whole cycles, so both quarters hold the same actions (a continue holds more tensors than a bad input)."""
     verdict = {}
     for name in QUANTITIES:
         values = [getattr(s, name) for s in measured]
@@ -316,6 +341,10 @@ def growth(samples: list[Sample]) -> dict[str, dict]:
             continue
         first, last = statistics.median(values[:quarter]), statistics.median(values[-quarter:])
         verdict[name] = dict(first_quarter_median=first, last_quarter_median=last, grows=last > max(first * GROWTH, first + 1))
+    if "rss_mib" in verdict:
+        values = [s.rss_mib for s in measured]
+        rise = min(values[-quarter:]) - max(values[:quarter])
+        verdict["rss_mib"]["floor_grows"] = rise > FLOOR_MIB_PER_RUN * (len(values) - quarter)
     return verdict
 
 
