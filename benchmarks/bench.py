@@ -22,18 +22,17 @@ import torch
 from PIL import Image
 
 from helios.engine import Engine, EngineOptions
-from helios.faster.speedups import Speedups
 from helios.fit.capability import Capabilities
 from helios.fit.here import decide
-from helios.fit.tiers import ModelSize, Placement
+from helios.fit.tiers import ModelSize
 from helios.flavour import DISTILLED
 from helios.limits import parse_steps
 from helios.loading import LoadOptions, assemble, load_checkpoint
 from helios.parallel.ranks import ranks
+from helios.placement import Placement, Speedups, WeightForm
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run, follow, warm_up
 from helios.timeline import PromptTimeline
-from helios.weights.form import WeightForm
 
 
 def build_transformer(device):
@@ -147,9 +146,9 @@ def engine_frames(engine):
 
 
 FP8_VARIANTS = {
-    "ours": ("FP8 linears (ours), bf16 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="ours"), faster=Speedups(fp8_attention=False))),
-    "torchao": ("FP8 linears (torchao), bf16 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="torchao"), faster=Speedups(fp8_attention=False))),
-    "ours+attention": ("FP8 linears (ours) and FP8 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="ours"), faster=Speedups(fp8_attention=True))),
+    "ours": ("FP8 linears (ours), bf16 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="ours"), faster=Speedups(attention="cudnn"))),
+    "torchao": ("FP8 linears (torchao), bf16 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="torchao"), faster=Speedups(attention="cudnn"))),
+    "ours+attention": ("FP8 linears (ours) and FP8 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="ours"), faster=Speedups(attention="fp8"))),
 }
 """Each FP8 piece on its own fresh load, so the run shows what each one buys and costs."""
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 
 from helios.engine import Engine
-from helios.fit.tiers import Placement
-from helios.weights.form import WeightForm
+from helios.placement import Placement, WeightForm
 
 from .bench import build_transformer, build_vae, place
 from .random_checkpoint import build_text_encoder

@@ -9,16 +9,15 @@ from pathlib import Path
 
 from . import DEFAULT_MODEL
 from .errors import BadInput
-from .faster.speedups import Speedups
-from .fit.tiers import FP8_LINEARS, MEMORY_CHOICES, PARALLEL_CHOICES, TIERS, Placement
+from .fit.tiers import FP8_LINEARS, MEMORY_CHOICES, PARALLEL_CHOICES, TIERS
 from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import LoadOptions
 from .media import read_image, read_video
+from .placement import ATTENTION, Placement, Speedups, WeightForm
 from .recipe import Recipe
 from .reference import ENGINES
 from .request import GenerationRequest, GenerationSettings
 from .timeline import PromptTimeline, read_timeline
-from .weights.form import WeightForm
 
 DEFAULT_FRAMES = 132
 """Four segments; a --timeline without --frames gets at least what it covers (its last entry, faded in)."""
@@ -97,8 +96,10 @@ def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) 
                         "ours (the streamed tiers' own; compared in benchmarks/README.md)")
     if not runs:
         return
-    parser.add_argument("--fp8-attention", action="store_true",
-                        help="with FP8 matmuls: self-attention's q·k in FP8 too (our Triton kernel; slower than cuDNN on an H100)")
+    parser.add_argument("--attention", choices=list(ATTENTION), default="cudnn",
+                        help="the blocks' attention: cudnn (fastest on an H100), native (PyTorch's), flash (where "
+                        "flash-attn is installed), or fp8 (with --fp8 on Ada/Hopper: our Triton kernel, q·k in FP8; "
+                        "slower than cudnn on an H100); one this machine cannot run falls back to native, said at load")
     parser.add_argument("--aot", default=os.environ.get("HELIOS_AOT", "auto"), metavar="DIR",
                         help="ahead-of-time compiled blocks from DIR (made by python -m helios compile), or from a Hub repo id "
                         "holding such a folder; auto: the cache's, if made for this GPU; off: compile just in time")
@@ -110,7 +111,8 @@ def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) 
 
 
 def load_options_from_args(args, **more) -> LoadOptions:
-    placement = Placement(weights=WeightForm(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears), faster=Speedups(fp8_attention=args.fp8_attention, aot=args.aot), parallel=args.parallel)
+    weights = WeightForm(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears)
+    placement = Placement(weights=weights, faster=Speedups(attention=args.attention, aot=args.aot), parallel=args.parallel)
     return LoadOptions(placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory, **more)
 
 

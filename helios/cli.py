@@ -16,21 +16,19 @@ from .arguments import (
     requests_from_args,
 )
 from .errors import BadInput, HeliosError
-from .faster.speedups import Speedups
-from .fit.tiers import Placement
 from .limits import FRAMES_PER_SEGMENT
 from .loading import LoadOptions
 from .measures import columns
 from .media import check_output_path
 from .model_cache import load_model
 from .parallel.ranks import ranks
+from .placement import Placement, Speedups, WeightForm
 from .recipe import Recipe, sidecar
 from .request import GenerationRequest, GenerationSettings
 from .run import Run, follow
 from .suite import add_suite_arguments, run_suite
 from .timeline import PromptTimeline
 from .video_out import ProgressLine, check_request, make_one, write_csv
-from .weights.form import WeightForm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,12 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def attention_of(faster: dict) -> str:
+    """A recipe's attention; recipes before 0.5 named it by two switches."""
+    if "attention" in faster:
+        return faster["attention"]
+    return "fp8" if faster.get("fp8_attention") else ("cudnn" if faster.get("attention_backend") else "native")
+
+
 def generate(args) -> int:
     recipe = Recipe.read(args.recipe) if args.recipe is not None else None
     if recipe is not None:
         args.model, args.fp8 = recipe.model, recipe.placement["fp8"]
         switches = recipe.placement["switches"]
-        args.fp8_attention = switches.get("faster", switches).get("fp8_attention", False)  # recipes before 0.4: flat
+        args.attention = attention_of(switches.get("faster", switches))  # recipes before 0.4: flat
         args.engine = recipe.engine
     requests = requests_from_args(args, recipe)
     grid = len(requests) > 1

@@ -23,10 +23,11 @@ from .errors import ModelUnavailable
 from .fit.capability import Capabilities
 from .fit.here import decide
 from .fit.size import model_size
-from .fit.tiers import HOST_BASE, Fit, Placement
+from .fit.tiers import HOST_BASE, Fit
 from .flavour import Flavour, flavour_from_index
 from .parallel.context_parallel import attention_split
 from .parallel.ranks import Ranks, ranks
+from .placement import Placement
 from .startup import ReadAhead, note_code_files
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny, marker
 from .weights.files import FromLoaded, HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream

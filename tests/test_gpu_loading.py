@@ -6,13 +6,11 @@ import pytest
 import torch
 
 from helios.engine import Engine
-from helios.faster.speedups import Speedups
-from helios.fit.tiers import Placement
 from helios.loading import LoadOptions, load_checkpoint
+from helios.placement import Placement, Speedups, WeightForm
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline
-from helios.weights.form import WeightForm
 from helios.weights.streaming import StreamedBlock, plain_tensors
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -12,15 +12,13 @@ import torch
 from diffusers import AutoencoderKLWan, HeliosPyramidPipeline
 
 from helios.engine import Engine, EngineOptions
-from helios.faster.speedups import Speedups
-from helios.fit.tiers import Placement
 from helios.loading import LoadOptions
 from helios.model_cache import load_model
+from helios.placement import Placement, Speedups, WeightForm
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline
 from helios.tiny import TinySpec, build_tiny
-from helios.weights.form import WeightForm
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 PROMPT, SIZE, SEED = "a lighthouse in a storm", 128, 11
@@ -43,7 +41,7 @@ def reference(checkpoint):
     return (frames * 255).round().astype(np.uint8)
 
 
-PLAIN = Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=False, attention_backend=None, channels_last_vae=False, vae_kernels=False, cudnn_autotune=False))
+PLAIN = Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=False, attention="native", channels_last_vae=False, vae_kernels=False, cudnn_autotune=False))
 
 
 def engine(checkpoint, vae_dtype, placement=Placement(), options=EngineOptions()):

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 
 from helios.engine import Engine
-from helios.faster.speedups import Speedups
-from helios.fit.tiers import Placement
 from helios.loading import LoadOptions
 from helios.model_cache import load_model
+from helios.placement import Placement, Speedups
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline

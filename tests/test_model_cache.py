@@ -7,14 +7,13 @@ import pytest
 from helios import model_cache
 from helios.engine import Engine
 from helios.errors import ModelUnavailable
-from helios.fit.tiers import Placement
 from helios.loading import LoadOptions
 from helios.model_cache import load_model, plan_load, release
+from helios.placement import Placement, WeightForm
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline
 from helios.weights import files
-from helios.weights.form import WeightForm
 
 FP8 = LoadOptions(device="cpu", placement=Placement(weights=WeightForm(fp8=True)))
 BF16 = LoadOptions(device="cpu")

@@ -10,14 +10,14 @@ from helios.engine import Engine
 from helios.errors import BadInput, ModelUnavailable
 from helios.fit.capability import Capabilities
 from helios.fit.size import model_size
-from helios.fit.tiers import GIB, ModelSize, Placement, crowded, gpu_bytes, host_bytes, resolve, workspace_bytes
+from helios.fit.tiers import GIB, ModelSize, crowded, gpu_bytes, host_bytes, resolve, workspace_bytes
 from helios.loading import LoadOptions, load_checkpoint
 from helios.model_cache import load_model
+from helios.placement import Placement, Speedups, WeightForm
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline
 from helios.tiny import TinySpec, build_tiny
-from helios.weights.form import WeightForm
 from helios.weights.streaming import StreamedBlock, plain_tensors, streamed_positions
 
 HELIOS_14B = ModelSize(
@@ -97,8 +97,28 @@ def test_a_host_too_small_for_the_tier_the_gpu_needs_is_refused_in_words():
         resolve(Placement(), gpu(11, host_gib=16), HELIOS_14B)
 
 
+@pytest.mark.parametrize("attention, caps, fp8, kept, note", [
+    ("cudnn", gpu(79, cudnn_attention=False), False, False, "cuDNN's fused attention needs cuDNN"),
+    ("cudnn", gpu(79, cudnn_attention=True), False, True, None),
+    ("native", gpu(79, cudnn_attention=False), False, True, None),
+    ("fp8", gpu(79, (9, 0)), False, False, "FP8 attention needs Triton and FP8 weights"),
+    ("fp8", gpu(79, (9, 0)), True, True, None),
+    ("fp8", gpu(79, (8, 6)), True, False, "FP8 tensor cores"),
+    ("flash", gpu(79, (9, 0)), False, False, "flash-attn package"),
+])
+def test_attention_is_one_setting_whose_backends_declare_what_they_need(attention, caps, fp8, kept, note):
+    placement = Placement(weights=WeightForm(memory="fp8" if fp8 else "resident"), faster=Speedups(attention=attention))
+    resolved = resolve(placement, caps, HELIOS_14B)
+    assert resolved.placement.faster.attention == (attention if kept else "native")
+    assert any(note in n for n in resolved.notes) if note else not any("attention off" in n for n in resolved.notes)
+
+
+def test_an_unknown_attention_is_refused_in_words():
+    with pytest.raises(ModelUnavailable, match="Unknown attention 'sage': choose one of cudnn, native, flash, fp8"):
+        resolve(Placement(faster=Speedups(attention="sage")), gpu(79), HELIOS_14B)
+
+
 @pytest.mark.parametrize("field, caps, note", [
-    ("attention_backend", gpu(79, cudnn_attention=False), "cuDNN attention"),
     ("vae_kernels", gpu(79, triton=False), "Triton kernels"),
     ("compile_blocks", gpu(79, zero_gpu=True), "no runtime compile on ZeroGPU"),
 ])
@@ -199,7 +219,7 @@ def test_every_tier_keeps_the_frames(five_blocks, tier, exact):
 def test_fp8_tiers_use_torchao_where_it_was_measured_faster(memory, linears):
     resolved = resolve(Placement(weights=WeightForm(memory=memory)), gpu(79, (9, 0)), HELIOS_14B)
     assert resolved.placement.weights.fp8_linears == linears
-    assert resolved.placement.faster.fp8_attention is False, "slower than cuDNN's bf16 attention on the H100: opt-in"
+    assert resolved.placement.faster.attention == "cudnn", "slower than cuDNN's bf16 attention on the H100: opt-in"
 
 
 def test_models_stay_warm_together_while_neither_costs_the_other_its_tier():

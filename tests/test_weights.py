@@ -7,10 +7,10 @@ import torch
 from helios.errors import ModelUnavailable
 from helios.fit.capability import Capabilities
 from helios.fit.size import model_size
-from helios.fit.tiers import GIB, HOST_BASE, Placement, host_bytes, resolve
+from helios.fit.tiers import GIB, HOST_BASE, host_bytes, resolve
 from helios.loading import LoadOptions, load_checkpoint
+from helios.placement import Placement, WeightForm
 from helios.weights.files import WeightFiles
-from helios.weights.form import WeightForm
 
 
 def tensors(module) -> dict[str, torch.Tensor]:

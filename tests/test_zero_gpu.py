@@ -14,11 +14,10 @@ from torch.overrides import TorchFunctionMode
 import app
 from helios import model_cache
 from helios.errors import ModelUnavailable
-from helios.fit.tiers import Placement
 from helios.loading import LoadOptions
 from helios.model_cache import load_model
+from helios.placement import Placement, WeightForm
 from helios.studio.page import build_demo
-from helios.weights.form import WeightForm
 
 GIB = 2**30
 STAND_IN = """

@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from ..cache import cache_dir
 from ..errors import ModelUnavailable
+from ..placement import ATTENTION
 
 BLOCK = "HeliosTransformerBlock"
 PACKAGE = "package.pt2"
@@ -90,7 +91,7 @@ def aot_key(config: dict, dtype: torch.dtype, fit, caps) -> AotKey:
         torch=torch.__version__.split("+")[0],
         block=f"{config['num_attention_heads']}x{config['attention_head_dim']}-ffn{config['ffn_dim']}",
         weights=weights,
-        attention=fit.placement.faster.attention_backend or "native",
+        attention=ATTENTION[fit.placement.faster.attention].diffusers or fit.placement.faster.attention,
     )
 
 

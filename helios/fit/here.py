@@ -9,8 +9,9 @@ from typing import Callable
 import torch
 
 from ..faster.aot import aot_cache, aot_key, choose
+from ..placement import Placement
 from .capability import Capabilities
-from .tiers import Fit, ModelSize, Placement, resolve
+from .tiers import Fit, ModelSize, resolve
 
 
 def decide(placement: Placement, caps: Capabilities, size: ModelSize, transformer_config: dict, dtype: torch.dtype,
@@ -19,5 +20,5 @@ def decide(placement: Placement, caps: Capabilities, size: ModelSize, transforme
     fit = resolve(placement, caps, size)
     faster = fit.placement.faster
     key = aot_key(transformer_config, dtype, fit, caps)
-    folder, note = choose(faster.aot, key, aot_cache(), caps.ranks, faster.kernels or faster.fp8_attention, locate)
+    folder, note = choose(faster.aot, key, aot_cache(), caps.ranks, faster.kernels or faster.attention == "fp8", locate)
     return fit.with_aot(folder, note)

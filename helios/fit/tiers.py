@@ -1,9 +1,6 @@
-"""The memory tiers, and what runs here: `resolve` turns the `Placement` asked for into the `Fit` this GPU and host
-run, naming every reason; `fit.here.decide` adds the ahead-of-time folder, if one was made for it.
-
-A `Placement` is part of the model's load key: two different placements are two different loads, and a loaded model
-is never patched afterwards.
-"""
+"""The memory tiers, and what runs here: `resolve` turns the `Placement` asked for (helios/placement.py) into the
+`Fit` this GPU and host run, naming every reason; `fit.here.decide` adds the ahead-of-time folder, if one was made
+for it."""
 
 from __future__ import annotations
 
@@ -12,8 +9,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from ..errors import ModelUnavailable
-from ..faster.speedups import Speedups
-from ..weights.form import WeightForm
+from ..placement import ATTENTION, Placement, Speedups, WeightForm
 from .capability import Capabilities
 
 GIB = 2**30
@@ -76,17 +72,6 @@ def workspace_bytes(height: int, width: int) -> int:
     return int((1.0 + 3.5 * height * width / (384 * 640)) * GIB)
 
 
-@dataclass(frozen=True)
-class Placement:
-    """What a load is asked for: the weights' place and form, the speed-ups, and how several GPUs split the work."""
-
-    weights: WeightForm = WeightForm()
-    faster: Speedups = Speedups()
-    parallel: str = "auto"
-    """With several ranks: how attention is split, "ulysses" (by heads), "ring", or "auto" (Ulysses when the heads
-    divide evenly among the ranks)."""
-
-
 PINNED_SLACK = GIB
 """Pinned memory comes in 1 GiB slabs, the last partly used, and tensors leave the tail of each unused."""
 HOST_BASE = int(3.0 * GIB)
@@ -145,7 +130,7 @@ class Fit:
 CPU_TIER = Tier("cpu", True, False, False, "the CPU: tiny preview models only")
 CPU_FP8_TIER = dataclasses.replace(CPU_TIER, name="cpu+fp8", fp8_weights=True)
 GPU_ONLY_OFF = dict(
-    compile_blocks=False, attention_backend=None, channels_last_vae=False, vae_kernels=False, compile_vae=False,
+    compile_blocks=False, attention="native", channels_last_vae=False, vae_kernels=False, compile_vae=False,
     cudnn_autotune=False,
 )
 """Off on a CPU; the block kernels stay as asked: Triton's interpreter runs them there (tests do)."""
@@ -172,6 +157,8 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Fit:
         raise ModelUnavailable(f"Unknown memory tier {asked.memory!r}: choose one of {', '.join(MEMORY_CHOICES)}.")
     if asked.fp8_linears not in FP8_LINEARS:
         raise ModelUnavailable(f"Unknown FP8 linears {asked.fp8_linears!r}: choose one of {', '.join(FP8_LINEARS)}.")
+    if placement.faster.attention not in ATTENTION:
+        raise ModelUnavailable(f"Unknown attention {placement.faster.attention!r}: choose one of {', '.join(ATTENTION)}.")
     if placement.parallel not in PARALLEL_CHOICES:
         raise ModelUnavailable(f"Unknown parallel attention {placement.parallel!r}: choose one of {', '.join(PARALLEL_CHOICES)}.")
     if not caps.cuda:
@@ -209,11 +196,11 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Fit:
             weights = dataclasses.replace(weights, fp8_linears="ours")
             notes.append("streamed blocks: our own FP8 linear layers (the ones this tier was measured with)")
     switches = dataclasses.asdict(placement.faster)
-    if not (tier.fp8_weights and fp8_matmul):
-        switches["fp8_attention"] = False
+    attention = ATTENTION[switches["attention"]]
+    if not attention.available(caps, tier.fp8_weights and fp8_matmul):
+        switches["attention"] = "native"
+        notes.append(f"{attention.name} attention off: {attention.needs}")
     for name, ok, why in (
-        ("fp8_attention", caps.triton, "the FP8 attention kernel needs Triton"),
-        ("attention_backend", caps.cudnn_attention, "cuDNN attention needs compute capability 8.0"),
         ("vae_kernels", caps.triton, "the Triton kernels need Triton and compute capability 8.0"),
         ("kernels", caps.triton, "the Triton kernels need Triton and compute capability 8.0"),
         ("compile_blocks", not caps.zero_gpu, "no runtime compile on ZeroGPU"),

@@ -20,6 +20,7 @@ from ..faster.vae_kernels import use_vae_kernels
 from ..fit.tiers import Fit
 from ..parallel.context_parallel import enable_context_parallel
 from ..parallel.ranks import Ranks
+from ..placement import ATTENTION
 from .fp8 import block_to_float8
 from .int8 import layer_to_int8, quantize_rows
 from .streaming import BlockStream, stream_blocks, streamed_positions
@@ -123,13 +124,14 @@ def place_transformer(transformer: nn.Module, fit: Fit, device: torch.device, ra
             block_to_float8(block, fit.fp8_matmul, fit.placement.weights.fp8_linears)
         if i in streamed:
             weights.pin(block, device)
-    if faster.fp8_attention:
+    if faster.attention == "fp8":
         use_fp8_attention(blocks)
     if faster.kernels:
         use_kernels(blocks)
     stream = stream_blocks(blocks, streamed, device)
-    if faster.attention_backend:
-        transformer.set_attention_backend(faster.attention_backend)
+    backend = ATTENTION[faster.attention].diffusers
+    if backend and backend != "native":
+        transformer.set_attention_backend(backend)
     if ranks.size > 1:
         enable_context_parallel(transformer, fit.placement.parallel, ranks.size, device)
     if faster.aot != "off":
