@@ -9,7 +9,7 @@ import triton
 from diffusers.models.attention_dispatch import AttentionBackendName
 from diffusers.models.transformers.transformer_helios import HeliosTransformerBlock
 
-from helios.faster.fused_block import use_kernels
+from helios.faster.fused_block import apply_kernels
 from helios.faster.kernels.adaln_norm import adaln_norm, adaln_norm_reference
 from helios.faster.kernels.causal_conv3d import causal_conv3d, gemm_weight
 from helios.faster.kernels.fp8_attention import fp8_attention, quantize_heads
@@ -67,7 +67,7 @@ def block_rows():
     with torch.inference_mode():
         for kernels in (False, True):
             if kernels:
-                use_kernels([block])
+                apply_kernels([block])
             for compiled in (False, True):
                 torch._dynamo.reset()
                 fn = torch.compile(block, fullgraph=True) if compiled else block

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from helios.weights.fp8 import Float8Linear, block_to_float8, dequantized_linear, quantize_rows, to_float8
+from helios.weights.fp8 import Float8Linear, apply_float8, dequantized_linear, quantize_rows, to_float8
 from helios.weights.streaming import plain_tensors
 
 GPU = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
@@ -45,7 +45,7 @@ def block_output(library: str, fp8_matmul: bool, device: str) -> torch.Tensor:
     x = torch.randn(4, 300, 512, device=device, dtype=dtype)
     exact = block(x).float()
     if library:
-        block_to_float8(block, fp8_matmul, library)
+        apply_float8(block, fp8_matmul, library)
     stored = {t.dtype for t in plain_tensors(block)}
     with torch.no_grad():
         return block(x).float(), exact, stored
@@ -87,8 +87,8 @@ def test_fp8_self_attention_computes_the_block_helios_computes(kernels):
     """In fp32 on the CPU only the FP8 rounding is missing, so the block's output must match with history amplified."""
     from diffusers.models.transformers.transformer_helios import HeliosTransformerBlock
 
-    from helios.faster.fp8_attention import use_fp8_attention
-    from helios.faster.fused_block import use_kernels
+    from helios.faster.fp8_attention import apply_fp8_attention
+    from helios.faster.fused_block import apply_kernels
 
     torch.manual_seed(0)
     block = HeliosTransformerBlock(64, 128, 4, "rms_norm_across_heads", True, 1e-6, guidance_cross_attn=True,
@@ -98,10 +98,10 @@ def test_fp8_self_attention_computes_the_block_helios_computes(kernels):
     args = (torch.randn(1, tokens, 64), torch.randn(1, 7, 64), torch.randn(1, 6, 64),
             torch.randn(1, tokens, 32), context)
     if kernels:
-        use_kernels([block])
+        apply_kernels([block])
     with torch.no_grad():
         bf16 = block(*args)
-        use_fp8_attention([block])
+        apply_fp8_attention([block])
         fp8 = block(*args)
     assert ((fp8 - bf16).norm() / bf16.norm()).item() < 1e-5
 

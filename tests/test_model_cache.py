@@ -1,5 +1,8 @@
+
 """Models kept warm together: another weight form made from a loaded checkpoint without reading its files again, and
 what a load will do said before it is done."""
+
+import os
 
 import numpy as np
 import pytest
@@ -83,3 +86,20 @@ def test_a_load_that_cannot_fit_is_refused_before_it_starts(cache, tiny_checkpoi
     with pytest.raises(ModelUnavailable, match="bf16 was asked for"):
         plan_load(str(tiny_checkpoint("distilled")), LoadOptions(
             device="cpu", placement=Placement(weights=WeightForm(memory="fp8", never_fp8=True))))
+
+
+def test_a_checkpoint_is_measured_once_until_its_files_change(tiny_checkpoint, monkeypatch):
+    """The cache asks for the checkpoint's size at every load and for every model it might release."""
+    from helios import stored
+    from helios.fit import size
+
+    folder = tiny_checkpoint("distilled")
+    headers = []
+    read = stored.stored_tensors
+    monkeypatch.setattr(size, "stored_tensors", lambda f: headers.append(f.name) or read(f))
+    size._measured.cache_clear()
+    first = size.model_size(folder)
+    assert size.model_size(folder) == first and headers == ["transformer", "text_encoder", "vae"]
+    vae = next((folder / "vae").glob("*.safetensors"))
+    os.utime(vae, ns=(vae.stat().st_atime_ns, vae.stat().st_mtime_ns + 1))
+    assert size.model_size(folder) == first and len(headers) == 6, "a rewritten file is measured again"

@@ -85,6 +85,7 @@ def test_ours_against_diffusers_on_the_same_weights_agrees_as_the_parity_tests_d
 def test_an_fp8_configuration_after_bf16_copies_the_loaded_weights_and_reads_nothing(tmp_path, cli, monkeypatch):
     from helios import model_cache
     from helios.loading import resolve_folder
+    from helios.stored import stored_tensors
     from helios.weights import files
 
     monkeypatch.setattr(model_cache, "_models", {})  # nothing loaded before
@@ -96,7 +97,7 @@ def test_an_fp8_configuration_after_bf16_copies_the_loaded_weights_and_reads_not
                "--config", "bf16=--steps 1,1,1", "--config", "fp8=--steps 1,1,1 --fp8", "--out", tmp_path / "s", command="suite")
     assert done.returncode == 0, done.stderr
     assert "fp8: Model: tiny-mid" in done.stdout and "cpu+fp8" in done.stdout
-    stored = files.stored_tensors(resolve_folder("tiny-mid") / "transformer")
+    stored = stored_tensors(resolve_folder("tiny-mid") / "transformer")
     assert reads.count("transformer") == len(stored), "the transformer's files read once, for bf16"
     rows = {r["config"]: r for r in csv.DictReader(open(tmp_path / "s" / "suite.csv"))}
     assert rows["fp8"]["tier"] == "cpu+fp8" and rows["bf16"]["tier"] == "cpu"

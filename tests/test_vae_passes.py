@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKLWan
 
-from helios.faster.vae_kernels import use_vae_kernels
+from helios.faster.vae_kernels import apply_vae_kernels
 from helios.vae_passes import decode_latents, encode_pixels
 
 
@@ -51,7 +51,7 @@ def test_triton_kernels_give_the_same_video():
     vae = AutoencoderKLWan(base_dim=16, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval().to(device)
     z = torch.randn(1, 16, 2, 1, 2, generator=torch.Generator().manual_seed(3)).to(device)
     fast = copy.deepcopy(vae)
-    use_vae_kernels(fast)
+    apply_vae_kernels(fast)
     x = torch.rand(1, 3, 5, 8, 16, generator=torch.Generator().manual_seed(4)).to(device) * 2 - 1
     with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         reference = vae.decode(z, return_dict=False)[0]
@@ -70,6 +70,6 @@ def test_upsampling_in_bf16_gives_the_same_values():
     upsamples = [m for m in vae.decoder.modules() if type(m).__name__ == "WanUpsample"]
     x = torch.randn(3, 16, 5, 7, dtype=torch.bfloat16)
     expected = [m(x) for m in upsamples]
-    use_vae_kernels(vae)
+    apply_vae_kernels(vae)
     got = [m(x) for m in upsamples]
     assert upsamples and all(torch.equal(a, b) and a.shape == (3, 16, 10, 14) for a, b in zip(got, expected))

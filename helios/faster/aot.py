@@ -270,7 +270,7 @@ def lent_tensors(block: nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def use_aot(blocks: nn.ModuleList, folder: Path) -> None:
+def apply_aot(blocks: nn.ModuleList, folder: Path) -> None:
     """Every block (a streamed one's inner block, which computes from its GPU slot) runs from the folder's package."""
     for block in blocks:
         inner = getattr(block, "block", block)

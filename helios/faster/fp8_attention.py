@@ -39,6 +39,6 @@ class Fp8SelfAttention:
         return attn.to_out[1](attn.to_out[0](out))
 
 
-def use_fp8_attention(blocks: Iterable[torch.nn.Module]) -> None:
+def apply_fp8_attention(blocks: Iterable[torch.nn.Module]) -> None:
     for block in blocks:
         block.attn1.set_processor(Fp8SelfAttention())

@@ -2,7 +2,7 @@
 the self-attention's q/k RMSNorm + rotary embedding + history-key scale each become one pass over the tokens.
 
 Same math as diffusers' HeliosTransformerBlock.forward, computed in fp32 and rounded to bf16 less often; the
-matmuls, attention, cross-attention and feed-forward are the block's own modules. `use_kernels` is the switch.
+matmuls, attention, cross-attention and feed-forward are the block's own modules. `apply_kernels` is the switch.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .fp8_attention import Fp8SelfAttention, history_scale
 SHIFT, SCALE, GATE, FF_SHIFT, FF_SCALE, FF_GATE = range(6)
 
 
-def use_kernels(blocks: Iterable[HeliosTransformerBlock]) -> None:
+def apply_kernels(blocks: Iterable[HeliosTransformerBlock]) -> None:
     for block in blocks:
         block.forward = types.MethodType(fused_block_forward, block)
 

@@ -2,7 +2,7 @@
 (helios/faster/kernels/rms_norm_silu.py), and the narrow causal convolutions, where cuDNN is slowest, an implicit GEMM
 (helios/faster/kernels/causal_conv3d.py). Both write channels-last, which the next norm and convolution read as they are.
 Nearest upsampling stays in the tensor's own dtype: it only copies values, so widening to fp32 first, as diffusers
-does, changes nothing but the memory traffic. `use_vae_kernels` is the switch."""
+does, changes nothing but the memory traffic. `apply_vae_kernels` is the switch."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ TRITON_CONV_MAX_CHANNELS = 128
 loses at 192, so wider convolutions stay on cuDNN."""
 
 
-def use_vae_kernels(vae: AutoencoderKLWan) -> None:
+def apply_vae_kernels(vae: AutoencoderKLWan) -> None:
     for coder in (vae.encoder, vae.decoder):
         blocks = [block for block in coder.modules() if isinstance(block, WanResidualBlock)]
         pairs = [(b, b.norm1) for b in blocks] + [(b, b.norm2) for b in blocks] + [(coder, coder.norm_out)]

@@ -3,10 +3,11 @@ chosen before a single weight is loaded."""
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
-from ..weights.files import stored_tensors
+from ..stored import stored_tensors
 from .tiers import ModelSize
 
 BF16 = 2
@@ -19,6 +20,14 @@ def _shapes(folder: Path) -> dict[str, tuple[int, ...]]:
 
 
 def model_size(checkpoint: Path) -> ModelSize:
+    """Measured once per checkpoint as it is on disk (a file rewritten is measured again): the model cache asks at
+    every load and for every model a load might release."""
+    files = [f for part in ("transformer", "text_encoder", "vae") for f in sorted((checkpoint / part).glob("*.safetensors"))]
+    return _measured(checkpoint, tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+
+
+@functools.lru_cache(maxsize=16)
+def _measured(checkpoint: Path, stamp: tuple) -> ModelSize:
     transformer = _shapes(checkpoint / "transformer")
     blocks = {int(name.split(".")[1]) for name in transformer if name.startswith("blocks.")}
 

@@ -49,7 +49,7 @@ def attention_split(attention: str, heads: int, ranks: int) -> str:
     return attention
 
 
-def enable_context_parallel(transformer, attention: str, ranks: int, device: torch.device) -> None:
+def apply_context_parallel(transformer, attention: str, ranks: int, device: torch.device) -> None:
     """Split the transformer over `ranks` processes, one per GPU; `attention` as `Placement.parallel` says."""
     from diffusers import ContextParallelConfig
     from diffusers.models.attention_dispatch import AttentionBackendName

@@ -70,7 +70,7 @@ def swap_linears(root: nn.Module, make, keep: tuple[str, ...] = ()) -> int:
     return swapped
 
 
-def block_to_float8(block: nn.Module, fp8_matmul: bool = True, library: str = "ours") -> int:
+def apply_float8(block: nn.Module, fp8_matmul: bool = True, library: str = "ours") -> int:
     """Every nn.Linear inside one block to FP8, in place; returns how many were converted."""
     if library == "torchao":
         return _torchao(block, fp8_matmul)
@@ -78,7 +78,7 @@ def block_to_float8(block: nn.Module, fp8_matmul: bool = True, library: str = "o
 
 
 def to_float8(transformer: nn.Module, fp8_matmul: bool = True, library: str = "ours") -> int:
-    return sum(block_to_float8(block, fp8_matmul, library) for block in transformer.blocks)
+    return sum(apply_float8(block, fp8_matmul, library) for block in transformer.blocks)
 
 
 def _torchao(block: nn.Module, fp8_matmul: bool) -> int:

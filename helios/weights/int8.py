@@ -39,6 +39,6 @@ class Int8Linear(nn.Module):
         return nn.functional.linear(x, self.weight.to(x.dtype) * self.weight_scale.to(x.dtype), self.bias)
 
 
-def layer_to_int8(layer: nn.Module) -> int:
+def apply_int8(layer: nn.Module) -> int:
     """Every nn.Linear inside one layer to int8 rows, in place; returns how many."""
     return swap_linears(layer, Int8Linear)

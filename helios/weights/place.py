@@ -13,17 +13,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..faster.aot import use_aot
-from ..faster.fp8_attention import use_fp8_attention
-from ..faster.fused_block import use_kernels
-from ..faster.vae_kernels import use_vae_kernels
+from ..faster.aot import apply_aot
+from ..faster.fp8_attention import apply_fp8_attention
+from ..faster.fused_block import apply_kernels
+from ..faster.vae_kernels import apply_vae_kernels
 from ..fit.tiers import Fit
-from ..parallel.context_parallel import enable_context_parallel
+from ..parallel.context_parallel import apply_context_parallel
 from ..parallel.ranks import Ranks
 from ..placement import ATTENTION
-from .fp8 import block_to_float8
-from .int8 import layer_to_int8, quantize_rows
-from .streaming import BlockStream, stream_blocks, streamed_positions
+from .fp8 import apply_float8
+from .int8 import apply_int8, quantize_rows
+from .streaming import BlockStream, apply_streaming, streamed_positions
 
 
 def dtype_rule(dtype: torch.dtype, keep_fp32: tuple[str, ...] = ()):
@@ -100,7 +100,7 @@ def place_text_encoder(text_encoder: nn.Module | None, fit: Fit, device: torch.d
     for i, layer in enumerate(layers):
         weights.fill(layer, f"encoder.block.{i}.", device, dtype_of)
         if fit.tier.fp8_weights:
-            layer_to_int8(layer)
+            apply_int8(layer)
         weights.pin(layer, device)
     if device.type == "cuda":
         from diffusers.hooks import apply_group_offloading
@@ -121,21 +121,21 @@ def place_transformer(transformer: nn.Module, fit: Fit, device: torch.device, ra
     for i, block in enumerate(blocks):
         weights.fill(block, f"blocks.{i}.", device, dtype_of)
         if fit.tier.fp8_weights:
-            block_to_float8(block, fit.fp8_matmul, fit.placement.weights.fp8_linears)
+            apply_float8(block, fit.fp8_matmul, fit.placement.weights.fp8_linears)
         if i in streamed:
             weights.pin(block, device)
     if faster.attention == "fp8":
-        use_fp8_attention(blocks)
+        apply_fp8_attention(blocks)
     if faster.kernels:
-        use_kernels(blocks)
-    stream = stream_blocks(blocks, streamed, device)
+        apply_kernels(blocks)
+    stream = apply_streaming(blocks, streamed, device)
     backend = ATTENTION[faster.attention].diffusers
     if backend and backend != "native":
         transformer.set_attention_backend(backend)
     if ranks.size > 1:
-        enable_context_parallel(transformer, fit.placement.parallel, ranks.size, device)
+        apply_context_parallel(transformer, fit.placement.parallel, ranks.size, device)
     if faster.aot != "off":
-        use_aot(blocks, Path(faster.aot))
+        apply_aot(blocks, Path(faster.aot))
     elif faster.compile_blocks:
         transformer.compile_repeated_blocks(fullgraph=ranks.size == 1)  # the last block's gather breaks the graph
     return stream
@@ -151,6 +151,6 @@ def place_vae(vae: nn.Module, fit: Fit, device: torch.device) -> None:
             if isinstance(module, nn.Conv3d):
                 module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
     if faster.vae_kernels:
-        use_vae_kernels(vae)
+        apply_vae_kernels(vae)
     if faster.compile_vae:
         vae.decoder = torch.compile(vae.decoder)

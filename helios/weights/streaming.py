@@ -93,7 +93,7 @@ def streamed_positions(count: int, resident: int) -> list[int]:
     return [(k + 1) * count // streamed - 1 for k in range(streamed)] if streamed > 0 else []
 
 
-def stream_blocks(blocks: nn.ModuleList, positions: list[int], device: torch.device) -> BlockStream | None:
+def apply_streaming(blocks: nn.ModuleList, positions: list[int], device: torch.device) -> BlockStream | None:
     """Stream the blocks at `positions`, keep the rest; returns the stream (None if none)."""
     if not positions:
         return None
