@@ -79,24 +79,35 @@ def _loopback(host: str) -> bool:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = Parser(prog="app.py", description="Helios Studio: streaming Helios video generation in the browser.")
-    parser.add_argument("--model", default=os.environ.get("HELIOS_MODEL"), help=f"hub id, local diffusers folder or 'tiny' (default: {DEFAULT_MODEL} on a GPU, tiny on a CPU)")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("HELIOS_MODEL"),
+        help=f"hub id, local diffusers folder or 'tiny' (default: {DEFAULT_MODEL} on a GPU, tiny on a CPU)",
+    )
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=_port, default=os.environ.get("GRADIO_SERVER_PORT", "7860"))
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     add_placement_arguments(parser)
     parser.add_argument("--compare-model", action="append", default=[], metavar="FOLDER",
                         help="a local diffusers-layout Helios folder the Compare tab may also load (repeatable)")
-    parser.add_argument("--no-warmup", action="store_true", help="take requests at once; the first one pays for compiling")
+    parser.add_argument(
+        "--no-warmup", action="store_true", help="take requests at once; the first one pays for compiling"
+    )
     parser.add_argument("--max-upload", type=_size, default=MAX_UPLOAD, help="largest image or video a user may upload")
     parser.add_argument("--max-segments", type=_at_least(2), default=Limits.max_segments,
                         help="the longest video one request may ask for, in segments of 33 frames (2 or more)")
-    parser.add_argument("--max-steps", type=_at_least(1), default=Limits.max_steps, help="the most denoising steps per stage")
+    parser.add_argument(
+        "--max-steps", type=_at_least(1), default=Limits.max_steps, help="the most denoising steps per stage"
+    )
     parser.add_argument("--session-idle-minutes", type=float, default=StudioSettings.idle_release_s / 60,
                         help="release a quiet session and its files after this long")
     parser.add_argument("--runs-disk-gib", type=float, default=StudioSettings.disk_cap_bytes / 2**30,
                         help="keep the runs' files under this much disk, the least recently used removed first")
-    parser.add_argument("--monitoring", action="store_true",
-                        help="serve Gradio's traffic summary at /monitoring/summary (open to anyone who reaches the app)")
+    parser.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="serve Gradio's traffic summary at /monitoring/summary (open to anyone who reaches the app)",
+    )
     return parser.parse_args(argv)
 
 
@@ -121,13 +132,20 @@ def main(argv=None) -> int:
     import_spaces_first()
     missing = [exe for exe in ("ffmpeg", "ffprobe") if shutil.which(exe) is None]
     if missing:
-        print(f"error: the Compare tab's live players need {' and '.join(missing)} on PATH: run scripts/system-deps.sh.", file=sys.stderr)
+        print(
+            f"error: the Compare tab's live players need {' and '.join(missing)} on PATH: run scripts/system-deps.sh.",
+            file=sys.stderr,
+        )
         return 1
     folders = tuple(Path(folder).expanduser() for folder in args.compare_model)
     for folder in folders:
         if not (folder / "model_index.json").is_file():
-            print(f"error: --compare-model {folder} has no model_index.json: give a Helios checkpoint folder in diffusers "
-                  "layout.", file=sys.stderr)
+            print(
+                f"error: --compare-model {folder} has no model_index.json: give a Helios checkpoint folder in "
+                "diffusers "
+                "layout.",
+                file=sys.stderr,
+            )
             return 2
     problem = check_address(args.host, args.port)
     if problem:
@@ -174,15 +192,25 @@ def serve(args, engine, banner: str, options: LoadOptions = LoadOptions(), compa
     ready = threading.Event()
     if not warm:
         ready.set()
-    settings = StudioSettings(args.session_idle_minutes * 60, int(args.runs_disk_gib * 2**30), monitoring=args.monitoring)
+    settings = StudioSettings(
+        args.session_idle_minutes * 60, int(args.runs_disk_gib * 2**30), monitoring=args.monitoring
+    )
     live = LiveStreams(settings.live_streams_kept)
     choices = ModelChoices(engine, options, compare_folders)
     demo = build_demo(engine, banner, default_resolution, ready, settings, live, choices)
     demo.queue(default_concurrency_limit=1, max_size=settings.queue_size)
     demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload, css=CSS, js=page_script(),
-        prevent_thread_lock=True, state_session_capacity=settings.session_states, mcp_server=True,
-        enable_monitoring=settings.monitoring, run_history=settings.run_history,
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        max_file_size=args.max_upload,
+        css=CSS,
+        js=page_script(),
+        prevent_thread_lock=True,
+        state_session_capacity=settings.session_states,
+        mcp_server=True,
+        enable_monitoring=settings.monitoring,
+        run_history=settings.run_history,
     )
     live.mount(demo.app)
     if warm:

@@ -146,9 +146,24 @@ def engine_frames(engine):
 
 
 FP8_VARIANTS = {
-    "ours": ("FP8 linears (ours), bf16 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="ours"), faster=Speedups(attention="cudnn"))),
-    "torchao": ("FP8 linears (torchao), bf16 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="torchao"), faster=Speedups(attention="cudnn"))),
-    "ours+attention": ("FP8 linears (ours) and FP8 attention", Placement(weights=WeightForm(memory="resident", fp8=True, fp8_linears="ours"), faster=Speedups(attention="fp8"))),
+    "ours": (
+        "FP8 linears (ours), bf16 attention",
+        Placement(
+            weights=WeightForm(memory="resident", fp8=True, fp8_linears="ours"), faster=Speedups(attention="cudnn")
+        ),
+    ),
+    "torchao": (
+        "FP8 linears (torchao), bf16 attention",
+        Placement(
+            weights=WeightForm(memory="resident", fp8=True, fp8_linears="torchao"), faster=Speedups(attention="cudnn")
+        ),
+    ),
+    "ours+attention": (
+        "FP8 linears (ours) and FP8 attention",
+        Placement(
+            weights=WeightForm(memory="resident", fp8=True, fp8_linears="ours"), faster=Speedups(attention="fp8")
+        ),
+    ),
 }
 """Each FP8 piece on its own fresh load, so the run shows what each one buys and costs."""
 
@@ -181,21 +196,40 @@ def main(argv=None) -> int:
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--vae-dtype", default="bfloat16", help="our engine's VAE dtype (the reference keeps fp32)")
     parser.add_argument("--vae-latents-per-pass", type=int, default=EngineOptions.vae_latents_per_pass)
-    parser.add_argument("--fp8", action="store_true", help="also measure each FP8 piece (fresh loads) and its deviation")
-    parser.add_argument("--fp8-variants", default=",".join(FP8_VARIANTS), help=f"with --fp8: which of {', '.join(FP8_VARIANTS)}")
-    parser.add_argument("--contexts", action="store_true", help="also time the first frame of image- and video-to-video")
-    parser.add_argument("--without-cuda-graphs", action="store_true", help="also measure the engine without CUDA graphs")
+    parser.add_argument(
+        "--fp8", action="store_true", help="also measure each FP8 piece (fresh loads) and its deviation"
+    )
+    parser.add_argument(
+        "--fp8-variants", default=",".join(FP8_VARIANTS), help=f"with --fp8: which of {', '.join(FP8_VARIANTS)}"
+    )
+    parser.add_argument(
+        "--contexts", action="store_true", help="also time the first frame of image- and video-to-video"
+    )
+    parser.add_argument(
+        "--without-cuda-graphs", action="store_true", help="also measure the engine without CUDA graphs"
+    )
     parser.add_argument("--no-cuda-graphs", action="store_true", help="measure the engine without CUDA graphs only")
     parser.add_argument("--no-compile", action="store_true", help="the engine's blocks not compiled")
-    parser.add_argument("--aot", default=os.environ.get("HELIOS_AOT", "auto"), metavar="DIR",
-                        help="ahead-of-time compiled blocks from DIR (python -m helios compile); auto: the cache's; off: JIT")
+    parser.add_argument(
+        "--aot",
+        default=os.environ.get("HELIOS_AOT", "auto"),
+        metavar="DIR",
+        help="ahead-of-time compiled blocks from DIR (python -m helios compile); auto: the cache's; off: JIT",
+    )
     parser.add_argument("--memory", help="measure this memory tier alone, loading --model (needs --cap-gib)")
     parser.add_argument("--model", help="with --memory: a checkpoint folder (python -m benchmarks.random_checkpoint)")
     parser.add_argument("--cap-gib", type=float, help="hold the process to this much GPU memory")
-    parser.add_argument("--host-memory", type=float, metavar="GIB", help="with --memory: hold the load to this much host memory")
+    parser.add_argument(
+        "--host-memory", type=float, metavar="GIB", help="with --memory: hold the load to this much host memory"
+    )
     parser.add_argument("--frames-out", help="save the engine's 2-segment [2,2,2] frames here (.npy)")
-    parser.add_argument("--as-capability", help="with --memory: run as if the GPU had this compute capability (8.6: no FP8 tensor cores)")
-    parser.add_argument("--frames-vs", help="with --memory or torchrun: the deviation of the engine's frames from these (.npy)")
+    parser.add_argument(
+        "--as-capability",
+        help="with --memory: run as if the GPU had this compute capability (8.6: no FP8 tensor cores)",
+    )
+    parser.add_argument(
+        "--frames-vs", help="with --memory or torchrun: the deviation of the engine's frames from these (.npy)"
+    )
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -235,14 +269,22 @@ def main(argv=None) -> int:
     def reference():
         """Under torchrun every rank runs the pipeline on a transformer of its own, split by diffusers' own plan."""
         pipe = HeliosPyramidPipeline(
-            tokenizer=None, text_encoder=None, vae=build_vae(device, torch.float32), scheduler=HeliosDMDScheduler(),
-            transformer=transformer if me.size == 1 else split_by_diffusers(me.size, not args.no_compile, device), is_distilled=True,
+            tokenizer=None,
+            text_encoder=None,
+            vae=build_vae(device, torch.float32),
+            scheduler=HeliosDMDScheduler(),
+            transformer=transformer if me.size == 1 else split_by_diffusers(me.size, not args.no_compile, device),
+            is_distilled=True,
         )
         pipe.set_progress_bar_config(disable=True)
         for steps in step_sets:
             run_reference(pipe, embeds, steps, 2)
             torch.cuda.reset_peak_memory_stats()
-            record(f"diffusers HeliosPyramidPipeline ({'' if args.no_compile else 'compiled, '}cuDNN SDPA, fp32 VAE)", steps, run_reference(pipe, embeds, steps, args.segments))
+            record(
+                f"diffusers HeliosPyramidPipeline ({'' if args.no_compile else 'compiled, '}cuDNN SDPA, fp32 VAE)",
+                steps,
+                run_reference(pipe, embeds, steps, args.segments),
+            )
         del pipe
         torch.cuda.empty_cache()
 
@@ -251,7 +293,11 @@ def main(argv=None) -> int:
 
     def loaded(placement: Placement, transformer=None):
         """A fresh load: placements are fixed at load, so another one is another model."""
-        parts = dict(transformer=transformer or build_transformer(device), vae=build_vae(device, getattr(torch, args.vae_dtype)), text_encoder=None)
+        parts = dict(
+            transformer=transformer or build_transformer(device),
+            vae=build_vae(device, getattr(torch, args.vae_dtype)),
+            text_encoder=None,
+        )
         return place(parts, placement, device)
 
     def engine_with(model, **options):
@@ -270,7 +316,12 @@ def main(argv=None) -> int:
         results.append(dict(name=name, **psnr_between(frames, before)))
         print(json.dumps(results[-1]), flush=True)
 
-    model = loaded(Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=not args.no_compile, aot=args.aot)), transformer)
+    model = loaded(
+        Placement(
+            weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=not args.no_compile, aot=args.aot)
+        ),
+        transformer,
+    )
     engine = engine_with(model, cuda_graphs=not args.no_cuda_graphs)
     if me.size > 1:
         if me.leader:
@@ -285,7 +336,9 @@ def main(argv=None) -> int:
     bf16_frames = engine_frames(engine)
     if args.frames_out:
         np.save(args.frames_out, bf16_frames)
-    measure(engine, f"Helios Studio engine ({args.vae_dtype} VAE, {model.fit.placement}, CUDA graphs, decode overlapped)")
+    measure(
+        engine, f"Helios Studio engine ({args.vae_dtype} VAE, {model.fit.placement}, CUDA graphs, decode overlapped)"
+    )
     if args.contexts:
         for steps in step_sets:
             results.append(dict(name="first frame s by task", steps=list(steps), **first_frames(engine, steps)))
@@ -306,10 +359,16 @@ def main(argv=None) -> int:
             engine = engine_with(model)
             measure(engine, f"Helios Studio engine, {label} ({model.fit.describe()})")
             frames[key] = engine_frames(engine)
-            deviation(f"{label} vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", frames[key], bf16_frames)
+            deviation(
+                f"{label} vs bf16 frames (same seed, 2 segments, [2,2,2], random weights)", frames[key], bf16_frames
+            )
             del engine, model
         if {"ours", "ours+attention"} <= frames.keys():
-            deviation("FP8 attention alone: its frames vs the same FP8 linears without it", frames["ours+attention"], frames["ours"])
+            deviation(
+                "FP8 attention alone: its frames vs the same FP8 linears without it",
+                frames["ours+attention"],
+                frames["ours"],
+            )
     summarize(results, args.out)
     return 0
 
@@ -332,7 +391,15 @@ def measure_leading(engine, measure, args, label) -> None:
     try:
         frames = engine_frames(engine)
         if args.frames_vs:
-            print(json.dumps(dict(name=f"{engine.model.ranks.size} GPUs vs one GPU, frames", **psnr_between(frames, np.load(args.frames_vs)))), flush=True)
+            print(
+                json.dumps(
+                    dict(
+                        name=f"{engine.model.ranks.size} GPUs vs one GPU, frames",
+                        **psnr_between(frames, np.load(args.frames_vs)),
+                    )
+                ),
+                flush=True,
+            )
         measure(engine, label)
     finally:
         engine.model.ranks.dismiss()
@@ -346,18 +413,30 @@ def measure_tier(args) -> int:
     def host_gib():
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)
 
-    options = LoadOptions(placement=Placement(weights=WeightForm(memory=args.memory), faster=Speedups(aot=args.aot)), gpu_memory_gib=args.cap_gib, host_memory_gib=args.host_memory)
+    options = LoadOptions(
+        placement=Placement(weights=WeightForm(memory=args.memory), faster=Speedups(aot=args.aot)),
+        gpu_memory_gib=args.cap_gib,
+        host_memory_gib=args.host_memory,
+    )
     caps = None
     if args.as_capability:
         major, minor = (int(v) for v in args.as_capability.split("."))
-        caps = dataclasses.replace(Capabilities.detect(torch.device("cuda"), args.cap_gib, args.host_memory), compute_capability=(major, minor))
+        caps = dataclasses.replace(
+            Capabilities.detect(torch.device("cuda"), args.cap_gib, args.host_memory), compute_capability=(major, minor)
+        )
     t0 = time.perf_counter()
     model = load_checkpoint(args.model, options, caps)
     torch.cuda.synchronize()
     result = dict(
-        banner=model.describe(), tier=model.fit.describe(), cap_gib=args.cap_gib, as_capability=args.as_capability, gpu=torch.cuda.get_device_name(),
-        notes=list(model.fit.notes), load_s=round(time.perf_counter() - t0, 1),
-        load_peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2), host_peak_after_load_gib=host_gib(),
+        banner=model.describe(),
+        tier=model.fit.describe(),
+        cap_gib=args.cap_gib,
+        as_capability=args.as_capability,
+        gpu=torch.cuda.get_device_name(),
+        notes=list(model.fit.notes),
+        load_s=round(time.perf_counter() - t0, 1),
+        load_peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        host_peak_after_load_gib=host_gib(),
     )
     engine = Engine(model)
     t0 = time.perf_counter()
@@ -400,7 +479,10 @@ def summarize(results, out):
     print("\n| run | steps | frames | FPS | first frame s | transformer s | VAE s | peak GiB |")
     print("|---|---|---|---|---|---|---|---|")
     for r in (r for r in results if "fps" in r):
-        print(f"| {r['name']} | {r['steps']} | {r['frames']} | {r['fps']} | {r['first_frame_s']} | {r['transformer_s']} | {r['vae_decode_s']} | {r['peak_gib']} |")
+        print(
+            f"| {r['name']} | {r['steps']} | {r['frames']} | {r['fps']} | {r['first_frame_s']} | {r['transformer_s']} "
+            f"| {r['vae_decode_s']} | {r['peak_gib']} |"
+        )
     refs = {tuple(r["steps"]): r for r in results if r["name"].startswith("diffusers")}
     for r in (r for r in results if "fps" in r):
         ref = refs.get(tuple(r["steps"]))

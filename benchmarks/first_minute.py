@@ -1,7 +1,8 @@
 """`python -m benchmarks.first_minute --model FOLDER`: the first minute as a new user meets it. Each case is a fresh
 `python -m helios generate` process (the CLI a user runs) on a checkpoint folder, timed from its start: load (the
 banner line), first frame (and the first segment's denoise and decode, against a later segment's time, which say
-where a cold start's extra seconds go), the whole video, steady FPS, host memory peak (the process's ru_maxrss), GPU peak, and
+where a cold start's extra seconds go), the whole video, steady FPS, host memory peak (the process's ru_maxrss), GPU
+peak, and
 bytes over the host link. Cold cases start from an empty compile cache; kept cases reuse the cold case's. diffusers'
 pipeline loads the same folder in a process of its own (its load, first segment, whole video), in the same session.
 
@@ -45,8 +46,12 @@ CASES = {
     "bf16-cold": Case("bf16, JIT, empty compile cache", cache="bf16"),
     "bf16-kept": Case("bf16, JIT, compile cache kept", cache="bf16"),
     "fp8-cold": Case("--fp8, JIT, empty compile cache", ("--fp8",), "fp8", {"TORCH_LOGS": "recompiles,graph_breaks"}),
-    "fp8-ours-cold": Case("--fp8 --fp8-linears ours, JIT, empty compile cache", ("--fp8", "--fp8-linears", "ours"), "fp8-ours",
-                          {"TORCH_LOGS": "recompiles,graph_breaks"}),
+    "fp8-ours-cold": Case(
+        "--fp8 --fp8-linears ours, JIT, empty compile cache",
+        ("--fp8", "--fp8-linears", "ours"),
+        "fp8-ours",
+        {"TORCH_LOGS": "recompiles,graph_breaks"},
+    ),
     "fp8-kept": Case("--fp8, JIT, compile cache kept", ("--fp8",), "fp8"),
     "aot-bf16": Case("bf16, AoT blocks, no JIT cache", cache="aot-bf16", aot=True),
     "aot-fp8": Case("--fp8, AoT blocks, no JIT cache", ("--fp8",), "aot-fp8", aot=True),
@@ -57,13 +62,24 @@ CASES = {
     "16gib": Case("16 GiB GPU, 24 GiB host", ("--gpu-memory", "16", "--host-memory", "24"), "streamed"),
     "12gib": Case("12 GiB GPU, 24 GiB host", ("--gpu-memory", "12", "--host-memory", "24"), "streamed"),
     "8gib": Case("8 GiB GPU, 24 GiB host", ("--gpu-memory", "8", "--host-memory", "24"), "streamed"),
-    "6gib": Case("6 GiB GPU, 24 GiB host, 256x448 (the largest size the tier takes on such a card)",
-                 ("--gpu-memory", "6", "--host-memory", "24", "--height", "256", "--width", "448"), "streamed"),
-    "zerogpu-eager": Case("ZeroGPU's code path (SPACES_ZERO_GPU: no runtime compile, no CUDA graphs)", cache="zerogpu",
-                          env={"SPACES_ZERO_GPU": "1"}),
-    "zerogpu-aot": Case("ZeroGPU's code path with AoT blocks", cache="zerogpu-aot", env={"SPACES_ZERO_GPU": "1"}, aot=True),
-    "zerogpu-aot-kept": Case("ZeroGPU's code path with the aot-bf16 case's AoT blocks and Triton cache", cache="aot-bf16",
-                             env={"SPACES_ZERO_GPU": "1"}),
+    "6gib": Case(
+        "6 GiB GPU, 24 GiB host, 256x448 (the largest size the tier takes on such a card)",
+        ("--gpu-memory", "6", "--host-memory", "24", "--height", "256", "--width", "448"),
+        "streamed",
+    ),
+    "zerogpu-eager": Case(
+        "ZeroGPU's code path (SPACES_ZERO_GPU: no runtime compile, no CUDA graphs)",
+        cache="zerogpu",
+        env={"SPACES_ZERO_GPU": "1"},
+    ),
+    "zerogpu-aot": Case(
+        "ZeroGPU's code path with AoT blocks", cache="zerogpu-aot", env={"SPACES_ZERO_GPU": "1"}, aot=True
+    ),
+    "zerogpu-aot-kept": Case(
+        "ZeroGPU's code path with the aot-bf16 case's AoT blocks and Triton cache",
+        cache="aot-bf16",
+        env={"SPACES_ZERO_GPU": "1"},
+    ),
     "diffusers": Case("diffusers HeliosPyramidPipeline from the same folder (eager, fp32 VAE)"),
 }
 
@@ -95,7 +111,13 @@ def run_timed(command: list[str], env: dict, log: Path) -> tuple[list[tuple[floa
 
 def ours(case: Case, model: str, segments: int, work: Path, logs: Path, key: str, suffix: str, drop: bool) -> dict:
     cache = work / f"cache-{case.cache}"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HELIOS_STUDIO_CACHE=str(cache), TRITON_CACHE_DIR=str(cache / "triton"), **case.env)
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        HELIOS_STUDIO_CACHE=str(cache),
+        TRITON_CACHE_DIR=str(cache / "triton"),
+        **case.env,
+    )
     cold = not cache.exists()
     out = work / f"{key}.{suffix}"
     built = build_aot(case, model, env, cache, logs / f"{key}.compile.log", drop) if case.aot else {}
@@ -104,7 +126,15 @@ def ours(case: Case, model: str, segments: int, work: Path, logs: Path, key: str
     command = [sys.executable, "-m", "helios", "generate", "--model", model, "--prompt", PROMPT, "--frames",
                str(33 * segments), "--steps", "2,2,2", "--out", str(out), *case.flags]
     lines, code, wall, host = run_timed(command, env, logs / f"{key}.stderr.log")
-    result = dict(case=case.name, key=key, cold_cache=cold, exit_code=code, wall_s=round(wall, 1), host_peak_gib=round(host, 1), **built)
+    result = dict(
+        case=case.name,
+        key=key,
+        cold_cache=cold,
+        exit_code=code,
+        wall_s=round(wall, 1),
+        host_peak_gib=round(host, 1),
+        **built,
+    )
     banner = next(((t, line) for t, line in lines if line.startswith("Model:")), None)
     if code or banner is None:
         return dict(result, error=(Path(logs / f"{key}.stderr.log").read_text()[-600:]))
@@ -114,11 +144,19 @@ def ours(case: Case, model: str, segments: int, work: Path, logs: Path, key: str
     wrote = next(t for t, line in lines if line.startswith("wrote"))
     first = timings["segments"][0]
     return dict(
-        result, banner=banner[1], load_s=round(banner[0], 1), first_frame_s=round(banner[0] + timings["first_frame_s"], 1),
-        first_frame_after_load_s=timings["first_frame_s"], first_segment_denoise_s=first["denoise_s"],
-        first_segment_decode_s=first["decode_s"], later_segment_s=round(33 / statistics.median(later), 2),
-        video_s=round(wrote, 1), steady_fps=round(statistics.median(later), 2),
-        frames=timings["frames"], peak_gpu_gib=timings["peak_gpu_gib"], host_link_gib=timings.get("host_link_gib"),
+        result,
+        banner=banner[1],
+        load_s=round(banner[0], 1),
+        first_frame_s=round(banner[0] + timings["first_frame_s"], 1),
+        first_frame_after_load_s=timings["first_frame_s"],
+        first_segment_denoise_s=first["denoise_s"],
+        first_segment_decode_s=first["decode_s"],
+        later_segment_s=round(33 / statistics.median(later), 2),
+        video_s=round(wrote, 1),
+        steady_fps=round(statistics.median(later), 2),
+        frames=timings["frames"],
+        peak_gpu_gib=timings["peak_gpu_gib"],
+        host_link_gib=timings.get("host_link_gib"),
     )
 
 
@@ -142,7 +180,13 @@ def diffusers(model: str, segments: int, logs: Path) -> dict:
     command = [sys.executable, "-m", "benchmarks.first_minute", "--diffusers-child", model, "--segments", str(segments)]
     lines, code, wall, host = run_timed(command, dict(os.environ, PYTHONUNBUFFERED="1"), logs / "diffusers.stderr.log")
     stamps = {line.split()[0]: (t, line) for t, line in lines}
-    result = dict(case=CASES["diffusers"].name, key="diffusers", exit_code=code, wall_s=round(wall, 1), host_peak_gib=round(host, 1))
+    result = dict(
+        case=CASES["diffusers"].name,
+        key="diffusers",
+        exit_code=code,
+        wall_s=round(wall, 1),
+        host_peak_gib=round(host, 1),
+    )
     if code or "video" not in stamps:
         return dict(result, error=(logs / "diffusers.stderr.log").read_text()[-600:])
     first, video = (float(stamps[k][1].split()[1]) for k in ("first", "video"))
@@ -176,7 +220,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, in order, of {', '.join(CASES)}")
     parser.add_argument("--segments", type=int, default=10)
     parser.add_argument("--drop-caches", action="store_true")
-    parser.add_argument("--video-format", choices=("mp4", "npy"), default="mp4", help="npy where the machine has no FFmpeg")
+    parser.add_argument(
+        "--video-format", choices=("mp4", "npy"), default="mp4", help="npy where the machine has no FFmpeg"
+    )
     parser.add_argument("--work", type=Path, help="folder for caches and videos (default: a fresh temporary one)")
     parser.add_argument("--logs", type=Path, default=Path("."), help="each case's stderr goes here")
     parser.add_argument("--out", type=Path, help="append one JSON line per case here")
@@ -196,15 +242,22 @@ def main(argv=None) -> int:
         if key == "diffusers":
             result = diffusers(args.model, args.segments, args.logs)
         else:
-            result = ours(CASES[key], args.model, args.segments, work, args.logs, key, args.video_format, args.drop_caches)
+            result = ours(
+                CASES[key], args.model, args.segments, work, args.logs, key, args.video_format, args.drop_caches
+            )
         result["page_cache_dropped"] = dropped
         results.append(result)
         emit(result, args.out)
-    print("\n| case | load s | first frame s (from start) | whole video s | steady FPS | host peak GiB | GPU peak GiB |")
+    print(
+        "\n| case | load s | first frame s (from start) | whole video s | steady FPS | host peak GiB | GPU peak GiB |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| {r['case']} | {r.get('load_s')} | {r.get('first_frame_s')} | {r.get('video_s')} | {r.get('steady_fps')} | "
-              f"{r.get('host_peak_gib')} | {r.get('peak_gpu_gib')} |")
+        print(
+            f"| {r['case']} | {r.get('load_s')} | {r.get('first_frame_s')} | {r.get('video_s')} | "
+            f"{r.get('steady_fps')} | "
+            f"{r.get('host_peak_gib')} | {r.get('peak_gpu_gib')} |"
+        )
     return 0
 
 

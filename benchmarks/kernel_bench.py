@@ -35,10 +35,21 @@ def kernel_rows():
     history = TOKENS - CONTEXT
     token_bytes = TOKENS * D * 2
     cases = [
-        ("adaln_norm", adaln_norm, adaln_norm_reference, (x, temb[:, :, 1], temb[:, :, 0], bias, bias), 4 * token_bytes),
+        (
+            "adaln_norm",
+            adaln_norm,
+            adaln_norm_reference,
+            (x, temb[:, :, 1], temb[:, :, 0], bias, bias),
+            4 * token_bytes,
+        ),
         ("gated_residual", gated_residual, gated_residual_reference, (x, y, temb[:, :, 2], bias), 4 * token_bytes),
-        ("qk_norm_rope (keys)", qk_norm_rope, qk_norm_rope_reference, (x, weight, HEADS, freqs, head_scale, history),
-         2 * token_bytes + freqs.numel() * 4),
+        (
+            "qk_norm_rope (keys)",
+            qk_norm_rope,
+            qk_norm_rope_reference,
+            (x, weight, HEADS, freqs, head_scale, history),
+            2 * token_bytes + freqs.numel() * 4,
+        ),
     ]
     for name, kernel, reference, args, moved in cases:
         compiled = torch.compile(reference)
@@ -93,13 +104,30 @@ def conv_rows():
             ("cuDNN conv3d, NCDHW", lambda: torch.nn.functional.conv3d(ncdhw, weight5, bias, padding=pad)),
             ("cuDNN conv3d, channels_last_3d", lambda: torch.nn.functional.conv3d(cl, weight_cl, bias, padding=pad)),
         ]
-        for bm, bn, warps, stages in [(128, 128, 8, 3), (128, 64, 4, 4), (256, 128, 8, 3), (128, 128, 4, 4), (64, 128, 4, 4)]:
-            variants.append((f"triton BM={bm} BN={bn} warps={warps} stages={stages}",
-                             lambda bm=bm, bn=bn, warps=warps, stages=stages: causal_conv3d(x, gemm, bias, (3, 3, 3), bm, bn, warps, stages)))
+        for bm, bn, warps, stages in [
+            (128, 128, 8, 3),
+            (128, 64, 4, 4),
+            (256, 128, 8, 3),
+            (128, 128, 4, 4),
+            (64, 128, 4, 4),
+        ]:
+            variants.append(
+                (
+                    f"triton BM={bm} BN={bn} warps={warps} stages={stages}",
+                    lambda bm=bm, bn=bn, warps=warps, stages=stages: causal_conv3d(
+                        x, gemm, bias, (3, 3, 3), bm, bn, warps, stages
+                    ),
+                )
+            )
         for name, fn in variants:
             try:
                 ms = bench(fn)
-                yield dict(kernel=f"causal conv3d {c}->{c}, {frames}x{h}x{w}", variant=name, ms=round(ms, 3), tflops=round(flops / ms / 1e9, 1))
+                yield dict(
+                    kernel=f"causal conv3d {c}->{c}, {frames}x{h}x{w}",
+                    variant=name,
+                    ms=round(ms, 3),
+                    tflops=round(flops / ms / 1e9, 1),
+                )
             except Exception as exc:
                 yield dict(kernel=f"causal conv3d {c}->{c}", variant=name, error=str(exc)[:200])
 
@@ -121,14 +149,35 @@ def attention_rows():
             with sdpa_kernel(backend):
                 return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt)
         variants.append((f"bf16 SDPA, {backend.name}", sdpa))
-    for bm, bn, warps, stages in [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 4), (128, 128, 8, 2), (64, 64, 4, 3), (128, 32, 4, 4)]:
-        variants.append((f"FP8 q/k, BM={bm} BN={bn} warps={warps} stages={stages}",
-                         lambda bm=bm, bn=bn, w=warps, s=stages: fp8_attention(q, k, v, head_scale, history, True, bm, bn, w, s)))
-    variants.append(("the FP8 kernel's q/k quantization alone (compiled)", torch.compile(lambda: [quantize_heads(t) for t in (q, k)])))
+    for bm, bn, warps, stages in [
+        (128, 64, 8, 3),
+        (128, 128, 8, 3),
+        (128, 64, 4, 4),
+        (128, 128, 8, 2),
+        (64, 64, 4, 3),
+        (128, 32, 4, 4),
+    ]:
+        variants.append(
+            (
+                f"FP8 q/k, BM={bm} BN={bn} warps={warps} stages={stages}",
+                lambda bm=bm, bn=bn, w=warps, s=stages: fp8_attention(q, k, v, head_scale, history, True, bm, bn, w, s),
+            )
+        )
+    variants.append(
+        (
+            "the FP8 kernel's q/k quantization alone (compiled)",
+            torch.compile(lambda: [quantize_heads(t) for t in (q, k)]),
+        )
+    )
     for name, fn in variants:
         try:
             ms = bench(fn)
-            yield dict(kernel="self-attention 11,040 tokens, 40x128", variant=name, ms=round(ms, 3), tflops=round(flops / ms / 1e9, 1))
+            yield dict(
+                kernel="self-attention 11,040 tokens, 40x128",
+                variant=name,
+                ms=round(ms, 3),
+                tflops=round(flops / ms / 1e9, 1),
+            )
         except Exception as exc:
             yield dict(kernel="self-attention", variant=name, error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
@@ -140,7 +189,10 @@ def main():
         print(json.dumps(row), flush=True)
     print("\n| kernel | variant | ms | GB/s (bytes read + written once) or TFLOP/s |\n|---|---|---|---|")
     for r in rows:
-        print(f"| {r['kernel']} | {r['variant']} | {r.get('ms', r.get('error'))} | {r.get('gbps') or r.get('tflops') or ''} |")
+        print(
+            f"| {r['kernel']} | {r['variant']} | {r.get('ms', r.get('error'))} | "
+            f"{r.get('gbps') or r.get('tflops') or ''} |"
+        )
 
 
 if __name__ == "__main__":

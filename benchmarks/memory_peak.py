@@ -61,7 +61,8 @@ def main(argv: list[str]) -> int:
         counts[key] += 1
     lines = [
         f"exit {code}; {len(trace)} events; peak allocated {peak / 2**30:.2f} GiB; allocator's peak allocated "
-        f"{stats['allocated_bytes.all.peak'] / 2**30:.2f} GiB, reserved {stats['reserved_bytes.all.peak'] / 2**30:.2f} GiB",
+        f"{stats['allocated_bytes.all.peak'] / 2**30:.2f} GiB, reserved "
+        f"{stats['reserved_bytes.all.peak'] / 2**30:.2f} GiB",
         "GiB      count  made at",
         *(f"{v / 2**30:7.3f}  {counts[k]:5d}  {k}" for k, v in groups.most_common(25)),
     ]

@@ -39,7 +39,9 @@ PROMPT = "A red fox walks through fresh snow at dawn"
 
 def read_bytes() -> int:
     """Bytes this process has read through read() calls, page cache or not."""
-    return int(next(line for line in Path("/proc/self/io").read_text().splitlines() if line.startswith("rchar")).split()[1])
+    return int(
+        next(line for line in Path("/proc/self/io").read_text().splitlines() if line.startswith("rchar")).split()[1]
+    )
 
 
 def run_side(choices: ModelChoices, side: SideModel, request: GenerationRequest) -> dict:
@@ -58,10 +60,15 @@ def run_side(choices: ModelChoices, side: SideModel, request: GenerationRequest)
             frames.append(event.frames)
     timings = record.recipe().timings
     return dict(
-        side=f"{side.checkpoint}, {side.form or choices.own_form}, {side.engine}", tier=used.engine.model.fit.tier.name,
-        load_and_warm_s=None if used.load_s is None else round(used.load_s, 2), read_gb_during_load=round(read / 1e9, 3),
-        ready_at=ready_at, first_segment_at=segments[0], last_segment_at=segments[-1],
-        fps=round(timings["overall_fps"], 2), first_frame_s=round(timings["first_frame_s"], 2),
+        side=f"{side.checkpoint}, {side.form or choices.own_form}, {side.engine}",
+        tier=used.engine.model.fit.tier.name,
+        load_and_warm_s=None if used.load_s is None else round(used.load_s, 2),
+        read_gb_during_load=round(read / 1e9, 3),
+        ready_at=ready_at,
+        first_segment_at=segments[0],
+        last_segment_at=segments[-1],
+        fps=round(timings["overall_fps"], 2),
+        first_frame_s=round(timings["first_frame_s"], 2),
         frames=np.concatenate(frames),
     )
 
@@ -71,9 +78,13 @@ def gpu_memory() -> dict:
     if not torch.cuda.is_available():
         return {}
     free, total = torch.cuda.mem_get_info()
-    return dict(gpu=torch.cuda.get_device_name(), gpu_allocated_gib=round(torch.cuda.memory_allocated() / GIB, 2),
-                gpu_used_gib=round((total - free) / GIB, 2), gpu_peak_allocated_gib=round(torch.cuda.max_memory_allocated() / GIB, 2),
-                gpu_peak_reserved_gib=round(torch.cuda.max_memory_reserved() / GIB, 2))
+    return dict(
+        gpu=torch.cuda.get_device_name(),
+        gpu_allocated_gib=round(torch.cuda.memory_allocated() / GIB, 2),
+        gpu_used_gib=round((total - free) / GIB, 2),
+        gpu_peak_allocated_gib=round(torch.cuda.max_memory_allocated() / GIB, 2),
+        gpu_peak_reserved_gib=round(torch.cuda.max_memory_reserved() / GIB, 2),
+    )
 
 
 def shown(result: dict) -> dict:
@@ -85,7 +96,9 @@ def per_segment(a: np.ndarray, b: np.ndarray) -> tuple[list[float], list[float]]
     for start in range(0, min(len(a), len(b)), 33):
         x, y = a[start:start + 33].astype(np.float64), b[start:start + 33].astype(np.float64)
         psnr.append(round(psnr_db(float(((x - y) ** 2).sum()), x.size), 2))
-        similarity.append(round(float(np.mean([ssim(p, q) for p, q in zip(a[start:start + 33], b[start:start + 33])])), 4))
+        similarity.append(
+            round(float(np.mean([ssim(p, q) for p, q in zip(a[start : start + 33], b[start : start + 33])])), 4)
+        )
     return psnr, similarity
 
 

@@ -8,7 +8,8 @@ two clients at once. After each run it samples the app's process: resident memor
 GPU memory (where nvidia-smi sees the process) and the disk under Gradio's cache folder.
 
 The rule: after a warm-up of one cycle, the median of each quantity over the last quarter of runs (whole cycles) may
-exceed its median over the first quarter by at most 5% or one unit, whichever is more. Medians, because a leak moves every
+exceed its median over the first quarter by at most 5% or one unit, whichever is more. Medians, because a leak moves
+every
 sample after it while a run's passing peak moves one (a continue that holds 50 MiB of frames while it runs, a
 thread alive at one sample). Exit status 1 if anything keeps growing. `--in-process` drives the page's handlers in
 this process instead (a GPU machine without the app's web packages; `benchmarks.gpu_soak`): the same actions, each
@@ -139,7 +140,9 @@ class App:
         session = uuid.uuid4().hex
         httpx.post(self.url + "gradio_api/queue/join",
                    json={"data": list(form), "fn_index": fn_index, "session_hash": session, "event_data": None})
-        with httpx.stream("GET", self.url + "gradio_api/queue/data", params={"session_hash": session}, timeout=120) as stream:
+        with httpx.stream(
+            "GET", self.url + "gradio_api/queue/data", params={"session_hash": session}, timeout=120
+        ) as stream:
             for line in stream.iter_lines():
                 if "process_generating" in line and "frames</th><td>33" in line:
                     break
@@ -328,7 +331,8 @@ def soak(target, runs: int, progress=print, out: Path | None = None, **about) ->
 
 def growth(samples: list[Sample]) -> dict[str, dict]:
     """Per quantity: the first and last quarter's medians after one warm-up cycle (quarters of whole cycles; one cycle
-    each in a soak of under 8 cycles), and whether it kept growing (the medians rule). Resident memory also gets the floor rule (`FLOOR_MIB_PER_RUN`), which a short soak can decide:
+    each in a soak of under 8 cycles), and whether it kept growing (the medians rule). Resident memory also gets the
+    floor rule (`FLOOR_MIB_PER_RUN`), which a short soak can decide:
     one process's RSS moves between allocator levels ~100 MiB apart from run to run (tests/results/README.md), so
     quarters of five runs have unstable medians, but a leak lifts every sample after it, the lowest too."""
     measured = samples[len(ACTIONS):]
@@ -340,7 +344,9 @@ def growth(samples: list[Sample]) -> dict[str, dict]:
         if not values or any(v is None for v in values):
             continue
         first, last = statistics.median(values[:quarter]), statistics.median(values[-quarter:])
-        verdict[name] = dict(first_quarter_median=first, last_quarter_median=last, grows=last > max(first * GROWTH, first + 1))
+        verdict[name] = dict(
+            first_quarter_median=first, last_quarter_median=last, grows=last > max(first * GROWTH, first + 1)
+        )
     if "rss_mib" in verdict:
         values = [s.rss_mib for s in measured]
         rise = min(values[-quarter:]) - max(values[:quarter])

@@ -41,7 +41,9 @@ def _seeds(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.replace(" ", "").split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, like 0,1,2 (got {text!r})") from None
+        raise argparse.ArgumentTypeError(
+            f"seeds are whole numbers separated by commas, like 0,1,2 (got {text!r})"
+        ) from None
 
 
 def _gib(text: str) -> float:
@@ -59,22 +61,32 @@ def add_generate_arguments(g: argparse.ArgumentParser) -> None:
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="one prompt for the whole video")
     src.add_argument("--timeline", type=Path, help="prompt timeline as .json or the official .csv")
-    src.add_argument("--recipe", type=Path, help="make a video again from the .json written beside it (with its --image or --video)")
+    src.add_argument(
+        "--recipe", type=Path, help="make a video again from the .json written beside it (with its --image or --video)"
+    )
     ctx = g.add_mutually_exclusive_group()
     ctx.add_argument("--image", type=Path, help="start the video from this image (image-to-video)")
     ctx.add_argument("--video", type=Path, help="continue this video (video-to-video)")
     g.add_argument("--height", type=int, default=384)
     g.add_argument("--width", type=int, default=640)
-    g.add_argument("--frames", type=int, help="rounded up to whole segments of 33 frames; default 132, or what a --timeline covers")
-    g.add_argument("--steps", type=_steps, nargs="+", help="denoising steps per pyramid stage, e.g. 2,2,2 (several: a grid)")
+    g.add_argument(
+        "--frames", type=int, help="rounded up to whole segments of 33 frames; default 132, or what a --timeline covers"
+    )
+    g.add_argument(
+        "--steps", type=_steps, nargs="+", help="denoising steps per pyramid stage, e.g. 2,2,2 (several: a grid)"
+    )
     g.add_argument("--num-inference-steps", type=int, help="steps for the non-pyramid Base model")
     g.add_argument("--guidance", type=float, help="guidance scale (model default if omitted)")
     g.add_argument("--negative-prompt", default="")
     g.add_argument("--seed", type=_seeds, default=(0,), help="e.g. 0, or 0,1,2 for a grid")
     g.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     g.add_argument("--vae-dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on a GPU, float32 on a CPU")
-    g.add_argument("--engine", choices=ENGINES, default="ours",
-                   help="which makes the frames: ours, or diffusers' own pipeline on the same loaded weights (one prompt)")
+    g.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="ours",
+        help="which makes the frames: ours, or diffusers' own pipeline on the same loaded weights (one prompt)",
+    )
     add_placement_arguments(g)
     g.add_argument("--out", type=Path, required=True,
                    help=".mp4 (H.264, 24 fps) or .npy (uint8 frames); for a grid of seeds x steps, a folder")
@@ -82,7 +94,9 @@ def add_generate_arguments(g: argparse.ArgumentParser) -> None:
 
 def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) -> None:
     """The load options the CLI and the app share; `compile` takes those that decide the block it builds."""
-    parser.add_argument("--fp8", action="store_true", help="FP8 transformer weights (FP8 matmuls on Ada/Hopper; faster, less exact)")
+    parser.add_argument(
+        "--fp8", action="store_true", help="FP8 transformer weights (FP8 matmuls on Ada/Hopper; faster, less exact)"
+    )
     parser.add_argument(
         "--memory", choices=MEMORY_CHOICES, default=os.environ.get("HELIOS_MEMORY", "auto"),
         help="auto picks the fastest tier that fits the GPU's free memory; or force one: "
@@ -100,9 +114,13 @@ def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) 
                         help="the blocks' attention: cudnn (fastest on an H100), native (PyTorch's), flash (where "
                         "flash-attn is installed), or fp8 (with --fp8 on Ada/Hopper: our Triton kernel, q·k in FP8; "
                         "slower than cudnn on an H100); one this machine cannot run falls back to native, said at load")
-    parser.add_argument("--aot", default=os.environ.get("HELIOS_AOT", "auto"), metavar="DIR",
-                        help="ahead-of-time compiled blocks from DIR (made by python -m helios compile), or from a Hub repo id "
-                        "holding such a folder; auto: the cache's, if made for this GPU; off: compile just in time")
+    parser.add_argument(
+        "--aot",
+        default=os.environ.get("HELIOS_AOT", "auto"),
+        metavar="DIR",
+        help="ahead-of-time compiled blocks from DIR (made by python -m helios compile), or from a Hub repo id "
+        "holding such a folder; auto: the cache's, if made for this GPU; off: compile just in time",
+    )
     parser.add_argument(
         "--parallel", choices=PARALLEL_CHOICES, default="auto",
         help="under torchrun --nproc-per-node N: split attention by heads (ulysses) or by tokens (ring); "
@@ -112,7 +130,9 @@ def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) 
 
 def load_options_from_args(args, **more) -> LoadOptions:
     weights = WeightForm(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears)
-    placement = Placement(weights=weights, faster=Speedups(attention=args.attention, aot=args.aot), parallel=args.parallel)
+    placement = Placement(
+        weights=weights, faster=Speedups(attention=args.attention, aot=args.aot), parallel=args.parallel
+    )
     return LoadOptions(placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory, **more)
 
 
@@ -133,7 +153,9 @@ def requests_from_args(args, recipe: Recipe | None = None) -> list[tuple[str, Ge
         timeline = read_timeline(args.timeline)
     image = read_image(args.image, (args.height, args.width)) if args.image else None
     video = read_video(args.video, (args.height, args.width)) if args.video else None
-    frames = args.frames if args.frames is not None else max(DEFAULT_FRAMES, timeline.covering_segments * FRAMES_PER_SEGMENT)
+    frames = (
+        args.frames if args.frames is not None else max(DEFAULT_FRAMES, timeline.covering_segments * FRAMES_PER_SEGMENT)
+    )
     requests = []
     for steps in args.steps or [None]:
         for seed in args.seed:

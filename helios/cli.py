@@ -39,11 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="build ahead-of-time compiled blocks, so runs start without compiling")
     c.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local diffusers folder, or 'tiny'")
     c.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    c.add_argument("--height", type=int, default=384, help="the example request's size; every size runs from the package")
+    c.add_argument(
+        "--height", type=int, default=384, help="the example request's size; every size runs from the package"
+    )
     c.add_argument("--width", type=int, default=640)
     add_placement_arguments(c, runs=False)
     c.add_argument("--out", type=Path, help="the folder to write (default: the cache folder runs look in)")
-    add_suite_arguments(sub.add_parser("suite", help="run a file of prompts under several configurations, with a report"))
+    add_suite_arguments(
+        sub.add_parser("suite", help="run a file of prompts under several configurations, with a report")
+    )
     return parser
 
 
@@ -64,7 +68,9 @@ def generate(args) -> int:
     requests = requests_from_args(args, recipe)
     grid = len(requests) > 1
     if grid and args.out.suffix:
-        raise BadInput(f"{len(requests)} runs (seeds x steps) need a folder for --out, not a file name like {args.out.name}.")
+        raise BadInput(
+            f"{len(requests)} runs (seeds x steps) need a folder for --out, not a file name like {args.out.name}."
+        )
     outs = [args.out / f"{name}.mp4" for name, _ in requests] if grid else [check_output_path(args.out)]
     from .engine import Engine
 
@@ -92,11 +98,20 @@ def compile_blocks(args) -> int:
     from .faster.aot import META, aot_cache, aot_key, build, capture_block_inputs
 
     if args.out is not None and args.out.exists() and not (args.out / META).is_file():
-        raise BadInput(f"--out {args.out} exists and is not an AoT folder: give a new folder (an AoT folder is replaced).")
-    placement = Placement(weights=WeightForm(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears), faster=Speedups(compile_blocks=False, aot="off"))
-    options = LoadOptions(args.device, placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory)
+        raise BadInput(
+            f"--out {args.out} exists and is not an AoT folder: give a new folder (an AoT folder is replaced)."
+        )
+    placement = Placement(
+        weights=WeightForm(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears),
+        faster=Speedups(compile_blocks=False, aot="off"),
+    )
+    options = LoadOptions(
+        args.device, placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory
+    )
     model = load_model(args.model, options)
-    settings = GenerationSettings(height=args.height, width=args.width, num_frames=FRAMES_PER_SEGMENT, pyramid_steps=(1, 1, 1))
+    settings = GenerationSettings(
+        height=args.height, width=args.width, num_frames=FRAMES_PER_SEGMENT, pyramid_steps=(1, 1, 1)
+    )
     request = GenerationRequest(PromptTimeline.single("a compile example"), settings)
     block = model.transformer.blocks[0]
     block = getattr(block, "block", block)
@@ -126,8 +141,12 @@ def write_videos(engine, requests, outs: list[Path], grid: bool, folder: Path, w
     for n, ((_, request), out) in enumerate(zip(requests, outs), 1):
         recipe = make_one(engine, request, out, None if grid else ProgressLine(), which)
         t = recipe.timings
-        line = f"{out.name}: {t['frames']} frames in {t['elapsed_s']:.1f} s ({t['overall_fps']:.1f} FPS, first frame {t['first_frame_s']:.2f} s)"
-        print(f"run {n}/{len(requests)} {line}" if grid else f"wrote {out} and its recipe {sidecar(out).name}: {line}", flush=True)
+        line = (f"{out.name}: {t['frames']} frames in {t['elapsed_s']:.1f} s ({t['overall_fps']:.1f} FPS, "
+                f"first frame {t['first_frame_s']:.2f} s)")
+        print(
+            f"run {n}/{len(requests)} {line}" if grid else f"wrote {out} and its recipe {sidecar(out).name}: {line}",
+            flush=True,
+        )
         rows.append(dict(file=out.name, seed=recipe.settings["seed"], steps=recipe.settings["pyramid_steps"], **{
             k: t[k] for k in ("frames", "elapsed_s", "overall_fps", "first_frame_s", "peak_gpu_gib")},
             **columns(recipe.measures)))

@@ -85,7 +85,9 @@ class ContextLatents:
         to it) are sent as uint8 and scaled on the GPU with the processor's own arithmetic: the same values, without
         a PIL round trip per frame on the CPU (0.35 s for 66 frames)."""
         if frames.shape[1:3] != (height, width):
-            return self.video_processor.preprocess_video([Image.fromarray(f) for f in frames], height=height, width=width)
+            return self.video_processor.preprocess_video(
+                [Image.fromarray(f) for f in frames], height=height, width=width
+            )
         pixels = torch.from_numpy(frames).to(self.model.device).permute(3, 0, 1, 2).unsqueeze(0).float()
         return (pixels / 255.0) * 2.0 - 1.0
 

@@ -16,7 +16,9 @@ from .media import VideoWriter, video_frames
 SATURATES_AT = 64
 """A difference of this many levels (of 255, averaged over the colour channels) is drawn at full brightness."""
 _ANCHORS = np.array([[0, 0, 0], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32)
-HEAT = np.stack([np.interp(np.linspace(0, len(_ANCHORS) - 1, 256), np.arange(len(_ANCHORS)), _ANCHORS[:, c]) for c in range(3)], 1).astype(np.uint8)
+HEAT = np.stack(
+    [np.interp(np.linspace(0, len(_ANCHORS) - 1, 256), np.arange(len(_ANCHORS)), _ANCHORS[:, c]) for c in range(3)], 1
+).astype(np.uint8)
 """Black through purple and orange to pale yellow: no difference is black."""
 
 
@@ -44,7 +46,10 @@ def video_difference(a: Path, b: Path, segment_frames: list[int], heatmap: Path)
     with VideoWriter(heatmap) as writer:
         for fa, fb in zip(video_frames(a), video_frames(b)):
             if fa.shape != fb.shape:
-                raise BadInput(f"The two videos differ in size ({fa.shape[1]}x{fa.shape[0]} and {fb.shape[1]}x{fb.shape[0]}): compare runs of one resolution.")
+                raise BadInput(
+                    f"The two videos differ in size ({fa.shape[1]}x{fa.shape[0]} and {fb.shape[1]}x{fb.shape[0]}): "
+                    "compare runs of one resolution."
+                )
             diff = np.abs(fa.astype(np.int16) - fb.astype(np.int16))
             segment = min(int(np.searchsorted(ends, frames, side="right")), len(errors) - 1)
             errors[segment] += float(np.square(diff, dtype=np.int64).sum())

@@ -107,11 +107,14 @@ class Engine:
             len(pyramid_steps) != stages or any(int(n) != n or not 1 <= n <= limits.max_steps for n in pyramid_steps)
         ):
             raise BadInput(
-                f"Steps per stage must be {stages} whole numbers from 1 to {limits.max_steps}, like 2,2,2 (got {pyramid_steps})."
+                f"Steps per stage must be {stages} whole numbers from 1 to {limits.max_steps}, like 2,2,2 (got "
+                f"{pyramid_steps})."
             )
         steps = s.num_inference_steps or flavour.default_steps
         if not flavour.pyramid and (not isinstance(steps, int) or not 1 <= steps <= limits.max_steps):
-            raise BadInput(f"The number of inference steps must be a whole number from 1 to {limits.max_steps} (got {steps!r}).")
+            raise BadInput(
+                f"The number of inference steps must be a whole number from 1 to {limits.max_steps} (got {steps!r})."
+            )
         guidance = flavour.default_guidance if s.guidance_scale is None else float(s.guidance_scale)
         if not 0 <= guidance <= 30:
             raise BadInput(f"Guidance must be between 0 and 30 (got {guidance}).")
@@ -119,7 +122,8 @@ class Engine:
             raise BadInput("Give one context: an image starts a video, a video or a finished run is continued.")
         if request.video is not None and len(request.video) > limits.max_context_frames:
             raise BadInput(
-                f"The video to continue has {len(request.video)} frames; at most {limits.max_context_frames} are read: trim it."
+                f"The video to continue has {len(request.video)} frames; at most {limits.max_context_frames} are "
+                "read: trim it."
             )
         after = request.after
         if after is not None:
@@ -201,7 +205,9 @@ class Engine:
             scaled = latents.to(self.model.vae.dtype) / inv_std + mean
             video = decode_latents(self.model.vae, scaled, self.options.vae_latents_per_pass)[0]
             video = (video.float() * 0.5 + 0.5).clamp(0, 1)
-            frames = (video * 255).round().to(torch.uint8).permute(1, 2, 3, 0).to("cpu", non_blocking=stream is not None)
+            frames = (
+                (video * 255).round().to(torch.uint8).permute(1, 2, 3, 0).to("cpu", non_blocking=stream is not None)
+            )
             watch.mark()
         return frames
 

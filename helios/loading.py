@@ -1,4 +1,5 @@
-"""Load a Helios checkpoint (hub id, local diffusers folder, or the `tiny` preset); `model_cache` keeps loaded ones warm.
+"""Load a Helios checkpoint (hub id, local diffusers folder, or the `tiny` preset); `model_cache` keeps loaded ones
+warm.
 
 The transformer and the text encoder are built empty, then filled from their files module by module straight into
 the place their memory tier gives them (weights/place.py), side by side: no whole model passes through host memory.
@@ -151,7 +152,9 @@ def aot_folder(asked: str) -> Path:
     path = Path(asked).expanduser()
     if path.exists():
         return path
-    return from_hub(asked, f"No AoT folder at {asked}: make one with python -m helios compile, give a hub id, or leave --aot out.")
+    return from_hub(
+        asked, f"No AoT folder at {asked}: make one with python -m helios compile, give a hub id, or leave --aot out."
+    )
 
 
 def _import_libraries():
@@ -193,7 +196,9 @@ def load_checkpoint(source: str, options: LoadOptions, capabilities: Capabilitie
     try:
         index = json.loads((folder / "model_index.json").read_text())
     except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"Cannot read {folder / 'model_index.json'} ({exc}): the checkpoint is damaged.") from None
+        raise ModelUnavailable(
+            f"Cannot read {folder / 'model_index.json'} ({exc}): the checkpoint is damaged."
+        ) from None
     flavour = flavour_from_index(index)
     missing = [c for c in COMPONENTS if not (folder / c).is_dir()]
     if missing:
@@ -214,7 +219,9 @@ def load_checkpoint(source: str, options: LoadOptions, capabilities: Capabilitie
             tokenizer=donor.tokenizer if donor else transformers.AutoTokenizer.from_pretrained(folder / "tokenizer"),
             text_encoder=empty(lambda: transformers.UMT5EncoderModel(text_config)),
             transformer=empty(lambda: diffusers.HeliosTransformer3DModel.from_config(transformer_config)),
-            vae=donor.vae if shares_vae else diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
+            vae=donor.vae
+            if shares_vae
+            else diffusers.AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=vae_dtype),
             scheduler=scheduler_cls.from_pretrained(folder, subfolder="scheduler"),
         )
         model = assemble(source, folder, flavour, parts, device, dtype, fit, caps, donor)
@@ -246,8 +253,11 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, fit: Fit,
     ledger = HostLedger(fit.host_budget, HOST_BASE)
     slabs = PinnedSlabs(ledger)
     weights = {
-        name: FromLoaded(getattr(donor, name), ledger, slabs) if donor is not None and (name == "transformer" or donor.fit.tier.text_on_gpu)
-        else WeightFiles(folder / name, ledger, slabs) if folder is not None else InMemory(ledger, slabs)
+        name: FromLoaded(getattr(donor, name), ledger, slabs)
+        if donor is not None and (name == "transformer" or donor.fit.tier.text_on_gpu)
+        else WeightFiles(folder / name, ledger, slabs)
+        if folder is not None
+        else InMemory(ledger, slabs)
         for name in ("transformer", "text_encoder")
     }
     shared = {name for name in ("vae", "text_encoder") if donor is not None and parts[name] is getattr(donor, name)}

@@ -142,8 +142,10 @@ class VideoMeasures:
         """What a recipe keeps: flicker at each boundary, each segment's drift from the first."""
         if not self.stats:
             return {}
-        return dict(flicker=[round(r, 3) for r in transition_flicker(self.stats, self.segment_frames)],
-                    drift=[{k: round(v, 3) for k, v in vars(d).items()} for d in drift(self.stats, self.segment_frames)])
+        return dict(
+            flicker=[round(r, 3) for r in transition_flicker(self.stats, self.segment_frames)],
+            drift=[{k: round(v, 3) for k, v in vars(d).items()} for d in drift(self.stats, self.segment_frames)],
+        )
 
 
 def columns(measures: dict) -> dict:

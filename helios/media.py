@@ -29,7 +29,9 @@ def read_image(path: str | Path, size: tuple[int, int] | None = None) -> Image.I
             img.load()
             return img.convert("RGB")
     except Image.DecompressionBombError:
-        raise BadInput(f"{path.name} has too many pixels to read safely: scale it down below 8000x8000 and try again.") from None
+        raise BadInput(
+            f"{path.name} has too many pixels to read safely: scale it down below 8000x8000 and try again."
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise BadInput(f"{path.name} is not an image this app can read: use a PNG, JPEG or WebP file.") from None
 
@@ -188,7 +190,8 @@ def encode_clip(frames: np.ndarray, path: str | Path, fps: int = FPS) -> Path:
 
 
 def join_videos(parts: list[Path], out: Path, comment: str | None = None) -> Path:
-    """The parts (MP4 clips of one encoder setting, fragmented or not) as one MP4, their H.264 streams copied as they are:
+    """The parts (MP4 clips of one encoder setting, fragmented or not) as one MP4, their H.264 streams copied as they
+    are:
     no second encode, no quality lost; `comment` is written into its metadata."""
     import subprocess
 
@@ -205,7 +208,9 @@ def join_videos(parts: list[Path], out: Path, comment: str | None = None) -> Pat
         subprocess.run(command, check=True, capture_output=True)
     except subprocess.CalledProcessError as exc:
         tmp.unlink(missing_ok=True)
-        raise HeliosError(f"Could not assemble the video ({exc.stderr.decode(errors='replace').strip()[:200]}).") from None
+        raise HeliosError(
+            f"Could not assemble the video ({exc.stderr.decode(errors='replace').strip()[:200]})."
+        ) from None
     finally:
         listing.unlink(missing_ok=True)
     os.replace(tmp, out)

@@ -45,7 +45,9 @@ def _crowded(source: str, options: LoadOptions) -> bool:
     if device.type != "cuda" or not _models:
         return False
     here = Capabilities.detect(device, options.gpu_memory_gib, options.host_memory_gib)
-    alone = dataclasses.replace(here, free_bytes=min(here.free_bytes + torch.cuda.memory_reserved(device), here.total_bytes))
+    alone = dataclasses.replace(
+        here, free_bytes=min(here.free_bytes + torch.cuda.memory_reserved(device), here.total_bytes)
+    )
     return crowded(options.placement, model_size(resolve_folder(source)), here, alone)
 
 

@@ -22,7 +22,16 @@ from .request import GenerationRequest, GenerationSettings
 from .timeline import PromptTimeline
 
 PACKAGES = ("torch", "diffusers", "torchao", "transformers", "gradio")
-SETTINGS = ("height", "width", "num_frames", "pyramid_steps", "num_inference_steps", "guidance_scale", "negative_prompt", "seed")
+SETTINGS = (
+    "height",
+    "width",
+    "num_frames",
+    "pyramid_steps",
+    "num_inference_steps",
+    "guidance_scale",
+    "negative_prompt",
+    "seed",
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,10 @@ class Recipe:
             return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data or (
                 f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)})
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BadInput(f"{path.name} is not a Helios Studio recipe ({type(exc).__name__}): give the .json written beside a video.") from None
+            raise BadInput(
+                f"{path.name} is not a Helios Studio recipe ({type(exc).__name__}): give the .json written beside a "
+                "video."
+            ) from None
 
     def request(self, image=None, video=None) -> GenerationRequest:
         """The request this recipe describes; its context (an image or video) must be the one it was made from."""
@@ -67,7 +79,9 @@ class Recipe:
         values = dict(self.settings)
         if values.get("pyramid_steps") is not None:
             values["pyramid_steps"] = tuple(values["pyramid_steps"])
-        return GenerationRequest(PromptTimeline.from_json(json.dumps(self.timeline)), GenerationSettings(**values), image=image, video=video)
+        return GenerationRequest(
+            PromptTimeline.from_json(json.dumps(self.timeline)), GenerationSettings(**values), image=image, video=video
+        )
 
 
 def context_of(image, video) -> dict | None:
@@ -118,7 +132,9 @@ def recipe_for(model, request: GenerationRequest, timings: dict, measures: dict 
 
 def segment_timings(segment) -> dict:
     t = segment.timings
-    return dict(index=segment.index, denoise_s=round(t.denoise_s, 3), decode_s=round(t.decode_s, 3), fps=round(segment.fps, 2))
+    return dict(
+        index=segment.index, denoise_s=round(t.denoise_s, 3), decode_s=round(t.decode_s, 3), fps=round(segment.fps, 2)
+    )
 
 
 def timings_of(segments: list[dict], first_frame_s: float | None, elapsed_s: float, frames: int, device,
@@ -127,7 +143,9 @@ def timings_of(segments: list[dict], first_frame_s: float | None, elapsed_s: flo
     blocks' bytes over the host link."""
     return dict(
         segments=segments,
-        frames=frames, first_frame_s=None if first_frame_s is None else round(first_frame_s, 3), elapsed_s=round(elapsed_s, 3),
+        frames=frames,
+        first_frame_s=None if first_frame_s is None else round(first_frame_s, 3),
+        elapsed_s=round(elapsed_s, 3),
         overall_fps=round(frames / elapsed_s, 2) if elapsed_s else None,
         peak_gpu_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
         host_link_gib=None if host_link_bytes is None else round(host_link_bytes / 2**30, 2),

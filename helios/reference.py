@@ -55,7 +55,9 @@ class ReferenceRun(RunBase):
         """The count of the pipeline's steps done at each segment's end, 0 first."""
 
     def set_timeline(self, timeline: PromptTimeline) -> None:
-        raise BadInput("diffusers' pipeline takes its one prompt as it starts: its timeline cannot change while it runs.")
+        raise BadInput(
+            "diffusers' pipeline takes its one prompt as it starts: its timeline cannot change while it runs."
+        )
 
     def __iter__(self) -> Iterator[StepProgress | Segment]:
         with self._working(self._frames) as worker:
@@ -71,8 +73,14 @@ class ReferenceRun(RunBase):
         prompts = ((self.request.timeline.prompts[0], 1.0),)
         for k in range(segments):
             denoise_s = done[k + 1] - done[k] if k + 1 < len(done) else 0.0
-            yield Segment(k, segments, frames[k * FRAMES_PER_SEGMENT:(k + 1) * FRAMES_PER_SEGMENT], k * FRAMES_PER_SEGMENT,
-                          prompts, SegmentTimings(denoise_s, decode_s, denoise_s + decode_s))
+            yield Segment(
+                k,
+                segments,
+                frames[k * FRAMES_PER_SEGMENT : (k + 1) * FRAMES_PER_SEGMENT],
+                k * FRAMES_PER_SEGMENT,
+                prompts,
+                SegmentTimings(denoise_s, decode_s, denoise_s + decode_s),
+            )
 
     def _frames(self) -> tuple[np.ndarray, list[float], float]:
         """On the engine's denoise thread; `step_times` starts with the pipeline's start, then one a step."""
@@ -83,7 +91,10 @@ class ReferenceRun(RunBase):
                 raise Cancelled("Generation stopped.")
             step_times.append(time.perf_counter())
             n = len(step_times) - 1
-            k = min(next((k for k, end in enumerate(self._ends[1:]) if n <= end), self.total_segments - 1), self.total_segments - 1)
+            k = min(
+                next((k for k, end in enumerate(self._ends[1:]) if n <= end), self.total_segments - 1),
+                self.total_segments - 1,
+            )
             self._events.put(StepProgress(k, self.total_segments, n - self._ends[k], self._ends[k + 1] - self._ends[k]))
 
         try:

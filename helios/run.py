@@ -45,7 +45,9 @@ class Turns:
     _made = threading.Lock()
 
     def __init__(self, device: torch.device):
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="helios-denoise", initializer=on_device, initargs=(device,))
+        self.thread = ThreadPoolExecutor(
+            1, thread_name_prefix="helios-denoise", initializer=on_device, initargs=(device,)
+        )
         self._busy = threading.Lock()
 
     @classmethod
@@ -193,8 +195,10 @@ class Run(RunBase):
             free_memory(self.engine.model.device)
             done = self.continuation.next_segment if self.continuation else 0
             raise OutOfMemory(
-                f"The GPU ran out of memory in segment {done + 1} of {self.total_segments}: the run was stopped and its "
-                "memory freed; try a smaller resolution, or start the app with a tier that keeps less on the GPU (--memory)."
+                f"The GPU ran out of memory in segment {done + 1} of {self.total_segments}: the run was stopped and "
+                "its "
+                "memory freed; try a smaller resolution, or start the app with a tier that keeps less on the GPU "
+                "(--memory)."
             )
 
     def _denoise(self) -> None:

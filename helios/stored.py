@@ -36,7 +36,9 @@ def stored_tensors(folder: Path) -> dict[str, Stored]:
                 (length,) = struct.unpack("<Q", f.read(8))
                 header = json.loads(f.read(length))
         except (struct.error, ValueError, MemoryError, OverflowError):
-            raise ModelUnavailable(f"{file} has a damaged header: the checkpoint is damaged; download it again.") from None
+            raise ModelUnavailable(
+                f"{file} has a damaged header: the checkpoint is damaged; download it again."
+            ) from None
         for name, meta in header.items():
             if name == "__metadata__":
                 continue

@@ -4,7 +4,8 @@ configuration (a set of `generate` flags: another checkpoint, `--fp8`, other ste
 
 Configurations run one after another, all prompts each, so each model loads once; a model no later configuration uses
 is released once the next one has loaded (so `--fp8` of the same checkpoint is copied from it, not read from disk), or
-sooner where the model cache needs its memory for that load. A suite stopped part-way resumes where it stopped: a video whose recipe is
+sooner where the model cache needs its memory for that load. A suite stopped part-way resumes where it stopped: a
+video whose recipe is
 written is done, and the CSV and the report are made anew from the recipes on disk."""
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def add_suite_arguments(s: argparse.ArgumentParser) -> None:
                    help='generate\'s flags every configuration starts from, like "--model tiny --frames 66"')
     s.add_argument("--baseline", metavar="NAME", help="the configuration every other is compared with, frame by frame: "
                    "PSNR and SSIM per segment, and a heat map of where they differ")
-    s.add_argument("--out", type=Path, required=True, help="the suite's folder: a folder per configuration, suite.csv, report.html")
+    s.add_argument(
+        "--out", type=Path, required=True, help="the suite's folder: a folder per configuration, suite.csv, report.html"
+    )
 
 
 def read_prompts(path: Path) -> list[tuple[str, str]]:
@@ -53,14 +56,18 @@ def read_prompts(path: Path) -> list[tuple[str, str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"Cannot read the prompts file {path} ({type(exc).__name__}): give a text or CSV file.") from None
+        raise BadInput(
+            f"Cannot read the prompts file {path} ({type(exc).__name__}): give a text or CSV file."
+        ) from None
     if path.suffix.lower() == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
         if not rows or "prompt" not in rows[0]:
             raise BadInput(f"{path.name} has no 'prompt' column: give a CSV whose header names one.")
         pairs = [(row.get("id") or f"p{n:03d}", row["prompt"]) for n, row in enumerate(rows, 1)]
     else:
-        pairs = [(f"p{n:03d}", line.strip()) for n, line in enumerate((ln for ln in text.splitlines() if ln.strip()), 1)]
+        pairs = [
+            (f"p{n:03d}", line.strip()) for n, line in enumerate((ln for ln in text.splitlines() if ln.strip()), 1)
+        ]
     if not pairs:
         raise BadInput(f"{path.name} holds no prompt: write one per line.")
     ids = [i for i, _ in pairs]
@@ -88,7 +95,9 @@ def parse_configs(texts: list[str], common: str) -> list[Config]:
         add_generate_arguments(parser)
         args = parser.parse_args([*words, "--prompt", "-", "--out", f"{name}.mp4"])
         if len(args.seed) > 1 or len(args.steps or [None]) > 1:
-            raise BadInput(f"--config {name}: one seed and one set of steps each; make a configuration per combination.")
+            raise BadInput(
+                f"--config {name}: one seed and one set of steps each; make a configuration per combination."
+            )
         configs.append(Config(name, flags.strip(), args))
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
@@ -102,7 +111,9 @@ def run_suite(args) -> int:
     prompts = read_prompts(args.prompts)
     configs = parse_configs(args.config, args.common)
     if args.baseline is not None and args.baseline not in [c.name for c in configs]:
-        raise BadInput(f"--baseline {args.baseline} names no --config: give one of {', '.join(c.name for c in configs)}.")
+        raise BadInput(
+            f"--baseline {args.baseline} names no --config: give one of {', '.join(c.name for c in configs)}."
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     loaded: dict[tuple, object] = {}
     for n, config in enumerate(configs):
@@ -125,7 +136,9 @@ def run_suite(args) -> int:
             video.parent.mkdir(exist_ok=True)
             recipe = make_one(engine, request, video, ProgressLine(), config.args.engine)
             t = recipe.timings
-            print(f"{config.name} {i}/{len(prompts)} {pid}: {t['frames']} frames, {t['overall_fps']:.1f} FPS", flush=True)
+            print(
+                f"{config.name} {i}/{len(prompts)} {pid}: {t['frames']} frames, {t['overall_fps']:.1f} FPS", flush=True
+            )
     for model in loaded.values():
         release(model)
     rows = suite_rows(args.out, prompts, configs, args.baseline)
@@ -149,7 +162,9 @@ def done(video: Path) -> bool:
     return video.is_file() and sidecar(video).is_file()
 
 
-def suite_rows(out: Path, prompts: list[tuple[str, str]], configs: list[Config], baseline: str | None = None) -> list[dict]:
+def suite_rows(
+    out: Path, prompts: list[tuple[str, str]], configs: list[Config], baseline: str | None = None
+) -> list[dict]:
     """One row per prompt and configuration, read from the recipes on disk; with a baseline, each other row's PSNR
     and SSIM against the baseline's video of the same prompt (means over segments) and a heat map beside it."""
     rows = []
@@ -175,7 +190,9 @@ def against(out: Path, configs: list[Config], baseline: str | None, config: Conf
         return dict(psnr_vs_baseline=None, ssim_vs_baseline=None)
     base = video_of(out, next(c for c in configs if c.name == baseline), pid)
     segments = [FRAMES_PER_SEGMENT] * -(-recipe.timings["frames"] // FRAMES_PER_SEGMENT)
-    difference = video_difference(base, video_of(out, config, pid), segments, out / config.name / f"{pid}-vs-{baseline}.mp4")
+    difference = video_difference(
+        base, video_of(out, config, pid), segments, out / config.name / f"{pid}-vs-{baseline}.mp4"
+    )
     finite = [db for db in difference.segment_psnr_db if db != float("inf")]
     return dict(psnr_vs_baseline=round(sum(finite) / len(finite), 2) if finite else float("inf"),
                 ssim_vs_baseline=round(sum(difference.segment_ssim) / len(difference.segment_ssim), 4))

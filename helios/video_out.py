@@ -87,4 +87,6 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows({k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in row.items()} for row in rows)
+        writer.writerows(
+            {k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in row.items()} for row in rows
+        )

@@ -73,7 +73,13 @@ def served_app(script: str, log: Path, *args: str):
         port = s.getsockname()[1]
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, script, "--port", str(port), *args], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, script, "--port", str(port), *args],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     for expected in (url, "warm: ready"):  # the page is served first, then the engine warms up

@@ -16,7 +16,18 @@ from gradio_client.exceptions import AppError
 
 def form(prompt="a paper boat on a pond", segments=2, image=None, video=None, rows=None):
     rows = rows if rows is not None else [[0, prompt]]
-    return ({"headers": ["start", "prompt"], "data": rows}, "seconds", 1, image, video, segments, "1,1,1", 5, "64x128", False)
+    return (
+        {"headers": ["start", "prompt"], "data": rows},
+        "seconds",
+        1,
+        image,
+        video,
+        segments,
+        "1,1,1",
+        5,
+        "64x128",
+        False,
+    )
 
 
 @pytest.fixture
@@ -156,13 +167,34 @@ def test_two_users_at_once_are_queued_not_refused(app_url):
 
 FORM_FIELDS = ("rows", "unit", "crossfade", "image", "video", "segments", "steps", "seed", "resolution", "randomize")
 MALFORMED = {
-    "rows": [None, "text", 5, [], {"headers": ["start", "prompt"]}, {"data": "x"}, {"data": [["x", "y", "z"]]},
-             {"data": [[None, None]]}, {"data": [[1e300, "a"]]}, {"data": [["nan", "a"]]}],
+    "rows": [
+        None,
+        "text",
+        5,
+        [],
+        {"headers": ["start", "prompt"]},
+        {"data": "x"},
+        {"data": [["x", "y", "z"]]},
+        {"data": [[None, None]]},
+        {"data": [[1e300, "a"]]},
+        {"data": [["nan", "a"]]},
+    ],
     "unit": [5, "years", ""],
     "crossfade": [None, "x", -1, 1e30, 0.5, [1]],
-    "image": ["/etc/passwd", "http://example.com/a.png", 5, {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}],
-    "video": ["/etc/passwd", "http://example.com/a.mp4", 5, {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
-              {"path": "/tmp/gradio/../../etc/passwd", "meta": {"_type": "gradio.FileData"}}, {"url": "http://example.com/a.mp4", "meta": {"_type": "gradio.FileData"}}],
+    "image": [
+        "/etc/passwd",
+        "http://example.com/a.png",
+        5,
+        {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
+    ],
+    "video": [
+        "/etc/passwd",
+        "http://example.com/a.mp4",
+        5,
+        {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
+        {"path": "/tmp/gradio/../../etc/passwd", "meta": {"_type": "gradio.FileData"}},
+        {"url": "http://example.com/a.mp4", "meta": {"_type": "gradio.FileData"}},
+    ],
     "segments": [None, "x", -1, 0, 1e30, 2.5, [2]],
     "steps": [None, 5, "", "a,b,c", "1,1", "0,1,1", "1e9,1,1", "1.5,1,1", "51,1,1"],
     "seed": ["x", -1, 2**70, 1e30, [1]],
@@ -234,7 +266,16 @@ def test_the_sessions_runs_can_be_listed_replayed_downloaded_and_loaded_back(cli
 
 def test_the_api_offers_the_pages_actions_and_nothing_else(client):
     named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert named == {"/generate", "/continue", "/stop", "/apply_timeline", "/history", "/play_run", "/load_run", "/compare"}
+    assert named == {
+        "/generate",
+        "/continue",
+        "/stop",
+        "/apply_timeline",
+        "/history",
+        "/play_run",
+        "/load_run",
+        "/compare",
+    }
 
 
 def test_agents_find_generate_continue_and_compare_as_described_mcp_tools(app_url):
@@ -251,17 +292,47 @@ def test_agents_find_generate_continue_and_compare_as_described_mcp_tools(app_ur
 
 def compare_args(steps_b="1,1,1", seed_b=3, **changes):
     rows = {"headers": ["start", "prompt"], "data": [[0, "a paper boat"]]}
-    args = dict(rows_a=rows, crossfade_a=1, steps_a="1,1,1", seed_a=3, rows_b=rows, crossfade_b=1, steps_b=steps_b, seed_b=seed_b,
-                unit="seconds", image=None, video=None, segments=1, resolution="64x128")
-    models = {k: changes.pop(k) for k in ("checkpoint_a", "form_a", "engine_a", "checkpoint_b", "form_b", "engine_b") if k in changes}
+    args = dict(
+        rows_a=rows,
+        crossfade_a=1,
+        steps_a="1,1,1",
+        seed_a=3,
+        rows_b=rows,
+        crossfade_b=1,
+        steps_b=steps_b,
+        seed_b=seed_b,
+        unit="seconds",
+        image=None,
+        video=None,
+        segments=1,
+        resolution="64x128",
+    )
+    models = {
+        k: changes.pop(k)
+        for k in ("checkpoint_a", "form_a", "engine_a", "checkpoint_b", "form_b", "engine_b")
+        if k in changes
+    }
     if models:  # the trailing inputs, as a client that names them passes them all
-        args.update({**dict(checkpoint_a="the loaded model", form_a="bf16", engine_a="ours", checkpoint_b="the loaded model",
-                            form_b="bf16", engine_b="ours"), **models})
+        args.update(
+            {
+                **dict(
+                    checkpoint_a="the loaded model",
+                    form_a="bf16",
+                    engine_a="ours",
+                    checkpoint_b="the loaded model",
+                    form_b="bf16",
+                    engine_b="ours",
+                ),
+                **models,
+            }
+        )
     return list({**args, **changes}.values())
 
 
 def test_compare_gives_both_videos_their_difference_and_recipes(client):
-    live_a, live_b, metrics, plot, a, b, measures, per_segment, difference, files = client.predict(*compare_args(), api_name="/compare")
+    live_a, live_b, metrics, plot, a, b, measures, per_segment, difference, files = client.predict(
+        *compare_args(), api_name="/compare"
+    )
     assert per_segment["data"][0][:3] == [1, "identical", 1.0], "the same settings twice make the same frames"
     assert [imageio_ffmpeg.count_frames_and_secs(v)[0] for v in (a, b, difference)] == [33, 33, 33]
     assert [row[0] for row in measures["data"]] == [
@@ -281,8 +352,20 @@ def test_compare_takes_each_sides_checkpoint_weights_and_engine_as_trailing_inpu
     assert len(per_segment["data"]) == 1 and difference
 
 
-COMPARE_WALK = [("checkpoint_b", "../etc"), ("form_a", "fp4"), ("engine_b", 7), ("rows_a", 5), ("crossfade_b", 1e30), ("steps_b", "0,1,1"), ("seed_a", 2**70), ("seed_b", "x"),
-                ("video", "/etc/passwd"), ("segments", None), ("resolution", "99x99"), ("rows_b", {"data": [[0, " "]]})]
+COMPARE_WALK = [
+    ("checkpoint_b", "../etc"),
+    ("form_a", "fp4"),
+    ("engine_b", 7),
+    ("rows_a", 5),
+    ("crossfade_b", 1e30),
+    ("steps_b", "0,1,1"),
+    ("seed_a", 2**70),
+    ("seed_b", "x"),
+    ("video", "/etc/passwd"),
+    ("segments", None),
+    ("resolution", "99x99"),
+    ("rows_b", {"data": [[0, " "]]}),
+]
 
 
 @pytest.mark.parametrize("field, value", COMPARE_WALK, ids=[f"{f}-{v!r}"[:40] for f, v in COMPARE_WALK])
@@ -297,12 +380,17 @@ def as_the_app_encodes(frames, folder):
     from helios.limits import FRAMES_PER_SEGMENT
     from helios.media import encode_clip, join_videos, video_frames
 
-    clips = [encode_clip(frames[i:i + FRAMES_PER_SEGMENT], folder / f"{i}.ts") for i in range(0, len(frames), FRAMES_PER_SEGMENT)]
+    clips = [
+        encode_clip(frames[i : i + FRAMES_PER_SEGMENT], folder / f"{i}.ts")
+        for i in range(0, len(frames), FRAMES_PER_SEGMENT)
+    ]
     return np.stack(list(video_frames(join_videos(clips, folder / "as-the-app.mp4"))))
 
 
 @pytest.mark.parametrize("task", ["text", "image", "video", "timeline"])
-def test_an_app_runs_recipe_makes_its_frames_again_through_the_cli(client, task, tmp_path, sample_image, video_file, cli):
+def test_an_app_runs_recipe_makes_its_frames_again_through_the_cli(
+    client, task, tmp_path, sample_image, video_file, cli
+):
     """The MP4 the app offers carries its recipe; the CLI reads it back (with the same upload) and makes the same
     frames: encoded as the app encodes them, they are the app's MP4 to the pixel."""
     from helios.media import video_frames
@@ -318,7 +406,9 @@ def test_an_app_runs_recipe_makes_its_frames_again_through_the_cli(client, task,
                          capture_output=True, text=True)
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.loads(tag.stdout)["format"]["tags"]["comment"])
-    assert (json.loads(recipe.read_text())["context"] or {}).get("kind") == {"image": "image", "video": "video"}.get(task)
+    assert (json.loads(recipe.read_text())["context"] or {}).get("kind") == {"image": "image", "video": "video"}.get(
+        task
+    )
     again = tmp_path / "again.npy"
     made = cli("--recipe", recipe, *context, "--out", again)
     assert made.returncode == 0, made.stderr

@@ -50,7 +50,9 @@ def test_a_port_in_use_is_named_before_the_model_loads():
         port = busy.getsockname()[1]
         started = time.perf_counter()
         result = start("--port", str(port))
-    assert result.returncode == 2 and f"error: port {port} is in use" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2 and f"error: port {port} is in use" in result.stderr and "Traceback" not in result.stderr
+    )
     assert time.perf_counter() - started < 30
 
 

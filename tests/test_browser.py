@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-playwright = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (requirements-test.txt)")
+playwright = pytest.importorskip(
+    "playwright.sync_api", reason="the browser tests need playwright (requirements-test.txt)"
+)
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -46,7 +48,8 @@ def edit_cell(page, index: int, text: str) -> None:
     """Types only once the cell's editor has the focus: keys pressed before it opens are lost."""
     page.locator("#timeline [role=gridcell]").nth(index).dblclick()
     page.wait_for_function(
-        "() => document.activeElement.closest('#timeline') && ['INPUT', 'TEXTAREA'].includes(document.activeElement.tagName)"
+        "() => document.activeElement.closest('#timeline') && ['INPUT', "
+        "'TEXTAREA'].includes(document.activeElement.tagName)"
     )
     page.keyboard.press("Control+A")
     page.keyboard.type(text)
@@ -78,7 +81,9 @@ def test_stream_plays_before_the_run_ends_and_stop_keeps_the_result(page):
         r"() => /first frame ready\s*[0-9]/.test(document.querySelector('#metrics')?.innerText)", timeout=30_000
     )
     assert "FPS" in metrics(page)
-    page.wait_for_function("() => document.querySelector('#on-screen')?.innerText.includes('after the click')", timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('#on-screen')?.innerText.includes('after the click')", timeout=30_000
+    )
     on_screen = float(page.locator("#on-screen").inner_text().split("on screen")[1].split()[0])
     ready = float(metrics(page).split("first frame ready")[1].split()[0])
     assert on_screen >= ready - 0.05, "the browser's clock starts at the click, before the run starts"
@@ -104,7 +109,8 @@ RECORD_PLAYBACK = """(length) => {
   const SEGMENT_S = 33 / 24;
   const held = () => /^(starts in|waiting)/.test((document.querySelector('#playback-status') || {}).textContent || '');
   document.addEventListener('click', (e) => { if (e.target.closest('#generate')) rec.t0 = performance.now(); }, true);
-  document.addEventListener('playing', (e) => { if (rec.t0 !== null && rec.released === null && held()) rec.heldPlays += 1; }, true);
+  document.addEventListener('playing', (e) => { if (rec.t0 !== null && rec.released === null && held()) rec.heldPlays
+  += 1; }, true);
   let last = {time: -1, at: 0};
   setInterval(() => {
     const v = document.querySelector('#live video'), now = performance.now();
@@ -116,7 +122,8 @@ RECORD_PLAYBACK = """(length) => {
     const holding = status.startsWith('starts in');
     if (holding && !v.paused) rec.heldPlaying += 1;
     if (rec.released === null && !holding && rec.said.some(s => s.startsWith('starts in'))) rec.released = now;
-    if (rec.released === null || v.paused || v.ended || v.currentTime !== last.time) { last = {time: v.currentTime, at: now}; return; }
+    if (rec.released === null || v.paused || v.ended || v.currentTime !== last.time) { last = {time: v.currentTime,
+    at: now}; return; }
     if (now - last.at > 300 && v.currentTime < length - 0.2) {
       rec.stalls.push(v.currentTime);
       last = {time: v.currentTime, at: Infinity};
@@ -138,7 +145,9 @@ def test_below_real_time_smooth_playback_waits_then_plays_through_without_a_stal
         page.keyboard.press("Enter")
         page.click("#generate")
         page.wait_for_function("() => document.querySelector('#metrics')?.innerText.includes('done')", timeout=300_000)
-        page.wait_for_function("() => { const v = document.querySelector('#live video'); return v && v.ended; }", timeout=60_000)
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#live video'); return v && v.ended; }", timeout=60_000
+        )
         rec = page.evaluate("() => window.rec")
         rtf = float(page.locator("#metrics .metrics").get_attribute("data-rtf"))
         ARTIFACTS.mkdir(exist_ok=True)
@@ -150,7 +159,10 @@ def test_below_real_time_smooth_playback_waits_then_plays_through_without_a_stal
     assert len(rec["arrivals"]) == 10
     earliest = max(at - i * 33 / 24 * 1000 for i, at in enumerate(rec["arrivals"])) - rec["t0"]
     started = rec["released"] - rec["t0"]
-    print(f"smooth playback: started {started / 1000:.1f} s after the click; earliest stall-free start {earliest / 1000:.1f} s")
+    print(
+        f"smooth playback: started {started / 1000:.1f} s after the click; earliest stall-free start "
+        f"{earliest / 1000:.1f} s"
+    )
     assert started <= 1.15 * earliest + 1000, "issue 22's target: within 15% + 1 s of the earliest stall-free start"
 
 
@@ -169,10 +181,13 @@ def test_a_run_from_history_loads_back_into_the_form(page):
     edit_cell(page, 1, "something else entirely")
     page.get_by_label("Seed", exact=True).fill("7")
     page.get_by_text("This session's runs").click()
-    page.wait_for_function("() => document.querySelector('#history')?.innerText.includes('a blue kite')", timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('#history')?.innerText.includes('a blue kite')", timeout=30_000
+    )
     page.click("#load-run")
     page.wait_for_function(
-        "() => document.querySelector('#timeline [role=grid]')?.innerText.includes('a blue kite over a beach')", timeout=30_000
+        "() => document.querySelector('#timeline [role=grid]')?.innerText.includes('a blue kite over a beach')",
+        timeout=30_000,
     )
     assert page.get_by_label("Seed", exact=True).input_value() == "42"
 
@@ -185,14 +200,19 @@ def test_compare_two_settings_side_by_side_in_sync(page):
     page.get_by_role("tab", name="Compare").click()
     page.wait_for_selector("#compare", state="visible", timeout=60_000)
     page.get_by_label("Seed B").fill("1", timeout=60_000)
-    page.wait_for_function("() => document.querySelector('#compare-plan')?.innerText.includes('loaded and warm')", timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('#compare-plan')?.innerText.includes('loaded and warm')", timeout=30_000
+    )
     page.locator("#compare-form-b").get_by_text("FP8").click()
     page.wait_for_function(  # said before the run: B's FP8 form is made from the loaded weights (or warm already)
-        "() => /FP8, our engine: (copied from the loaded|loaded and warm)/.test(document.querySelector('#compare-plan')?.innerText)",
-        timeout=30_000)
+        "() => /FP8, our engine: (copied from the loaded|loaded and "
+        "warm)/.test(document.querySelector('#compare-plan')?.innerText)",
+        timeout=30_000,
+    )
     page.click("#compare")
     page.wait_for_function(
-        "() => { const v = document.querySelector('#compare-live-a video'); return v && v.currentTime > 0; }", timeout=180_000
+        "() => { const v = document.querySelector('#compare-live-a video'); return v && v.currentTime > 0; }",
+        timeout=180_000,
     )
     assert "Run A" in page.locator("#compare-metrics").inner_text()
     page.wait_for_function("() => document.querySelector('#compare-psnr')?.innerText.includes('1')", timeout=300_000)
@@ -205,7 +225,8 @@ def test_compare_two_settings_side_by_side_in_sync(page):
         page.wait_for_selector(f"{plot} canvas, {plot} svg", timeout=30_000)
     page.click("#play-both")
     page.wait_for_function(
-        "() => ['#compare-a', '#compare-b'].every(s => document.querySelector(s + ' video').currentTime > 0.3)", timeout=30_000
+        "() => ['#compare-a', '#compare-b'].every(s => document.querySelector(s + ' video').currentTime > 0.3)",
+        timeout=30_000,
     )
     a, b = playing(page, "#compare-a"), playing(page, "#compare-b")
     assert abs(a - b) < 0.25, (a, b)
@@ -218,9 +239,13 @@ def test_an_example_timeline_sets_a_length_that_covers_it(page):
     page.get_by_text("Import / export timeline").click()
     page.get_by_label("Example timelines").click()
     page.get_by_role("option", name="seasons.csv").click()
-    page.wait_for_function("() => document.querySelector('#timeline [role=grid]')?.innerText.includes('winter')", timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('#timeline [role=grid]')?.innerText.includes('winter')", timeout=30_000
+    )
     length = page.get_by_label("Length (segments of 33 frames)", exact=False).first
-    page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some(i => i.value === '9')", timeout=10_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('input[type=number]')].some(i => i.value === '9')", timeout=10_000
+    )
     assert length.input_value() == "9", "winter starts at segment 6, faded in over 2 more"
 
 
@@ -263,7 +288,13 @@ def test_live_stream_is_in_the_browser_soon_after_each_segment_is_made(frame_sou
     print(f"{rate} FPS source: made -> in the browser's buffer, s: {[round(s, 2) for s in late]}")
     assert len(made) == 6 and len(late) == 6
     assert late[-1] <= budget_s, f"the last segment reached the browser {late[-1]:.2f} s after it was made: {late}"
-    assert sorted(late)[3] <= budget_s, f"most segments reached the browser over {budget_s} s after they were made: {late}"
+    assert sorted(late)[3] <= budget_s, (
+        f"most segments reached the browser over {budget_s} s after they were made: {late}"
+    )
     assert live["stalls"] == [], f"playback paused for data at {live['stalls']} s"
-    assert live["said"] and not any(s.startswith("starts in") for s in live["said"]), f"faster than real time, smooth playback waited: {live['said']}"
-    assert live["playing"] - live["arrivals"][0] <= 1000, "faster than real time, smooth playback starts with the first segment"
+    assert live["said"] and not any(s.startswith("starts in") for s in live["said"]), (
+        f"faster than real time, smooth playback waited: {live['said']}"
+    )
+    assert live["playing"] - live["arrivals"][0] <= 1000, (
+        "faster than real time, smooth playback starts with the first segment"
+    )

@@ -63,14 +63,33 @@ def test_a_recipe_makes_the_same_frames_again(tmp_path, video_file, sample_video
                "--out", first)
     assert made.returncode == 0, made.stderr
     recipe = json.loads((tmp_path / "first.json").read_text())
-    assert recipe["context"]["kind"] == "video" and recipe["timeline"]["crossfade"] == 1 and recipe["settings"]["seed"] == 4
-    assert len(recipe["timings"]["segments"]) == 3 and recipe["timings"]["overall_fps"] > 0 and recipe["packages"]["torch"]
+    assert (
+        recipe["context"]["kind"] == "video"
+        and recipe["timeline"]["crossfade"] == 1
+        and recipe["settings"]["seed"] == 4
+    )
+    assert (
+        len(recipe["timings"]["segments"]) == 3 and recipe["timings"]["overall_fps"] > 0 and recipe["packages"]["torch"]
+    )
     tag = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "json", first],
                          capture_output=True, text=True)
     assert json.loads(json.loads(tag.stdout)["format"]["tags"]["comment"]) == recipe, "the MP4 carries the same recipe"
 
-    made_npy = cli("--model", "tiny", "--timeline", timeline, "--video", video_file, *FAST, "--frames", "99", "--seed", "4",
-                   "--out", tmp_path / "first.npy")
+    made_npy = cli(
+        "--model",
+        "tiny",
+        "--timeline",
+        timeline,
+        "--video",
+        video_file,
+        *FAST,
+        "--frames",
+        "99",
+        "--seed",
+        "4",
+        "--out",
+        tmp_path / "first.npy",
+    )
     assert made_npy.returncode == 0
     result = cli("--recipe", tmp_path / "first.json", "--video", video_file, "--out", again)
     assert result.returncode == 0, result.stderr
@@ -79,7 +98,10 @@ def test_a_recipe_makes_the_same_frames_again(tmp_path, video_file, sample_video
     other = tmp_path / "other.mp4"
     with VideoWriter(other) as writer:
         writer.add(np.ascontiguousarray(sample_video[::-1]))
-    for context, message in ((["--video", other], "not the one this recipe was made from"), ([], "pass the same one with --video")):
+    for context, message in (
+        (["--video", other], "not the one this recipe was made from"),
+        ([], "pass the same one with --video"),
+    ):
         refused = cli("--recipe", tmp_path / "first.json", *context, "--out", tmp_path / "x.npy")
         assert refused.returncode == 2 and message in refused.stderr and not (tmp_path / "x.npy").exists()
 
@@ -129,7 +151,9 @@ def _bad_inputs(tmp_path: Path, broken: tuple[Path, Path]) -> dict:
     (tmp_path / "disorder.json").write_text(
         json.dumps({"entries": [{"start": 0, "prompt": "a"}, {"start": 3, "prompt": "b"}, {"start": 1, "prompt": "c"}]})
     )
-    (tmp_path / "late.json").write_text(json.dumps({"entries": [{"start": 0, "prompt": "a"}, {"start": 9, "prompt": "b"}]}))
+    (tmp_path / "late.json").write_text(
+        json.dumps({"entries": [{"start": 0, "prompt": "a"}, {"start": 9, "prompt": "b"}]})
+    )
     (tmp_path / "broken.json").write_text("{not json")
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "fake.png").write_bytes(b"definitely not a png")
@@ -210,9 +234,16 @@ def test_fp8_linears_reach_the_placement_and_an_unknown_one_is_refused_in_words(
     from helios.cli import build_parser
     from helios.errors import BadInput
 
-    args = build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron", "--fp8", "--fp8-linears", "ours"])
+    args = build_parser().parse_args(
+        ["generate", "--out", "x.npy", "--prompt", "a heron", "--fp8", "--fp8-linears", "ours"]
+    )
     assert load_options_from_args(args).placement.weights.fp8_linears == "ours"
-    assert load_options_from_args(build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron"])).placement.weights.fp8_linears == "torchao"
+    assert (
+        load_options_from_args(
+            build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron"])
+        ).placement.weights.fp8_linears
+        == "torchao"
+    )
     with pytest.raises(BadInput, match="--fp8-linears.*cutlass"):
         build_parser().parse_args(["generate", "--out", "x.npy", "--prompt", "a heron", "--fp8-linears", "cutlass"])
 

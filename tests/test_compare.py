@@ -17,7 +17,9 @@ ROWS = [[0, "a paper boat"]]
 
 
 def shared(**changes) -> Form:
-    values = dict(rows=[], unit="seconds", crossfade=0, image=None, video=None, segments=2, steps="", seed=0, resolution="64x128")
+    values = dict(
+        rows=[], unit="seconds", crossfade=0, image=None, video=None, segments=2, steps="", seed=0, resolution="64x128"
+    )
     return Form(**{**values, **changes})
 
 
@@ -26,7 +28,9 @@ def side(steps="1,1,1", seed=5, rows=ROWS, crossfade=1) -> SideSettings:
 
 
 def test_a_comparison_runs_a_then_b_and_measures_both(sessions):
-    comparison = sessions.compare("ann", shared(), side(seed=5), side(seed=6, rows=[[0, "a paper boat"], [1, "a storm"]]))
+    comparison = sessions.compare(
+        "ann", shared(), side(seed=5), side(seed=6, rows=[[0, "a paper boat"], [1, "a storm"]])
+    )
     sides = [s for s, _ in comparison.updates()]
     assert sides == sorted(sides) and set(sides) == {"A", "B"}, "all of A, then all of B"
     a, b = comparison.runs
@@ -40,7 +44,9 @@ def test_a_comparison_runs_a_then_b_and_measures_both(sessions):
     assert rows[0][5:] == ["0.00", "0.00"], "drift is from the first segment"
     measures = {row[0]: row[1:] for row in comparison.measures()}
     assert measures["frames"] == ["65", "65", "0"]
-    assert float(measures["worst flicker at a boundary"][0]) > 0 and measures["sharpness by the end (first = 1)"][0] != "-"
+    assert (
+        float(measures["worst flicker at a boundary"][0]) > 0 and measures["sharpness by the end (first = 1)"][0] != "-"
+    )
     assert float(measures["FPS"][0]) > 0 and float(measures["FPS"][1]) > 0
     series = comparison.fps_series()
     assert list(series.columns) == ["segment", "FPS", "run"]
@@ -110,7 +116,9 @@ def models_side(checkpoint="the loaded model", form="", engine="ours", **changes
     return replace(side(**changes), model=SideModel(checkpoint, form, engine))
 
 
-def test_each_side_runs_on_its_own_checkpoint_form_and_engine_and_the_loaded_model_stays(sessions, tmp_path, monkeypatch):
+def test_each_side_runs_on_its_own_checkpoint_form_and_engine_and_the_loaded_model_stays(
+    sessions, tmp_path, monkeypatch
+):
     from helios import model_cache
     from helios.weights import files
 
@@ -136,7 +144,11 @@ def test_each_side_runs_on_its_own_checkpoint_form_and_engine_and_the_loaded_mod
     assert all(float(v) > 0 for v in measures["load and warm-up first (s)"][:2])
     recipes = [json.loads(f.read_text()) for f in comparison.files() if f.suffix == ".json"]
     assert sorted(r["engine"] for r in recipes) == ["diffusers", "ours"]
-    assert len(comparison.per_segment()) == 2 and not comparison.flicker_series().empty and not comparison.drift_series().empty
+    assert (
+        len(comparison.per_segment()) == 2
+        and not comparison.flicker_series().empty
+        and not comparison.drift_series().empty
+    )
     assert model_cache.is_loaded(app_model), "Generate keeps its warm model"
 
     again = sessions.compare("dee", shared(), models_side(form="FP8"), models_side("tiny-mid", engine="diffusers"))

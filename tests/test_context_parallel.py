@@ -61,8 +61,13 @@ def start_app(log: Path, **env) -> tuple[subprocess.Popen, Client]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with open(log, "w") as out:
-        app = subprocess.Popen(torchrun(2, "app.py", "--port", str(port)), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                               env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **env))
+        app = subprocess.Popen(
+            torchrun(2, "app.py", "--port", str(port)),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **env),
+        )
     deadline = time.time() + 240
     while "warm: ready" not in log.read_text():
         if app.poll() is not None or time.time() > deadline:
@@ -88,7 +93,9 @@ def test_app_on_two_ranks_stops_continues_and_serves_the_next_request(tmp_path):
         *_, download, _ = client.predict(*form, 1, "1,1,1", 5, "64x128", False, api_name="/continue")
         assert imageio_ffmpeg.count_frames_and_secs(download)[0] > stopped, "the followers continue from rank 0's state"
         *_, download, _ = client.predict(*form, 1, "1,1,1", 6, "64x128", False, api_name="/generate")
-        assert imageio_ffmpeg.count_frames_and_secs(download)[0] == 33, "the followers stopped with rank 0 and follow again"
+        assert imageio_ffmpeg.count_frames_and_secs(download)[0] == 33, (
+            "the followers stopped with rank 0 and follow again"
+        )
     finally:
         app.terminate()
         app.wait(30)
@@ -100,9 +107,30 @@ def test_a_failure_on_any_rank_ends_every_rank_with_one_worded_error(tmp_path, f
     """Without the failure passing between ranks, the other rank would wait in a collective for gloo's 30 minutes."""
     start = time.monotonic()
     done = subprocess.run(
-        torchrun(2, "helios", "generate", "--model", "tiny", "--prompt", "a lantern", "--height", "64", "--width", "128",
-                 "--frames", "66", "--steps", "1,1,1", "--out", "two.npy"),
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=dict(os.environ, HELIOS_TEST_FAULT=f"{failing}:4"),
+        torchrun(
+            2,
+            "helios",
+            "generate",
+            "--model",
+            "tiny",
+            "--prompt",
+            "a lantern",
+            "--height",
+            "64",
+            "--width",
+            "128",
+            "--frames",
+            "66",
+            "--steps",
+            "1,1,1",
+            "--out",
+            "two.npy",
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, HELIOS_TEST_FAULT=f"{failing}:4"),
     )
     assert done.returncode != 0 and time.monotonic() - start < 90
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]

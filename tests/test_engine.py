@@ -85,7 +85,9 @@ def test_timeline_change_while_running_applies_from_the_next_segment_to_start(en
     prompts = [first.prompts] + [s.prompts for s in stream]
     old, new = (("a quiet forest", 1.0),), (("a forest fire", 1.0),)
     switch = prompts.index(new)
-    assert switch in (1, 2), "the segment being denoised when the change arrives is the only one that keeps the old prompt"
+    assert switch in (1, 2), (
+        "the segment being denoised when the change arrives is the only one that keeps the old prompt"
+    )
     assert prompts == [old] * switch + [new] * (4 - switch)
     torch.testing.assert_close(forwards[-1], engine.prompts.encode("a forest fire"))
 
@@ -158,7 +160,11 @@ def test_runs_denoise_and_decode_on_two_long_lived_threads(engine, monkeypatch):
     monkeypatch.setattr(engine, "decode", decoding)
     for _ in range(2):
         list(Run(engine, request(PromptTimeline.single("waves"), frames=66)).segments())
-    iterating = [threading.Thread(target=lambda: list(Run(engine, request(PromptTimeline.single("waves"), frames=33)).segments()))]
+    iterating = [
+        threading.Thread(
+            target=lambda: list(Run(engine, request(PromptTimeline.single("waves"), frames=33)).segments())
+        )
+    ]
     iterating[0].start()
     iterating[0].join()
     assert len(seen["denoise"]) == 1 and len(seen["decode"]) == 1
@@ -196,7 +202,9 @@ def test_continuing_a_run_gives_the_frames_of_one_longer_run(tiny_checkpoint, fl
     whole = np.concatenate([s.frames for s in Run(engine, GenerationRequest(timeline, settings)).segments()])
     first = Run(engine, GenerationRequest(timeline, dataclasses.replace(settings, num_frames=66)))
     part1 = list(first.segments())
-    later = GenerationRequest(timeline, dataclasses.replace(settings, num_frames=66, seed=12345), after=first.continuation)
+    later = GenerationRequest(
+        timeline, dataclasses.replace(settings, num_frames=66, seed=12345), after=first.continuation
+    )
     part2 = list(Run(engine, later).segments())
     assert [s.index for s in part1 + part2] == [0, 1, 2, 3] and part2[0].frame_start == 65
     joined = np.concatenate([s.frames for s in part1 + part2])
@@ -206,7 +214,9 @@ def test_continuing_a_run_gives_the_frames_of_one_longer_run(tiny_checkpoint, fl
 
 def test_a_stopped_run_continues_from_its_last_segment(engine):
     settings = GenerationSettings(num_frames=33 * 3, seed=4, **FAST)
-    whole = np.concatenate([s.frames for s in Run(engine, GenerationRequest(PromptTimeline.single("a"), settings)).segments()])
+    whole = np.concatenate(
+        [s.frames for s in Run(engine, GenerationRequest(PromptTimeline.single("a"), settings)).segments()]
+    )
     run = Run(engine, GenerationRequest(PromptTimeline.single("a"), settings))
     shown = []
     for segment in run.segments():
@@ -220,7 +230,9 @@ def test_a_stopped_run_continues_from_its_last_segment(engine):
 def test_a_continuation_keeps_its_size(engine):
     first = Run(engine, request(PromptTimeline.single("a"), frames=33))
     list(first.segments())
-    bigger = GenerationRequest(PromptTimeline.single("a"), GenerationSettings(height=128, width=128), after=first.continuation)
+    bigger = GenerationRequest(
+        PromptTimeline.single("a"), GenerationSettings(height=128, width=128), after=first.continuation
+    )
     with pytest.raises(BadInput, match="keeps its size: use 64x64"):
         Run(engine, bigger)
 

@@ -64,7 +64,11 @@ def test_torchao_linears_leave_the_process_compile_settings_alone():
 
     before = (inductor.coordinate_descent_tuning, inductor.coordinate_descent_check_all_directions)
     block_output("torchao", False, "cpu")
-    assert (inductor.coordinate_descent_tuning, inductor.coordinate_descent_check_all_directions) == before == (False, False)
+    assert (
+        (inductor.coordinate_descent_tuning, inductor.coordinate_descent_check_all_directions)
+        == before
+        == (False, False)
+    )
 
 
 def test_torchao_and_our_linears_compute_the_same_weight_only_product():
@@ -81,7 +85,9 @@ def test_torchao_and_our_fp8_matmuls_agree_on_gpu():
     assert ((theirs - exact).norm() / exact.norm()).item() < 0.08
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU tensors: Triton's interpreter, which runs only where no GPU is")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="CPU tensors: Triton's interpreter, which runs only where no GPU is"
+)
 @pytest.mark.parametrize("kernels", [False, True])
 def test_fp8_self_attention_computes_the_block_helios_computes(kernels):
     """In fp32 on the CPU only the FP8 rounding is missing, so the block's output must match with history amplified."""
@@ -120,5 +126,8 @@ def test_int8_rows_keep_each_weight_within_half_a_step_and_stay_closer_than_fp8(
     x = torch.randn(8, 1024)
     exact = linear(x)
     with torch.no_grad():
-        errors = [((layer(x) - exact).norm() / exact.norm()).item() for layer in (Int8Linear(linear), Float8Linear(linear, fp8_matmul=False))]
+        errors = [
+            ((layer(x) - exact).norm() / exact.norm()).item()
+            for layer in (Int8Linear(linear), Float8Linear(linear, fp8_matmul=False))
+        ]
     assert 0 < errors[0] < errors[1] / 2

@@ -25,10 +25,21 @@ def frames(model) -> np.ndarray:
 @pytest.mark.parametrize("tier", ["text-offload", "fp8", "fp8-streamed"])
 def test_each_tier_places_its_weights_and_keeps_the_frames(tiny_checkpoint, tier):
     folder = str(tiny_checkpoint("distilled"))
-    resident = load_checkpoint(folder, LoadOptions(device="cuda", placement=Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=False))))
+    resident = load_checkpoint(
+        folder,
+        LoadOptions(
+            device="cuda",
+            placement=Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=False)),
+        ),
+    )
     for t in (*resident.transformer.parameters(), *resident.transformer.buffers(), *resident.text_encoder.parameters()):
         assert t.is_cuda, "the resident tier holds everything on the GPU, buffers made at build included"
-    model = load_checkpoint(folder, LoadOptions(device="cuda", placement=Placement(weights=WeightForm(memory=tier), faster=Speedups(compile_blocks=False))))
+    model = load_checkpoint(
+        folder,
+        LoadOptions(
+            device="cuda", placement=Placement(weights=WeightForm(memory=tier), faster=Speedups(compile_blocks=False))
+        ),
+    )
     streamed = [b for b in model.transformer.blocks if isinstance(b, StreamedBlock)]
     for block in streamed:
         assert all(t.is_cuda for t in plain_tensors(block.block)), "streamed blocks compute from their GPU slots"
@@ -45,7 +56,12 @@ def test_each_tier_places_its_weights_and_keeps_the_frames(tiny_checkpoint, tier
 def test_the_text_encoder_leaves_the_gpu_after_encoding(tiny_checkpoint, tier):
     """Its layers pass through the GPU for each new prompt; none may stay there for the rest of the run (FP8 layers
     once did, as buffers that group offloading left behind: 3.4 GiB of a 16 GiB card's)."""
-    model = load_checkpoint(str(tiny_checkpoint("distilled")), LoadOptions(device="cuda", placement=Placement(weights=WeightForm(memory=tier), faster=Speedups(compile_blocks=False))))
+    model = load_checkpoint(
+        str(tiny_checkpoint("distilled")),
+        LoadOptions(
+            device="cuda", placement=Placement(weights=WeightForm(memory=tier), faster=Speedups(compile_blocks=False))
+        ),
+    )
     frames(model)
     layers = model.text_encoder.encoder.block
     on_gpu = [n for n, t in (*layers.named_parameters(), *layers.named_buffers()) if t.is_cuda]
@@ -56,7 +72,13 @@ def test_the_load_leaves_no_gpu_memory_cached_beside_the_weights(tiny_checkpoint
     """The VAE decodes once while the weights load (its one-time compile and autotuning); what that decode's stream
     cached must go back, or a small card would lose it to requests."""
     torch.cuda.empty_cache()
-    model = load_checkpoint(str(tiny_checkpoint("distilled")), LoadOptions(device="cuda", placement=Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=False))))
+    model = load_checkpoint(
+        str(tiny_checkpoint("distilled")),
+        LoadOptions(
+            device="cuda",
+            placement=Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=False)),
+        ),
+    )
     assert model.fit.default_size == (384, 640)
     cached = torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
     assert cached < 64 * 2**20, f"{cached / 2**20:.0f} MiB left cached by the load"
@@ -77,7 +99,13 @@ def test_the_load_warms_the_vae_on_the_thread_every_decode_runs_on(tiny_checkpoi
 
     hook = torch.nn.modules.module.register_module_forward_pre_hook(record)
     try:
-        model = load_checkpoint(str(tiny_checkpoint("distilled")), LoadOptions(device="cuda", placement=Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=False))))
+        model = load_checkpoint(
+            str(tiny_checkpoint("distilled")),
+            LoadOptions(
+                device="cuda",
+                placement=Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=False)),
+            ),
+        )
         warmed = len(threads)
         frames(model)
     finally:

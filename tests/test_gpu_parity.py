@@ -26,7 +26,9 @@ PROMPT, SIZE, SEED = "a lighthouse in a storm", 128, 11
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return build_tiny(tmp_path_factory.mktemp("tiny-gpu"), TinySpec(flavour="distilled", layers=4, amplify_history=False))
+    return build_tiny(
+        tmp_path_factory.mktemp("tiny-gpu"), TinySpec(flavour="distilled", layers=4, amplify_history=False)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +37,32 @@ def reference(checkpoint):
     pipe = HeliosPyramidPipeline.from_pretrained(checkpoint, vae=vae, dtype=torch.bfloat16)
     pipe.to("cuda").set_progress_bar_config(disable=True)
     frames = pipe(
-        prompt=PROMPT, height=SIZE, width=SIZE, num_frames=66, guidance_scale=1.0, pyramid_num_inference_steps_list=[2, 2, 2],
-        is_amplify_first_chunk=True, generator=torch.Generator("cuda").manual_seed(SEED), output_type="np",
+        prompt=PROMPT,
+        height=SIZE,
+        width=SIZE,
+        num_frames=66,
+        guidance_scale=1.0,
+        pyramid_num_inference_steps_list=[2, 2, 2],
+        is_amplify_first_chunk=True,
+        generator=torch.Generator("cuda").manual_seed(SEED),
+        output_type="np",
     ).frames[0]
     return (frames * 255).round().astype(np.uint8)
 
 
-PLAIN = Placement(weights=WeightForm(memory="resident"), faster=Speedups(compile_blocks=False, attention="native", channels_last_vae=False, vae_kernels=False, cudnn_autotune=False))
+PLAIN = Placement(
+    weights=WeightForm(memory="resident"),
+    faster=Speedups(
+        compile_blocks=False, attention="native", channels_last_vae=False, vae_kernels=False, cudnn_autotune=False
+    ),
+)
 
 
 def engine(checkpoint, vae_dtype, placement=Placement(), options=EngineOptions()):
     """Each placement is its own load: the cache never hands out a model patched for another."""
-    return Engine(load_model(str(checkpoint), LoadOptions(device="cuda", vae_dtype=vae_dtype, placement=placement)), options)
+    return Engine(
+        load_model(str(checkpoint), LoadOptions(device="cuda", vae_dtype=vae_dtype, placement=placement)), options
+    )
 
 
 def frames_of(engine, prompt=PROMPT, seed=SEED):

@@ -28,7 +28,9 @@ def top_level_modules_on_sys_path() -> dict[str, Path]:
     """Every name a folder of ours puts on `sys.path` makes importable: the root's (`python app.py`, `python -m`)
     and that of each folder whose scripts run as `python folder/script.py` or that pytest prepends (tests/)."""
     found = {}
-    for folder in [ROOT] + [p for p in ROOT.iterdir() if p.is_dir() and p.name != "helios" and not p.name.startswith(".")]:
+    for folder in [ROOT] + [
+        p for p in ROOT.iterdir() if p.is_dir() and p.name != "helios" and not p.name.startswith(".")
+    ]:
         for path in folder.iterdir():
             if path.suffix == ".py" or (path / "__init__.py").is_file():
                 found[path.stem] = path
@@ -45,8 +47,10 @@ def test_no_module_of_ours_has_the_name_of_an_installed_package():
 
 def test_diffusers_and_transformers_import_from_the_project_root():
     """The root is first on `sys.path` when the app starts; diffusers and transformers import Hugging Face's kernels."""
-    code = ("import kernels; from diffusers import HeliosTransformer3DModel; from transformers import UMT5EncoderModel; "
-            "print(kernels.__file__)")
+    code = (
+        "import kernels; from diffusers import HeliosTransformer3DModel; from transformers import UMT5EncoderModel; "
+        "print(kernels.__file__)"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert Path(done.stdout.strip()).is_relative_to(Path(importlib.metadata.distribution("kernels").locate_file("")))

@@ -60,7 +60,14 @@ def qk_inputs(batch, tokens, heads, head_dim, dtype, rotate, history):
     fused = rand(batch, tokens, 3 * d, dtype=dtype, scale=2)
     angles = rand(batch, tokens, head_dim // 2, scale=3).repeat_interleave(2, dim=-1)
     freqs = torch.cat([angles.cos(), angles.sin()], dim=-1) if rotate else None
-    return fused[..., d:2 * d], rand(d, dtype=dtype, offset=1, scale=0.1), heads, freqs, rand(heads).sigmoid() * 9 + 1, history
+    return (
+        fused[..., d : 2 * d],
+        rand(d, dtype=dtype, offset=1, scale=0.1),
+        heads,
+        freqs,
+        rand(heads).sigmoid() * 9 + 1,
+        history,
+    )
 
 
 @pytest.mark.parametrize("tokens, d", [(7, 96), (33, 160), (5, 257)])
@@ -111,7 +118,9 @@ def conv_inputs(batch, frames, h, w, c, co, kernel_size, dtype):
     return rand(batch, frames + kt - 1, h, w, c, dtype=dtype), weight, rand(co, dtype=dtype, scale=0.1), kernel_size
 
 
-@pytest.mark.parametrize("c, co, kernel_size", [(16, 16, (3, 3, 3)), (32, 48, (3, 3, 3)), (16, 24, (1, 1, 1)), (64, 16, (1, 3, 3))])
+@pytest.mark.parametrize(
+    "c, co, kernel_size", [(16, 16, (3, 3, 3)), (32, 48, (3, 3, 3)), (16, 24, (1, 1, 1)), (64, 16, (1, 3, 3))]
+)
 def test_causal_conv3d_in_fp32(c, co, kernel_size):
     args = conv_inputs(2, 3, 5, 7, c, co, kernel_size, torch.float32)
     out = causal_conv3d(*args)
@@ -168,7 +177,8 @@ def dequantized(x):
 @pytest.mark.parametrize("outliers", [False, True])
 def test_fp8_attention_at_helios_size(outliers):
     """Stated bounds, relative L2 error: the kernel's arithmetic against exact attention over the same FP8 operands
-    below 1.5e-2; the whole FP8 attention against bf16 SDPA below 0.12 (0.3 with outliers: 0.276 measured on an H100), where quantizing q and k
+    below 1.5e-2; the whole FP8 attention against bf16 SDPA below 0.12 (0.3 with outliers: 0.276 measured on an H100),
+    where quantizing q and k
     alone measures 0.085 (0.19) in fp32 on these inputs."""
     q, k, v, history_scale = attention_inputs(1, 11040, 11040, 8, 128, torch.bfloat16, outliers)
     out = fp8_attention(q, k, v, history_scale, 2400)

@@ -27,7 +27,10 @@ def test_kernels_keep_the_frames(tiny_checkpoint, flavour, steps):
     """Two segments, so the history tokens (and their amplified keys) are in play."""
     options = LoadOptions(dtype="float32", vae_dtype="float32")
     model = load_model(str(tiny_checkpoint(flavour)), options)
-    fused = load_model(str(tiny_checkpoint(flavour)), LoadOptions(dtype="float32", vae_dtype="float32", placement=Placement(faster=Speedups(kernels=True))))
+    fused = load_model(
+        str(tiny_checkpoint(flavour)),
+        LoadOptions(dtype="float32", vae_dtype="float32", placement=Placement(faster=Speedups(kernels=True))),
+    )
     plain, ours = frames(model, **steps), frames(fused, **steps)
     assert plain.shape == ours.shape and plain.std() > 5
     close = np.abs(plain.astype(int) - ours.astype(int)) <= 1

@@ -18,7 +18,9 @@ def moving_texture(frames: int = 99, height: int = 48, width: int = 64, seed: in
 def moving_waves(frames: int = 99, height: int = 48, width: int = 64) -> np.ndarray:
     """Smooth colour waves drifting a pixel a frame: like a video, each step changes it a little (~3 levels)."""
     t, y, x = np.meshgrid(np.arange(frames), np.arange(height), np.arange(width), indexing="ij")
-    channels = [120 + 40 * np.sin(2 * np.pi * (x - t) / width + c) + 30 * np.cos(2 * np.pi * y / height) for c in range(3)]
+    channels = [
+        120 + 40 * np.sin(2 * np.pi * (x - t) / width + c) + 30 * np.cos(2 * np.pi * y / height) for c in range(3)
+    ]
     return np.stack(channels, axis=-1).astype(np.float32)
 
 

@@ -8,7 +8,9 @@ from helios.media import read_image, read_video
 
 
 def write_video(path, frames, height, width):
-    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=24, macro_block_size=1, ffmpeg_log_level="error")
+    writer = imageio_ffmpeg.write_frames(
+        str(path), (width, height), fps=24, macro_block_size=1, ffmpeg_log_level="error"
+    )
     writer.send(None)
     for t in range(frames):
         writer.send(np.full((height, width, 3), 40 + t, np.uint8).tobytes())

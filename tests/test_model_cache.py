@@ -40,11 +40,15 @@ def disk_reads(monkeypatch):
     """Every read of a checkpoint's weight bytes, by file name."""
     reads = []
     read = files._read_into
-    monkeypatch.setattr(files, "_read_into", lambda file, offset, target: reads.append(file.parent.name) or read(file, offset, target))
+    monkeypatch.setattr(
+        files, "_read_into", lambda file, offset, target: reads.append(file.parent.name) or read(file, offset, target)
+    )
     return reads
 
 
-def test_the_fp8_form_of_a_loaded_checkpoint_reads_nothing_from_disk_and_makes_the_same_frames(cache, tiny_checkpoint, disk_reads):
+def test_the_fp8_form_of_a_loaded_checkpoint_reads_nothing_from_disk_and_makes_the_same_frames(
+    cache, tiny_checkpoint, disk_reads
+):
     folder = str(tiny_checkpoint("distilled"))
     full = load_model(folder, BF16)
     assert set(disk_reads) == {"transformer", "text_encoder"}

@@ -40,7 +40,9 @@ def reference_frames(folder, flavour, image, video) -> np.ndarray:
     if flavour == "base":
         kwargs["num_inference_steps"] = s["steps"]
     else:
-        kwargs.update(pyramid_num_inference_steps_list=list(s["pyramid"]), is_amplify_first_chunk=flavour == "distilled")
+        kwargs.update(
+            pyramid_num_inference_steps_list=list(s["pyramid"]), is_amplify_first_chunk=flavour == "distilled"
+        )
     if image is not None:
         kwargs["image"] = image
     if video is not None:

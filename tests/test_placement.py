@@ -30,7 +30,9 @@ HELIOS_14B = ModelSize(
 
 def gpu(free_gib, capability=(9, 0), host_gib=0, **kw):
     kw = {"triton": True, "cudnn_attention": True, **kw}
-    return Capabilities("cuda", "GPU", capability, int(free_gib * GIB), int(free_gib * GIB), host_free_bytes=int(host_gib * GIB), **kw)
+    return Capabilities(
+        "cuda", "GPU", capability, int(free_gib * GIB), int(free_gib * GIB), host_free_bytes=int(host_gib * GIB), **kw
+    )
 
 
 @pytest.mark.parametrize("free_gib, capability, tier, fp8_matmul", [
@@ -55,7 +57,9 @@ def test_auto_picks_the_fastest_tier_that_fits(free_gib, capability, tier, fp8_m
 
 
 def test_a_gpu_too_small_for_any_tier_is_refused_in_words():
-    with pytest.raises(ModelUnavailable, match="needs at least .* GiB even in its fp8-streamed tier with requests of 256x448"):
+    with pytest.raises(
+        ModelUnavailable, match="needs at least .* GiB even in its fp8-streamed tier with requests of 256x448"
+    ):
         resolve(Placement(), gpu(4), HELIOS_14B)
 
 
@@ -80,7 +84,9 @@ def test_the_app_refuses_in_words_a_forced_tier_that_leaves_room_for_no_size(cap
     model = SimpleNamespace(is_tiny=False, device=torch.device("cuda"), fit=placement)
     assert app.serve(None, SimpleNamespace(model=model), "banner") == 1
     error = capsys.readouterr().err
-    assert error.startswith("error: no size the page offers fits") and error.count("\n") == 1 and "--memory auto" in error
+    assert (
+        error.startswith("error: no size the page offers fits") and error.count("\n") == 1 and "--memory auto" in error
+    )
 
 
 @pytest.mark.parametrize("free_gib, host_gib", [(79, 8), (39, 16), (23, 16), (15, 24), (11, 24), (7.5, 24)])
@@ -93,7 +99,9 @@ def test_auto_picks_a_tier_that_fits_the_host_memory_too(free_gib, host_gib):
 
 
 def test_a_host_too_small_for_the_tier_the_gpu_needs_is_refused_in_words():
-    with pytest.raises(ModelUnavailable, match="holds .* GiB in host memory and 16.0 GiB is available: close other programs"):
+    with pytest.raises(
+        ModelUnavailable, match="holds .* GiB in host memory and 16.0 GiB is available: close other programs"
+    ):
         resolve(Placement(), gpu(11, host_gib=16), HELIOS_14B)
 
 
@@ -177,12 +185,16 @@ def test_loading_under_a_faked_capacity_places_no_more_than_the_tier_allows(five
     size = model_size(five_blocks)
     block = size.block(fp8=True)
     tier = resolve(Placement(weights=WeightForm(memory="fp8-streamed")), gpu(1), size).tier
-    caps = Capabilities("cpu", free_bytes=int((gpu_bytes(tier, size, 1) + block // 2 + workspace_bytes(384, 640)) / 0.95) + 1)
+    caps = Capabilities(
+        "cpu", free_bytes=int((gpu_bytes(tier, size, 1) + block // 2 + workspace_bytes(384, 640)) / 0.95) + 1
+    )
     model = load_checkpoint(str(five_blocks), LoadOptions(**CPU_FP32), caps)
     assert model.fit.tier.name == "fp8-streamed" and model.fit.resident_blocks == 1
     streamed = [b for b in model.transformer.blocks if isinstance(b, StreamedBlock)]
     assert len(streamed) == 4
-    on_device = placed_bytes(model.transformer) + placed_bytes(model.vae)  # the text encoder is off the GPU in this tier
+    on_device = placed_bytes(model.transformer) + placed_bytes(
+        model.vae
+    )  # the text encoder is off the GPU in this tier
     assert on_device <= gpu_bytes(model.fit.tier, size, 1) * 2 + block, "fp32 here: twice the bf16 bytes"
     assert model.block_stream.bytes_moved == model.block_stream.block_bytes, "only the first streamed block so far"
 
@@ -191,8 +203,11 @@ def test_a_request_too_large_for_the_memory_left_is_refused_up_front(five_blocks
     size = model_size(five_blocks)
     tier = resolve(Placement(weights=WeightForm(memory="fp8-streamed")), gpu(1), size).tier
     room = gpu_bytes(tier, size, 0) + workspace_bytes(64, 64) + 2**20
-    model = load_checkpoint(str(five_blocks), LoadOptions(**CPU_FP32, placement=Placement(weights=WeightForm(memory="fp8-streamed"))),
-                  Capabilities("cpu", free_bytes=int(room / 0.95) + 1))
+    model = load_checkpoint(
+        str(five_blocks),
+        LoadOptions(**CPU_FP32, placement=Placement(weights=WeightForm(memory="fp8-streamed"))),
+        Capabilities("cpu", free_bytes=int(room / 0.95) + 1),
+    )
     engine = Engine(model)
     small = GenerationSettings(height=64, width=64, num_frames=33, pyramid_steps=(1, 1, 1))
     assert len(list(Run(engine, GenerationRequest(PromptTimeline.single("x"), small)).segments())) == 1
@@ -209,7 +224,9 @@ def test_every_tier_keeps_the_frames(five_blocks, tier, exact):
     if exact:
         np.testing.assert_array_equal(ours, resident)
         calls = 6 + 3  # forwards: the amplified first segment has twice the steps
-        assert model.block_stream.bytes_moved == model.block_stream.block_bytes * (1 + 5 * calls), "each block once a call"
+        assert model.block_stream.bytes_moved == model.block_stream.block_bytes * (1 + 5 * calls), (
+            "each block once a call"
+        )
     else:
         psnr = 10 * np.log10(255**2 / np.mean((ours.astype(float) - resident) ** 2))
         assert psnr > 25, f"FP8 weights moved the frames too far ({psnr:.1f} dB)"

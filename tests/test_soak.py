@@ -57,7 +57,9 @@ def test_the_floor_rule_flags_a_leak_a_short_soak_can_see_and_not_allocator_leve
     warm_up = [650.0] * len(ACTIONS)
     levels = [619.0, 646.0, 660.0, 673.0, 712.0]
     assert not growth(samples_of(warm_up + [levels[(7 * i) % 5] for i in range(21)]))["rss_mib"]["floor_grows"]
-    assert not growth(samples_of(warm_up + [646.0] * 5 + [673.0] * 11 + [712.0, 660.0, 712.0, 712.0, 712.0]))["rss_mib"]["floor_grows"]
+    assert not growth(samples_of(warm_up + [646.0] * 5 + [673.0] * 11 + [712.0, 660.0, 712.0, 712.0, 712.0]))[
+        "rss_mib"
+    ]["floor_grows"]
     assert growth(samples_of(warm_up + [15.0 * i + levels[i % 5] for i in range(21)]))["rss_mib"]["floor_grows"]
 
 
@@ -69,6 +71,9 @@ def test_the_growth_rule_flags_a_steady_climb_and_not_a_plateau():
     assert growth(samples_of(warm_up + [800.0] * 20 + [850.0] * 20))["rss_mib"]["grows"], "a step that stays"
     assert set(growth(samples_of(warm_up + [800.0] * 40))) == set(QUANTITIES) - {"gpu_mib", "objects", "tensor_mib"}
     def threads(values):
-        return growth([Sample(i, "generate", 1.0, 800.0, 20, v, None, 1.0) for i, v in enumerate(values)])["threads"]["grows"]
+        return growth([Sample(i, "generate", 1.0, 800.0, 20, v, None, 1.0) for i, v in enumerate(values)])["threads"][
+            "grows"
+        ]
+
     assert not threads([10] * 7 + [10] * 39 + [11]), "one more thread at one sample"
     assert threads([10] * 7 + [10] * 20 + [12] * 20)

@@ -19,7 +19,12 @@ def test_front_matter_names_a_gradio_space_on_the_pinned_gradio():
     pins = dict(line.split("==") for line in (ROOT / "requirements.lock").read_text().split() if "==" in line)
     assert config["sdk"] == "gradio"
     assert str(config["sdk_version"]) == pins["gradio"]
-    assert (ROOT / "requirements.txt").read_text().split("\n", 1)[1].split() == ["-r", "requirements.in", "-c", "requirements.lock"]
+    assert (ROOT / "requirements.txt").read_text().split("\n", 1)[1].split() == [
+        "-r",
+        "requirements.in",
+        "-c",
+        "requirements.lock",
+    ]
     assert (ROOT / config["app_file"]).is_file()
     assert {"title", "emoji", "suggested_hardware"} <= config.keys()
 

@@ -209,7 +209,9 @@ def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, tmp
     read_ahead_from_here(["--model", str(endless)])
     other = startup._early
     load_checkpoint("tiny", LoadOptions(device="cpu"))
-    assert made[-1] is not other and not other.is_alive(), "the early read-ahead for another model went on beside the load"
+    assert made[-1] is not other and not other.is_alive(), (
+        "the early read-ahead for another model went on beside the load"
+    )
     assert alive[-1], "the load's own read-ahead was not reading while the weights were placed"
     assert not made[-1].is_alive(), "the read-ahead outlived the load"
 
@@ -239,7 +241,9 @@ def test_the_load_imports_what_it_uses_before_the_read_ahead_starts():
                "transformers.models.umt5.modeling_umt5", "helios.weights.place")
     code = ("import sys; from helios.loading import _import_libraries; _import_libraries(); "
             f"print([m for m in {modules!r} if m not in sys.modules])")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
 
 
 def test_a_start_notes_the_files_its_imports_and_load_read_for_the_next_start(tiny_checkpoint, tmp_path):
@@ -247,9 +251,32 @@ def test_a_start_notes_the_files_its_imports_and_load_read_for_the_next_start(ti
     lists folders; never the weights (read in the load's order) nor what the run writes."""
     folder = tiny_checkpoint("distilled")
     out = tmp_path / "v.npy"
-    subprocess.run([sys.executable, "-m", "helios", "generate", "--model", str(folder), "--prompt", "x", "--frames", "33",
-                    "--steps", "1,1,1", "--height", "64", "--width", "128", "--out", str(out)],
-                   check=True, capture_output=True, timeout=300, env={**os.environ, "HELIOS_STUDIO_CACHE": str(tmp_path)})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helios",
+            "generate",
+            "--model",
+            str(folder),
+            "--prompt",
+            "x",
+            "--frames",
+            "33",
+            "--steps",
+            "1,1,1",
+            "--height",
+            "64",
+            "--width",
+            "128",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "HELIOS_STUDIO_CACHE": str(tmp_path)},
+    )
     noted = (tmp_path / CODE_FILES).read_text().splitlines()
     assert all(os.path.exists(name) for name in noted)
     assert any("libtorch_cpu.so" in name for name in noted), "torch's own library, the largest a start maps"

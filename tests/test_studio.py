@@ -49,7 +49,9 @@ def test_zero_gpu_budget_reads_named_values_grows_with_the_work_and_stays_within
     assert gpu_seconds(20, "99999,1,1", limits) == gpu_seconds(20, "8,1,1", limits)
     assert gpu_seconds("lots", None, limits) == gpu_seconds(1, "2,2,2", limits)
     both = gpu_seconds(10, ["1,1,1", "2,2,2"], limits)
-    assert both > gpu_seconds(10, "2,2,2", limits) and both < gpu_seconds(10, "1,1,1", limits) + gpu_seconds(10, "2,2,2", limits)
+    assert both > gpu_seconds(10, "2,2,2", limits) and both < gpu_seconds(10, "1,1,1", limits) + gpu_seconds(
+        10, "2,2,2", limits
+    )
 
 
 def test_metrics_show_measured_numbers_and_escape_prompts():
@@ -66,20 +68,41 @@ def test_metrics_show_measured_numbers_and_escape_prompts():
     ]
 
 
-@pytest.mark.parametrize("steps, fps, advice", [
-    ((2, 2, 2), [9.0, 12.5, 12.0, 12.2], "12.2 FPS at 2,2,2, below real time (24 FPS): 1,1,1 would play in real time on this GPU (about 24 FPS"),
-    ((3, 3, 3), [20.0, 9.0, 9.5], "9.5 FPS at 3,3,3, below real time (24 FPS): 1,1,1 would play in real time on this GPU (about 28 FPS"),
-    ((3, 3, 3), [20.0, 6.0, 6.0], "6.0 FPS at 3,3,3, below real time (24 FPS); no steps preset reaches it on this GPU (1,1,1: about 18 FPS"),
-    ((4, 4, 4), [5.0, 13.0], "13.0 FPS at 4,4,4, below real time (24 FPS): 2,2,2 would play in real time on this GPU (about 26 FPS"),
-    ((1, 1, 1), [20.0, 30.0], None),
-    ((1, 1, 1), [9.0, 17.8], "17.8 FPS at 1,1,1, below real time (24 FPS), with the fewest steps: a smaller size"),
-    ((2, 1, 2), [5.0, 10.0], None),
-])
+@pytest.mark.parametrize(
+    "steps, fps, advice",
+    [
+        (
+            (2, 2, 2),
+            [9.0, 12.5, 12.0, 12.2],
+            "12.2 FPS at 2,2,2, below real time (24 FPS): 1,1,1 would play in real time on this GPU (about 24 FPS",
+        ),
+        (
+            (3, 3, 3),
+            [20.0, 9.0, 9.5],
+            "9.5 FPS at 3,3,3, below real time (24 FPS): 1,1,1 would play in real time on this GPU (about 28 FPS",
+        ),
+        (
+            (3, 3, 3),
+            [20.0, 6.0, 6.0],
+            "6.0 FPS at 3,3,3, below real time (24 FPS); no steps preset reaches it on this GPU (1,1,1: about 18 FPS",
+        ),
+        (
+            (4, 4, 4),
+            [5.0, 13.0],
+            "13.0 FPS at 4,4,4, below real time (24 FPS): 2,2,2 would play in real time on this GPU (about 26 FPS",
+        ),
+        ((1, 1, 1), [20.0, 30.0], None),
+        ((1, 1, 1), [9.0, 17.8], "17.8 FPS at 1,1,1, below real time (24 FPS), with the fewest steps: a smaller size"),
+        ((2, 1, 2), [5.0, 10.0], None),
+    ],
+)
 def test_a_run_slower_than_real_time_names_the_preset_that_would_be(steps, fps, advice):
     metrics = RunMetrics(steps=steps)
     frames = np.zeros((33, 8, 8, 3), np.uint8)
     for n, value in enumerate(fps):
-        metrics.on_segment(Segment(n, len(fps), frames, 33 * n, (("a boat", 1.0),), SegmentTimings(33 / value, 0.1, 33 / value)), 1.0)
+        metrics.on_segment(
+            Segment(n, len(fps), frames, 33 * n, (("a boat", 1.0),), SegmentTimings(33 / value, 0.1, 33 / value)), 1.0
+        )
     assert metrics.real_time_advice() is None, "said only once the run has ended"
     metrics.state = "done"
     said = metrics.real_time_advice()
@@ -272,7 +295,10 @@ def test_another_sessions_run_given_as_an_input_is_refused_in_words(tmp_path):
     with pytest.raises(BadInput, match="That video is another session's file: upload one of your own"):
         sessions.generate("bob", form(video=str(video), segments=1, rows=[[0, "a kite"]]))
     with pytest.raises(BadInput, match="That image is another session's file"):
-        sessions.generate("bob", form(image=str(video.parent / ".." / video.parent.name / "helios.json"), segments=1, rows=[[0, "a kite"]]))
+        sessions.generate(
+            "bob",
+            form(image=str(video.parent / ".." / video.parent.name / "helios.json"), segments=1, rows=[[0, "a kite"]]),
+        )
     _, mine = sessions.generate("ann", form(video=str(video), segments=1, rows=[[0, "a kite"]]))
     assert [u for u in mine if u.final][0].metrics.state == "done", "a session may continue its own video"
 

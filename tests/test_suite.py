@@ -93,8 +93,19 @@ def test_an_fp8_configuration_after_bf16_copies_the_loaded_weights_and_reads_not
     read = files._read_into
     monkeypatch.setattr(files, "_read_into", lambda f, o, t: reads.append(f.parent.name) or read(f, o, t))
     (tmp_path / "prompts.txt").write_text("a red fox in snow\n")
-    done = cli("--prompts", tmp_path / "prompts.txt", "--common", COMMON.replace("tiny", "tiny-mid") + " --frames 33",
-               "--config", "bf16=--steps 1,1,1", "--config", "fp8=--steps 1,1,1 --fp8", "--out", tmp_path / "s", command="suite")
+    done = cli(
+        "--prompts",
+        tmp_path / "prompts.txt",
+        "--common",
+        COMMON.replace("tiny", "tiny-mid") + " --frames 33",
+        "--config",
+        "bf16=--steps 1,1,1",
+        "--config",
+        "fp8=--steps 1,1,1 --fp8",
+        "--out",
+        tmp_path / "s",
+        command="suite",
+    )
     assert done.returncode == 0, done.stderr
     assert "fp8: Model: tiny-mid" in done.stdout and "cpu+fp8" in done.stdout
     stored = stored_tensors(resolve_folder("tiny-mid") / "transformer")

@@ -25,8 +25,12 @@ def test_files_fill_the_model_with_what_the_libraries_load(tiny_checkpoint, dtyp
     folder = tiny_checkpoint("distilled")
     ours = load_checkpoint(str(folder), LoadOptions(device="cpu", dtype=dtype, vae_dtype="float32"))
     theirs = dict(
-        transformer=diffusers.HeliosTransformer3DModel.from_pretrained(folder, subfolder="transformer", dtype=getattr(torch, dtype)),
-        text_encoder=transformers.UMT5EncoderModel.from_pretrained(folder / "text_encoder", dtype=getattr(torch, dtype)),
+        transformer=diffusers.HeliosTransformer3DModel.from_pretrained(
+            folder, subfolder="transformer", dtype=getattr(torch, dtype)
+        ),
+        text_encoder=transformers.UMT5EncoderModel.from_pretrained(
+            folder / "text_encoder", dtype=getattr(torch, dtype)
+        ),
     )
     for part, reference in theirs.items():
         a, b = tensors(getattr(ours, part)), tensors(reference)
@@ -51,8 +55,12 @@ def test_a_load_past_its_host_budget_stops_in_words(tiny_checkpoint, monkeypatch
     tier = resolve(placement, cpu_with_host(64 * GIB), size)
     needed = host_bytes(tier.tier, size, tier.resident_blocks)
     with pytest.raises(ModelUnavailable, match="more than the .* GiB of host memory allowed"):
-        load_checkpoint(str(folder), LoadOptions(device="cpu", dtype="float32", placement=placement), cpu_with_host(needed + 1))
-    model = load_checkpoint(str(folder), LoadOptions(device="cpu", dtype="bfloat16", placement=placement), cpu_with_host(needed + 2 * 2**27))
+        load_checkpoint(
+            str(folder), LoadOptions(device="cpu", dtype="float32", placement=placement), cpu_with_host(needed + 1)
+        )
+    model = load_checkpoint(
+        str(folder), LoadOptions(device="cpu", dtype="bfloat16", placement=placement), cpu_with_host(needed + 2 * 2**27)
+    )
     assert model.fit.host_budget == needed + 2 * 2**27
 
 
@@ -62,8 +70,11 @@ def test_a_forced_tier_the_host_cannot_hold_is_refused_before_any_weight_is_read
 
     monkeypatch.setattr(WeightFiles, "_read", read)
     with pytest.raises(ModelUnavailable, match="GiB in host memory and .* is available"):
-        load_checkpoint(str(tiny_checkpoint("distilled")), LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="fp8-streamed"))),
-              cpu_with_host(HOST_BASE))
+        load_checkpoint(
+            str(tiny_checkpoint("distilled")),
+            LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="fp8-streamed"))),
+            cpu_with_host(HOST_BASE),
+        )
 
 
 @pytest.mark.parametrize("tier", ["text-offload", "fp8-streamed"])
@@ -73,7 +84,9 @@ def test_an_offloaded_text_encoder_looks_tokens_up_in_host_memory(tiny_checkpoin
     import transformers
 
     folder = tiny_checkpoint("distilled")
-    model = load_checkpoint(str(folder), LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory=tier))))
+    model = load_checkpoint(
+        str(folder), LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory=tier)))
+    )
     lookup = model.text_encoder.encoder.embed_tokens
     assert list(lookup.parameters()) == [] and list(lookup.buffers()) == []
     assert (lookup.rows.dtype == torch.int8) == (tier == "fp8-streamed")
@@ -96,12 +109,20 @@ def test_small_tiers_keep_every_text_encoder_layer_in_int8_rows_with_the_prompts
     from helios.weights.int8 import Int8Linear
 
     folder = str(tiny_checkpoint("distilled"))
-    wide = load_checkpoint(folder, LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="text-offload"))))
-    small = load_checkpoint(folder, LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="fp8-streamed"))))
+    wide = load_checkpoint(
+        folder, LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="text-offload")))
+    )
+    small = load_checkpoint(
+        folder, LoadOptions(device="cpu", placement=Placement(weights=WeightForm(memory="fp8-streamed")))
+    )
     layers = small.text_encoder.encoder.block
     assert not any(type(m) is nn.Linear for m in layers.modules())
     assert all(m.weight.dtype == torch.int8 for m in layers.modules() if isinstance(m, Int8Linear))
-    assert sum(isinstance(m, Int8Linear) for m in layers.modules()) == sum(isinstance(m, nn.Linear) for m in wide.text_encoder.encoder.block.modules())
+    assert sum(isinstance(m, Int8Linear) for m in layers.modules()) == sum(
+        isinstance(m, nn.Linear) for m in wide.text_encoder.encoder.block.modules()
+    )
     for prompt in ("a heron at dawn", "neon signs reflected in puddles, rain at night"):
-        ours, theirs = (PromptEncoder(m.tokenizer, m.text_encoder, m.device, torch.float32).encode(prompt) for m in (small, wide))
+        ours, theirs = (
+            PromptEncoder(m.tokenizer, m.text_encoder, m.device, torch.float32).encode(prompt) for m in (small, wide)
+        )
         assert 0 < ((ours - theirs).norm() / theirs.norm()).item() < 0.02

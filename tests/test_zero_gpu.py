@@ -98,7 +98,9 @@ def test_the_app_imports_spaces_first_chooses_helios_and_builds_its_page_without
         port = s.getsockname()[1]
     assert app.main(["--port", str(port)]) == 0
     model, banner = served["engine"].model, served["banner"]
-    assert banner.startswith("Could not fetch BestWishYsh/Helios-Distilled"), "Helios was chosen (the hub is offline here)"
+    assert banner.startswith("Could not fetch BestWishYsh/Helios-Distilled"), (
+        "Helios was chosen (the hub is offline here)"
+    )
     assert model.device.type == "cuda" and model.capabilities.zero_gpu and model.fit.tier.name == "resident"
     assert "no runtime compile on ZeroGPU" in banner
     left = [f"{type(module).__name__}.{name}" for part in (model.transformer, model.text_encoder, model.vae)
@@ -109,7 +111,9 @@ def test_the_app_imports_spaces_first_chooses_helios_and_builds_its_page_without
     assert all(p.device.type == "cpu" for p in model.transformer.parameters()), "and stays in host memory here"
     demo = build_demo(served["engine"], banner, "384x640")
     assert demo.config["components"]
-    assert sorted(sys.modules["spaces"].LENT) == ["compare", "continue_video", "generate"], "each run's handler gets the GPU"
+    assert sorted(sys.modules["spaces"].LENT) == ["compare", "continue_video", "generate"], (
+        "each run's handler gets the GPU"
+    )
     assert cuda.starts == []
 
 

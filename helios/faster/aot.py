@@ -97,21 +97,26 @@ def aot_key(config: dict, dtype: torch.dtype, fit, caps) -> AotKey:
 
 def read_key(folder: Path) -> AotKey:
     if not folder.is_dir():
-        raise ModelUnavailable(f"No AoT folder at {folder}: make one with python -m helios compile, or leave --aot out.")
+        raise ModelUnavailable(
+            f"No AoT folder at {folder}: make one with python -m helios compile, or leave --aot out."
+        )
     meta = folder / META
     try:
         fields = json.loads(meta.read_text())["key"]
         key = AotKey(**fields)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelUnavailable(
-            f"{folder} is not an AoT folder ({type(exc).__name__} reading {META}): make one with python -m helios compile."
+            f"{folder} is not an AoT folder ({type(exc).__name__} reading {META}): make one with python -m helios "
+            "compile."
         ) from None
     if not (folder / BLOCK / PACKAGE).is_file():
         raise ModelUnavailable(f"{folder} lacks {BLOCK}/{PACKAGE}: make it again with python -m helios compile.")
     return key
 
 
-def choose(asked: str, key: AotKey, cache: Path, ranks: int, own_kernels: bool, locate: Callable[[str], Path]) -> tuple[Path | None, str]:
+def choose(
+    asked: str, key: AotKey, cache: Path, ranks: int, own_kernels: bool, locate: Callable[[str], Path]
+) -> tuple[Path | None, str]:
     """The folder to run from (None: compile just in time) and the words for the banner. `asked` is "auto" (the
     cache folder for this key, if one was made), "off", or what `locate` finds a folder by, which must match."""
     if asked == "off":
@@ -124,7 +129,11 @@ def choose(asked: str, key: AotKey, cache: Path, ranks: int, own_kernels: bool, 
         return None, ""
     made_for = read_key(folder)
     if made_for != key:
-        return None, f"blocks compiled just in time: the AoT folder {folder} was made for {'; '.join(key.differences(made_for))}"
+        return (
+            None,
+            f"blocks compiled just in time: the AoT folder {folder} was made for "
+            f"{'; '.join(key.differences(made_for))}",
+        )
     return folder, f"blocks ahead-of-time compiled, from {folder}"
 
 
@@ -178,13 +187,24 @@ def build(block: nn.Module, args: tuple, key: AotKey, folder: Path) -> float:
     (scratch / BLOCK).mkdir(parents=True)
     try:
         with torch.no_grad(), _attention_for_export(block, key.attention):
-            program = torch.export.export(_BlockCall(block), (hidden, text, temb, rotary, present), dynamic_shapes=dynamic, strict=False)
+            program = torch.export.export(
+                _BlockCall(block), (hidden, text, temb, rotary, present), dynamic_shapes=dynamic, strict=False
+            )
             inputs = [n.meta["val"] for n in program.graph.nodes if n.op == "placeholder"][-5:]
             if isinstance(inputs[0].shape[1], int) or isinstance(inputs[4].shape[0], int):
-                raise ModelUnavailable("Export fixed the number of tokens, so one package would not serve every request.")
-            torch._inductor.aoti_compile_and_package(program, package_path=str(scratch / BLOCK / PACKAGE), inductor_configs=INDUCTOR)
+                raise ModelUnavailable(
+                    "Export fixed the number of tokens, so one package would not serve every request."
+                )
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=str(scratch / BLOCK / PACKAGE), inductor_configs=INDUCTOR
+            )
         seconds = time.perf_counter() - start
-        meta = dict(key=dataclasses.asdict(key), example_tokens=hidden.shape[1], example_present=present_length, build_s=round(seconds, 1))
+        meta = dict(
+            key=dataclasses.asdict(key),
+            example_tokens=hidden.shape[1],
+            example_present=present_length,
+            build_s=round(seconds, 1),
+        )
         (scratch / META).write_text(json.dumps(meta, indent=1))
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -198,7 +218,9 @@ def build(block: nn.Module, args: tuple, key: AotKey, folder: Path) -> float:
 def _attention_for_export(block: nn.Module, backend: str):
     """The block's attention exported as PyTorch's own entry held to cuDNN from outside: the kernel diffusers' cuDNN
     backend picks, without the `sdpa_kernel` context that backend enters inside the traced code."""
-    processors = [m.processor for m in block.modules() if hasattr(m, "processor") and hasattr(m.processor, "_attention_backend")]
+    processors = [
+        m.processor for m in block.modules() if hasattr(m, "processor") and hasattr(m.processor, "_attention_backend")
+    ]
     saved = [p._attention_backend for p in processors]
     for p in processors:
         p._attention_backend = None

@@ -1,4 +1,5 @@
-"""The transformer block's forward on our Triton kernels (helios/faster/kernels/): the adaLN norms, the gated residual adds and
+"""The transformer block's forward on our Triton kernels (helios/faster/kernels/): the adaLN norms, the gated residual
+adds and
 the self-attention's q/k RMSNorm + rotary embedding + history-key scale each become one pass over the tokens.
 
 Same math as diffusers' HeliosTransformerBlock.forward, computed in fp32 and rounded to bf16 less often; the
@@ -49,18 +50,24 @@ def fused_block_forward(
 
     x = hidden_states
     normed = adaln_norm(x, mod(SCALE), mod(SHIFT), table[SCALE], table[SHIFT], self.norm1.eps)
-    x = gated_residual(x, _self_attention(self.attn1, normed, rotary_emb, original_context_length), mod(GATE), table[GATE])
+    x = gated_residual(
+        x, _self_attention(self.attn1, normed, rotary_emb, original_context_length), mod(GATE), table[GATE]
+    )
 
     history = x.shape[1] - original_context_length if self.guidance_cross_attn else 0
     past, present = x[:, :history], x[:, history:]
-    cross = self.attn2(self.norm2(present.float()).type_as(present), encoder_hidden_states, None, None, original_context_length)
+    cross = self.attn2(
+        self.norm2(present.float()).type_as(present), encoder_hidden_states, None, None, original_context_length
+    )
     x = torch.cat([past, present + cross], dim=1) if history else present + cross
 
     normed = adaln_norm(x, mod(FF_SCALE), mod(FF_SHIFT), table[FF_SCALE], table[FF_SHIFT], self.norm3.eps)
     return gated_residual(x, self.ffn(normed), mod(FF_GATE), table[FF_GATE])
 
 
-def _self_attention(attn: HeliosAttention, x: torch.Tensor, rotary_emb: torch.Tensor, context_length: int) -> torch.Tensor:
+def _self_attention(
+    attn: HeliosAttention, x: torch.Tensor, rotary_emb: torch.Tensor, context_length: int
+) -> torch.Tensor:
     """With FP8 attention the history factor goes to the kernel, which applies it to those keys' logits."""
     query, key, value = _get_qkv_projections(attn, x, None)
     value = value.unflatten(2, (attn.heads, -1))

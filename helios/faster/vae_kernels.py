@@ -1,6 +1,7 @@
 """The Wan VAE's encoder and decoder on our Triton kernels: each channel RMS norm + SiLU pair becomes one pass
 (helios/faster/kernels/rms_norm_silu.py), and the narrow causal convolutions, where cuDNN is slowest, an implicit GEMM
-(helios/faster/kernels/causal_conv3d.py). Both write channels-last, which the next norm and convolution read as they are.
+(helios/faster/kernels/causal_conv3d.py). Both write channels-last, which the next norm and convolution read as they
+are.
 Nearest upsampling stays in the tensor's own dtype: it only copies values, so widening to fp32 first, as diffusers
 does, changes nothing but the memory traffic. `apply_vae_kernels` is the switch."""
 
@@ -51,8 +52,12 @@ def _fits(conv: WanCausalConv3d) -> bool:
     kt, kh, kw = conv.kernel_size
     same = (kw // 2, kw // 2, kh // 2, kh // 2, kt - 1, 0)
     return (
-        conv.in_channels <= TRITON_CONV_MAX_CHANNELS and conv.in_channels % 16 == 0 and conv.stride == (1, 1, 1) and tuple(conv._padding) == same
-        and conv.bias is not None and kh % 2 == kw % 2 == 1
+        conv.in_channels <= TRITON_CONV_MAX_CHANNELS
+        and conv.in_channels % 16 == 0
+        and conv.stride == (1, 1, 1)
+        and tuple(conv._padding) == same
+        and conv.bias is not None
+        and kh % 2 == kw % 2 == 1
     )
 
 

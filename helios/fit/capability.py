@@ -50,7 +50,9 @@ class Capabilities:
         )
 
     @classmethod
-    def detect(cls, device: torch.device, cap_gib: float | None = None, host_cap_gib: float | None = None) -> "Capabilities":
+    def detect(
+        cls, device: torch.device, cap_gib: float | None = None, host_cap_gib: float | None = None
+    ) -> "Capabilities":
         """`cap_gib` holds this process to that much GPU memory (the allocator enforces it), as on a smaller card;
         `host_cap_gib` to that much host memory (the load's ledger enforces it, weights/files.py)."""
         zero_gpu = bool(os.environ.get("SPACES_ZERO_GPU"))

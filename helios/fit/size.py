@@ -22,7 +22,9 @@ def _shapes(folder: Path) -> dict[str, tuple[int, ...]]:
 def model_size(checkpoint: Path) -> ModelSize:
     """Measured once per checkpoint as it is on disk (a file rewritten is measured again): the model cache asks at
     every load and for every model a load might release."""
-    files = [f for part in ("transformer", "text_encoder", "vae") for f in sorted((checkpoint / part).glob("*.safetensors"))]
+    files = [
+        f for part in ("transformer", "text_encoder", "vae") for f in sorted((checkpoint / part).glob("*.safetensors"))
+    ]
     return _measured(checkpoint, tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files))
 
 

@@ -29,7 +29,14 @@ class Tier:
 TIERS = (
     Tier("resident", True, False, False, "everything on the GPU: 48 GB cards and up (A6000, L40S, A100/H100 80 GB)"),
     Tier("text-offload", False, False, False, "the text encoder streamed in per new prompt: 40 GB cards (A100 40 GB)"),
-    Tier("bf16-streamed", False, False, True, "bf16 blocks streamed from host memory as needed: 32 GB cards (RTX 5090)", 0.75),
+    Tier(
+        "bf16-streamed",
+        False,
+        False,
+        True,
+        "bf16 blocks streamed from host memory as needed: 32 GB cards (RTX 5090)",
+        0.75,
+    ),
     Tier("fp8", False, True, False, "FP8 transformer weights: 24 GB cards (RTX 4090, L4, A10)"),
     Tier("fp8-streamed", False, True, True, "FP8 blocks streamed from host memory as needed: 16 and 12 GB cards"),
 )
@@ -158,9 +165,13 @@ def resolve(placement: Placement, caps: Capabilities, size: ModelSize) -> Fit:
     if asked.fp8_linears not in FP8_LINEARS:
         raise ModelUnavailable(f"Unknown FP8 linears {asked.fp8_linears!r}: choose one of {', '.join(FP8_LINEARS)}.")
     if placement.faster.attention not in ATTENTION:
-        raise ModelUnavailable(f"Unknown attention {placement.faster.attention!r}: choose one of {', '.join(ATTENTION)}.")
+        raise ModelUnavailable(
+            f"Unknown attention {placement.faster.attention!r}: choose one of {', '.join(ATTENTION)}."
+        )
     if placement.parallel not in PARALLEL_CHOICES:
-        raise ModelUnavailable(f"Unknown parallel attention {placement.parallel!r}: choose one of {', '.join(PARALLEL_CHOICES)}.")
+        raise ModelUnavailable(
+            f"Unknown parallel attention {placement.parallel!r}: choose one of {', '.join(PARALLEL_CHOICES)}."
+        )
     if not caps.cuda:
         placement = dataclasses.replace(placement, faster=dataclasses.replace(placement.faster, **GPU_ONLY_OFF))
         if asked.memory == "auto" and not caps.free_bytes:
@@ -232,8 +243,9 @@ def _candidates(asked: WeightForm, ranks: int, zero_gpu: bool) -> tuple[Tier, ..
     if asked.never_fp8:
         tiers = tuple(t for t in tiers if not t.fp8_weights)
         if not tiers:
-            raise ModelUnavailable(f"The {asked.memory} tier keeps FP8 weights, and bf16 was asked for: choose bf16's tier "
-                                   "or FP8.")
+            raise ModelUnavailable(
+                f"The {asked.memory} tier keeps FP8 weights, and bf16 was asked for: choose bf16's tier or FP8."
+            )
     elif asked.fp8:  # FP8 weights asked for on top of whatever the memory needs
         tiers = tuple(
             t if t.fp8_weights else dataclasses.replace(t, name=f"{t.name}+fp8", fp8_weights=True) for t in tiers

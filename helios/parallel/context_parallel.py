@@ -59,7 +59,9 @@ def apply_context_parallel(transformer, attention: str, ranks: int, device: torc
     shape = (1, ranks) if attention == "ulysses" else (ranks, 1)
     mesh = init_device_mesh(device.type, shape, mesh_dim_names=("ring", "ulysses"))
     degree = dict(ulysses_degree=ranks) if attention == "ulysses" else dict(ring_degree=ranks)
-    transformer.enable_parallelism(config=ContextParallelConfig(**degree, mesh=mesh), cp_plan=context_parallel_plan(transformer))
+    transformer.enable_parallelism(
+        config=ContextParallelConfig(**degree, mesh=mesh), cp_plan=context_parallel_plan(transformer)
+    )
     flat = transformer._parallel_config.context_parallel_config._flattened_mesh
     rank = torch.distributed.get_rank(flat.get_group())
     for block in transformer.blocks:

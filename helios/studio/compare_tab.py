@@ -211,7 +211,8 @@ class Comparing:
             video: a video both continue, or none.
             segments: the length of both, in segments of 33 frames.
             resolution: "HEIGHTxWIDTH", like "384x640".
-            checkpoint_a: A's checkpoint: "the loaded model", or one the Compare tab lists (Helios-Distilled, -Mid, -Base).
+            checkpoint_a: A's checkpoint: "the loaded model", or one the Compare tab lists (Helios-Distilled, -Mid,
+            -Base).
             form_a: A's weights, "bf16" or "FP8" (by default the loaded model's own).
             engine_a: what makes A's frames: "ours", or "diffusers" (its reference pipeline, one prompt).
             checkpoint_b: B's checkpoint, as checkpoint_a.

@@ -101,7 +101,9 @@ def _inputs(page: Page) -> dict:
             label=f"Continue a video (optional; at most {limits.max_context_frames} frames)", sources=["upload"]
         )
     c["mode"] = gr.Markdown(task_of(None, None), elem_id="mode")
-    gr.Examples([[str(p)] for p in sorted((ASSETS / "images").glob("*.png"))], inputs=[c["image"]], label="Example images")
+    gr.Examples(
+        [[str(p)] for p in sorted((ASSETS / "images").glob("*.png"))], inputs=[c["image"]], label="Example images"
+    )
     gr.Examples([[str(p)] for p in sorted((ASSETS / "clips").glob("*.mp4"))], inputs=[c["video"]], label="Example clip")
     with gr.Row():
         c["segments"] = Segments(1, limits.max_segments, value=4, step=1,

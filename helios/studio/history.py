@@ -19,9 +19,15 @@ def summary(number: int, run: StreamedRun) -> list:
     request = run.run.request
     s = request.settings
     return [
-        number, shortened(" / ".join(request.timeline.prompts), 80), ",".join(map(str, run.run.plan.pyramid_steps)), s.seed,
-        request.total_segments, f"{s.height}x{s.width}", round(run.metrics.overall_fps or 0.0, 2),
-        round(run.metrics.first_frame_s, 2) if run.metrics.first_frame_s is not None else None, run.metrics.state,
+        number,
+        shortened(" / ".join(request.timeline.prompts), 80),
+        ",".join(map(str, run.run.plan.pyramid_steps)),
+        s.seed,
+        request.total_segments,
+        f"{s.height}x{s.width}",
+        round(run.metrics.overall_fps or 0.0, 2),
+        round(run.metrics.first_frame_s, 2) if run.metrics.first_frame_s is not None else None,
+        run.metrics.state,
     ]
 
 

@@ -103,7 +103,12 @@ class RunMetrics:
     def real_time_advice(self) -> str | None:
         """After a run slower than real time, the steps preset that would be real time here, from this run's
         measured segments (the amplified first one aside): a segment's time scales with its steps per stage."""
-        if self.state not in (RunState.DONE, RunState.STOPPED) or not self.segment_s or not self.steps or len(set(self.steps)) != 1:
+        if (
+            self.state not in (RunState.DONE, RunState.STOPPED)
+            or not self.segment_s
+            or not self.steps
+            or len(set(self.steps)) != 1
+        ):
             return None
         fps = FRAMES_PER_SEGMENT / self.segment_s
         if fps >= FPS:
@@ -117,7 +122,8 @@ class RunMetrics:
             return (f"{fps:.1f} FPS at {now}, below real time ({FPS} FPS): {','.join([str(k)] * stages)} would play in "
                     f"real time on this GPU (about {projected[k]:.0f} FPS, from this run's segment times).")
         if measured == 1:
-            return f"{fps:.1f} FPS at {now}, below real time ({FPS} FPS), with the fewest steps: a smaller size would be faster."
+            return (f"{fps:.1f} FPS at {now}, below real time ({FPS} FPS), with the fewest steps: a smaller size would "
+                    "be faster.")
         return (f"{fps:.1f} FPS at {now}, below real time ({FPS} FPS); no steps preset reaches it on this GPU "
                 f"({','.join(['1'] * stages)}: about {fps * measured:.0f} FPS, from this run's segment times).")
 
@@ -125,12 +131,19 @@ class RunMetrics:
         step = self.step
         rows = [
             ("status", self.state),
-            ("segment", f"{min(self.segments + 1, self.total_segments or 1)} of {self.total_segments or '?'}"
-             if self.state == RunState.GENERATING else f"{self.segments} of {self.total_segments or '?'}"),
+            (
+                "segment",
+                f"{min(self.segments + 1, self.total_segments or 1)} of {self.total_segments or '?'}"
+                if self.state == RunState.GENERATING
+                else f"{self.segments} of {self.total_segments or '?'}",
+            ),
             ("step", f"{step.step} of {step.steps}" if step else "-"),
             ("last segment", f"{self.segment_fps[-1]:.1f} FPS" if self.segment_fps else "-"),
             ("overall", f"{self.overall_fps:.1f} FPS" if self.overall_fps else "-"),
-            ("first frame ready", f"{self.first_frame_s:.2f} s after the run started" if self.first_frame_s is not None else "-"),
+            (
+                "first frame ready",
+                f"{self.first_frame_s:.2f} s after the run started" if self.first_frame_s is not None else "-",
+            ),
             ("frames", str(self.frames)),
             ("prompt", " + ".join(f"{shortened(p)} ({w:.0%})" for p, w in self.prompts) or "-"),
             ("GPU memory", gpu_memory()),

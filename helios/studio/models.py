@@ -83,7 +83,9 @@ class ModelChoices:
                                    "or start the app on one GPU to compare checkpoints and weight forms.")
         weights = dataclasses.replace(self.options.placement.weights, memory="auto", fp8=form == "FP8",
                                       never_fp8=form == "bf16")
-        return source, dataclasses.replace(self.options, placement=dataclasses.replace(self.options.placement, weights=weights))
+        return source, dataclasses.replace(
+            self.options, placement=dataclasses.replace(self.options.placement, weights=weights)
+        )
 
     def plan(self, side: SideModel) -> str:
         """What running this side loads and roughly how long that takes; ModelUnavailable or BadInput where it cannot
@@ -92,7 +94,8 @@ class ModelChoices:
         engine = "diffusers' pipeline" if side.engine == "diffusers" else "our engine"
         if key is None:
             return f"{self.engine.model.label}, {self.own_form}, {engine}: loaded and warm, no load"
-        return f"{side.checkpoint}, {side.form or self.own_form}, {engine}: {plan_load(*key, keep=(self.engine.model,)).describe()}"
+        plan = plan_load(*key, keep=(self.engine.model,))
+        return f"{side.checkpoint}, {side.form or self.own_form}, {engine}: {plan.describe()}"
 
     def engine_for(self, side: SideModel, height: int, width: int) -> SideEngine:
         """The side's engine, its model loaded (then warmed up once at this size) if it was not."""

@@ -26,7 +26,9 @@ CSS = """
 .banner { padding: .6em 1em; border-radius: 8px; background: #fef3c7; color: #78350f; }
 .live-player video { width: 100%; max-height: 480px; background: #000; border-radius: 8px; }
 """
-WARMING_UP = "Warming up with one short run (on a GPU: compiling, capturing CUDA graphs); requests wait until it is done."
+WARMING_UP = (
+    "Warming up with one short run (on a GPU: compiling, capturing CUDA graphs); requests wait until it is done."
+)
 
 
 def build_demo(

@@ -54,15 +54,19 @@ class Sessions:
         now = self.clock()
         with self._lock:
             idle = [
-                s for s, seen in self._seen.items()
-                if now - seen > self.settings.idle_release_s and (s not in self._runs or self._runs[s].metrics.state != RunState.GENERATING)
+                s
+                for s, seen in self._seen.items()
+                if now - seen > self.settings.idle_release_s
+                and (s not in self._runs or self._runs[s].metrics.state != RunState.GENERATING)
             ]
         for session in idle:
             self.forget(session)
         with self._lock:
             finished = sorted(
                 (self._seen.get(s, 0.0), -age, s, run)
-                for s, runs in self._history.items() for age, run in enumerate(runs) if run.metrics.state != RunState.GENERATING
+                for s, runs in self._history.items()
+                for age, run in enumerate(runs)
+                if run.metrics.state != RunState.GENERATING
             )
             total = sum(run.disk_bytes() for runs in self._history.values() for run in runs)
         for *_, session, run in finished:
@@ -125,7 +129,9 @@ class Sessions:
         with self._lock:
             kept = [(s, f) for s, runs in self._history.items() for run in runs for f in history.files(run)]
         for owner, file in kept:
-            if path.resolve() == file.resolve() or (file.exists() and file.stat().st_size == size and filecmp.cmp(file, path, shallow=False)):
+            if path.resolve() == file.resolve() or (
+                file.exists() and file.stat().st_size == size and filecmp.cmp(file, path, shallow=False)
+            ):
                 return owner
         return None
 
@@ -152,7 +158,9 @@ class Sessions:
         for side, request in ((a, first), (b, second)):
             self.choices.plan(side.model)
             run_with(self.engine, request, side.model.engine)
-        comparison = Comparison([(a.model, first), (b.model, second)], self.choices, lambda run: self._begin(session, run))
+        comparison = Comparison(
+            [(a.model, first), (b.model, second)], self.choices, lambda run: self._begin(session, run)
+        )
         with self._lock:
             self._comparisons[session] = comparison
         return comparison
@@ -175,7 +183,9 @@ class Sessions:
             raise BadInput("A video is still being generated: wait for it or stop it, then continue.")
         if previous is None or previous.continuation is None:
             raise BadInput("Nothing to continue yet: generate a video first.")
-        return self._begin(session, Run(self.engine, build_request(form, after=previous.continuation)), previous.video)[1]
+        return self._begin(session, Run(self.engine, build_request(form, after=previous.continuation)), previous.video)[
+            1
+        ]
 
     def _touching(self, session: str, updates: Iterator[RunUpdate]) -> Iterator[RunUpdate]:
         """A session is active while its run streams: idle time counts from its last update; a finished run sweeps."""

@@ -46,8 +46,12 @@ def worded(component: type, message: str, keep_gradio_errors: bool = True) -> ty
     Worded.__name__ = Worded.__qualname__ = f"Worded{component.__name__}"
     return Worded
 
-ImageUpload = worded(gr.Image, "The image could not be read: upload a PNG, JPEG or WebP file (server paths and URLs are not read).")
-VideoUpload = worded(gr.Video, "The video could not be read: upload an MP4, WebM or MOV file (server paths and URLs are not read).")
+ImageUpload = worded(
+    gr.Image, "The image could not be read: upload a PNG, JPEG or WebP file (server paths and URLs are not read)."
+)
+VideoUpload = worded(
+    gr.Video, "The video could not be read: upload an MP4, WebM or MOV file (server paths and URLs are not read)."
+)
 TimelineRows = worded(gr.Dataframe, "The timeline must be rows of a start (a number) and a prompt (text).")
 Crossfade = worded(gr.Slider, "Crossfade must be a whole number of segments from 0 to 6.")
 Segments = worded(gr.Slider, "Length must be a whole number of segments, within the slider's range.")

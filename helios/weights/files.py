@@ -122,7 +122,9 @@ class FromLoaded(Weights):
         for name, tensor in (*module.named_parameters(), *module.named_buffers()):
             source = self.tensors.get(prefix + name)
             if source is None and tensor.is_meta:
-                raise ModelUnavailable(f"The loaded model has no {prefix + name} to copy: load this form from its files.")
+                raise ModelUnavailable(
+                    f"The loaded model has no {prefix + name} to copy: load this form from its files."
+                )
             source = tensor if source is None else source
             values[name] = source.to(device, dtype_of(prefix + name, source.dtype), copy=True)
         _set_tensors(module, values)

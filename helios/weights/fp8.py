@@ -92,7 +92,8 @@ def _torchao(block: nn.Module, fp8_matmul: bool) -> int:
 
     count = sum(isinstance(m, nn.Linear) for m in block.modules())
     # Left to itself, each config turns on Inductor's coordinate-descent tuning for the whole process: 60 of the 86 s
-    # a tiny model's FP8 blocks took to compile on a fresh H200 (benchmarks/README.md). Where tuning pays is ours to say.
+    # a tiny model's FP8 blocks took to compile on a fresh H200 (benchmarks/README.md). Where tuning pays is ours to
+    # say.
     config = (Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(), set_inductor_config=False) if fp8_matmul
               else Float8WeightOnlyConfig(set_inductor_config=False))
     quantize_(block, config)

@@ -76,7 +76,9 @@ class HostEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         ids = ids.cpu()
-        looked_up = self.rows[ids] if self.scales is None else (self.rows[ids].float() * self.scales[ids]).to(self.dtype)
+        looked_up = (
+            self.rows[ids] if self.scales is None else (self.rows[ids].float() * self.scales[ids]).to(self.dtype)
+        )
         return looked_up.to(self.device, non_blocking=True)
 
 
@@ -111,7 +113,9 @@ def place_text_encoder(text_encoder: nn.Module | None, fit: Fit, device: torch.d
         )
 
 
-def place_transformer(transformer: nn.Module, fit: Fit, device: torch.device, ranks: Ranks, weights, dtype) -> BlockStream | None:
+def place_transformer(
+    transformer: nn.Module, fit: Fit, device: torch.device, ranks: Ranks, weights, dtype
+) -> BlockStream | None:
     faster = fit.placement.faster
     dtype_of = dtype_rule(dtype, tuple(type(transformer)._keep_in_fp32_modules or ()))
     with _without(transformer, "blocks") as blocks:

@@ -31,7 +31,9 @@ def _causal_conv3d_kernel(
         valid = (offs_m < voxels) & (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
         rows = (t + kt).to(tl.int64) * sx_t + yy * sx_h + xx * C
         a = tl.load(x_ptr + rows[:, None] + (c0 + chans)[None, :], mask=valid[:, None], other=0.0)
-        b = tl.load(w_ptr + (tap * C + c0 + chans)[:, None] * CO + offs_n[None, :], mask=offs_n[None, :] < CO, other=0.0)
+        b = tl.load(
+            w_ptr + (tap * C + c0 + chans)[:, None] * CO + offs_n[None, :], mask=offs_n[None, :] < CO, other=0.0
+        )
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
     acc += tl.load(bias_ptr + offs_n, mask=offs_n < CO, other=0.0).to(tl.float32)[None, :]
     out = out_ptr + offs_m.to(tl.int64)[:, None] * CO + offs_n[None, :]
@@ -75,5 +77,7 @@ def causal_conv3d_reference(x, weight, bias, kernel_size) -> torch.Tensor:
     kt, kh, kw = kernel_size
     co = weight.shape[1]
     w5 = weight.reshape(kt, kh, kw, -1, co).permute(4, 3, 0, 1, 2)
-    y = torch.nn.functional.conv3d(x.permute(0, 4, 1, 2, 3), w5.to(x.dtype), bias.to(x.dtype), padding=(0, kh // 2, kw // 2))
+    y = torch.nn.functional.conv3d(
+        x.permute(0, 4, 1, 2, 3), w5.to(x.dtype), bias.to(x.dtype), padding=(0, kh // 2, kw // 2)
+    )
     return y.permute(0, 2, 3, 4, 1)

@@ -48,9 +48,33 @@ def _step(
 
 @triton.jit
 def _fp8_attention_kernel(
-    q_ptr, k_ptr, v_ptr, qs_ptr, ks_ptr, hs_ptr, out_ptr, q_len, kv_len, history, heads, logit_scale,
-    stride_qb, stride_qn, stride_kb, stride_kn, stride_vb, stride_vn, stride_ob, stride_on, stride_qsb, stride_ksb, stride_sn,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SCALE_HISTORY: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    qs_ptr,
+    ks_ptr,
+    hs_ptr,
+    out_ptr,
+    q_len,
+    kv_len,
+    history,
+    heads,
+    logit_scale,
+    stride_qb,
+    stride_qn,
+    stride_kb,
+    stride_kn,
+    stride_vb,
+    stride_vn,
+    stride_ob,
+    stride_on,
+    stride_qsb,
+    stride_ksb,
+    stride_sn,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    SCALE_HISTORY: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one head of one batch item against all keys. Tensors are (B, N, H, D) with D
@@ -61,8 +85,14 @@ def _fp8_attention_kernel(
     offs_d = tl.arange(0, HEAD_DIM)
     offs_n = tl.arange(0, BLOCK_N)
     rows = offs_m < q_len
-    q = tl.load(q_ptr + b * stride_qb + h * HEAD_DIM + offs_m[:, None] * stride_qn + offs_d[None, :], mask=rows[:, None], other=0.0)
-    q_scale = (tl.load(qs_ptr + b * stride_qsb + h + offs_m * stride_sn, mask=rows, other=0.0) * logit_scale).to(tl.float32)
+    q = tl.load(
+        q_ptr + b * stride_qb + h * HEAD_DIM + offs_m[:, None] * stride_qn + offs_d[None, :],
+        mask=rows[:, None],
+        other=0.0,
+    )
+    q_scale = (tl.load(qs_ptr + b * stride_qsb + h + offs_m * stride_sn, mask=rows, other=0.0) * logit_scale).to(
+        tl.float32
+    )
     k_ptrs = k_ptr + b * stride_kb + h * HEAD_DIM + offs_n[:, None] * stride_kn + offs_d[None, :]
     v_ptrs = v_ptr + b * stride_vb + h * HEAD_DIM + offs_n[:, None] * stride_vn + offs_d[None, :]
     ks_ptrs = ks_ptr + b * stride_ksb + h + offs_n * stride_sn

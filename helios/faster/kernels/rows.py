@@ -1,4 +1,5 @@
-"""How the kernels lay out their work over rows, and address a per-token row that may be broadcast or a strided view: base, batch and token strides."""
+"""How the kernels lay out their work over rows, and address a per-token row that may be broadcast or a strided view:
+base, batch and token strides."""
 
 import torch
 
