@@ -2,6 +2,8 @@
 that run one way."""
 
 import ast
+import fnmatch
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,3 +78,14 @@ def test_imports_run_one_way():
         (folder(a), folder(b)) for a in edges for b in edges[a] if folder(a) and folder(b) and folder(a) != folder(b)
     }
     assert not {p for p in pairs if p[::-1] in pairs}, pairs
+
+
+def test_every_result_kept_is_cited_by_a_readme():
+    """benchmarks/results holds what the READMEs cite, by name or by a pattern like `results/h100-profile-*.txt`; the
+    rest lives in git's history, named by commit (benchmarks/README.md)."""
+    texts = "".join((ROOT / p).read_text(encoding="utf-8")
+                    for p in ("README.md", "benchmarks/README.md", "tests/results/README.md"))
+    patterns = [m for m in re.findall(r"results/([\w.*-]+)", texts) if "*" in m]
+    uncited = [p.name for p in (ROOT / "benchmarks" / "results").iterdir()
+               if p.name.rsplit(".", 1)[0] not in texts and not any(fnmatch.fnmatch(p.name, m) for m in patterns)]
+    assert not uncited, uncited
