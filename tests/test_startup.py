@@ -13,19 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from helios import loading, startup
+from helios import loading, read_ahead, startup
 from helios.loading import LoadOptions, load_checkpoint
-from helios.startup import (
-    CHUNK,
-    CODE_FILES,
-    ReadAhead,
-    checkpoint_chunks,
-    chunks_of,
-    code_paths,
-    model_named,
-    read_ahead_from_here,
-    read_chunks,
-)
+from helios.read_ahead import CHUNK, checkpoint_chunks, chunks_of, code_paths, read_chunks
+from helios.startup import CODE_FILES, ReadAhead, model_named, read_ahead_from_here
 
 
 def _files(tmp_path, sizes):
@@ -80,7 +71,7 @@ def test_it_reads_every_byte_once_in_order_up_to_the_budget(tmp_path, monkeypatc
             read.append((Path(self.name).name, self.at, len(buffer)))
             return super().readinto(buffer)
 
-    monkeypatch.setattr(startup, "open", lambda file, mode, buffering: Watched(file), raising=False)
+    monkeypatch.setattr(read_ahead, "open", lambda file, mode, buffering: Watched(file), raising=False)
     assert read_chunks(chunks, 2**40, lambda: False) == sum(f.stat().st_size for f in files)
     assert read == [(c.file.name, c.offset, c.size) for c in chunks]
     read.clear()
@@ -118,7 +109,7 @@ def test_the_child_reads_the_installed_distributions_records_before_the_code_fil
     code = _files(tmp_path, [10])[0]
     (tmp_path / CODE_FILES).write_text(str(code))
     script = ("import sys; opened = []; sys.addaudithook(lambda e, a: e == 'open' and opened.append(str(a[0]))); "
-              f"from helios.startup import main; main(['--code-list', {str(tmp_path / CODE_FILES)!r}]); "
+              f"from helios.read_ahead import main; main(['--code-list', {str(tmp_path / CODE_FILES)!r}]); "
               "import json; print(json.dumps(opened))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(Path(__file__).parents[1])]))
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
