@@ -198,6 +198,8 @@ def serve(args, engine, banner: str, options: LoadOptions = LoadOptions(), compa
     live = LiveStreams(settings.live_streams_kept)
     choices = ModelChoices(engine, options, compare_folders)
     demo = build_demo(engine, banner, default_resolution, ready, settings, live, choices)
+    if not settings.monitoring:
+        os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", str(settings.analytics_events))
     demo.queue(default_concurrency_limit=1, max_size=settings.queue_size)
     demo.launch(
         server_name=args.host,

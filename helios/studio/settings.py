@@ -24,6 +24,10 @@ class StudioSettings:
     """Every hour Gradio deletes the files it cached for the page (uploads, clips, videos) over 6 hours old."""
     monitoring: bool = False
     """Gradio 6 serves event counts and durations at /monitoring/summary to anyone by default; `--monitoring` asks."""
+    analytics_events: int = 256
+    """Gradio keeps the timings of its last 10,000 events for the monitoring page whether or not it is served: a
+    300-run soak through the API grew 6 MiB over its last 250 runs with them (tests/results/README.md); with
+    monitoring off the last 256 are kept."""
     run_history: bool = False
     """Gradio 6 saves every call in the browser to replay from /gradio_api/runs; ours point at files released with
     the session (30 idle minutes), and the page keeps its own history with each run's recipe, so it is off."""
