@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -96,7 +97,7 @@ class Engine:
         if not isinstance(s.num_frames, int) or s.num_frames < 1:
             raise BadInput(f"The number of frames must be a whole number, 1 or more (got {s.num_frames!r}).")
         limits = self.options.limits
-        if s.num_segments > limits.max_segments:
+        if not request.endless and s.num_segments > limits.max_segments:
             raise BadInput(
                 f"{s.num_frames} frames is {s.num_segments} segments; at most {limits.max_segments} "
                 f"({limits.max_segments * FRAMES_PER_SEGMENT} frames) fit in one request: continue the video instead."
@@ -138,7 +139,7 @@ class Engine:
         self.check_timeline(request.timeline, request.total_segments)
         return SamplingPlan(flavour, tuple(int(n) for n in pyramid_steps), steps, guidance)
 
-    def check_timeline(self, timeline: PromptTimeline, segments: int) -> None:
+    def check_timeline(self, timeline: PromptTimeline, segments: int | None) -> None:
         """For a new request and for a live edit alike: its rows, and no prompt longer than the model reads."""
         timeline.check(segments)
         for prompt in timeline.prompts:
@@ -166,7 +167,7 @@ class Engine:
             prefix, history = after.prefix, after.history
         indices = {name: t.to(device) for name, t in _history_indices(s.history_sizes).items()}
         first, total = request.first_segment, request.total_segments
-        for k in range(first, total):
+        for k in range(first, total) if total is not None else itertools.count(first):
             watch = Stopwatch(device)
             watch.mark()
             mix = prompts_at(k)

@@ -62,6 +62,9 @@ class GenerationRequest:
     image: Image.Image | None = None
     video: np.ndarray | None = None
     after: Continuation | None = None
+    endless: bool = False
+    """A live stream: segments go on until the run is paused or stopped (`settings.num_frames` is not used), and
+    every frame is shown (no trim to 4k+1)."""
 
     @property
     def task(self) -> str:
@@ -78,6 +81,7 @@ class GenerationRequest:
         return self.after.next_segment if self.after else 0
 
     @property
-    def total_segments(self) -> int:
-        """The video's segments once this request is done, the continued ones included: the timeline spans them."""
-        return self.first_segment + self.settings.num_segments
+    def total_segments(self) -> int | None:
+        """The video's segments once this request is done, the continued ones included: the timeline spans them.
+        None for an endless request."""
+        return None if self.endless else self.first_segment + self.settings.num_segments

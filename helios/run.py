@@ -150,7 +150,7 @@ class RunBase:
 
 
 class Run(RunBase):
-    """Our engine's run; `set_timeline` works from any thread while it runs."""
+    """Our engine's run; `set_timeline`, `steer` and `pause` work from any thread while it runs."""
 
     engine_name = "ours"
 
@@ -159,6 +159,25 @@ class Run(RunBase):
         self.continuation = request.after
         self._timeline = request.timeline
         self._lock = threading.Lock()
+        self._steer: tuple[str, int | None] | None = None
+        self._pause = threading.Event()
+
+    def steer(self, prompt: str, crossfade: int | None = None) -> None:
+        """The prompt from the next segment to start, cross-faded over `crossfade` segments (the timeline's if None);
+        the timeline records where it landed. A second steer before that segment replaces the first."""
+        changed = self.timeline.changed_at(self.timeline.last_segment + 1, prompt, crossfade)
+        self.engine.check_timeline(changed, None)
+        with self._lock:
+            self._steer = (prompt, crossfade)
+
+    def pause(self) -> None:
+        """End at the next segment boundary: the segment being made is finished and handed out, and `continuation`
+        goes on from exactly there."""
+        self._pause.set()
+
+    @property
+    def pausing(self) -> bool:
+        return self._pause.is_set()
 
     def set_timeline(self, timeline: PromptTimeline) -> None:
         """Takes effect from the next segment to start."""
@@ -178,8 +197,17 @@ class Run(RunBase):
             raise Cancelled("Generation stopped.")
 
     def _prompts_at(self, segment: int) -> Mix:
-        """The live timeline's mix as the segment starts, rank 0's on every rank."""
-        return self.engine.model.ranks.share(self.timeline.mix(segment))
+        """The live timeline's mix as the segment starts, a steer folded in, rank 0's on every rank; every rank ends
+        here when the run is paused."""
+        with self._lock:
+            if self._steer is not None:
+                self._timeline = self._timeline.changed_at(segment, *self._steer)
+                self._steer = None
+            mix = self._timeline.mix(segment)
+        mix, paused = self.engine.model.ranks.share((mix, self._pause.is_set()))
+        if paused:
+            raise Cancelled("Paused at a segment boundary.")
+        return mix
 
     def _denoised(self) -> Iterator[Denoised]:
         return self.engine.denoise(self.request, self.plan, self._prompts_at, self._on_step)
@@ -195,9 +223,8 @@ class Run(RunBase):
             free_memory(self.engine.model.device)
             done = self.continuation.next_segment if self.continuation else 0
             raise OutOfMemory(
-                f"The GPU ran out of memory in segment {done + 1} of {self.total_segments}: the run was stopped and "
-                "its "
-                "memory freed; try a smaller resolution, or start the app with a tier that keeps less on the GPU "
+                f"The GPU ran out of memory in segment {done + 1}: the run was stopped and its memory freed; try a "
+                "smaller resolution, or start the app with a tier that keeps less on the GPU "
                 "(--memory)."
             )
 
@@ -221,7 +248,8 @@ class Run(RunBase):
         after = self.request.after
         shown = after.frames_shown if after else 0
         held = after.held_frames if after else None
-        frames_left = output_frames(self.total_segments) - shown
+        total = self.total_segments
+        frames_left = output_frames(total) - shown if total is not None else None
         while (event := self._events.get()) is not _END:
             if isinstance(event, BaseException):
                 raise event
@@ -236,8 +264,10 @@ class Run(RunBase):
             event = event.denoised
             denoise_s, decode_s = event.watch.seconds()
             frames = decoded.numpy() if held is None else np.concatenate([held, decoded.numpy()])
-            frames, held = frames[:frames_left], frames[frames_left:]
-            frames_left -= len(frames)
+            held = frames[:0]
+            if frames_left is not None:
+                frames, held = frames[:frames_left], frames[frames_left:]
+                frames_left -= len(frames)
             segment = Segment(
                 event.index, self.total_segments, frames, shown, event.prompts,
                 SegmentTimings(denoise_s, decode_s, denoise_s + decode_s),

@@ -27,6 +27,8 @@ class TimelineEntry:
     start: float
     prompt: str
     unit: str = "segment"
+    crossfade: int | None = None
+    """This change's own crossfade (a live steer's), or None: the timeline's."""
 
     @property
     def segment(self) -> int:
@@ -49,7 +51,20 @@ class PromptTimeline:
     @property
     def covering_segments(self) -> int:
         """The shortest video that shows every entry fully faded in: up to its last entry and the crossfade after it."""
-        return max((e.segment for e in self.entries), default=0) + self.crossfade + 1
+        last = max(self.entries, key=lambda e: e.segment, default=None)
+        if last is None:
+            return self.crossfade + 1
+        return last.segment + (self.crossfade if last.crossfade is None else last.crossfade) + 1
+
+    @property
+    def last_segment(self) -> int:
+        return max((e.segment for e in self.entries), default=0)
+
+    def changed_at(self, segment: int, prompt: str, crossfade: int | None = None) -> PromptTimeline:
+        """This timeline with its prompt changed at `segment` (a live steer): the rows before it kept, any from it on
+        replaced."""
+        kept = tuple(e for e in self.entries if e.segment < segment)
+        return PromptTimeline((*kept, TimelineEntry(segment, prompt, "segment", crossfade)), self.crossfade)
 
     @property
     def prompts(self) -> tuple[str, ...]:
@@ -59,8 +74,9 @@ class PromptTimeline:
         """Raise BadInput naming the first problem; `total_segments` also bounds the starts."""
         if not self.entries:
             raise BadInput("The prompt timeline is empty: add at least one prompt.")
-        if isinstance(self.crossfade, bool) or not isinstance(self.crossfade, int) or self.crossfade < 0:
-            raise BadInput(f"Crossfade must be a whole number of segments, 0 or more (got {self.crossfade!r}).")
+        for crossfade in (self.crossfade, *(e.crossfade for e in self.entries if e.crossfade is not None)):
+            if isinstance(crossfade, bool) or not isinstance(crossfade, int) or crossfade < 0:
+                raise BadInput(f"Crossfade must be a whole number of segments, 0 or more (got {crossfade!r}).")
         previous = -1
         for n, entry in enumerate(self.entries, 1):
             if entry.unit not in UNITS:
@@ -101,14 +117,16 @@ class PromptTimeline:
         entry = current[-1] if current else self.entries[0]
         if entry.segment == 0 or segment < 0:
             return {entry.prompt: 1.0}
-        w = min(1.0, (segment - entry.segment + 1) / (self.crossfade + 1))
+        crossfade = self.crossfade if entry.crossfade is None else entry.crossfade
+        w = min(1.0, (segment - entry.segment + 1) / (crossfade + 1))
         before = self._weights(entry.segment - 1)
         blended = {p: v * (1 - w) for p, v in before.items()}
         blended[entry.prompt] = blended.get(entry.prompt, 0.0) + w
         return blended
 
     def to_json(self) -> str:
-        rows = [{"start": e.start, "unit": e.unit, "prompt": e.prompt} for e in self.entries]
+        rows = [{"start": e.start, "unit": e.unit, "prompt": e.prompt,
+                 **({} if e.crossfade is None else {"crossfade": e.crossfade})} for e in self.entries]
         return json.dumps({"crossfade": self.crossfade, "entries": rows}, indent=2, ensure_ascii=False)
 
     @classmethod
@@ -118,7 +136,8 @@ class PromptTimeline:
             rows = data["entries"] if isinstance(data, dict) else data
             crossfade = data.get("crossfade", 2) if isinstance(data, dict) else 2
             entries = tuple(
-                TimelineEntry(row["start"], row["prompt"], row.get("unit", "segment")) for row in rows
+                TimelineEntry(row["start"], row["prompt"], row.get("unit", "segment"), row.get("crossfade"))
+                for row in rows
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BadInput(

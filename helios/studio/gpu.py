@@ -40,13 +40,16 @@ def _steps_per_segment(steps, limits: Limits) -> int:
         return 6
 
 
-def on_gpu(handler: Callable, limits: Limits) -> Callable:
+def on_gpu(handler: Callable, limits: Limits, seconds: float | None = None) -> Callable:
     """`spaces.GPU` with the duration read from the handler's own `segments` and `steps` arguments (or `steps_a`
-    and `steps_b`), by name; anywhere but a ZeroGPU Space it changes nothing."""
+    and `steps_b`), by name, or `seconds` (a live stream's leg) plus the start; anywhere but a ZeroGPU Space it
+    changes nothing."""
     try:
         import spaces
     except ImportError:
         return handler
+    if seconds is not None:
+        return spaces.GPU(duration=int(START_SECONDS + seconds))(handler)
     signature = inspect.signature(handler)
 
     def duration(*args, **kwargs) -> int:

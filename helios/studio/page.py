@@ -12,14 +12,14 @@ from gradio.utils import get_upload_folder
 
 from helios.engine import Engine
 
-from . import compare_tab, generate_tab
+from . import compare_tab, generate_tab, live_tab
 from .live_stream import LiveStreams
 from .models import ModelChoices
 from .sessions import Sessions
 from .settings import StudioSettings
 from .tab import Page
 
-TABS = (generate_tab, compare_tab)
+TABS = (generate_tab, live_tab, compare_tab)
 """In page order; a tab may use the components of those before it."""
 CSS = """
 .metrics-table th { text-align: left; padding-right: 1em; font-weight: 600; }

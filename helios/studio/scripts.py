@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .playback import MARGIN, SEGMENT_S
+from .playback import ENDLESS_EDGE_S, ENDLESS_KEEP_S, MARGIN, SEGMENT_S
 
 SCRIPTS = Path(__file__).parent / "js"
 
@@ -20,5 +20,7 @@ def page_script() -> str:
     """What the page installs when it loads (`launch(js=...)` takes one function): the scripts in js/, the smooth
     playback given the segment length and its margin."""
     playback = json.dumps({"segmentS": SEGMENT_S, "margin": MARGIN})
+    players = json.dumps([["#live", "#metrics"], ["#live-player", "#live-metrics"]])
+    endless = json.dumps({"keepS": ENDLESS_KEEP_S, "edgeS": ENDLESS_EDGE_S})
     return (f"() => {{ ({script('first_frame.js')})(); ({script('smooth_playback.js')})({playback}); "
-            f"({script('live_player.js')})(); }}")
+            f"({script('live_player.js')})({players}); ({script('endless_playback.js')})({endless}); }}")

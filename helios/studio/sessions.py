@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import filecmp
 import random
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -19,6 +20,7 @@ from helios.run import Run
 from . import history
 from .compare import Comparison, SideSettings
 from .form import Form, build_request, timeline_from_rows
+from .live_session import LiveSession, LiveState
 from .metrics import RunState
 from .models import ModelChoices
 from .settings import StudioSettings
@@ -47,6 +49,8 @@ class Sessions:
         self._cancel_next: dict[str, int] = {}
         self._history: dict[str, list[StreamedRun]] = {}
         self._comparisons: dict[str, Comparison] = {}
+        self._live: dict[str, LiveSession] = {}
+        self._pads: dict[str, list[str]] = {}
         self._lock = threading.Lock()
 
     def sweep(self) -> None:
@@ -58,6 +62,7 @@ class Sessions:
                 for s, seen in self._seen.items()
                 if now - seen > self.settings.idle_release_s
                 and (s not in self._runs or self._runs[s].metrics.state != RunState.GENERATING)
+                and (s not in self._live or self._live[s].state != LiveState.RUNNING)
             ]
         for session in idle:
             self.forget(session)
@@ -219,7 +224,64 @@ class Sessions:
         running = run.metrics.step.segment if run.metrics.step else 0
         return running + 2
 
+    def live_start(self, session: str, form: Form, pads: list[str]) -> LiveSession:
+        """A new live stream for the session, its request checked before anything runs; one at a time per session."""
+        self._own_files_only(session, form)
+        current = self._live_of(session)
+        if current is not None and current.state == LiveState.RUNNING:
+            raise BadInput("A live stream is already playing in this session: steer it, or stop it first.")
+        self.ready.wait()
+        request = build_request(form, limits=self.engine.options.limits)
+        quota = self.settings.live_recording_bytes
+        live = LiveSession(lambda r: Run(self.engine, r), request, self._live_root(), quota)
+        with self._lock:
+            old, self._live[session] = self._live.get(session), live
+            self._pads[session] = pads
+            self._seen[session] = self.clock()
+        if old is not None:
+            old.close()
+        return live
+
+    def live(self, session: str) -> LiveSession:
+        live = self._live_of(session)
+        if live is None:
+            raise BadInput("This session has no live stream: start one in the Live tab first.")
+        self.touch(session)
+        return live
+
+    def _live_of(self, session: str) -> LiveSession | None:
+        with self._lock:
+            return self._live.get(session)
+
+    def _live_root(self) -> Path:
+        return self.root if self.root is not None else Path(tempfile.gettempdir())
+
+    def live_pads(self, session: str, pads: list[str]) -> None:
+        with self._lock:
+            self._pads[session] = pads
+
+    def live_pad(self, session: str, number) -> str:
+        """The prompt of the session's pad `number` (1-9)."""
+        with self._lock:
+            pads = self._pads.get(session, [])
+        if not isinstance(number, (int, float)) or number != int(number) or not 1 <= number <= 9:
+            raise BadInput(f"There is no pad {number}: the pads are numbered 1 to 9.")
+        prompt = pads[int(number) - 1] if int(number) <= len(pads) else ""
+        if not prompt:
+            raise BadInput(f"Pad {int(number)} is empty: write its prompt in the pads table first.")
+        return prompt
+
+    def touch(self, session: str) -> None:
+        """A session is active while its live stream plays or it steers: idle time counts from then."""
+        with self._lock:
+            self._seen[session] = self.clock()
+
     def forget(self, session: str) -> None:
+        with self._lock:
+            live = self._live.pop(session, None)
+            self._pads.pop(session, None)
+        if live is not None:
+            live.close()
         with self._lock:
             run = self._runs.pop(session, None)
             runs = self._history.pop(session, [])

@@ -24,6 +24,13 @@ class StudioSettings:
     """Every hour Gradio deletes the files it cached for the page (uploads, clips, videos) over 6 hours old."""
     monitoring: bool = False
     """Gradio 6 serves event counts and durations at /monitoring/summary to anyone by default; `--monitoring` asks."""
+    live_recording_bytes: int = 512 * 2**20
+    """A live session's recording keeps its most recent clips within this (~20 minutes at 384x640); the stream
+    itself never stops for the disk."""
+    live_yield_s: float = 180.0
+    """With someone else's run waiting for the GPU, a live stream pauses (resumable) after this long."""
+    live_leg_s: float = 110.0
+    """On ZeroGPU, where one GPU call has a time limit, a live stream pauses after this long; Resume goes on."""
     analytics_events: int = 256
     """Gradio keeps the timings of its last 10,000 events for the monitoring page whether or not it is served: a
     300-run soak through the API grew 6 MiB over its last 250 runs with them (tests/results/README.md); with

@@ -1,7 +1,9 @@
-// The live player: a run's page update names its stream (`data-live`); it is opened into a Media Source and each
-// clip is appended as it arrives, in sequence (each clip's timestamps start at zero). The source's address is revoked
-// once the video holds it, so a tab that watched many runs keeps none of them.
-() => {
+// The live players (Generate's and Live's): a run's page update names its stream (`data-live`); it is opened into a
+// Media Source and each clip is appended as it arrives, in sequence (each clip's timestamps start at zero). The
+// source's address is revoked once the video holds it, so a tab that watched many runs keeps none of them. The
+// video keeps its source buffer (`helios`) for the Live tab's trimming.
+(players) => {
+  const watch = (playerSel, metricsSel) => {
   let current = null;
   const codec = (bytes) => {
     for (let i = 0; i + 8 < bytes.length; i++) {
@@ -13,7 +15,7 @@
     return null;
   };
   const play = async (url) => {
-    const video = document.querySelector('#live video');
+    const video = document.querySelector(playerSel + ' video');
     const source = new MediaSource();
     const address = URL.createObjectURL(source);
     video.src = address;
@@ -34,6 +36,7 @@
       if (!kind) continue;
       buffer = source.addSourceBuffer('video/mp4; codecs="' + kind + '"');
       buffer.mode = 'sequence';
+      video.helios = buffer;
       buffer.addEventListener('updateend', pump);
       queue.push(head); pump();
     }
@@ -45,8 +48,10 @@
     finish();
   };
   setInterval(() => {
-    const metrics = document.querySelector('#metrics .metrics');
+    const metrics = document.querySelector(metricsSel + ' .metrics');
     const url = metrics && metrics.dataset.live;
     if (url && url !== current) { current = url; play(url); }
   }, 20);
+  };
+  for (const [playerSel, metricsSel] of players) watch(playerSel, metricsSel);
 }

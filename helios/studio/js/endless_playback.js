@@ -1,0 +1,39 @@
+// The Live tab's endless stream: what was played more than `keepS` ago leaves the media buffer (a browser refuses
+// appends past its quota, ~150 MB in Chromium); below real time it plays at the generation rate instead of stalling,
+// the rate shown; at or above it, it stays within `edgeS` of the live edge, and Jump to live goes there. The keys
+// 1-9 press the prompt pads unless a field has the focus.
+({keepS, edgeS}) => {
+  const video = () => document.querySelector('#live-player video');
+  const data = () => (document.querySelector('#live-metrics .metrics') || {}).dataset || {};
+  const say = (text) => { const out = document.querySelector('#live-rate'); if (out) out.textContent = text; };
+  const edge = (v) => v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0;
+  document.addEventListener('keydown', (e) => {
+    const t = e.target;
+    if (e.ctrlKey || e.metaKey || e.altKey || !/^[1-9]$/.test(e.key)) return;
+    if (t && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName))) return;
+    const tab = document.querySelector('#live-tab');
+    const pad = document.querySelector('#live-pad-' + e.key);
+    if (tab && tab.offsetParent !== null && pad) { e.preventDefault(); pad.click(); }
+  }, true);
+  document.addEventListener('click', (e) => {
+    const v = video();
+    if (!e.target.closest('#live-jump') || !v || !v.buffered.length) return;
+    v.currentTime = Math.max(0, edge(v) - 0.2);
+    v.play();
+  }, true);
+  setInterval(() => {
+    const v = video(), d = data();
+    if (!v) return;
+    const rtf = Number(d.rtf || 0), behind = edge(v) - v.currentTime;
+    let rate = 1;
+    if (d.state === 'running' && rtf > 0 && rtf < 1) rate = Math.max(0.25, Math.round(rtf * 0.97 * 100) / 100);
+    else if (behind > edgeS + 2) rate = 1.1;
+    if (v.playbackRate !== rate) v.playbackRate = rate;
+    say(rate === 1 ? '' : rate < 1 ? rate.toFixed(2) + 'x: below real time, played at the rate it is made'
+      : 'catching up with the live edge');
+    const buffer = v.helios;
+    if (buffer && !buffer.updating && v.buffered.length && v.currentTime - v.buffered.start(0) > keepS + 10) {
+      try { buffer.remove(0, v.currentTime - keepS); } catch (err) { /* the source ended: nothing left to trim */ }
+    }
+  }, 500);
+}
