@@ -9,6 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow
+
 RUN = ("--model", "tiny", "--prompt", "a kite over the dunes", "--height", "64", "--width", "128", "--frames", "66",
        "--steps", "1,1,1", "--seed", "5")
 

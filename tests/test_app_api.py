@@ -13,6 +13,8 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+pytestmark = pytest.mark.app
+
 
 def form(prompt="a paper boat on a pond", segments=2, image=None, video=None, rows=None):
     rows = rows if rows is not None else [[0, prompt]]
@@ -275,6 +277,13 @@ def test_the_api_offers_the_pages_actions_and_nothing_else(client):
         "/play_run",
         "/load_run",
         "/compare",
+        "/live_start",
+        "/live_resume",
+        "/live_steer",
+        "/live_pad",
+        "/live_pause",
+        "/live_stop",
+        "/live_download",
     }
 
 
@@ -437,3 +446,38 @@ def test_gradios_traffic_summary_and_browser_run_history_are_off(app_url):
     assert refused.value.code in (403, 404)
     with urllib.request.urlopen(app_url + "config", timeout=30) as response:
         assert json.loads(response.read())["run_history"] is False
+
+
+def live_args(prompt="a paper boat on a pond"):
+    pads = {"headers": ["pad prompt"], "data": [["a red kite"], [""], [""], [""], [""], [""], [""], [""], [""]]}
+    return (prompt, 1, pads, None, None, "64x128", "1,1,1", 4)
+
+
+def test_a_live_stream_is_played_steered_paused_resumed_downloaded_and_stopped_through_the_api(app_url):
+    """An agent plays the Live tab: each call acts on its own session only."""
+    client, stranger = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    job = client.submit(*live_args(), api_name="/live_start")
+    seen = 0
+    for update in job:
+        if "running" in str(update[0]) and "2 segments" in str(update[0]):
+            break
+        seen += 1
+    assert "lands at segment" in client.predict("a storm at sea", 1, api_name="/live_steer")
+    assert "lands at segment" in client.predict(1, 0, api_name="/live_pad")
+    video, recipe = client.predict(api_name="/live_download")
+    assert imageio_ffmpeg.count_frames_and_secs(video)[0] % 33 == 0, "a playable MP4 of whole segments, mid-run"
+    assert json.loads(open(recipe).read())["settings"]["seed"] == 4
+    with pytest.raises(AppError, match="no live stream"):
+        stranger.predict("a fox", 1, api_name="/live_steer")
+    with pytest.raises(AppError, match="no pad 12"):
+        client.predict(12, 0, api_name="/live_pad")
+    assert "Pausing" in client.predict(api_name="/live_pause")
+    job.result()
+    resumed = client.submit(api_name="/live_resume")
+    for update in resumed:
+        if "running" in str(update[0]):
+            break
+    assert "Stopped" in client.predict(api_name="/live_stop")
+    resumed.result()
+    with pytest.raises(AppError, match="was stopped: start a new one"):
+        client.predict(api_name="/live_resume")

@@ -22,6 +22,8 @@ from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline
 
+pytestmark = pytest.mark.ranks
+
 pytest.importorskip("diffusers.models._modeling_parallel")
 ROOT = Path(__file__).resolve().parents[1]
 TIMELINE = "id,prompt_index,prompt\n0,0,a paper boat on a pond\n0,1,a paper boat in the rain\n"

@@ -13,7 +13,7 @@ from helios.run import Run
 from helios.timeline import PromptTimeline
 from helios.weights.streaming import StreamedBlock, plain_tensors
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 def frames(model) -> np.ndarray:

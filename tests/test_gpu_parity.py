@@ -20,7 +20,7 @@ from helios.run import Run
 from helios.timeline import PromptTimeline
 from helios.tiny import TinySpec, build_tiny
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 PROMPT, SIZE, SEED = "a lighthouse in a storm", 128, 11
 
 

@@ -11,8 +11,11 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = "helios-studio"

@@ -6,6 +6,10 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 HUB_IDS = re.compile(r"BestWishYsh/Helios-(Distilled|Mid|Base)")
 

@@ -27,6 +27,7 @@ def flat(verdict: dict, measured: set[str]) -> None:
     assert not [name for name, v in verdict.items() if v["grows"] and name != "rss_mib"], verdict
 
 
+@pytest.mark.slow
 def test_the_pages_handlers_stay_flat(tmp_path):
     out = tmp_path / "soak.json"
     done = subprocess.run(

@@ -5,8 +5,11 @@ import csv
 import re
 
 import numpy as np
+import pytest
 
 from helios.media import video_frames
+
+pytestmark = pytest.mark.slow
 
 COMMON = "--model tiny --height 64 --width 64 --frames 66"
 
