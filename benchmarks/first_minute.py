@@ -2,9 +2,9 @@
 `python -m helios generate` process (the CLI a user runs) on a checkpoint folder, timed from its start: load (the
 banner line), first frame (and the first segment's denoise and decode, against a later segment's time, which say
 where a cold start's extra seconds go), the whole video, steady FPS, host memory peak (the process's ru_maxrss), GPU
-peak, and
-bytes over the host link. Cold cases start from an empty compile cache; kept cases reuse the cold case's. diffusers'
-pipeline loads the same folder in a process of its own (its load, first segment, whole video), in the same session.
+peak, and bytes over the host link. Cold cases start from an empty compile cache; kept cases reuse the cold case's.
+diffusers' pipeline loads the same folder in a process of its own (its load, first segment, whole video), in the same
+session.
 
 `--drop-caches` empties the page cache before each case (root only), so the load reads the disk, as after a reboot.
 One JSON line per case as it ends (and appended to --out); a markdown table at the end.

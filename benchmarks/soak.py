@@ -9,11 +9,10 @@ GPU memory (where nvidia-smi sees the process) and the disk under Gradio's cache
 
 The rule: after a warm-up of one cycle, the median of each quantity over the last quarter of runs (whole cycles) may
 exceed its median over the first quarter by at most 5% or one unit, whichever is more. Medians, because a leak moves
-every
-sample after it while a run's passing peak moves one (a continue that holds 50 MiB of frames while it runs, a
-thread alive at one sample). Exit status 1 if anything keeps growing. `--in-process` drives the page's handlers in
-this process instead (a GPU machine without the app's web packages; `benchmarks.gpu_soak`): the same actions, each
-written once over what both targets can do.
+every sample after it while a run's passing peak moves one (a continue that holds 50 MiB of frames while it runs, a
+thread alive at one sample). Exit status 1 if anything keeps growing. `--in-process` drives the page's handlers in this
+process instead (a GPU machine without the app's web packages; `benchmarks.gpu_soak`): the same actions, each written
+once over what both targets can do.
 """
 
 from __future__ import annotations

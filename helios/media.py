@@ -191,8 +191,7 @@ def encode_clip(frames: np.ndarray, path: str | Path, fps: int = FPS) -> Path:
 
 def join_videos(parts: list[Path], out: Path, comment: str | None = None) -> Path:
     """The parts (MP4 clips of one encoder setting, fragmented or not) as one MP4, their H.264 streams copied as they
-    are:
-    no second encode, no quality lost; `comment` is written into its metadata."""
+    are: no second encode, no quality lost; `comment` is written into its metadata."""
     import subprocess
 
     import imageio_ffmpeg

@@ -222,8 +222,9 @@ class Run(RunBase):
         if out_of_memory:
             free_memory(self.engine.model.device)
             done = self.continuation.next_segment if self.continuation else 0
+            of = f" of {self.total_segments}" if self.total_segments is not None else ""
             raise OutOfMemory(
-                f"The GPU ran out of memory in segment {done + 1}: the run was stopped and its memory freed; try a "
+                f"The GPU ran out of memory in segment {done + 1}{of}: the run was stopped and its memory freed; try a "
                 "smaller resolution, or start the app with a tier that keeps less on the GPU "
                 "(--memory)."
             )

@@ -4,9 +4,8 @@ configuration (a set of `generate` flags: another checkpoint, `--fp8`, other ste
 
 Configurations run one after another, all prompts each, so each model loads once; a model no later configuration uses
 is released once the next one has loaded (so `--fp8` of the same checkpoint is copied from it, not read from disk), or
-sooner where the model cache needs its memory for that load. A suite stopped part-way resumes where it stopped: a
-video whose recipe is
-written is done, and the CSV and the report are made anew from the recipes on disk."""
+sooner where the model cache needs its memory for that load. A suite stopped part-way resumes where it stopped: a video
+whose recipe is written is done, and the CSV and the report are made anew from the recipes on disk."""
 
 from __future__ import annotations
 

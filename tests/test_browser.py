@@ -296,3 +296,38 @@ def test_live_stream_reaches_the_browser_segment_by_segment_and_plays_at_once(fr
     assert len(made) == 6 and len(live["arrivals"]) == 6
     assert live["arrivals"] == sorted(live["arrivals"]) and all(d > 0 for d in late), "each arrives after it is made"
     assert live["said"] and live["playing"] is not None
+
+
+def test_live_is_steered_by_enter_and_by_the_pad_keys_but_not_while_typing(page):
+    """The Live tab: Enter in the prompt box steers; a pad's key steers unless a field has the focus; below real time
+    (the tiny model on 2 cores) the player says its slowed rate; pause, then download so far."""
+    page.get_by_role("tab", name="Live").click()
+    page.locator("#live-pads [role=gridcell]").first.dblclick()
+    page.keyboard.type("a red kite over the sea")
+    page.keyboard.press("Enter")
+    page.click("#live-start")
+    page.wait_for_function(
+        "() => /running.*[2-9] segments/.test(document.querySelector('#live-metrics')?.innerText)", timeout=120_000
+    )
+    page.locator("#live-prompt textarea, #live-prompt input").first.fill("a storm over the sea")
+    page.locator("#live-prompt textarea, #live-prompt input").first.press("Enter")
+    page.wait_for_function("() => document.querySelector('#live-status')?.innerText.includes('a storm over the sea')",
+                           timeout=30_000)
+    page.locator("#live-prompt textarea, #live-prompt input").first.press("1")  # typing: no pad
+    page.wait_for_timeout(1000)
+    assert "a red kite" not in page.locator("#live-status").inner_text()
+    page.locator("#live-metrics").click()
+    page.keyboard.press("1")
+    page.wait_for_function("() => document.querySelector('#live-status')?.innerText.includes('a red kite')",
+                           timeout=30_000)
+    page.wait_for_function("() => /x: below real time/.test(document.querySelector('#live-rate')?.innerText)",
+                           timeout=60_000)
+    page.click("#live-pause")
+    page.wait_for_function("() => /paused/.test(document.querySelector('#live-metrics')?.innerText)", timeout=120_000)
+    page.wait_for_function(
+        "() => document.querySelector('#live-log')?.innerText.includes('a storm over the sea')", timeout=30_000
+    )
+    page.click("#live-download")
+    page.wait_for_function("() => document.querySelectorAll('#live-files a').length === 2", timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app-live.png"), full_page=True)

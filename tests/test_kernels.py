@@ -178,8 +178,7 @@ def dequantized(x):
 def test_fp8_attention_at_helios_size(outliers):
     """Stated bounds, relative L2 error: the kernel's arithmetic against exact attention over the same FP8 operands
     below 1.5e-2; the whole FP8 attention against bf16 SDPA below 0.12 (0.3 with outliers: 0.276 measured on an H100),
-    where quantizing q and k
-    alone measures 0.085 (0.19) in fp32 on these inputs."""
+    where quantizing q and k alone measures 0.085 (0.19) in fp32 on these inputs."""
     q, k, v, history_scale = attention_inputs(1, 11040, 11040, 8, 128, torch.bfloat16, outliers)
     out = fp8_attention(q, k, v, history_scale, 2400)
     same_operands = fp8_attention_reference(dequantized(q), dequantized(k), v.float(), history_scale, 2400)

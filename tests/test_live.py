@@ -3,6 +3,7 @@ state, its steer log a timeline that Generate makes again frame for frame, its r
 every bad input refused in words."""
 
 import json
+import time
 
 import imageio_ffmpeg
 import numpy as np
@@ -192,3 +193,26 @@ def test_a_client_that_goes_away_pauses_the_stream_and_the_session_release_frees
     assert live.state == LiveState.PAUSED and live.recording().exists()
     sessions.forget("fay")
     assert not live.workdir.exists()
+
+
+def test_someone_waiting_for_the_gpu_is_told_to_the_stream_which_then_pauses():
+    from types import SimpleNamespace
+
+    from helios.studio.live_tab import _Waiting
+
+    queue = []
+    page = SimpleNamespace(demo=SimpleNamespace(_queue=SimpleNamespace(
+        event_queue_per_concurrency_id={"gpu": SimpleNamespace(queue=queue)})))
+
+    def event(session, api_name):
+        return SimpleNamespace(session_hash=session, fn=SimpleNamespace(api_name=api_name))
+
+    waiting = _Waiting(page, "me", limit_s=0.2)
+    queue.append(event("me", "generate"))
+    assert waiting.verdict() == "" and waiting.note() == "", "the stream's own session's runs do not count"
+    queue.append(event("you", "generate"))
+    assert waiting.verdict() == "" and "pauses in" in waiting.note()
+    time.sleep(0.25)
+    assert "paused so that the queue moves" in waiting.verdict()
+    queue.clear()
+    assert waiting.verdict() == "" and waiting.note() == ""

@@ -4,6 +4,7 @@ torchrun form by test_context_parallel.py; the run-the-tests command by CI itsel
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,13 @@ def readme_commands() -> list[str]:
 def test_the_readmes_commands_are_the_ones_this_suite_covers():
     commands = readme_commands()
     others = [c for c in commands if not c.startswith("python -m helios")]
-    assert len(others) == 3 and others[0].endswith(".venv/bin/python app.py")
+    assert len(others) == 4 and others[0].endswith(".venv/bin/python app.py")
     assert others[1].startswith(".venv/bin/torchrun --standalone --nproc-per-node 2 app.py"), "test_context_parallel.py"
     assert others[2] == Path(ROOT / ".ci/run").read_text().splitlines()[-1]
+    inner = re.fullmatch(r'\.venv/bin/python -m pytest -q -n 2 -m "not \((.*)\)"', others[3])
+    registered = {m.split(":")[0] for m in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+                  ["ini_options"]["markers"]}
+    assert inner and set(inner.group(1).split(" or ")) <= registered, "the inner loop deselects registered markers"
     assert len(commands) - len(others) == 4
 
 

@@ -45,8 +45,7 @@ def test_same_latents_as_the_per_chunk_encode(vae, frames, per_pass):
 
 def test_triton_kernels_give_the_same_video():
     """The encoder's and decoder's norms and narrow causal convolutions on the Triton kernels (fp32; interpreted on a
-    CPU; on a GPU
-    against cuDNN without its default tf32, which alone is off by ~1e-3)."""
+    CPU; on a GPU against cuDNN without its default tf32, which alone is off by ~1e-3)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(1)
     vae = AutoencoderKLWan(base_dim=16, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval().to(device)

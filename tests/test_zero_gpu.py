@@ -111,7 +111,8 @@ def test_the_app_imports_spaces_first_chooses_helios_and_builds_its_page_without
     assert all(p.device.type == "cpu" for p in model.transformer.parameters()), "and stays in host memory here"
     demo = build_demo(served["engine"], banner, "384x640")
     assert demo.config["components"]
-    assert sorted(sys.modules["spaces"].LENT) == ["compare", "continue_video", "generate"], (
+    lent = ["compare", "continue_video", "generate", "live_resume", "live_start"]
+    assert sorted(sys.modules["spaces"].LENT) == lent, (
         "each run's handler gets the GPU"
     )
     assert cuda.starts == []

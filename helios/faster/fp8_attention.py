@@ -1,7 +1,7 @@
-"""The transformer's self-attention on the FP8 kernel (helios/faster/kernels/fp8_attention.py): q·k in FP8, the
-history keys'
-amplification applied to their logits. Cross-attention to the 512 text tokens stays bf16 (a small share of the time).
-On a CPU (tests) the kernel runs in Triton's interpreter, which has no FP8: scaled operands keep their dtype there.
+"""The transformer's self-attention on the FP8 kernel (helios/faster/kernels/fp8_attention.py): q·k in FP8, the history
+keys' amplification applied to their logits. Cross-attention to the 512 text tokens stays bf16 (a small share of the
+time). On a CPU (tests) the kernel runs in Triton's interpreter, which has no FP8: scaled operands keep their dtype
+there.
 """
 
 from __future__ import annotations

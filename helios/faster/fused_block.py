@@ -1,6 +1,5 @@
 """The transformer block's forward on our Triton kernels (helios/faster/kernels/): the adaLN norms, the gated residual
-adds and
-the self-attention's q/k RMSNorm + rotary embedding + history-key scale each become one pass over the tokens.
+adds and the self-attention's q/k RMSNorm + rotary embedding + history-key scale each become one pass over the tokens.
 
 Same math as diffusers' HeliosTransformerBlock.forward, computed in fp32 and rounded to bf16 less often; the
 matmuls, attention, cross-attention and feed-forward are the block's own modules. `apply_kernels` is the switch.

@@ -1,8 +1,7 @@
 """The Wan VAE's encoder and decoder on our Triton kernels: each channel RMS norm + SiLU pair becomes one pass
 (helios/faster/kernels/rms_norm_silu.py), and the narrow causal convolutions, where cuDNN is slowest, an implicit GEMM
 (helios/faster/kernels/causal_conv3d.py). Both write channels-last, which the next norm and convolution read as they
-are.
-Nearest upsampling stays in the tensor's own dtype: it only copies values, so widening to fp32 first, as diffusers
+are. Nearest upsampling stays in the tensor's own dtype: it only copies values, so widening to fp32 first, as diffusers
 does, changes nothing but the memory traffic. `apply_vae_kernels` is the switch."""
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ the same denoising loop on its share of the tokens (context parallelism, see con
 Rank 0 alone serves the page or runs the CLI, decodes and writes the frames. The other ranks follow
 (`helios.run.follow`): for each run rank 0 sends them its request (a continuation's tensors included), at each
 segment's start the prompts it uses (live timeline edits), and at each denoising step whether to stop. These small
-messages go over a CPU (gloo) group
-of their own, so the GPUs' collectives never wait for them and no step waits for the GPU to answer.
+messages go over a CPU (gloo) group of their own, so the GPUs' collectives never wait for them and no step waits for the
+GPU to answer.
 
 A rank whose run fails says so in the store every rank shares (`Ranks.fail`); a watcher thread on each rank reads it,
 and every other rank ends at once, the leader with the failure in words, instead of waiting in a collective for a
