@@ -300,7 +300,9 @@ def test_live_stream_reaches_the_browser_segment_by_segment_and_plays_at_once(fr
 
 def test_live_is_steered_by_enter_and_by_the_pad_keys_but_not_while_typing(page):
     """The Live tab: Enter in the prompt box steers; a pad's key steers unless a field has the focus; below real time
-    (the tiny model on 2 cores) the player says its slowed rate; pause, then download so far."""
+    (the tiny model at 128x192 on 2 cores) the player says its slowed rate; pause, then download so far."""
+    page.get_by_label("Resolution (height x width)").click()
+    page.get_by_role("option", name="128x192").click()
     page.get_by_role("tab", name="Live").click()
     page.locator("#live-pads [role=gridcell]").first.dblclick()
     page.keyboard.type("a red kite over the sea")

@@ -18,5 +18,3 @@ MARGIN = 0.25
 ENDLESS_KEEP_S = 120.0
 """The Live tab keeps this much already-played video in the browser's media buffer (~2 MB a minute at 384x640 on
 the tiny preview; a browser refuses appends past ~150 MB), so a page can play for hours."""
-ENDLESS_EDGE_S = 3.0
-"""At or above real time the Live tab's player stays within this of the newest frame."""

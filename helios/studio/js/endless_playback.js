@@ -1,8 +1,8 @@
 // The Live tab's endless stream: what was played more than `keepS` ago leaves the media buffer (a browser refuses
 // appends past its quota, ~150 MB in Chromium); below real time it plays at the generation rate instead of stalling,
-// the rate shown; at or above it, it stays within `edgeS` of the live edge, and Jump to live goes there. The keys
-// 1-9 press the prompt pads unless a field has the focus.
-({keepS, edgeS}) => {
+// the rate shown; at or above it, it plays at 1x, and Jump to live goes to the newest frame. The keys 1-9 press the
+// prompt pads unless a field has the focus.
+({keepS}) => {
   const video = () => document.querySelector('#live-player video');
   const data = () => (document.querySelector('#live-metrics .metrics') || {}).dataset || {};
   const say = (text) => { const out = document.querySelector('#live-rate'); if (out) out.textContent = text; };
@@ -24,13 +24,12 @@
   setInterval(() => {
     const v = video(), d = data();
     if (!v) return;
-    const rtf = Number(d.rtf || 0), behind = edge(v) - v.currentTime;
-    let rate = 1;
-    if (d.state === 'running' && rtf > 0 && rtf < 1) rate = Math.max(0.25, Math.round(rtf * 0.97 * 100) / 100);
-    else if (behind > edgeS + 2) rate = 1.1;
+    const rtf = Number(d.rtf || 0);
+    const rate = d.state === 'running' && rtf > 0 && rtf < 1 ? Math.max(0.25, Math.round(rtf * 0.97 * 100) / 100) : 1;
     if (v.playbackRate !== rate) v.playbackRate = rate;
-    say(rate === 1 ? '' : rate < 1 ? rate.toFixed(2) + 'x: below real time, played at the rate it is made'
-      : 'catching up with the live edge');
+    const behind = Math.max(0, edge(v) - v.currentTime);
+    say(rate < 1 ? rate.toFixed(2) + 'x: below real time, played at the rate it is made'
+      : behind > 5 ? behind.toFixed(0) + ' s behind the live edge' : '');
     const buffer = v.helios;
     if (buffer && !buffer.updating && v.buffered.length && v.currentTime - v.buffered.start(0) > keepS + 10) {
       try { buffer.remove(0, v.currentTime - keepS); } catch (err) { /* the source ended: nothing left to trim */ }
