@@ -324,6 +324,10 @@ def test_live_is_steered_by_enter_and_by_the_pad_keys_but_not_while_typing(page)
                            timeout=30_000)
     page.wait_for_function("() => /x: below real time/.test(document.querySelector('#live-rate')?.innerText)",
                            timeout=60_000)
+    page.wait_for_function("() => /on screen .* s after the key press/.test("
+                           "document.querySelector('#live-on-screen')?.innerText)", timeout=120_000)
+    first = page.evaluate("() => window.heliosSteers[0]")
+    assert first["segment"] >= 1 and 0 < first["latencyS"] < 120
     page.click("#live-pause")
     page.wait_for_function("() => /paused/.test(document.querySelector('#live-metrics')?.innerText)", timeout=120_000)
     page.wait_for_function(

@@ -102,6 +102,8 @@ class LiveSession:
         self.stats = LiveStats()
         self.steers: list[Steer] = []
         self.note = ""
+        self.leg_start = 0
+        """The first segment of the leg playing: the player's time 0."""
         self._lock = threading.Lock()
 
     @property
@@ -156,6 +158,7 @@ class LiveSession:
         """One leg, until paused or stopped; `should_pause` says why the stream must pause now (someone waits for the
         GPU, a ZeroGPU call's time is up), or "" to go on. A consumer that goes away pauses the stream."""
         self.state, self.note = LiveState.RUNNING, ""
+        self.leg_start = self.run.request.first_segment
         try:
             for event in self.run:
                 if isinstance(event, StepProgress):

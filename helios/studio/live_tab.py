@@ -95,6 +95,7 @@ def _lay_out(page: Page) -> LiveTab:
             gr.HTML("", elem_id="live-rate")
             c["metrics"] = gr.HTML("<div class='metrics'>Press Start to begin.</div>", elem_id="live-metrics")
             c["status"] = gr.Markdown("", elem_id="live-status")
+            gr.HTML("", elem_id="live-on-screen")
             c["fps_plot"] = gr.LinePlot(
                 x="segment", y="FPS", color="run", color_map={"live": "#4f46e5", REAL_TIME: "#9ca3af"},
                 title=f"FPS, the last {WINDOW} segments", x_title="segment", y_title="frames per second", height=200,
@@ -236,8 +237,9 @@ class Playing:
         tab, stats = self.tab, session.stats
         rtf = stats.recent_fps / FPS
         notes = " ".join(n for n in (update.note, waiting, session.recording_note) if n)
+        landed = ",".join(str(s.segment) for s in session.steers if s.segment is not None)
         data = (f'data-live="{html.escape(url)}" data-state="{session.state}" data-rtf="{rtf:.3f}" '
-                f'data-segments="{stats.segments}"')
+                f'data-segments="{stats.segments}" data-leg-start="{session.leg_start}" data-landed="{landed}"')
         step = update.progress
         doing = f", denoising segment {step.segment + 1}" if step and session.state == LiveState.RUNNING else ""
         metrics = (f"<div class='metrics' {data}>{session.state}{doing}: {stats.segments} segments, "

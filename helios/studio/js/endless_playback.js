@@ -1,8 +1,16 @@
 // The Live tab's endless stream: what was played more than `keepS` ago leaves the media buffer (a browser refuses
 // appends past its quota, ~150 MB in Chromium); below real time it plays at the generation rate instead of stalling,
 // the rate shown; at or above it, it plays at 1x, and Jump to live goes to the newest frame. The keys 1-9 press the
-// prompt pads unless a field has the focus.
-({keepS}) => {
+// prompt pads unless a field has the focus. Each steer's latency, from the key press to the first frame of the
+// segment it landed on being on screen, is shown and kept in `window.heliosSteers`.
+({keepS, segmentS}) => {
+  const presses = [], watching = [], steers = window.heliosSteers = [];
+  let landedSeen = 0;
+  const pressed = () => presses.push(Date.now());
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && e.target.closest && e.target.closest('#live-prompt')) pressed();
+  }, true);
+  document.addEventListener('click', (e) => { if (e.target.closest('[id^=live-pad-]')) pressed(); }, true);
   const video = () => document.querySelector('#live-player video');
   const data = () => (document.querySelector('#live-metrics .metrics') || {}).dataset || {};
   const say = (text) => { const out = document.querySelector('#live-rate'); if (out) out.textContent = text; };
@@ -24,6 +32,19 @@
   setInterval(() => {
     const v = video(), d = data();
     if (!v) return;
+    const landed = (d.landed || '').split(',').filter((s) => s !== '').map(Number);
+    if (landed.length < landedSeen) landedSeen = 0;
+    for (; landedSeen < landed.length; landedSeen++) {
+      if (presses.length) watching.push({segment: landed[landedSeen], pressed: presses.shift()});
+    }
+    while (watching.length && v.currentTime >= (watching[0].segment - Number(d.legStart || 0)) * segmentS) {
+      const steer = watching.shift();
+      steer.latencyS = (Date.now() - steer.pressed) / 1000;
+      steers.push(steer);
+      const out = document.querySelector('#live-on-screen');
+      if (out) out.textContent = 'Segment ' + (steer.segment + 1) + ' on screen ' + steer.latencyS.toFixed(1)
+        + ' s after the key press.';
+    }
     const rtf = Number(d.rtf || 0);
     const rate = d.state === 'running' && rtf > 0 && rtf < 1 ? Math.max(0.25, Math.round(rtf * 0.97 * 100) / 100) : 1;
     if (v.playbackRate !== rate) v.playbackRate = rate;
