@@ -104,13 +104,8 @@ def conv_rows():
             ("cuDNN conv3d, NCDHW", lambda: torch.nn.functional.conv3d(ncdhw, weight5, bias, padding=pad)),
             ("cuDNN conv3d, channels_last_3d", lambda: torch.nn.functional.conv3d(cl, weight_cl, bias, padding=pad)),
         ]
-        for bm, bn, warps, stages in [
-            (128, 128, 8, 3),
-            (128, 64, 4, 4),
-            (256, 128, 8, 3),
-            (128, 128, 4, 4),
-            (64, 128, 4, 4),
-        ]:
+        tiles = [(128, 128, 8, 3), (128, 64, 4, 4), (256, 128, 8, 3), (128, 128, 4, 4), (64, 128, 4, 4)]
+        for bm, bn, warps, stages in tiles:
             variants.append(
                 (
                     f"triton BM={bm} BN={bn} warps={warps} stages={stages}",
@@ -149,14 +144,8 @@ def attention_rows():
             with sdpa_kernel(backend):
                 return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt)
         variants.append((f"bf16 SDPA, {backend.name}", sdpa))
-    for bm, bn, warps, stages in [
-        (128, 64, 8, 3),
-        (128, 128, 8, 3),
-        (128, 64, 4, 4),
-        (128, 128, 8, 2),
-        (64, 64, 4, 3),
-        (128, 32, 4, 4),
-    ]:
+    tiles = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 4), (128, 128, 8, 2), (64, 64, 4, 3), (128, 32, 4, 4)]
+    for bm, bn, warps, stages in tiles:
         variants.append(
             (
                 f"FP8 q/k, BM={bm} BN={bn} warps={warps} stages={stages}",
