@@ -4,6 +4,7 @@ segment of moving colour bands with a little grain (cheap to make, not free to e
 seconds, its denoising steps paced as the request's plan has them."""
 
 import functools
+import itertools
 import re
 import runpy
 import sys
@@ -24,7 +25,7 @@ from helios.segment import StepProgress, Stopwatch  # noqa: E402
 def paced_denoise(self, request, plan, prompts_at, on_step):
     """Steps at the rate's pace (a later segment's steps take 33 / rate s), so a run's first segment, which may have
     twice the steps, takes as much longer as the engine's would."""
-    prompt = request.timeline.prompts[0]
+    prompt = request.timeline.prompts[0]  # the first prompt sets the rate: a live stream's steers keep it
     rate = float(re.search(r"(\d+(\.\d+)?)\s*fps", prompt).group(1)) if "fps" in prompt else 24.0
     s = request.settings
     bands(s.height, s.width)
@@ -32,7 +33,7 @@ def paced_denoise(self, request, plan, prompts_at, on_step):
     due = time.perf_counter()
     first, total = request.first_segment, request.total_segments
     latents = torch.zeros(1, 1, 1, s.height, s.width)
-    for k in range(first, total):
+    for k in range(first, total) if total is not None else itertools.count(first):
         steps = plan.steps_in_segment(k == 0)
         on_step(StepProgress(k, total, 0, steps))
         watch = Stopwatch(torch.device("cpu"))

@@ -216,3 +216,13 @@ def test_someone_waiting_for_the_gpu_is_told_to_the_stream_which_then_pauses():
     assert "paused so that the queue moves" in waiting.verdict()
     queue.clear()
     assert waiting.verdict() == "" and waiting.note() == ""
+
+
+def test_a_live_streams_held_clips_are_bounded_and_a_late_reader_starts_at_the_oldest(tmp_path):
+    from helios.studio.live_stream import HELD, LiveStream
+
+    stream = LiveStream()
+    for n in range(HELD + 5):
+        stream.add(tmp_path / f"{n}.mp4")
+    assert len(stream.clips) == HELD
+    assert stream.clip(0) == (5, tmp_path / "5.mp4") and stream.clip(HELD + 5) == (HELD + 5, None)

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 
 POLL_S = 0.01
 ROUTE = "/helios-live/{name}"
+HELD = 120
+"""Clips a stream names for a reader that joins late: a Generate run has at most 60; a live leg goes on for hours."""
 
 
 class LiveStream:
     def __init__(self):
         self.name = secrets.token_urlsafe(24)
-        self.clips: list[Path] = []
+        self.clips: deque[Path] = deque(maxlen=HELD)
+        self.added = 0
         self.ended = False
+        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -31,7 +35,16 @@ class LiveStream:
         return ROUTE.format(name=self.name).lstrip("/")
 
     def add(self, clip: Path) -> None:
-        self.clips.append(clip)
+        with self._lock:
+            self.clips.append(clip)
+            self.added += 1
+
+    def clip(self, n: int) -> tuple[int, Path | None]:
+        """Clip n (counted from the stream's first), or the oldest still held if n is older; None if not made yet."""
+        with self._lock:
+            first = self.added - len(self.clips)
+            n = max(n, first)
+            return n, self.clips[n - first] if n < self.added else None
 
     def end(self) -> None:
         self.ended = True
@@ -59,15 +72,16 @@ class LiveStreams:
             return self._streams.get(name)
 
     async def chunks(self, stream: LiveStream):
-        """The stream's clips from its first, each as soon as it exists, until its run ends. A clip removed with its
-        run's files ends the stream."""
+        """The stream's clips from its first still held, each as soon as it exists, until its run ends. A clip removed
+        with its run's files ends the stream."""
         import anyio
 
         sent = 0
         while True:
-            if sent < len(stream.clips):
+            sent, clip = stream.clip(sent)
+            if clip is not None:
                 try:
-                    data = await anyio.Path(stream.clips[sent]).read_bytes()
+                    data = await anyio.Path(clip).read_bytes()
                 except OSError:
                     return
                 sent += 1

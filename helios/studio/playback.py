@@ -18,3 +18,6 @@ MARGIN = 0.25
 ENDLESS_KEEP_S = 120.0
 """The Live tab keeps this much already-played video in the browser's media buffer (~2 MB a minute at 384x640 on
 the tiny preview; a browser refuses appends past ~150 MB), so a page can play for hours."""
+ENDLESS_MARGIN_S = 0.4
+"""The Live tab's player aims to have this much video left when the next segment arrives: less is a stall when a
+segment comes late, more is steer latency."""

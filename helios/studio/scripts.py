@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .playback import ENDLESS_KEEP_S, MARGIN, SEGMENT_S
+from .playback import ENDLESS_KEEP_S, ENDLESS_MARGIN_S, MARGIN, SEGMENT_S
 
 SCRIPTS = Path(__file__).parent / "js"
 
@@ -21,6 +21,6 @@ def page_script() -> str:
     playback given the segment length and its margin."""
     playback = json.dumps({"segmentS": SEGMENT_S, "margin": MARGIN})
     players = json.dumps([["#live", "#metrics"], ["#live-player", "#live-metrics"]])
-    endless = json.dumps({"keepS": ENDLESS_KEEP_S, "segmentS": SEGMENT_S})
+    endless = json.dumps({"keepS": ENDLESS_KEEP_S, "segmentS": SEGMENT_S, "marginS": ENDLESS_MARGIN_S})
     return (f"() => {{ ({script('first_frame.js')})(); ({script('smooth_playback.js')})({playback}); "
             f"({script('live_player.js')})({players}); ({script('endless_playback.js')})({endless}); }}")

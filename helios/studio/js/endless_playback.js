@@ -1,10 +1,12 @@
 // The Live tab's endless stream: what was played more than `keepS` ago leaves the media buffer (a browser refuses
-// appends past its quota, ~150 MB in Chromium); below real time it plays at the generation rate instead of stalling,
-// the rate shown; at or above it, it plays at 1x, and Jump to live goes to the newest frame. The keys 1-9 press the
-// prompt pads unless a field has the focus. Each steer's latency, from the key press to the first frame of the
-// segment it landed on being on screen, is shown and kept in `window.heliosSteers`.
-({keepS, segmentS}) => {
-  const presses = [], watching = [], steers = window.heliosSteers = [];
+// appends past its quota, ~150 MB in Chromium). It plays at the rate the clips arrive (measured here, over the last
+// few; until three have, the server's estimate, which is low), nudged to keep about half a segment plus `marginS` ahead of the playhead: below real time that is a slowed
+// rate, shown, instead of stalls; at real time it stays near the live edge (a slightly faster rate catches up, up to
+// 1.1x), and Jump to live goes to the newest frame. The keys 1-9 press the prompt pads unless a field has the focus.
+// Each steer's latency, from the key press to the first frame of the segment it landed on being on screen, is shown
+// and kept in `window.heliosSteers`.
+({keepS, segmentS, marginS}) => {
+  const presses = [], watching = [], steers = window.heliosSteers = [], arrivals = [];
   let landedSeen = 0;
   const pressed = () => presses.push(Date.now());
   document.addEventListener('keydown', (e) => {
@@ -45,15 +47,25 @@
       if (out) out.textContent = 'Segment ' + (steer.segment + 1) + ' on screen ' + steer.latencyS.toFixed(1)
         + ' s after the key press.';
     }
-    const rtf = Number(d.rtf || 0);
-    const rate = d.state === 'running' && rtf > 0 && rtf < 1 ? Math.max(0.25, Math.round(rtf * 0.97 * 100) / 100) : 1;
-    if (v.playbackRate !== rate) v.playbackRate = rate;
-    const behind = Math.max(0, edge(v) - v.currentTime);
-    say(rate < 1 ? rate.toFixed(2) + 'x: below real time, played at the rate it is made'
-      : behind > 5 ? behind.toFixed(0) + ' s behind the live edge' : '');
+    const newest = edge(v), now = Date.now(), last = arrivals[arrivals.length - 1];
+    if (last && newest < last[1] - 0.5) arrivals.length = 0;  // a new leg: its media starts at zero
+    if (!arrivals.length || newest > arrivals[arrivals.length - 1][1] + 0.01) arrivals.push([now, newest]);
+    if (arrivals.length > 8) arrivals.shift();
+    const [t0, e0] = arrivals[0], [t1, e1] = arrivals[arrivals.length - 1];
+    const made = arrivals.length >= 3 ? (e1 - e0) / ((t1 - t0) / 1000) : Math.min(1, Number(d.rtf) || 0.5);
+    const ahead = newest - v.currentTime;
+    let rate = 1;
+    if (d.state === 'running') {
+      rate = made * (1 + 0.5 * (ahead - segmentS / 2 - marginS) / segmentS);
+      rate = Math.min(1.1, Math.max(0.25, Math.round(rate * 50) / 50));
+    }
+    if (Math.abs(v.playbackRate - rate) >= 0.02) v.playbackRate = rate;
+    say(v.playbackRate < 0.99 ? v.playbackRate.toFixed(2) + 'x: below real time, played at the rate it is made'
+      : v.playbackRate > 1.01 ? v.playbackRate.toFixed(2) + 'x: catching up with the live edge'
+      : ahead > 5 ? ahead.toFixed(0) + ' s behind the live edge' : '');
     const buffer = v.helios;
     if (buffer && !buffer.updating && v.buffered.length && v.currentTime - v.buffered.start(0) > keepS + 10) {
       try { buffer.remove(0, v.currentTime - keepS); } catch (err) { /* the source ended: nothing left to trim */ }
     }
-  }, 500);
+  }, 100);
 }
