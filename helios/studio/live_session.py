@@ -55,22 +55,29 @@ class LiveStats:
     frames: int = 0
     generating_s: float = 0.0
     window: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
-    """(segment, FPS) of the last WINDOW segments."""
+    """(segment, FPS, when it was out) of the last WINDOW segments."""
+    leg_started: float = 0.0
 
     def add(self, segment: Segment) -> None:
         self.segments += 1
         self.frames += len(segment.frames)
         self.generating_s += segment.timings.total_s
-        self.window.append((segment.index + 1, segment.fps))
+        self.window.append((segment.index + 1, segment.fps, time.perf_counter()))
 
     @property
     def fps(self) -> float:
-        """Frames made per second of generating, over the whole session."""
+        """Frames made per second of generating, over the whole session (a segment's decode overlaps the next one's
+        denoising, so this is below the rate segments come out)."""
         return self.frames / self.generating_s if self.generating_s else 0.0
 
     @property
     def recent_fps(self) -> float:
-        return sum(fps for _, fps in self.window) / len(self.window) if self.window else 0.0
+        """The rate frames came out in this leg's part of the window, as a viewer receives them (a segment's own FPS
+        until a second is out)."""
+        leg = [out for *_, out in self.window if out >= self.leg_started]
+        if len(leg) < 2:
+            return self.window[-1][1] if self.window else 0.0
+        return FRAMES_PER_SEGMENT * (len(leg) - 1) / (leg[-1] - leg[0]) if leg[-1] > leg[0] else 0.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,7 @@ class LiveSession:
         GPU, a ZeroGPU call's time is up), or "" to go on. A consumer that goes away pauses the stream."""
         self.state, self.note = LiveState.RUNNING, ""
         self.leg_start = self.run.request.first_segment
+        self.stats.leg_started = time.perf_counter()
         try:
             for event in self.run:
                 if isinstance(event, StepProgress):

@@ -26,6 +26,8 @@ from .worded import Crossfade
 
 PADS = 9
 LOG_COLUMNS = ["segment", "prompt", "crossfade", "steer latency (s)"]
+LOG_SHOWN = 50
+"""The page shows the last 50 steers; the export holds them all."""
 
 
 @dataclass
@@ -237,9 +239,10 @@ class Playing:
         tab, stats = self.tab, session.stats
         rtf = stats.recent_fps / FPS
         notes = " ".join(n for n in (update.note, waiting, session.recording_note) if n)
-        landed = ",".join(str(s.segment) for s in session.steers if s.segment is not None)
+        landed = [s.segment for s in session.steers if s.segment is not None]
         data = (f'data-live="{html.escape(url)}" data-state="{session.state}" data-rtf="{rtf:.3f}" '
-                f'data-segments="{stats.segments}" data-leg-start="{session.leg_start}" data-landed="{landed}"')
+                f'data-segments="{stats.segments}" data-leg-start="{session.leg_start}" '
+                f'data-landed-count="{len(landed)}" data-landed="{",".join(map(str, landed[-LOG_SHOWN:]))}"')
         step = update.progress
         doing = f", denoising segment {step.segment + 1}" if step and session.state == LiveState.RUNNING else ""
         metrics = (f"<div class='metrics' {data}>{session.state}{doing}: {stats.segments} segments, "
@@ -249,13 +252,14 @@ class Playing:
         if update.clip or update.progress is None:
             out[tab.fps_plot] = _window(session)
             out[tab.log] = [[s.segment + 1 if s.segment is not None else "next", s.prompt, s.crossfade,
-                             round(s.latency_s, 2) if s.latency_s is not None else None] for s in session.steers]
+                             round(s.latency_s, 2) if s.latency_s is not None else None]
+                            for s in session.steers[-LOG_SHOWN:]]
         return out
 
 
 def _window(session: LiveSession) -> pd.DataFrame:
-    rows = [dict(segment=str(k), FPS=round(fps, 2), run="live") for k, fps in session.stats.window]
-    rows += [dict(segment=str(k), FPS=24.0, run=REAL_TIME) for k, _ in session.stats.window]
+    rows = [dict(segment=str(k), FPS=round(fps, 2), run="live") for k, fps, _ in session.stats.window]
+    rows += [dict(segment=str(k), FPS=24.0, run=REAL_TIME) for k, _, _ in session.stats.window]
     return pd.DataFrame(rows, columns=["segment", "FPS", "run"])
 
 

@@ -35,10 +35,12 @@
     const v = video(), d = data();
     if (!v) return;
     const landed = (d.landed || '').split(',').filter((s) => s !== '').map(Number);
-    if (landed.length < landedSeen) landedSeen = 0;
-    for (; landedSeen < landed.length; landedSeen++) {
-      if (presses.length) watching.push({segment: landed[landedSeen], pressed: presses.shift()});
+    const count = Number(d.landedCount || 0);
+    if (count < landedSeen) landedSeen = 0;
+    for (const segment of landed.slice(Math.max(0, landed.length - (count - landedSeen)))) {
+      if (presses.length) watching.push({segment, pressed: presses.shift()});
     }
+    landedSeen = count;
     while (watching.length && v.currentTime >= (watching[0].segment - Number(d.legStart || 0)) * segmentS) {
       const steer = watching.shift();
       steer.latencyS = (Date.now() - steer.pressed) / 1000;
