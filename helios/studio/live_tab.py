@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from helios.errors import BadInput
 from helios.limits import FPS, MAX_PROMPT_TOKENS
 
 from .form import Form, whole
@@ -67,7 +68,7 @@ def build(page: Page) -> LiveTab:
     steer = dict(concurrency_limit=None, show_progress="hidden")
     tab.prompt.submit(live.live_steer, [tab.prompt, tab.crossfade], tab.status, **steer, api_name="live_steer")
     for n, button in enumerate(tab.pad_buttons, 1):
-        button.click(live.pad(n), tab.crossfade, tab.status, **steer, api_visibility="private")
+        button.click(live.pad(n), [tab.pads, tab.crossfade], tab.status, **steer, api_visibility="private")
     tab.pads.change(live.set_pads, tab.pads, None, **QUIET)
     tab.pause.click(live.live_pause, None, tab.status, **steer, api_name="live_pause")
     tab.stop.click(live.live_stop, None, tab.status, **steer, api_name="live_stop")
@@ -181,9 +182,14 @@ class Playing:
         return self.live_steer(prompt, crossfade, request)
 
     def pad(self, number: int):
-        """A pad button's handler."""
-        def press(crossfade: float, request: gr.Request) -> str:
-            return self.live_pad(number, crossfade, request)
+        """A pad button's handler: the pad's prompt as the table shows it now (its edit may not have reached the
+        session's copy, which API clients steer with, yet)."""
+        @in_words
+        def press(pads: list[list], crossfade: float, request: gr.Request) -> str:
+            prompts = _pad_prompts(pads)
+            if number > len(prompts) or not prompts[number - 1]:
+                raise BadInput(f"Pad {number} is empty: write its prompt in the pads table first.")
+            return self.live_steer(prompts[number - 1], crossfade, request)
         return press
 
     def set_pads(self, pads: list[list], request: gr.Request) -> None:
