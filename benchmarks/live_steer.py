@@ -20,7 +20,7 @@ from benchmarks.json_lines import emit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_browser import CHROMIUM, FLAGS  # noqa: E402
+from test_browser import opened  # noqa: E402
 
 from conftest import served_app  # noqa: E402
 from helios.limits import FRAMES_PER_SEGMENT  # noqa: E402
@@ -43,13 +43,7 @@ WATCH = """() => {
 
 
 def measure(url: str, rate: int, minutes: float, steer_every: float) -> dict:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        page.wait_for_selector("#generate")
+    with opened(url) as page:
         page.get_by_label("Resolution (height x width)").click()
         page.get_by_role("option", name="384x640").click()
         page.get_by_role("tab", name="Live").click()
@@ -69,7 +63,6 @@ def measure(url: str, rate: int, minutes: float, steer_every: float) -> dict:
         time.sleep(3)
         steers = page.evaluate("() => window.heliosSteers")
         watch = page.evaluate("() => window.watch")
-        browser.close()
     latencies = [s["latencyS"] for s in steers]
     segment_s = FRAMES_PER_SEGMENT / rate
     return {"rate_fps": rate, "minutes": minutes, "steers": n, "on_screen": len(latencies),
