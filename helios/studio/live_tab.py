@@ -14,7 +14,6 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from helios.errors import BadInput
 from helios.limits import FPS, MAX_PROMPT_TOKENS
 
 from .form import Form, whole
@@ -186,10 +185,8 @@ class Playing:
         session's copy, which API clients steer with, yet)."""
         @in_words
         def press(pads: list[list], crossfade: float, request: gr.Request) -> str:
-            prompts = _pad_prompts(pads)
-            if number > len(prompts) or not prompts[number - 1]:
-                raise BadInput(f"Pad {number} is empty: write its prompt in the pads table first.")
-            return self.live_steer(prompts[number - 1], crossfade, request)
+            prompt = self.sessions.live_pad(request.session_hash, number, _pad_prompts(pads))
+            return self.live_steer(prompt, crossfade, request)
         return press
 
     def set_pads(self, pads: list[list], request: gr.Request) -> None:

@@ -260,10 +260,10 @@ class Sessions:
         with self._lock:
             self._pads[session] = pads
 
-    def live_pad(self, session: str, number) -> str:
-        """The prompt of the session's pad `number` (1-9)."""
+    def live_pad(self, session: str, number, pads: list[str] | None = None) -> str:
+        """The prompt of pad `number` (1-9): of `pads` as the page shows them, else of the session's copy."""
         with self._lock:
-            pads = self._pads.get(session, [])
+            pads = pads if pads is not None else self._pads.get(session, [])
         if not isinstance(number, (int, float)) or number != int(number) or not 1 <= number <= 9:
             raise BadInput(f"There is no pad {number}: the pads are numbered 1 to 9.")
         prompt = pads[int(number) - 1] if int(number) <= len(pads) else ""
