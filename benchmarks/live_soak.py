@@ -34,19 +34,23 @@ def sample(live) -> dict:
                 disk_mib=round(sum(c.stat().st_size for c in live.clips) / 2**20, 2), fps=round(live.stats.fps, 2))
 
 
-def verdict(samples: list[dict]) -> dict:
+def verdict(samples: list[dict], medians=("objects", "tensor_mib"), floors=("rss_mib",), quota: int = QUOTA) -> dict:
+    """`medians` grow when the last third's median tops the first third's by more than 5% or one unit; `floors` (memory
+    an allocator holds in steps) when the last third's lowest tops the first third's highest by more than 2 MiB per
+    sample between them; the recording's disk must stay within `quota` bytes."""
     third = max(len(samples) // 3, 1)
     out = {}
-    for name in ("objects", "tensor_mib"):
+    for name in medians:
         first = statistics.median(s[name] for s in samples[:third])
         last = statistics.median(s[name] for s in samples[-third:])
         out[name] = dict(first_third=first, last_third=last, grows=last > max(first * 1.05, first + 1))
+    for name in floors:
+        values = [s[name] for s in samples]
+        rise = min(values[-third:]) - max(values[:third])
+        out[name] = dict(first_third_max=max(values[:third]), last_third_min=min(values[-third:]),
+                         grows=rise > 2.0 * (len(values) - third))
     disk = max(s["disk_mib"] for s in samples)
-    out["disk_mib"] = dict(most=disk, quota=QUOTA / 2**20, grows=disk > QUOTA / 2**20)
-    rss = [s["rss_mib"] for s in samples]
-    rise = min(rss[-third:]) - max(rss[:third])
-    out["rss_mib"] = dict(first_third_max=max(rss[:third]), last_third_min=min(rss[-third:]),
-                          grows=rise > 2.0 * (len(rss) - third))
+    out["disk_mib"] = dict(most=disk, quota=quota / 2**20, grows=disk > quota / 2**20)
     return out
 
 
