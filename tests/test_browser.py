@@ -47,11 +47,11 @@ def frame_source(serve_app, tmp_path_factory):
         yield url
 
 
-def edit_cell(page, index: int, text: str) -> None:
+def edit_cell(page, index: int, text: str, table: str = "#timeline") -> None:
     """Types only once the cell's editor has the focus: keys pressed before it opens are lost."""
-    page.locator("#timeline [role=gridcell]").nth(index).dblclick()
+    page.locator(f"{table} [role=gridcell]").nth(index).dblclick()
     page.wait_for_function(
-        "() => document.activeElement.closest('#timeline') && ['INPUT', "
+        f"() => document.activeElement.closest('{table}') && ['INPUT', "
         "'TEXTAREA'].includes(document.activeElement.tagName)"
     )
     page.keyboard.press("Control+A")
@@ -304,9 +304,7 @@ def test_live_is_steered_by_enter_and_by_the_pad_keys_but_not_while_typing(page)
     page.get_by_label("Resolution (height x width)").click()
     page.get_by_role("option", name="128x192").click()
     page.get_by_role("tab", name="Live").click()
-    page.locator("#live-pads [role=gridcell]").first.dblclick()
-    page.keyboard.type("a red kite over the sea")
-    page.keyboard.press("Enter")
+    edit_cell(page, 0, "a red kite over the sea", table="#live-pads")
     page.click("#live-start")
     page.wait_for_function(
         "() => /running.*[2-9] segments/.test(document.querySelector('#live-metrics')?.innerText)", timeout=120_000
