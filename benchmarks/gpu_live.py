@@ -101,10 +101,11 @@ def main(argv=None) -> int:
     from .bench import build_transformer, build_vae, place, run_engine
     from .random_checkpoint import build_text_encoder
 
-    device = torch.device("cuda")
-    parts = dict(transformer=build_transformer(device), vae=build_vae(device, torch.bfloat16),
-                 text_encoder=build_text_encoder(device))
-    engine = Engine(place(parts, Placement(weights=WeightForm(memory="resident")), device))
+    device = torch.device("cuda", torch.cuda.current_device())
+    parts = dict(transformer=build_transformer(device), vae=build_vae(device, torch.bfloat16), text_encoder=None)
+    model = place(parts, Placement(weights=WeightForm(memory="resident")), device)
+    model.text_encoder = build_text_encoder(device)  # after the fit, which counts the transformer and VAE alone
+    engine = Engine(model)
     engine.prompts.remember("benchmark", torch.randn(1, 512, 4096, device=device, dtype=torch.bfloat16) * 0.1)
     steps = parse_steps(args.steps)
     result = dict(gpu=torch.cuda.get_device_name(), steps=list(steps), resolution=args.resolution,
