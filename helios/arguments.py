@@ -12,6 +12,7 @@ from .errors import BadInput
 from .fit.tiers import FP8_LINEARS, MEMORY_CHOICES, PARALLEL_CHOICES, TIERS
 from .limits import FRAMES_PER_SEGMENT, parse_steps
 from .loading import LoadOptions
+from .lora.file import MAX_STRENGTH, LoraFile
 from .media import read_image, read_video
 from .placement import ATTENTION, Placement, Speedups, WeightForm
 from .recipe import Recipe
@@ -78,6 +79,7 @@ def add_generate_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--num-inference-steps", type=int, help="steps for the non-pyramid Base model")
     g.add_argument("--guidance", type=float, help="guidance scale (model default if omitted)")
     g.add_argument("--negative-prompt", default="")
+    add_lora_argument(g)
     g.add_argument("--seed", type=_seeds, default=(0,), help="e.g. 0, or 0,1,2 for a grid")
     g.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     g.add_argument("--vae-dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on a GPU, float32 on a CPU")
@@ -90,6 +92,21 @@ def add_generate_arguments(g: argparse.ArgumentParser) -> None:
     add_placement_arguments(g)
     g.add_argument("--out", type=Path, required=True,
                    help=".mp4 (H.264, 24 fps) or .npy (uint8 frames); for a grid of seeds x steps, a folder")
+
+
+def _lora(text: str) -> LoraFile:
+    try:
+        return LoraFile.parse(text)
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_lora_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lora", type=_lora, action="append", default=[], metavar="PATH[:STRENGTH]",
+        help="a LoRA adapter (.safetensors; repeatable): named by its file's stem in timelines, at STRENGTH "
+        f"(default 1, -{MAX_STRENGTH:g} to {MAX_STRENGTH:g}) wherever the timeline sets none",
+    )
 
 
 def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) -> None:
@@ -129,10 +146,10 @@ def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) 
 
 
 def load_options_from_args(args, **more) -> LoadOptions:
+    """With LoRA adapters the cache's AoT blocks (made without their layers) are not looked for: blocks compile."""
     weights = WeightForm(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears)
-    placement = Placement(
-        weights=weights, faster=Speedups(attention=args.attention, aot=args.aot), parallel=args.parallel
-    )
+    aot = "off" if getattr(args, "lora", None) and args.aot == "auto" else args.aot
+    placement = Placement(weights=weights, faster=Speedups(attention=args.attention, aot=aot), parallel=args.parallel)
     return LoadOptions(placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory, **more)
 
 
@@ -144,7 +161,7 @@ def requests_from_args(args, recipe: Recipe | None = None) -> list[tuple[str, Ge
             image=read_image(args.image, size) if args.image else None,
             video=read_video(args.video, size) if args.video else None,
         )
-        return [("recipe", recipe.request(**context))]
+        return [("recipe", recipe.request(**context, loras=tuple(args.lora)))]
     if args.prompt is not None:
         if not args.prompt.strip():
             raise BadInput("The prompt is empty: describe what the video should show.")
@@ -165,5 +182,7 @@ def requests_from_args(args, recipe: Recipe | None = None) -> list[tuple[str, Ge
                 negative_prompt=args.negative_prompt, seed=seed,
             )
             name = f"seed{seed}-steps{'-'.join(map(str, steps)) if steps else 'default'}"
-            requests.append((name, GenerationRequest(timeline, settings, image=image, video=video)))
+            requests.append(
+                (name, GenerationRequest(timeline, settings, image=image, video=video, loras=tuple(args.lora)))
+            )
     return requests

@@ -26,7 +26,7 @@ from .loading import HeliosModel
 from .request import GenerationRequest
 from .segment import StepProgress, Stopwatch
 from .text import PromptEncoder
-from .timeline import Mix, PromptTimeline
+from .timeline import Mix, PromptTimeline, Strengths
 from .vae_passes import LATENTS_PER_PASS, decode_latents
 
 
@@ -36,6 +36,7 @@ class Denoised:
 
     index: int
     prompts: Mix
+    strengths: Strengths
     latents: torch.Tensor
     watch: Stopwatch
     prefix: torch.Tensor | None
@@ -64,6 +65,8 @@ class Engine:
         self.options = options
         self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device, model.dtype)
         self.context = ContextLatents(model, options.vae_latents_per_pass)
+        self._layers_graphed = 0
+        """The LoRA layers (`LoraSlots.installs`) the CUDA graphs in `forward` were captured with."""
 
     @property
     def uses_cuda_graphs(self) -> bool:
@@ -136,22 +139,42 @@ class Engine:
                 )
         if isinstance(s.seed, bool) or not isinstance(s.seed, int) or not 0 <= s.seed <= MAX_SEED:
             raise BadInput(f"The seed must be a whole number from 0 to {MAX_SEED} (got {s.seed!r}).")
-        self.check_timeline(request.timeline, request.total_segments)
+        names = [f.name for f in request.loras]
+        if len(set(names)) < len(names):
+            raise BadInput("Two LoRA adapters share a name (their files' stem): rename one of the files.")
+        if request.loras and self.model.fit.placement.faster.aot != "off":
+            raise BadInput(
+                "These transformer blocks were compiled ahead of time without LoRA layers: start with --aot off to "
+                "use LoRA adapters."
+            )
+        self.check_timeline(request.timeline, request.total_segments, names)
         return SamplingPlan(flavour, tuple(int(n) for n in pyramid_steps), steps, guidance)
 
-    def check_timeline(self, timeline: PromptTimeline, segments: int | None) -> None:
-        """For a new request and for a live edit alike: its rows, and no prompt longer than the model reads."""
+    def check_timeline(self, timeline: PromptTimeline, segments: int | None, adapters: list[str]) -> None:
+        """For a new request and for a live edit alike: its rows, no prompt longer than the model reads, and no
+        adapter that is not among the request's."""
         timeline.check(segments)
         for prompt in timeline.prompts:
             self.prompts.check_length(prompt)
+        for name in timeline.adapters:
+            if name not in adapters:
+                loaded = f"loaded: {', '.join(adapters)}" if adapters else "none is loaded"
+                raise BadInput(
+                    f"The timeline names LoRA {name!r}, which is not loaded ({loaded}): load it with --lora."
+                )
 
-    def denoise(self, request: GenerationRequest, plan: SamplingPlan, prompts_at: Callable[[int], Mix],
+    def denoise(self, request: GenerationRequest, plan: SamplingPlan,
+                cue_at: Callable[[int], tuple[Mix, dict[str, float]]],
                 on_step: Callable[[StepProgress], None]) -> Iterator[Denoised]:
-        """The request's segments, denoised one after another. `prompts_at(k)` is segment k's prompt mix when k
-        starts (the timeline may change while the request runs); `on_step` hears of every step and stops the
-        denoising by raising Cancelled, as diffusers' `callback_on_step_end` and `interrupt` do."""
+        """The request's segments, denoised one after another. `cue_at(k)` is segment k's prompt mix and adapter
+        strengths when k starts (the timeline may change while the request runs); `on_step` hears of every step and
+        stops the denoising by raising Cancelled, as diffusers' `callback_on_step_end` and `interrupt` do."""
         model, s = self.model, request.settings
         device = model.device
+        model.lora.use(request.loras)
+        if model.lora.installs != self._layers_graphed:
+            self.__dict__.pop("forward", None)
+            self._layers_graphed = model.lora.installs
         generator = torch.Generator(device=device).manual_seed(s.seed)
         latent_shape = (LATENT_FRAMES, s.height // SPATIAL_COMPRESSION, s.width // SPATIAL_COMPRESSION)
         denoise = Denoiser(model.transformer, model.scheduler, plan, generator, device, latent_shape, self.forward)
@@ -170,7 +193,8 @@ class Engine:
         for k in range(first, total) if total is not None else itertools.count(first):
             watch = Stopwatch(device)
             watch.mark()
-            mix = prompts_at(k)
+            mix, strengths = cue_at(k)
+            model.lora.set(strengths)
             long, mid, short1x = history.split(sorted(s.history_sizes, reverse=True), dim=2)
             anchor = torch.zeros_like(short1x[:, :, :1]) if prefix is None else prefix
             history_inputs = dict(
@@ -192,7 +216,7 @@ class Engine:
                 prefix = latents[:, :, :1]
             history = torch.cat([history, latents], dim=2)[:, :, -history.shape[2]:]
             watch.mark()
-            yield Denoised(k, mix, latents, watch, prefix, history, generator.get_state())
+            yield Denoised(k, mix, tuple(strengths.items()), latents, watch, prefix, history, generator.get_state())
 
     def decode(self, latents: torch.Tensor, watch: Stopwatch) -> torch.Tensor:
         """Latents to uint8 frames (T, H, W, 3) on the host, decoded on the engine's decode stream once the

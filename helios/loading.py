@@ -14,6 +14,7 @@ import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from .fit.here import decide
 from .fit.size import model_size
 from .fit.tiers import HOST_BASE, Fit
 from .flavour import Flavour, flavour_from_index
+from .lora.side_path import LoraSlots
 from .parallel.context_parallel import attention_split
 from .parallel.ranks import Ranks, ranks
 from .placement import Placement
@@ -79,6 +81,11 @@ class HeliosModel:
     ranks: Ranks = Ranks()
     load_s: float | None = None
     """Seconds its load took, from disk or from another loaded form of its checkpoint."""
+
+    @cached_property
+    def lora(self) -> LoraSlots:
+        """The LoRA adapters in its transformer: one set per model, whichever engine runs it."""
+        return LoraSlots(self.transformer, self.device, self.dtype)
 
     @property
     def label(self) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .errors import BadInput
+from .lora.file import LoraFile
 from .request import GenerationRequest, GenerationSettings
 from .timeline import PromptTimeline
 
@@ -50,6 +51,8 @@ class Recipe:
     """Flicker at each segment boundary and each segment's drift from the first (helios/measures.py)."""
     engine: str = "ours"
     """Which made the frames: "ours", or "diffusers" (its pipeline on the same weights, helios/reference.py)."""
+    loras: list = dataclasses.field(default_factory=list)
+    """Each LoRA adapter's file name, sha256 and strength where the timeline sets none."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, ensure_ascii=False)
@@ -67,8 +70,17 @@ class Recipe:
                 "video."
             ) from None
 
-    def request(self, image=None, video=None) -> GenerationRequest:
-        """The request this recipe describes; its context (an image or video) must be the one it was made from."""
+    def request(self, image=None, video=None, loras: tuple[LoraFile, ...] = ()) -> GenerationRequest:
+        """The request this recipe describes; its context (an image or video) and its LoRA files must be the ones
+        it was made from."""
+        given = {f.sha256: f for f in loras}
+        for used in self.loras:
+            if used["sha256"] not in given:
+                raise BadInput(
+                    f"This recipe used the LoRA {used['file']} (sha256 {used['sha256'][:12]}...): pass that file with "
+                    "--lora."
+                )
+        loras = tuple(dataclasses.replace(given[u["sha256"]], strength=u["strength"]) for u in self.loras)
         if (self.context or {}).get("kind") == "image" and image is None:
             raise BadInput("This recipe starts from an image: pass the same one with --image.")
         if (self.context or {}).get("kind") == "video" and video is None:
@@ -80,7 +92,8 @@ class Recipe:
         if values.get("pyramid_steps") is not None:
             values["pyramid_steps"] = tuple(values["pyramid_steps"])
         return GenerationRequest(
-            PromptTimeline.from_json(json.dumps(self.timeline)), GenerationSettings(**values), image=image, video=video
+            PromptTimeline.from_json(json.dumps(self.timeline)), GenerationSettings(**values), image=image, video=video,
+            loras=loras,
         )
 
 
@@ -127,6 +140,7 @@ def recipe_for(model, request: GenerationRequest, timings: dict, measures: dict 
         timings=timings,
         measures=measures or {},
         engine=engine,
+        loras=[dict(file=f.path.name, sha256=f.sha256, strength=f.strength) for f in request.loras],
     )
 
 

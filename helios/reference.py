@@ -32,6 +32,8 @@ def check_reference_request(request: GenerationRequest) -> None:
         raise BadInput("diffusers' pipeline takes one prompt: give the diffusers side a single-prompt timeline.")
     if request.after is not None:
         raise BadInput("diffusers' pipeline cannot continue a run: continue with our engine.")
+    if request.loras:
+        raise BadInput("diffusers' pipeline runs here without LoRA adapters (its loader needs PEFT): use our engine.")
 
 
 def run_with(engine: Engine, request: GenerationRequest, which: str) -> RunBase:

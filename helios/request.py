@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from .limits import FRAMES_PER_SEGMENT, output_frames
+from .lora.file import LoraFile
 from .timeline import PromptTimeline
 
 
@@ -62,6 +63,8 @@ class GenerationRequest:
     image: Image.Image | None = None
     video: np.ndarray | None = None
     after: Continuation | None = None
+    loras: tuple[LoraFile, ...] = ()
+    """LoRA adapters, each at its file's strength wherever the timeline sets none."""
     endless: bool = False
     """A live stream: segments go on until the run is paused or stopped (`settings.num_frames` is not used), and
     every frame is shown (no trim to 4k+1)."""

@@ -166,7 +166,7 @@ class Run(RunBase):
         """The prompt from the next segment to start, cross-faded over `crossfade` segments (the timeline's if None);
         the timeline records where it landed. A second steer before that segment replaces the first."""
         changed = self.timeline.changed_at(self.timeline.last_segment + 1, prompt, crossfade)
-        self.engine.check_timeline(changed, None)
+        self.engine.check_timeline(changed, None, [f.name for f in self.request.loras])
         with self._lock:
             self._steer = (prompt, crossfade)
 
@@ -181,7 +181,7 @@ class Run(RunBase):
 
     def set_timeline(self, timeline: PromptTimeline) -> None:
         """Takes effect from the next segment to start."""
-        self.engine.check_timeline(timeline, self.total_segments)
+        self.engine.check_timeline(timeline, self.total_segments, [f.name for f in self.request.loras])
         with self._lock:
             self._timeline = timeline
 
@@ -196,21 +196,21 @@ class Run(RunBase):
         if self.engine.model.ranks.stop(self._cancel.is_set() or self._abandon.is_set()):
             raise Cancelled("Generation stopped.")
 
-    def _prompts_at(self, segment: int) -> Mix:
-        """The live timeline's mix as the segment starts, a steer folded in, rank 0's on every rank; every rank ends
-        here when the run is paused."""
+    def _cue_at(self, segment: int) -> tuple[Mix, dict[str, float]]:
+        """The live timeline's mix and strengths as the segment starts, a steer folded in, rank 0's on every rank;
+        every rank ends here when the run is paused."""
         with self._lock:
             if self._steer is not None:
                 self._timeline = self._timeline.changed_at(segment, *self._steer)
                 self._steer = None
-            mix = self._timeline.mix(segment)
-        mix, paused = self.engine.model.ranks.share((mix, self._pause.is_set()))
+            cue = self._timeline.mix(segment), self._timeline.strengths(segment)
+        cue, paused = self.engine.model.ranks.share((cue, self._pause.is_set()))
         if paused:
             raise Cancelled("Paused at a segment boundary.")
-        return mix
+        return cue
 
     def _denoised(self) -> Iterator[Denoised]:
-        return self.engine.denoise(self.request, self.plan, self._prompts_at, self._on_step)
+        return self.engine.denoise(self.request, self.plan, self._cue_at, self._on_step)
 
     def __iter__(self) -> Iterator[StepProgress | Segment]:
         out_of_memory = False

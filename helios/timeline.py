@@ -2,7 +2,8 @@
 
 A segment's conditioning is a weighted mix of prompts. When the prompt changes at segment k with a crossfade of
 c segments, segment k+j takes weight min(1, (j+1)/(c+1)) of the new prompt and the rest of the mix that was in
-effect at segment k-1, so overlapping changes blend smoothly instead of jumping.
+effect at segment k-1, so overlapping changes blend smoothly instead of jumping. LoRA strengths ride on the same rows
+and fade by the same weights: a row's strengths are the row before's with its own `lora` values changed.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from pathlib import Path
 
 from .errors import BadInput
 from .limits import FPS, FRAMES_PER_SEGMENT
+from .lora.file import check_strength
 
 UNITS = ("segment", "second")
+LORA_COLUMN = "lora:"
 Mix = tuple[tuple[str, float], ...]
 """A segment's prompts with their weights, summing to 1."""
+Strengths = tuple[tuple[str, float], ...]
+"""LoRA adapters by name with their strengths."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,9 @@ class TimelineEntry:
     unit: str = "segment"
     crossfade: int | None = None
     """This change's own crossfade (a live steer's), or None: the timeline's."""
+    lora: Strengths = ()
+    """The adapters whose strength this row changes; the others keep the row before's (before an adapter's first
+    row: 0, or its file's strength where no row names it)."""
 
     @property
     def segment(self) -> int:
@@ -60,11 +68,17 @@ class PromptTimeline:
     def last_segment(self) -> int:
         return max((e.segment for e in self.entries), default=0)
 
-    def changed_at(self, segment: int, prompt: str, crossfade: int | None = None) -> PromptTimeline:
-        """This timeline with its prompt changed at `segment` (a live steer): the rows before it kept, any from it on
-        replaced."""
+    def changed_at(self, segment: int, prompt: str, crossfade: int | None = None, lora: Strengths = ()
+                   ) -> PromptTimeline:
+        """This timeline with its prompt (and strengths) changed at `segment` (a live steer): the rows before it kept,
+        any from it on replaced."""
         kept = tuple(e for e in self.entries if e.segment < segment)
-        return PromptTimeline((*kept, TimelineEntry(segment, prompt, "segment", crossfade)), self.crossfade)
+        return PromptTimeline((*kept, TimelineEntry(segment, prompt, "segment", crossfade, lora)), self.crossfade)
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        """The LoRA adapters the rows name."""
+        return tuple(dict.fromkeys(name for e in self.entries for name, _ in e.lora))
 
     @property
     def prompts(self) -> tuple[str, ...]:
@@ -90,6 +104,8 @@ class PromptTimeline:
                 raise BadInput(f"Timeline row {n}: start must be a number, 0 or more (got {entry.start!r}).")
             if entry.unit == "segment" and entry.start != int(entry.start):
                 raise BadInput(f"Timeline row {n}: a start in segments must be a whole number (got {entry.start}).")
+            for name, strength in entry.lora:
+                check_strength(strength, f"Timeline row {n}, LoRA {name}")
             if n == 1 and entry.segment != 0:
                 raise BadInput("The timeline must start at 0: the first prompt sets the opening of the video.")
             if n > 1 and entry.segment <= previous:
@@ -112,21 +128,37 @@ class PromptTimeline:
             self._mix_cache[segment] = tuple(ordered)
         return self._mix_cache[segment]
 
-    def _weights(self, segment: int) -> dict[str, float]:
-        current = [e for e in self.entries if e.segment <= segment]
-        entry = current[-1] if current else self.entries[0]
+    def strengths(self, segment: int) -> dict[str, float]:
+        """The strength of each adapter the rows name at `segment`: each row's, weighted as its prompt is."""
+        if ("lora", segment) not in self._mix_cache:
+            rows, held = [], {}
+            for entry in self.entries:
+                held = {**held, **dict(entry.lora)}
+                rows.append(held)
+            weights = self._weights(segment, key=lambda i, _: i)
+            self._mix_cache["lora", segment] = {
+                name: sum(w * rows[i].get(name, 0.0) for i, w in weights.items()) for name in self.adapters
+            }
+        return self._mix_cache["lora", segment]
+
+    def _weights(self, segment: int, key=lambda _, entry: entry.prompt) -> dict:
+        """Weights by `key(row index, row)`: by prompt for the mix, by row for strengths."""
+        current = [i for i, e in enumerate(self.entries) if e.segment <= segment]
+        i = current[-1] if current else 0
+        entry = self.entries[i]
         if entry.segment == 0 or segment < 0:
-            return {entry.prompt: 1.0}
+            return {key(i, entry): 1.0}
         crossfade = self.crossfade if entry.crossfade is None else entry.crossfade
         w = min(1.0, (segment - entry.segment + 1) / (crossfade + 1))
-        before = self._weights(entry.segment - 1)
+        before = self._weights(entry.segment - 1, key)
         blended = {p: v * (1 - w) for p, v in before.items()}
-        blended[entry.prompt] = blended.get(entry.prompt, 0.0) + w
+        blended[key(i, entry)] = blended.get(key(i, entry), 0.0) + w
         return blended
 
     def to_json(self) -> str:
         rows = [{"start": e.start, "unit": e.unit, "prompt": e.prompt,
-                 **({} if e.crossfade is None else {"crossfade": e.crossfade})} for e in self.entries]
+                 **({} if e.crossfade is None else {"crossfade": e.crossfade}),
+                 **({"lora": dict(e.lora)} if e.lora else {})} for e in self.entries]
         return json.dumps({"crossfade": self.crossfade, "entries": rows}, indent=2, ensure_ascii=False)
 
     @classmethod
@@ -136,25 +168,27 @@ class PromptTimeline:
             rows = data["entries"] if isinstance(data, dict) else data
             crossfade = data.get("crossfade", 2) if isinstance(data, dict) else 2
             entries = tuple(
-                TimelineEntry(row["start"], row["prompt"], row.get("unit", "segment"), row.get("crossfade"))
+                TimelineEntry(row["start"], row["prompt"], row.get("unit", "segment"), row.get("crossfade"),
+                              tuple(dict(row.get("lora") or {}).items()))
                 for row in rows
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BadInput(
-                'The timeline JSON is malformed: expected {"crossfade": N, "entries": [{"start": 0, "prompt": "..."}]} '
-                f"({type(exc).__name__}: {exc})."
+                'The timeline JSON is malformed: expected {"crossfade": N, "entries": [{"start": 0, "prompt": "...", '
+                f'"lora": {{"NAME": 0.8}}}}]}} with "lora" optional ({type(exc).__name__}: {exc}).'
             ) from None
         timeline = cls(entries, crossfade)
         timeline.check()
         return timeline
 
     def to_csv(self) -> str:
-        """The official interactive format: one video id, prompt_index = the segment the prompt starts at."""
+        """The official interactive format: one video id, prompt_index = the segment the prompt starts at; a column
+        `lora:NAME` per adapter (empty: the row before's strength)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["id", "prompt_index", "prompt"])
+        writer.writerow(["id", "prompt_index", "prompt", *(f"{LORA_COLUMN}{name}" for name in self.adapters)])
         for e in self.entries:
-            writer.writerow([0, e.segment, e.prompt])
+            writer.writerow([0, e.segment, e.prompt, *(dict(e.lora).get(name, "") for name in self.adapters)])
         return out.getvalue()
 
     @classmethod
@@ -165,7 +199,9 @@ class PromptTimeline:
                 raise KeyError("header must be id,prompt_index,prompt")
             ids = {row["id"] for row in rows}
             entries = tuple(
-                TimelineEntry(int(row["prompt_index"]), row["prompt"] or "")
+                TimelineEntry(int(row["prompt_index"]), row["prompt"] or "", lora=tuple(
+                    (column[len(LORA_COLUMN):], float(value)) for column, value in row.items()
+                    if column and column.startswith(LORA_COLUMN) and (value or "").strip()))
                 for row in sorted(rows, key=lambda r: int(r["prompt_index"]))
             )
         except (ValueError, KeyError, TypeError, csv.Error) as exc:

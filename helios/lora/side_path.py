@@ -1,0 +1,156 @@
+"""LoRA adapters as a side path beside the transformer's linear layers: y = W x + up (s * (down x)), where s holds,
+per rank row, its adapter's strength (a tensor every layer reads) times PEFT's scale.
+
+Why a side path, not diffusers' merge or hotswap: a strength is then a value in GPU memory, so keyframing it per
+segment is one small copy, never a recompile (torch.compile guards on a PEFT scale, a Python float) nor a re-capture
+(a CUDA graph reads the same tensor's new contents); the base weight is never touched, so it works on every weight form
+(bf16, FP8, streamed blocks) and strength 0 gives exactly the frames without the adapter. A second adapter of the same
+ranks and targets is copied into the same tensors: nothing recompiles. The adapter weights are plain attributes, not
+parameters, so streaming leaves them resident (a rank-64 adapter on every linear of the 14B model: ~0.6 GB in bf16).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import BadInput
+from .file import LoraFile, LoraLayer, read_layers
+
+Layout = tuple[tuple[tuple[str, int, bool], ...], ...]
+"""Per adapter, in order: (module, rank, has a bias) for each layer it targets."""
+
+
+class LoraLinear(nn.Module):
+    """A linear layer of any form (nn.Linear, FP8) with the adapters that target it beside it."""
+
+    def __init__(self, base: nn.Module, strengths: torch.Tensor, parts: list[tuple[int, LoraLayer]], device, dtype):
+        super().__init__()
+        self.base = base
+        self.strengths = strengths
+        self.down = torch.cat([p.down for _, p in parts]).to(device, dtype)
+        self.up = torch.cat([p.up for _, p in parts], dim=1).to(device, dtype)
+        self.owner = torch.tensor([a for a, p in parts for _ in range(p.rank)], device=device)
+        self.scale = torch.tensor([p.scale for _, p in parts for _ in range(p.rank)], device=device)
+        biased = [(a, p) for a, p in parts if p.bias is not None]
+        self.bias = torch.stack([p.bias for _, p in biased]).to(device, dtype) if biased else None
+        self.bias_owner = torch.tensor([a for a, _ in biased], device=device)
+        self.bias_scale = torch.tensor([p.scale for _, p in biased], device=device)
+
+    def copy_from(self, parts: list[tuple[int, LoraLayer]]) -> None:
+        self.down.copy_(torch.cat([p.down for _, p in parts]))
+        self.up.copy_(torch.cat([p.up for _, p in parts], dim=1))
+        self.scale.copy_(torch.tensor([p.scale for _, p in parts for _ in range(p.rank)]))
+        if self.bias is not None:
+            self.bias.copy_(torch.stack([p.bias for _, p in parts if p.bias is not None]))
+            self.bias_scale.copy_(torch.tensor([p.scale for _, p in parts if p.bias is not None]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        rows = (self.strengths[self.owner] * self.scale).to(self.down.dtype)
+        y = y + F.linear(F.linear(x.to(self.down.dtype), self.down) * rows, self.up).to(y.dtype)
+        if self.bias is not None:
+            y = y + ((self.strengths[self.bias_owner] * self.bias_scale).to(self.bias.dtype) @ self.bias).to(y.dtype)
+        return y
+
+
+class LoraSlots:
+    """The adapters installed in one transformer, and each one's strength. `use` makes a request's adapters the
+    installed ones (`installs` counts the times the layers changed: CUDA graphs of the old ones are stale); `set`
+    changes strengths in place."""
+
+    def __init__(self, transformer: nn.Module, device: torch.device, dtype: torch.dtype):
+        self.transformer, self.device, self.dtype = transformer, device, dtype
+        self.files: tuple[LoraFile, ...] = ()
+        self.layout: Layout = ()
+        self.layers: dict[str, LoraLinear] = {}
+        self.strengths = torch.zeros(0, device=device)
+        self.installs = 0
+        self._read: dict[str, dict[str, LoraLayer]] = {}
+
+    def use(self, files: tuple[LoraFile, ...]) -> None:
+        if [f.sha256 for f in files] == [f.sha256 for f in self.files]:
+            self.files = files  # their default strengths may differ
+            return
+        read = [self._layers_of(f) for f in files]
+        layout = tuple(tuple(sorted((name, layer.rank, layer.bias is not None) for name, layer in r.items()))
+                       for r in read)
+        by_module = self._by_module(read)
+        if layout == self.layout and files:
+            for name, parts in by_module.items():
+                self.layers[name].copy_from(parts)
+            self.files = files
+            return
+        self._check_room(read)
+        self._remove()
+        self.strengths = torch.zeros(len(files), device=self.device)
+        for name, parts in by_module.items():
+            parent_name, _, child = name.rpartition(".")
+            parent = self.transformer.get_submodule(parent_name)
+            layer = LoraLinear(getattr(parent, child), self.strengths, parts, self.device, self.dtype)
+            setattr(parent, child, layer)
+            self.layers[name] = layer
+        self.files, self.layout = files, layout
+        self.installs += 1
+
+    def set(self, strengths: dict[str, float]) -> None:
+        """Each installed adapter's strength (its file's where `strengths` names it not)."""
+        if self.files:
+            values = [strengths.get(f.name, f.strength) for f in self.files]
+            self.strengths.copy_(torch.tensor(values, dtype=self.strengths.dtype))
+
+    def _layers_of(self, file: LoraFile) -> dict[str, LoraLayer]:
+        if file.sha256 not in self._read:
+            layers = read_layers(file)
+            matched = {name: layer for name, layer in layers.items() if self._fits(name, layer, file)}
+            if not matched:
+                raise BadInput(
+                    f"LoRA {file.path.name}: none of its {len(layers)} layers match a linear layer of this model "
+                    "(0 matched): it was made for another model."
+                )
+            self._read = {**dict(list(self._read.items())[-7:]), file.sha256: matched}
+        return self._read[file.sha256]
+
+    def _fits(self, name: str, layer: LoraLayer, file: LoraFile) -> bool:
+        """Whether the layer targets a linear layer here (by its original name); refused if its shape is wrong."""
+        base = self.layers[name].base if name in self.layers else _submodule(self.transformer, name)
+        weight = getattr(base, "weight", None)
+        if weight is None or weight.ndim != 2:
+            return False
+        if tuple(weight.shape) != (layer.up.shape[0], layer.down.shape[1]):
+            raise BadInput(
+                f"LoRA {file.path.name}: layer {name} is {layer.up.shape[0]}x{layer.down.shape[1]} in the adapter but "
+                f"{weight.shape[0]}x{weight.shape[1]} in this model: it was made for another model."
+            )
+        return True
+
+    def _by_module(self, read: list[dict[str, LoraLayer]]) -> dict[str, list[tuple[int, LoraLayer]]]:
+        out: dict[str, list[tuple[int, LoraLayer]]] = {}
+        for adapter, layers in enumerate(read):
+            for name, layer in layers.items():
+                out.setdefault(name, []).append((adapter, layer))
+        return out
+
+    def _check_room(self, read: list[dict[str, LoraLayer]]) -> None:
+        size = sum((p.down.numel() + p.up.numel()) * self.dtype.itemsize for r in read for p in r.values())
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if size > free:
+                raise BadInput(
+                    f"The LoRA adapters need {size / 2**30:.2f} GiB of GPU memory and {free / 2**30:.2f} GiB is free: "
+                    "use fewer or smaller adapters, or a memory tier that keeps less on the GPU (--memory)."
+                )
+
+    def _remove(self) -> None:
+        for name, layer in self.layers.items():
+            parent_name, _, child = name.rpartition(".")
+            setattr(self.transformer.get_submodule(parent_name), child, layer.base)
+        self.layers = {}
+
+
+def _submodule(root: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return root.get_submodule(name)
+    except AttributeError:
+        return None

@@ -1,0 +1,187 @@
+"""LoRA adapters: the frames diffusers' loader gives, strengths keyframed along the timeline without recompiling, and
+every bad adapter refused in words before a run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from lora_files import write_lora
+from safetensors.torch import save_file
+
+from helios.engine import Engine
+from helios.errors import BadInput
+from helios.lora.file import LoraFile
+from helios.model_cache import load_model
+from helios.request import GenerationRequest, GenerationSettings
+from helios.run import Run
+from helios.timeline import PromptTimeline, TimelineEntry
+
+SIZE, PROMPT = 64, "a lighthouse in a storm"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine(load_model("tiny"))
+
+
+@pytest.fixture(scope="module")
+def style(engine, tmp_path_factory):
+    return write_lora(tmp_path_factory.mktemp("lora") / "style.safetensors", engine.model.transformer)
+
+
+def frames(engine, loras=(), timeline=None, segments=1) -> list[np.ndarray]:
+    """Each segment's frames."""
+    settings = GenerationSettings(height=SIZE, width=SIZE, num_frames=33 * segments, seed=3, pyramid_steps=(1, 1, 1))
+    request = GenerationRequest(timeline or PromptTimeline.single(PROMPT), settings, loras=tuple(loras))
+    return [seg.frames for seg in Run(engine, request).segments()]
+
+
+def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def rows(*entries) -> PromptTimeline:
+    return PromptTimeline(tuple(TimelineEntry(start, PROMPT, lora=tuple(lora.items())) for start, lora in entries), 0)
+
+
+@pytest.mark.parametrize("mode", ["t2v", "i2v", "v2v"])
+@pytest.mark.parametrize("flavour", ["distilled", "base"])
+def test_same_frames_as_diffusers_load_lora_weights(flavour, mode, tiny_checkpoint, sample_image, sample_video,
+                                                    tmp_path):
+    from diffusers import HeliosPipeline, HeliosPyramidPipeline
+
+    folder = tiny_checkpoint(flavour)
+    model = load_model(str(folder))
+    lora = write_lora(tmp_path / "style.safetensors", model.transformer, metadata=dict(r=4, lora_alpha=2))
+    context = dict(image=sample_image if mode == "i2v" else None, video=sample_video if mode == "v2v" else None)
+    distilled = flavour == "distilled"
+    settings = GenerationSettings(height=SIZE, width=SIZE, num_frames=33, seed=3, guidance_scale=1.0 if distilled
+                                  else 5.0, pyramid_steps=(1, 1, 1) if distilled else None, num_inference_steps=None
+                                  if distilled else 3)
+    request = GenerationRequest(PromptTimeline.single(PROMPT), settings, loras=(LoraFile.of(lora, 0.7),), **context)
+    ours = np.concatenate([seg.frames for seg in Run(Engine(model), request).segments()])
+
+    pipe = (HeliosPyramidPipeline if distilled else HeliosPipeline).from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(lora), adapter_name="style")
+    pipe.set_adapters(["style"], [0.7])
+    kwargs = dict(prompt=PROMPT, height=SIZE, width=SIZE, num_frames=33, generator=torch.Generator().manual_seed(3),
+                  output_type="np", guidance_scale=settings.guidance_scale)
+    kwargs.update(dict(pyramid_num_inference_steps_list=[1, 1, 1], is_amplify_first_chunk=True) if distilled
+                  else dict(num_inference_steps=3))
+    if mode == "i2v":
+        kwargs["image"] = sample_image
+    if mode == "v2v":
+        from PIL import Image
+
+        kwargs["video"] = [Image.fromarray(f) for f in sample_video]
+    if not distilled:  # diffusers 0.42.1 calls .view() on the transformer's non-contiguous output (test_parity.py)
+        forward = pipe.transformer.forward
+        pipe.transformer.forward = lambda *a, **k: (forward(*a, **k)[0].contiguous(),)
+    ref = (pipe(**kwargs).frames[0] * 255).round().astype(np.uint8)
+    assert ours.shape == ref.shape
+    without = np.concatenate([seg.frames for seg in Run(Engine(model), GenerationRequest(
+        PromptTimeline.single(PROMPT), settings, **context)).segments()])
+    assert np.abs(ours.astype(int) - without.astype(int)).mean() > 2, "the adapter must change the frames"
+    off = np.abs(ours.astype(int) - ref.astype(int)) > 1
+    assert off.mean() <= 0.001, f"{off.mean():.4%} of pixels differ by more than one level"
+
+
+def test_strength_zero_is_exactly_no_adapter_and_wan_keys_read_alike(engine, style, tmp_path):
+    plain = frames(engine)
+    assert same(frames(engine, [LoraFile.of(style, 0.0)]), plain)
+    on = frames(engine, [LoraFile.of(style, 1.0)])
+    assert not same(on, plain)
+    wan = write_lora(tmp_path / "wan-style.safetensors", engine.model.transformer, keys="wan")
+    assert same(frames(engine, [LoraFile.of(wan, 1.0)]), on)
+    assert same(frames(engine), plain), "a run without adapters after one with them"
+
+
+def test_a_strength_keyframed_at_segment_3_leaves_segments_1_and_2_alone(engine, style):
+    plain = frames(engine, segments=4)
+    keyed = frames(engine, [LoraFile.of(style)], rows((0, {"style": 0.0}), (2, {"style": 1.0})), segments=4)
+    assert all(np.array_equal(keyed[k], plain[k]) for k in (0, 1))
+    assert all(np.abs(keyed[k].astype(int) - plain[k].astype(int)).mean() > 2 for k in (2, 3))
+
+
+def test_strengths_fade_as_prompts_do_and_unnamed_adapters_keep_their_files_strength():
+    timeline = PromptTimeline((TimelineEntry(0, "a", lora=(("style", 0.0),)), TimelineEntry(2, "b", lora=(
+        ("style", 1.0), ("grain", 0.5)))), crossfade=1)
+    assert [round(timeline.strengths(k)["style"], 3) for k in range(4)] == [0.0, 0.0, 0.5, 1.0]
+    assert [round(timeline.strengths(k)["grain"], 3) for k in range(4)] == [0.0, 0.0, 0.25, 0.5]
+    again = PromptTimeline.from_json(timeline.to_json())
+    assert again == timeline and PromptTimeline.from_csv(timeline.to_csv(), crossfade=1) == timeline
+    assert "lora:style" in timeline.to_csv().splitlines()[0]
+
+
+def test_changing_strengths_and_swapping_a_like_adapter_never_recompile(engine, style, tmp_path):
+    """Dynamo's guards, counted on the CPU with the eager backend: what would make inductor recompile makes this
+    count grow too."""
+    from torch._dynamo.utils import counters
+
+    other = write_lora(tmp_path / "other.safetensors", engine.model.transformer, seed=1)
+    reference = frames(Engine(load_model("tiny")), [LoraFile.of(other, 0.5)], segments=2)
+    torch._dynamo.reset()
+    blocks = engine.model.transformer.blocks
+    forwards = [block.forward for block in blocks]
+    for block in blocks:
+        block.forward = torch.compile(block.forward, backend="eager", dynamic=False)
+    try:
+        frames(engine, [LoraFile.of(style)], rows((0, {"style": 0.2}), (1, {"style": 0.9})), segments=2)
+        compiled = counters["stats"]["unique_graphs"]
+        frames(engine, [LoraFile.of(style)], rows((0, {"style": -0.4}), (1, {"style": 1.3})), segments=2)
+        swapped = frames(engine, [LoraFile.of(other, 0.5)], segments=2)
+        assert counters["stats"]["unique_graphs"] == compiled, "a strength or a like adapter recompiled"
+    finally:
+        for block, forward in zip(blocks, forwards):
+            block.forward = forward
+    assert same(swapped, reference)
+
+
+def test_bad_adapters_are_refused_in_words(engine, style, tmp_path):
+    def refused(loras=(), timeline=None) -> str:
+        with pytest.raises(BadInput) as error:
+            Run(engine, GenerationRequest(timeline or PromptTimeline.single(PROMPT), GenerationSettings(
+                height=SIZE, width=SIZE, num_frames=33), loras=tuple(loras)))
+        return str(error.value)
+
+    def file_refused(path, *args) -> str:
+        with pytest.raises(BadInput) as error:
+            frames(engine, [LoraFile.of(path, *args)])
+        return str(error.value)
+
+    save_file({"weight": torch.zeros(2, 2)}, str(tmp_path / "weights.safetensors"))
+    assert "no LoRA weight" in file_refused(tmp_path / "weights.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
+    assert "not a LoRA file" in file_refused(tmp_path / "broken.safetensors")
+    other_model = write_lora(tmp_path / "elsewhere.safetensors", engine.model.transformer)
+    save_file({k.replace("blocks.", "layers."): v for k, v in _tensors(other_model).items()}, str(other_model))
+    assert "0 matched" in file_refused(other_model)
+    with pytest.raises(BadInput, match="must be a .safetensors"):
+        LoraFile.parse(str(tmp_path / "style.pt"))
+    with pytest.raises(BadInput, match="between -2 and 2"):
+        LoraFile.parse(f"{style}:7")
+    assert "'grain', which is not loaded" in refused([LoraFile.of(style)], rows((0, {"grain": 0.5})))
+    assert "between -2 and 2" in refused([LoraFile.of(style)], rows((0, {"style": -3})))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "style.safetensors").write_bytes(style.read_bytes())
+    assert "share a name" in refused([LoraFile.of(style), LoraFile.of(copy / "style.safetensors")])
+    assert LoraFile.parse(f"{style}:0.5") == LoraFile(style, 0.5)
+
+
+def _tensors(path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_timeline_rows_name_their_adapters_in_json_and_csv(tmp_path):
+    text = json.dumps({"crossfade": 0, "entries": [{"start": 0, "prompt": "a", "lora": {"style": 0.8}}]})
+    assert PromptTimeline.from_json(text).strengths(0) == {"style": 0.8}
+    csv = "id,prompt_index,prompt,lora:style\n0,0,a,0.8\n0,2,b,\n0,3,c,0.1\n"
+    timeline = PromptTimeline.from_csv(csv, crossfade=0)
+    assert [timeline.strengths(k)["style"] for k in (0, 2, 3)] == [0.8, 0.8, 0.1]
+    with pytest.raises(BadInput, match="malformed"):
+        PromptTimeline.from_csv("id,prompt_index,prompt,lora:style\n0,0,a,strong\n")
