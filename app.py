@@ -26,7 +26,7 @@ read_ahead_from_here(sys.argv[1:])  # before torch: a cold disk is what a start 
 import torch
 
 from helios import DEFAULT_MODEL
-from helios.arguments import Parser, add_placement_arguments, load_options_from_args
+from helios.arguments import Parser, add_lora_argument, add_placement_arguments, load_options_from_args
 from helios.errors import HeliosError
 from helios.limits import MAX_UPLOAD, Limits
 from helios.loading import LoadOptions
@@ -88,6 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=_port, default=os.environ.get("GRADIO_SERVER_PORT", "7860"))
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     add_placement_arguments(parser)
+    add_lora_argument(parser)
     parser.add_argument("--compare-model", action="append", default=[], metavar="FOLDER",
                         help="a local diffusers-layout Helios folder the Compare tab may also load (repeatable)")
     parser.add_argument(
@@ -193,7 +194,8 @@ def serve(args, engine, banner: str, options: LoadOptions = LoadOptions(), compa
     if not warm:
         ready.set()
     settings = StudioSettings(
-        args.session_idle_minutes * 60, int(args.runs_disk_gib * 2**30), monitoring=args.monitoring
+        args.session_idle_minutes * 60, int(args.runs_disk_gib * 2**30), monitoring=args.monitoring,
+        loras=tuple(args.lora),
     )
     live = LiveStreams(settings.live_streams_kept)
     choices = ModelChoices(engine, options, compare_folders)

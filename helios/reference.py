@@ -100,6 +100,7 @@ class ReferenceRun(RunBase):
             self._events.put(StepProgress(k, self.total_segments, n - self._ends[k], self._ends[k + 1] - self._ends[k]))
 
         try:
+            self.engine.model.lora.use(())  # an earlier run's adapters must not reach diffusers' pipeline
             return reference_frames(self.engine.model, self.request, on_step), step_times, time.perf_counter()
         finally:
             self._events.put(None)

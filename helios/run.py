@@ -30,7 +30,7 @@ from .loading import on_device
 from .parallel.ranks import DONE, tensors_on
 from .request import Continuation, GenerationRequest, GenerationSettings
 from .segment import Segment, SegmentTimings, StepProgress
-from .timeline import Mix, PromptTimeline
+from .timeline import Mix, PromptTimeline, Strengths
 
 _END = object()
 
@@ -159,16 +159,27 @@ class Run(RunBase):
         self.continuation = request.after
         self._timeline = request.timeline
         self._lock = threading.Lock()
-        self._steer: tuple[str, int | None] | None = None
+        self._steer: tuple[str, int | None, Strengths] | None = None
         self._pause = threading.Event()
 
-    def steer(self, prompt: str, crossfade: int | None = None) -> None:
-        """The prompt from the next segment to start, cross-faded over `crossfade` segments (the timeline's if None);
-        the timeline records where it landed. A second steer before that segment replaces the first."""
-        changed = self.timeline.changed_at(self.timeline.last_segment + 1, prompt, crossfade)
+    def steer(self, prompt: str | None, crossfade: int | None = None, lora: Strengths = ()) -> None:
+        """The prompt (None: the one playing or already sent) and adapter strengths from the next segment to start,
+        cross-faded over `crossfade` segments (the timeline's if None); the timeline records where it landed. A
+        second steer before that segment replaces the first's prompt and adds its strengths to the first's."""
+        with self._lock:
+            pending = self._steer or (self._timeline.entries[-1].prompt, None, ())
+        prompt = self.next_prompt if prompt is None else prompt
+        lora = tuple({**dict(pending[2]), **dict(lora)}.items())
+        changed = self.timeline.changed_at(self.timeline.last_segment + 1, prompt, crossfade, lora)
         self.engine.check_timeline(changed, None, [f.name for f in self.request.loras])
         with self._lock:
-            self._steer = (prompt, crossfade)
+            self._steer = (prompt, crossfade, lora)
+
+    @property
+    def next_prompt(self) -> str:
+        """The prompt of the next segment to start, a steer not yet landed included."""
+        with self._lock:
+            return self._steer[0] if self._steer else self._timeline.entries[-1].prompt
 
     def pause(self) -> None:
         """End at the next segment boundary: the segment being made is finished and handed out, and `continuation`

@@ -185,3 +185,55 @@ def test_timeline_rows_name_their_adapters_in_json_and_csv(tmp_path):
     assert [timeline.strengths(k)["style"] for k in (0, 2, 3)] == [0.8, 0.8, 0.1]
     with pytest.raises(BadInput, match="malformed"):
         PromptTimeline.from_csv("id,prompt_index,prompt,lora:style\n0,0,a,strong\n")
+
+
+def test_the_cli_records_each_adapter_and_its_recipe_asks_for_the_same_file(tmp_path, cli, engine, style):
+    fast = ["--model", "tiny", "--height", "64", "--width", "64", "--steps", "1,1,1", "--frames", "33"]
+    first = tmp_path / "first.npy"
+    made = cli(*fast, "--prompt", "rain", "--lora", f"{style}:0.5", "--out", first)
+    assert made.returncode == 0, made.stderr
+    recipe = json.loads((tmp_path / "first.json").read_text())
+    assert recipe["loras"] == [dict(file="style.safetensors", sha256=LoraFile.of(style).sha256, strength=0.5)]
+    refused = cli("--recipe", tmp_path / "first.json", "--out", tmp_path / "again.npy")
+    assert refused.returncode == 2 and "pass that file with --lora" in refused.stderr
+    assert not (tmp_path / "again.npy").exists()
+    again = cli("--recipe", tmp_path / "first.json", "--lora", str(style), "--out", tmp_path / "again.npy")
+    assert again.returncode == 0, again.stderr
+    assert np.array_equal(np.load(tmp_path / "again.npy"), np.load(first))
+    bad = cli(*fast, "--prompt", "rain", "--lora", f"{style}:9", "--out", tmp_path / "x.npy")
+    assert bad.returncode == 2 and "between -2 and 2" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_the_app_carries_its_adapters_into_generate_the_editor_and_live_faders(tmp_path, engine, style):
+    import threading
+
+    from helios.studio.form import Form, rows_from_timeline
+    from helios.studio.sessions import Sessions
+    from helios.studio.settings import StudioSettings
+
+    ready = threading.Event()
+    ready.set()
+    sessions = Sessions(engine, ready, StudioSettings(loras=(LoraFile.of(style, 0.5),)), root=tmp_path)
+    rows = [[0, PROMPT, ""], [1, PROMPT, "1.5"]]
+    _, updates = sessions.generate("me", Form(rows, "segments", 0, None, None, 2, "1,1,1", 3, "64x128"))
+    for _ in updates:
+        pass
+    run = sessions.get("me").run
+    assert [run.timeline.strengths(k) for k in (0, 1)] == [{"style": 0.0}, {"style": 1.5}]
+    assert rows_from_timeline(run.timeline, ("style",))[0] == [[0, PROMPT, ""], [1, PROMPT, 1.5]]
+    recipe = json.loads(sessions.get("me").video.with_suffix(".json").read_text())
+    assert recipe["loras"][0]["strength"] == 0.5 and recipe["timeline"]["entries"][1]["lora"] == {"style": 1.5}
+
+    live = sessions.live_start("me", Form([[0, PROMPT]], "segments", 0, None, None, 1, "1,1,1", 3, "64x128"), [])
+    with pytest.raises(BadInput, match="between -2 and 2"):
+        live.fade("style", 5, 0)
+    for update in live.updates():
+        if update.clip and live.stats.segments == 1:
+            landing = live.fade("style", 1.25, 0)
+            with pytest.raises(BadInput, match="'grain', which is not loaded"):
+                live.fade("grain", 1.0, 0)
+        if live.steers and live.steers[-1].segment is not None:
+            live.pause()
+    assert live.steers[-1].segment == landing and live.steers[-1].lora == (("style", 1.25),)
+    assert live.timeline.strengths(landing) == {"style": 1.25} and live.timeline.mix(landing) == ((PROMPT, 1.0),)
+    live.close()

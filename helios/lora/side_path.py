@@ -1,15 +1,16 @@
-"""LoRA adapters as a side path beside the transformer's linear layers: y = W x + up (s * (down x)), where s holds,
-per rank row, its adapter's strength (a tensor every layer reads) times PEFT's scale.
+"""LoRA adapters as a side path beside the transformer's linear layers: y = W x + up (s * (down x)), s per rank row
+being its adapter's strength (one tensor every layer reads) times PEFT's scale.
 
-Why a side path, not diffusers' merge or hotswap: a strength is then a value in GPU memory, so keyframing it per
-segment is one small copy, never a recompile (torch.compile guards on a PEFT scale, a Python float) nor a re-capture
-(a CUDA graph reads the same tensor's new contents); the base weight is never touched, so it works on every weight form
-(bf16, FP8, streamed blocks) and strength 0 gives exactly the frames without the adapter. A second adapter of the same
-ranks and targets is copied into the same tensors: nothing recompiles. The adapter weights are plain attributes, not
-parameters, so streaming leaves them resident (a rank-64 adapter on every linear of the 14B model: ~0.6 GB in bf16).
+A strength change is a copy into that tensor: never a recompile, never a re-capture of a CUDA graph. The base weight
+is untouched, so every weight form takes adapters, and strength 0 gives exactly the frames without them
+(tests/test_lora.py; against diffusers' own LoRA layers: benchmarks/README.md, Decisions). The adapter weights are
+plain attributes, not parameters: streaming leaves them resident (rank 64 on every linear of the 14B model: 307M
+parameters, 0.61 GB in bf16, by count).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -22,12 +23,13 @@ Layout = tuple[tuple[tuple[str, int, bool], ...], ...]
 """Per adapter, in order: (module, rank, has a bias) for each layer it targets."""
 
 
-class LoraLinear(nn.Module):
-    """A linear layer of any form (nn.Linear, FP8) with the adapters that target it beside it."""
+class LoraSide:
+    """The adapters that target one linear layer of any form (nn.Linear, FP8), run after it on the same input. It is
+    set on the layer's `forward`, not wrapped around the layer: the model's module names and state dict stay the
+    same, so a copy of the loaded model into another weight form, AoT capture and streaming see the plain model."""
 
-    def __init__(self, base: nn.Module, strengths: torch.Tensor, parts: list[tuple[int, LoraLayer]], device, dtype):
-        super().__init__()
-        self.base = base
+    def __init__(self, layer: nn.Module, strengths: torch.Tensor, parts: list[tuple[int, LoraLayer]], device, dtype):
+        self.layer, self.base_forward = layer, layer.__dict__.get("forward")
         self.strengths = strengths
         self.down = torch.cat([p.down for _, p in parts]).to(device, dtype)
         self.up = torch.cat([p.up for _, p in parts], dim=1).to(device, dtype)
@@ -37,6 +39,14 @@ class LoraLinear(nn.Module):
         self.bias = torch.stack([p.bias for _, p in biased]).to(device, dtype) if biased else None
         self.bias_owner = torch.tensor([a for a, _ in biased], device=device)
         self.bias_scale = torch.tensor([p.scale for _, p in biased], device=device)
+        self._forward = self.base_forward or partial(type(layer).forward, layer)
+        layer.forward = self
+
+    def remove(self) -> None:
+        if self.base_forward is None:
+            del self.layer.forward
+        else:
+            self.layer.forward = self.base_forward
 
     def copy_from(self, parts: list[tuple[int, LoraLayer]]) -> None:
         self.down.copy_(torch.cat([p.down for _, p in parts]))
@@ -46,8 +56,8 @@ class LoraLinear(nn.Module):
             self.bias.copy_(torch.stack([p.bias for _, p in parts if p.bias is not None]))
             self.bias_scale.copy_(torch.tensor([p.scale for _, p in parts if p.bias is not None]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._forward(x)
         rows = (self.strengths[self.owner] * self.scale).to(self.down.dtype)
         y = y + F.linear(F.linear(x.to(self.down.dtype), self.down) * rows, self.up).to(y.dtype)
         if self.bias is not None:
@@ -64,7 +74,7 @@ class LoraSlots:
         self.transformer, self.device, self.dtype = transformer, device, dtype
         self.files: tuple[LoraFile, ...] = ()
         self.layout: Layout = ()
-        self.layers: dict[str, LoraLinear] = {}
+        self.layers: dict[str, LoraSide] = {}
         self.strengths = torch.zeros(0, device=device)
         self.installs = 0
         self._read: dict[str, dict[str, LoraLayer]] = {}
@@ -86,11 +96,8 @@ class LoraSlots:
         self._remove()
         self.strengths = torch.zeros(len(files), device=self.device)
         for name, parts in by_module.items():
-            parent_name, _, child = name.rpartition(".")
-            parent = self.transformer.get_submodule(parent_name)
-            layer = LoraLinear(getattr(parent, child), self.strengths, parts, self.device, self.dtype)
-            setattr(parent, child, layer)
-            self.layers[name] = layer
+            layer = self.transformer.get_submodule(name)
+            self.layers[name] = LoraSide(layer, self.strengths, parts, self.device, self.dtype)
         self.files, self.layout = files, layout
         self.installs += 1
 
@@ -113,9 +120,8 @@ class LoraSlots:
         return self._read[file.sha256]
 
     def _fits(self, name: str, layer: LoraLayer, file: LoraFile) -> bool:
-        """Whether the layer targets a linear layer here (by its original name); refused if its shape is wrong."""
-        base = self.layers[name].base if name in self.layers else _submodule(self.transformer, name)
-        weight = getattr(base, "weight", None)
+        """Whether the layer targets a linear layer here; refused if its shape is wrong."""
+        weight = getattr(_submodule(self.transformer, name), "weight", None)
         if weight is None or weight.ndim != 2:
             return False
         if tuple(weight.shape) != (layer.up.shape[0], layer.down.shape[1]):
@@ -143,9 +149,8 @@ class LoraSlots:
                 )
 
     def _remove(self) -> None:
-        for name, layer in self.layers.items():
-            parent_name, _, child = name.rpartition(".")
-            setattr(self.transformer.get_submodule(parent_name), child, layer.base)
+        for side in self.layers.values():
+            side.remove()
         self.layers = {}
 
 

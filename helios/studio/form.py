@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from helios.errors import BadInput
 from helios.limits import FPS, FRAMES_PER_SEGMENT, Limits, parse_steps
+from helios.lora.file import LoraFile
 from helios.media import read_image, read_video
 from helios.request import Continuation, GenerationRequest, GenerationSettings
 from helios.timeline import PromptTimeline, TimelineEntry
@@ -56,26 +57,44 @@ def whole(value, what: str) -> int:
     raise BadInput(f"{what} must be a whole number (got {_cell(value)[:40]!r}).")
 
 
-def timeline_from_rows(rows, unit: str, crossfade) -> PromptTimeline:
-    """Blank rows are ignored; anything else must be a start number and a prompt."""
+def timeline_from_rows(rows, unit: str, crossfade, adapters: tuple[str, ...] = ()) -> PromptTimeline:
+    """Blank rows are ignored; anything else must be a start number and a prompt, then a strength (or nothing: the
+    row before's) for each of `adapters`, the LoRA adapters' columns."""
     entries = []
     for n, row in enumerate(rows or [], 1):
-        start, prompt = (_cell(v) for v in (list(row) + ["", ""])[:2])
+        cells = [_cell(v) for v in (list(row) + [""] * (2 + len(adapters)))[:2 + len(adapters)]]
+        start, prompt = cells[:2]
         if not start and not prompt:
             continue
         try:
             number = float(start) if start else 0.0
         except ValueError:
             raise BadInput(f"Timeline row {n}: start must be a number, not {start!r}.") from None
-        entries.append(TimelineEntry(int(number) if number.is_integer() else number, prompt, UNITS.get(unit, "second")))
+        lora = []
+        for name, cell in zip(adapters, cells[2:]):
+            try:
+                lora += [(name, float(cell))] if cell else []
+            except ValueError:
+                raise BadInput(
+                    f"Timeline row {n}: the strength of LoRA {name} must be a number, not {cell!r}."
+                ) from None
+        entries.append(TimelineEntry(int(number) if number.is_integer() else number, prompt, UNITS.get(unit, "second"),
+                                     lora=tuple(lora)))
     return PromptTimeline(tuple(entries), whole(crossfade, "Crossfade"))
 
 
-def rows_from_timeline(timeline: PromptTimeline) -> tuple[list[list], str, int]:
+def rows_from_timeline(timeline: PromptTimeline, adapters: tuple[str, ...] = ()) -> tuple[list[list], str, int]:
+    """The editor's rows; a timeline naming an adapter the page has no column for is refused."""
     units = {e.unit for e in timeline.entries}
     unit = "segments" if units == {"segment"} else "seconds"
+    unknown = [name for name in timeline.adapters if name not in adapters]
+    if unknown:
+        loaded = f"loaded: {', '.join(adapters)}" if adapters else "none is loaded"
+        raise BadInput(f"The timeline names LoRA {unknown[0]!r}, which the app has not loaded ({loaded}): start it "
+                       "with --lora.")
     rows = [
-        [e.start if e.unit == UNITS[unit] else round(e.segment * FRAMES_PER_SEGMENT / FPS, 2), e.prompt]
+        [e.start if e.unit == UNITS[unit] else round(e.segment * FRAMES_PER_SEGMENT / FPS, 2), e.prompt,
+         *(dict(e.lora).get(name, "") for name in adapters)]
         for e in timeline.entries
     ]
     return rows, unit, timeline.crossfade
@@ -97,9 +116,11 @@ def task_of(image, video) -> str:
     return "Mode: **text-to-video**"
 
 
-def build_request(form: Form, after: Continuation | None = None, limits: Limits = Limits()) -> GenerationRequest:
-    """The request the form describes; `after` continues a finished run (its uploads are then not read). A video is
-    read only up to the frames `limits` allow, so an upload cannot ask for more memory than a request may."""
+def build_request(form: Form, after: Continuation | None = None, limits: Limits = Limits(),
+                  loras: tuple[LoraFile, ...] = ()) -> GenerationRequest:
+    """The request the form describes, with the app's LoRA adapters; `after` continues a finished run (its uploads are
+    then not read). A video is read only up to the frames `limits` allow, so an upload cannot ask for more memory
+    than a request may."""
     height, width = parse_resolution(form.resolution)
     settings = GenerationSettings(
         height=height, width=width, num_frames=whole(form.segments, "Segments") * FRAMES_PER_SEGMENT,
@@ -107,5 +128,5 @@ def build_request(form: Form, after: Continuation | None = None, limits: Limits 
     )
     image = read_image(form.image, (height, width)) if form.image and after is None else None
     video = read_video(form.video, (height, width), limits.max_context_frames) if form.video and after is None else None
-    timeline = timeline_from_rows(form.rows, form.unit, form.crossfade)
-    return GenerationRequest(timeline, settings, image=image, video=video, after=after)
+    timeline = timeline_from_rows(form.rows, form.unit, form.crossfade, tuple(f.name for f in loras))
+    return GenerationRequest(timeline, settings, image=image, video=video, after=after, loras=loras)

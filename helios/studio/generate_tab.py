@@ -77,18 +77,23 @@ def build(page: Page) -> GenerateTab:
                     api_name="apply_timeline")
     for upload in (tab.image, tab.video):
         upload.change(task_of, [tab.image, tab.video], tab.mode, api_visibility="private")
-    timeline_editor.wire(tab.editor, tab, page.limits)
+    timeline_editor.wire(tab.editor, tab, page.limits, page.sessions.settings.adapters)
     history_tab.wire(tab.history, page)
     return tab
 
 
 def _inputs(page: Page) -> dict:
     limits, flavour = page.limits, page.engine.model.flavour
+    adapters = page.sessions.settings.adapters
+    strengths = " and a strength per LoRA adapter (blank: the row before's)" if adapters else ""
     c: dict = {}
     c["rows"] = TimelineRows(
-        value=[[0, FIRST_PROMPT]], headers=["start", "prompt"], datatype=["number", "str"], type="array",
-        interactive=True, column_count=2, label=f"Prompt timeline (prompts of at most {MAX_PROMPT_TOKENS} tokens)",
-        elem_id="timeline", wrap=True, column_widths=["16%", "84%"],
+        value=[[0, FIRST_PROMPT, *([""] * len(adapters))]],
+        headers=["start", "prompt", *(f"lora:{a}" for a in adapters)],
+        datatype=["number", "str", *(["str"] * len(adapters))], type="array", interactive=True,
+        column_count=2 + len(adapters), label=f"Prompt timeline (prompts of at most {MAX_PROMPT_TOKENS} tokens"
+        f"{strengths})", elem_id="timeline", wrap=True,
+        column_widths=["16%", f"{84 - 12 * len(adapters)}%", *(["12%"] * len(adapters))],
     )
     editor = timeline_editor.lay_out_buttons()
     with gr.Row():

@@ -40,6 +40,6 @@ def form_values(run: StreamedRun) -> tuple:
     """What the form needs to ask for this run again: rows, unit, crossfade, segments, steps, seed, resolution."""
     request = run.run.request
     s = request.settings
-    rows, unit, crossfade = rows_from_timeline(request.timeline)
+    rows, unit, crossfade = rows_from_timeline(request.timeline, tuple(f.name for f in request.loras))
     resolution = next(k for k, v in RESOLUTIONS.items() if v == (s.height, s.width))
     return rows, unit, crossfade, s.num_segments, ",".join(map(str, run.run.plan.pyramid_steps)), s.seed, resolution

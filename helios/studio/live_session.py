@@ -21,12 +21,13 @@ from typing import Callable, Iterator
 
 from helios.errors import BadInput
 from helios.limits import FPS, FRAMES_PER_SEGMENT
+from helios.lora.file import check_strength
 from helios.media import encode_clip, join_videos
 from helios.recipe import recipe_for, sidecar
 from helios.request import GenerationRequest
 from helios.run import Run
 from helios.segment import Segment, StepProgress
-from helios.timeline import PromptTimeline
+from helios.timeline import PromptTimeline, Strengths
 
 WINDOW = 120
 """Segments whose FPS the page plots (~2.7 minutes of video); totals cover the whole session."""
@@ -45,6 +46,7 @@ class Steer:
     prompt: str
     crossfade: int
     pressed: float
+    lora: Strengths = ()
     segment: int | None = None
     latency_s: float | None = None
 
@@ -124,16 +126,21 @@ class LiveSession:
         done = self.run.continuation.next_segment if self.run.continuation else 0
         return done + (1 if self.state == LiveState.RUNNING else 0)
 
-    def steer(self, prompt: str, crossfade: int) -> int:
-        """The prompt from the next segment to start; returns the segment it is expected to land on."""
+    def steer(self, prompt: str | None, crossfade: int, lora: Strengths = ()) -> int:
+        """The prompt (None: the one playing or already sent) and adapter strengths from the next segment to start;
+        returns the segment it is expected to land on."""
         if self.state != LiveState.RUNNING:
             raise BadInput("Nothing is playing: start the live stream (or resume it), then steer.")
-        if not isinstance(prompt, str) or not prompt.strip():
+        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
             raise BadInput("The prompt is empty: write what the stream should show next.")
-        self.run.steer(prompt.strip(), crossfade)
+        self.run.steer(prompt.strip() if prompt else None, crossfade, lora)
         with self._lock:
-            self.steers.append(Steer(prompt.strip(), crossfade, time.perf_counter()))
+            self.steers.append(Steer(self.run.next_prompt, crossfade, time.perf_counter(), lora))
         return self.next_segment
+
+    def fade(self, adapter: str, strength: float, crossfade: int) -> int:
+        """A LoRA adapter's strength from the next segment on, the prompt kept."""
+        return self.steer(None, crossfade, ((adapter, check_strength(strength, f"LoRA {adapter}")),))
 
     def pause(self) -> bool:
         """Pauses at the next segment boundary; False if nothing was playing."""

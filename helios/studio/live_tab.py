@@ -15,6 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from helios.limits import FPS, MAX_PROMPT_TOKENS
+from helios.lora.file import MAX_STRENGTH
 
 from .form import Form, whole
 from .generate_tab import RUNS
@@ -25,7 +26,7 @@ from .tab import GPU, QUIET, Page, in_words
 from .worded import Crossfade
 
 PADS = 9
-LOG_COLUMNS = ["segment", "prompt", "crossfade", "steer latency (s)"]
+LOG_COLUMNS = ["segment", "prompt", "LoRA", "crossfade", "steer latency (s)"]
 LOG_SHOWN = 50
 """The page shows the last 50 steers; the export holds them all."""
 
@@ -36,6 +37,8 @@ class LiveTab:
     crossfade: gr.Slider
     pads: gr.Dataframe
     pad_buttons: list[gr.Button]
+    faders: list[gr.Slider]
+    """One per LoRA adapter the app loaded: its strength from the next segment on."""
     start: gr.Button
     pause: gr.Button
     resume: gr.Button
@@ -58,6 +61,7 @@ def build(page: Page) -> LiveTab:
         tab = _lay_out(page)
         live = Playing(page, tab)
         gr.api(live.live_pad, api_name="live_pad", concurrency_limit=None)
+        gr.api(live.live_lora, api_name="live_lora", concurrency_limit=None)
     shared = page.generate
     context = [shared.image, shared.video, shared.resolution, shared.steps, shared.seed]
     start = on_gpu(live.live_start, page.limits, seconds=page.sessions.settings.live_leg_s)
@@ -69,6 +73,8 @@ def build(page: Page) -> LiveTab:
     for n, button in enumerate(tab.pad_buttons, 1):
         button.click(live.pad(n), [tab.pads, tab.crossfade], tab.status, **steer, api_visibility="private")
     tab.pads.change(live.set_pads, tab.pads, None, **QUIET)
+    for adapter, fader in zip(page.sessions.settings.adapters, tab.faders):
+        fader.release(live.fader(adapter), [fader, tab.crossfade], tab.status, **steer, api_visibility="private")
     tab.pause.click(live.live_pause, None, tab.status, **steer, api_name="live_pause")
     tab.stop.click(live.live_stop, None, tab.status, **steer, api_name="live_stop")
     tab.download.click(live.live_download, None, tab.files, concurrency_limit=None, api_name="live_download")
@@ -116,6 +122,8 @@ def _lay_out(page: Page) -> LiveTab:
             with gr.Row():
                 c["pad_buttons"] = [gr.Button(str(n), size="sm", min_width=40, elem_id=f"live-pad-{n}")
                                     for n in range(1, PADS + 1)]
+            c["faders"] = [gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, value=f.strength, step=0.05, label=f"LoRA {f.name}",
+                                     elem_id=f"live-lora-{f.name}") for f in page.sessions.settings.loras]
             c["log"] = gr.Dataframe(headers=LOG_COLUMNS, interactive=False, label="Steered", elem_id="live-log")
             with gr.Row():
                 c["download"] = gr.Button("Download so far", elem_id="live-download")
@@ -179,6 +187,25 @@ class Playing:
         """
         prompt = self.sessions.live_pad(request.session_hash, number)
         return self.live_steer(prompt, crossfade, request)
+
+    @in_words
+    def live_lora(self, adapter: str, strength: float, crossfade: float, request: gr.Request) -> str:
+        """Fade one of the app's LoRA adapters to a strength from the next segment on, the prompt kept.
+
+        Args:
+            adapter: the adapter's name (its file's stem, as the app was started with --lora).
+            strength: from -2 to 2; 0 turns it off.
+            crossfade: over how many segments it fades (0 to 6).
+        """
+        session = self.sessions.live(request.session_hash)
+        segment = session.fade(adapter, strength, whole(crossfade, "Crossfade"))
+        return f"LoRA {adapter} goes to {strength:g} from segment {segment + 1}."
+
+    def fader(self, adapter: str):
+        @in_words
+        def moved(strength: float, crossfade: float, request: gr.Request) -> str:
+            return self.live_lora(adapter, strength, crossfade, request)
+        return moved
 
     def pad(self, number: int):
         """A pad button's handler: the pad's prompt as the table shows it now (its edit may not have reached the
@@ -254,7 +281,8 @@ class Playing:
         out = {tab.metrics: metrics}
         if update.clip or update.progress is None:
             out[tab.fps_plot] = _window(session)
-            out[tab.log] = [[s.segment + 1 if s.segment is not None else "next", s.prompt, s.crossfade,
+            out[tab.log] = [[s.segment + 1 if s.segment is not None else "next", s.prompt,
+                             ", ".join(f"{name}={value:g}" for name, value in s.lora), s.crossfade,
                              round(s.latency_s, 2) if s.latency_s is not None else None]
                             for s in session.steers[-LOG_SHOWN:]]
         return out

@@ -147,7 +147,7 @@ class Sessions:
         if randomize:
             form = replace(form, seed=random.randrange(2**31))
         self.ready.wait()
-        _, updates = self._begin(session, Run(self.engine, build_request(form, limits=self.engine.options.limits)))
+        _, updates = self._begin(session, Run(self.engine, self._request(form)))
         return form.seed, updates
 
     def compare(self, session: str, form: Form, a: SideSettings, b: SideSettings) -> Comparison:
@@ -156,10 +156,9 @@ class Sessions:
         self._starting(session)
         self._own_files_only(session, form)
         self.ready.wait()
-        limits = self.engine.options.limits
-        first = build_request(a.applied_to(form), limits=limits)
+        first = self._request(a.applied_to(form))
         uploads_read = replace(b.applied_to(form), image=None, video=None)
-        second = replace(build_request(uploads_read, limits=limits), image=first.image, video=first.video)
+        second = replace(self._request(uploads_read), image=first.image, video=first.video)
         for side, request in ((a, first), (b, second)):
             self.choices.plan(side.model)
             run_with(self.engine, request, side.model.engine)
@@ -188,9 +187,10 @@ class Sessions:
             raise BadInput("A video is still being generated: wait for it or stop it, then continue.")
         if previous is None or previous.continuation is None:
             raise BadInput("Nothing to continue yet: generate a video first.")
-        return self._begin(session, Run(self.engine, build_request(form, after=previous.continuation)), previous.video)[
-            1
-        ]
+        return self._begin(session, Run(self.engine, self._request(form, previous.continuation)), previous.video)[1]
+
+    def _request(self, form: Form, after=None):
+        return build_request(form, after, self.engine.options.limits, self.settings.loras)
 
     def _touching(self, session: str, updates: Iterator[RunUpdate]) -> Iterator[RunUpdate]:
         """A session is active while its run streams: idle time counts from its last update; a finished run sweeps."""
@@ -220,7 +220,7 @@ class Sessions:
         run = self.get(session)
         if run is None or run.metrics.state != RunState.GENERATING:
             return None
-        run.apply_timeline(timeline_from_rows(rows, unit, crossfade))
+        run.apply_timeline(timeline_from_rows(rows, unit, crossfade, self.settings.adapters))
         running = run.metrics.step.segment if run.metrics.step else 0
         return running + 2
 
@@ -231,7 +231,7 @@ class Sessions:
         if current is not None and current.state == LiveState.RUNNING:
             raise BadInput("A live stream is already playing in this session: steer it, or stop it first.")
         self.ready.wait()
-        request = build_request(form, limits=self.engine.options.limits)
+        request = self._request(form)
         quota = self.settings.live_recording_bytes
         live = LiveSession(lambda r: Run(self.engine, r), request, self._live_root(), quota)
         with self._lock:

@@ -35,6 +35,14 @@ class StudioSettings:
     """Gradio keeps the timings of its last 10,000 events for the monitoring page whether or not it is served: a
     300-run soak through the API grew 6 MiB over its last 250 runs with them (tests/results/README.md); with
     monitoring off the last 256 are kept."""
+    loras: tuple = ()
+    """The LoRA adapters the app loaded (`--lora`, `helios.lora.file.LoraFile`s): every request carries them, at
+    the strengths the timeline gives (the editor has a column per adapter, Live a fader each)."""
     run_history: bool = False
     """Gradio 6 saves every call in the browser to replay from /gradio_api/runs; ours point at files released with
     the session (30 idle minutes), and the page keeps its own history with each run's recipe, so it is off."""
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        """The LoRA adapters' names, in the editor's column order."""
+        return tuple(f.name for f in self.loras)

@@ -54,10 +54,10 @@ def lay_out_files() -> dict:
     return c
 
 
-def wire(editor: TimelineEditor, tab: GenerateTab, limits: Limits) -> None:
+def wire(editor: TimelineEditor, tab: GenerateTab, limits: Limits, adapters: tuple[str, ...]) -> None:
     timeline = [tab.rows, tab.unit, tab.crossfade]
     private = dict(api_visibility="private")
-    editor.add_row.click(add_row, tab.rows, tab.rows, **private)
+    editor.add_row.click(lambda rows: add_row(rows, len(adapters)), tab.rows, tab.rows, **private)
     editor.remove_row.click(remove_row, tab.rows, tab.rows, **private)
     editor.sort_rows.click(sort_rows, tab.rows, tab.rows, **private)
     covered = [*timeline, tab.segments]
@@ -69,33 +69,34 @@ def wire(editor: TimelineEditor, tab: GenerateTab, limits: Limits) -> None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         timeline = read_timeline(path)
         covering = min(timeline.covering_segments, limits.max_segments)
-        return *rows_from_timeline(timeline), max(covering, segments if isinstance(segments, (int, float)) else 1)
+        length = max(covering, segments if isinstance(segments, (int, float)) else 1)
+        return *rows_from_timeline(timeline, adapters), length
 
     editor.import_file.upload(load, [editor.import_file, tab.segments], covered, **private)
     editor.example_pick.change(lambda name, segments: load(EXAMPLE_TIMELINES.get(name), segments),
                                [editor.example_pick, tab.segments], covered, **private)
-    editor.export_json.click(lambda r, u, c: export(r, u, c, "json"), timeline, editor.exported, **private)
-    editor.export_csv.click(lambda r, u, c: export(r, u, c, "csv"), timeline, editor.exported, **private)
+    editor.export_json.click(lambda r, u, c: export(r, u, c, "json", adapters), timeline, editor.exported, **private)
+    editor.export_csv.click(lambda r, u, c: export(r, u, c, "csv", adapters), timeline, editor.exported, **private)
 
 
 @in_words
-def export(rows, unit, crossfade, kind: str) -> str:
-    timeline = timeline_from_rows(rows, unit, crossfade)
+def export(rows, unit, crossfade, kind: str, adapters: tuple[str, ...] = ()) -> str:
+    timeline = timeline_from_rows(rows, unit, crossfade, adapters)
     timeline.check()
     out = Path(tempfile.mkdtemp(prefix="helios-timeline-")) / f"timeline.{kind}"
     out.write_text(timeline.to_json() if kind == "json" else timeline.to_csv(), encoding="utf-8")
     return str(out)
 
 
-def add_row(rows):
+def add_row(rows, adapters: int = 0):
     rows = [list(r) for r in rows or []]
     last = float(rows[-1][0]) if rows and str(rows[-1][0]).strip() else -2.0
-    return rows + [[last + 2, ""]]
+    return rows + [[last + 2, "", *([""] * adapters)]]
 
 
 def remove_row(rows):
     rows = [list(r) for r in rows or []]
-    return rows[:-1] if len(rows) > 1 else [[0, ""]]
+    return rows[:-1] if len(rows) > 1 else [[0, "", *([""] * (len(rows[0]) - 2 if rows else 0))]]
 
 
 def sort_rows(rows):
