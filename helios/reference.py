@@ -32,8 +32,14 @@ def check_reference_request(request: GenerationRequest) -> None:
         raise BadInput("diffusers' pipeline takes one prompt: give the diffusers side a single-prompt timeline.")
     if request.after is not None:
         raise BadInput("diffusers' pipeline cannot continue a run: continue with our engine.")
-    if request.loras:
-        raise BadInput("diffusers' pipeline runs here without LoRA adapters (its loader needs PEFT): use our engine.")
+    named = request.timeline.adapters
+    strengths = [f.strength for f in request.loras if f.name not in named]
+    strengths += [value for entry in request.timeline.entries for _, value in entry.lora]
+    if any(strengths):
+        raise BadInput(
+            "diffusers' pipeline runs here without LoRA adapters (its loader needs PEFT): set their strengths to 0 on "
+            "the diffusers side, or use our engine."
+        )
 
 
 def run_with(engine: Engine, request: GenerationRequest, which: str) -> RunBase:

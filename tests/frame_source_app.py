@@ -22,7 +22,7 @@ from helios.limits import FRAMES_PER_SEGMENT  # noqa: E402
 from helios.segment import StepProgress, Stopwatch  # noqa: E402
 
 
-def paced_denoise(self, request, plan, prompts_at, on_step):
+def paced_denoise(self, request, plan, cue_at, on_step):
     """Steps at the rate's pace (a later segment's steps take 33 / rate s), so a run's first segment, which may have
     twice the steps, takes as much longer as the engine's would."""
     prompt = request.timeline.prompts[0]  # the first prompt sets the rate: a live stream's steers keep it
@@ -43,7 +43,8 @@ def paced_denoise(self, request, plan, prompts_at, on_step):
             time.sleep(max(0.0, due - time.perf_counter()))
             on_step(StepProgress(k, total, step, steps))
         watch.mark()
-        yield Denoised(k, prompts_at(k), latents + k, watch, latents, latents, torch.zeros(1))
+        mix, strengths = cue_at(k)
+        yield Denoised(k, mix, tuple(strengths.items()), latents + k, watch, latents, latents, torch.zeros(1))
 
 
 @functools.cache

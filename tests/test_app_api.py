@@ -281,6 +281,7 @@ def test_the_api_offers_the_pages_actions_and_nothing_else(client):
         "/live_resume",
         "/live_steer",
         "/live_pad",
+        "/live_lora",
         "/live_pause",
         "/live_stop",
         "/live_download",

@@ -237,3 +237,30 @@ def test_the_app_carries_its_adapters_into_generate_the_editor_and_live_faders(t
     assert live.steers[-1].segment == landing and live.steers[-1].lora == (("style", 1.25),)
     assert live.timeline.strengths(landing) == {"style": 1.25} and live.timeline.mix(landing) == ((PROMPT, 1.0),)
     live.close()
+
+
+def test_compare_a_with_the_adapter_against_b_without(tmp_path, engine, style):
+    import threading
+
+    from helios.studio.compare import SideSettings
+    from helios.studio.form import Form
+    from helios.studio.models import SideModel
+    from helios.studio.sessions import Sessions
+    from helios.studio.settings import StudioSettings
+
+    ready = threading.Event()
+    ready.set()
+    sessions = Sessions(engine, ready, StudioSettings(loras=(LoraFile.of(style),)), root=tmp_path)
+    form = Form([], "segments", 0, None, None, 1, "", 0, "64x128")
+    off = [[0, PROMPT, "0"]]
+    comparison = sessions.compare("me", form, SideSettings(off, 0, "1,1,1", 5), SideSettings(off, 0, "1,1,1", 5))
+    list(comparison.updates())
+    assert comparison.per_segment()[0][1] == "identical", "strength 0 on both sides"
+    comparison = sessions.compare("me", form, SideSettings([[0, PROMPT, "1"]], 0, "1,1,1", 5),
+                                  SideSettings(off, 0, "1,1,1", 5, SideModel(engine="diffusers")))
+    list(comparison.updates())
+    assert [r.metrics.state for r in comparison.runs] == ["done", "done"]
+    assert comparison.per_segment()[0][1] != "identical", "A has the adapter, diffusers' B has none"
+    with pytest.raises(BadInput, match="strengths to 0 on the diffusers side"):
+        sessions.compare("me", form, SideSettings(off, 0, "1,1,1", 5),
+                         SideSettings([[0, PROMPT, "1"]], 0, "1,1,1", 5, SideModel(engine="diffusers")))

@@ -22,7 +22,8 @@ from .metrics import REAL_TIME
 from .models import FORMS, LOADED, SideModel
 from .scripts import script
 from .tab import GPU, QUIET, Page, in_words
-from .worded import Checkpoint, Crossfade, EngineChoice, Seed, TimelineRows, WeightsChoice
+from .timeline_editor import timeline_rows
+from .worded import Checkpoint, Crossfade, EngineChoice, Seed, WeightsChoice
 
 COLOURS = {"A": "#f97316", "B": "#4f46e5"}
 
@@ -135,11 +136,7 @@ def _side(page: Page, name: str) -> Side:
     key = name.lower()
     checkpoints, own_form = page.sessions.choices.checkpoints, page.sessions.choices.own_form
     with gr.Column():
-        rows = TimelineRows(
-            value=[[0, FIRST_PROMPT]], headers=["start", "prompt"], datatype=["number", "str"], type="array",
-            interactive=True, column_count=2, label=f"Timeline {name}", elem_id=f"compare-rows-{key}", wrap=True,
-            column_widths=["16%", "84%"],
-        )
+        rows = timeline_rows(page.sessions.settings.adapters, FIRST_PROMPT, f"Timeline {name}", f"compare-rows-{key}")
         with gr.Row():
             steps = gr.Dropdown(list(STEP_PRESETS), value=steps, allow_custom_value=True, label=f"Steps {name}",
                                 visible=flavour.pyramid, info=f"each from 1 to {limits.max_steps}",

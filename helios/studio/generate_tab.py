@@ -17,7 +17,7 @@ from .gpu import on_gpu
 from .live_stream import PLAYER_HTML, LiveStream
 from .metrics import REAL_TIME
 from .tab import GPU, Page, in_words
-from .worded import Crossfade, ImageUpload, Resolution, Seed, Segments, StartUnit, TimelineRows, VideoUpload
+from .worded import Crossfade, ImageUpload, Resolution, Seed, Segments, StartUnit, VideoUpload
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 FIRST_PROMPT = "A red fox trotting through fresh snow in a sunlit pine forest, cinematic"
@@ -84,17 +84,9 @@ def build(page: Page) -> GenerateTab:
 
 def _inputs(page: Page) -> dict:
     limits, flavour = page.limits, page.engine.model.flavour
-    adapters = page.sessions.settings.adapters
-    strengths = " and a strength per LoRA adapter (blank: the row before's)" if adapters else ""
     c: dict = {}
-    c["rows"] = TimelineRows(
-        value=[[0, FIRST_PROMPT, *([""] * len(adapters))]],
-        headers=["start", "prompt", *(f"lora:{a}" for a in adapters)],
-        datatype=["number", "str", *(["str"] * len(adapters))], type="array", interactive=True,
-        column_count=2 + len(adapters), label=f"Prompt timeline (prompts of at most {MAX_PROMPT_TOKENS} tokens"
-        f"{strengths})", elem_id="timeline", wrap=True,
-        column_widths=["16%", f"{84 - 12 * len(adapters)}%", *(["12%"] * len(adapters))],
-    )
+    label = f"Prompt timeline (prompts of at most {MAX_PROMPT_TOKENS} tokens)"
+    c["rows"] = timeline_editor.timeline_rows(page.sessions.settings.adapters, FIRST_PROMPT, label, "timeline")
     editor = timeline_editor.lay_out_buttons()
     with gr.Row():
         c["unit"] = StartUnit(["seconds", "segments"], value="seconds", label="Start in")

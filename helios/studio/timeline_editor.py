@@ -15,6 +15,7 @@ from helios.timeline import read_timeline
 
 from .form import rows_from_timeline, timeline_from_rows
 from .tab import in_words
+from .worded import TimelineRows
 
 if TYPE_CHECKING:
     from .generate_tab import GenerateTab
@@ -33,6 +34,17 @@ class TimelineEditor:
     export_json: gr.Button
     export_csv: gr.Button
     exported: gr.File
+
+
+def timeline_rows(adapters: tuple[str, ...], first_prompt: str, label: str, elem_id: str) -> TimelineRows:
+    """A prompt timeline's rows: start, prompt, and a strength per LoRA adapter (blank: the row before's)."""
+    n = len(adapters)
+    return TimelineRows(
+        value=[[0, first_prompt, *([""] * n)]], headers=["start", "prompt", *(f"lora:{a}" for a in adapters)],
+        datatype=["number", "str", *(["str"] * n)], type="array", interactive=True, column_count=2 + n,
+        label=label + (" and a strength per LoRA adapter (blank: the row before's)" if n else ""), elem_id=elem_id,
+        wrap=True, column_widths=["16%", f"{84 - 12 * n}%", *(["12%"] * n)],
+    )
 
 
 def lay_out_buttons() -> dict:
