@@ -273,6 +273,7 @@ def test_the_api_offers_the_pages_actions_and_nothing_else(client):
         "/continue",
         "/stop",
         "/apply_timeline",
+        "/loras",
         "/history",
         "/play_run",
         "/load_run",

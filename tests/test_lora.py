@@ -264,3 +264,28 @@ def test_compare_a_with_the_adapter_against_b_without(tmp_path, engine, style):
     with pytest.raises(BadInput, match="strengths to 0 on the diffusers side"):
         sessions.compare("me", form, SideSettings(off, 0, "1,1,1", 5),
                          SideSettings([[0, PROMPT, "1"]], 0, "1,1,1", 5, SideModel(engine="diffusers")))
+
+
+def test_a_session_adds_its_own_adapters_checked_as_they_arrive(tmp_path, engine, style):
+    import threading
+
+    from helios.studio.form import Form
+    from helios.studio.sessions import Sessions
+    from helios.studio.settings import StudioSettings
+
+    ready = threading.Event()
+    ready.set()
+    sessions = Sessions(engine, ready, StudioSettings(loras=(LoraFile.of(style),)), root=tmp_path)
+    grain = write_lora(tmp_path / "grain.safetensors", engine.model.transformer, seed=2)
+    save_file({"weight": torch.zeros(2, 2)}, str(tmp_path / "weights.safetensors"))
+    with pytest.raises(BadInput, match="no LoRA weight"):
+        sessions.set_loras("me", [str(tmp_path / "weights.safetensors")], 1.0)
+    with pytest.raises(BadInput, match="share a name"):
+        sessions.set_loras("me", [str(style)], 1.0)
+    assert [f.name for f in sessions.set_loras("me", [str(grain)], 0.4)] == ["grain"]
+    _, updates = sessions.generate("me", Form([[0, PROMPT, "0"]], "segments", 0, None, None, 1, "1,1,1", 3, "64x128"))
+    list(updates)
+    assert [(f.name, f.strength) for f in sessions.get("me").run.request.loras] == [("style", 1.0), ("grain", 0.4)]
+    _, updates = sessions.generate("you", Form([[0, PROMPT, "0"]], "segments", 0, None, None, 1, "1,1,1", 3, "64x128"))
+    list(updates)
+    assert [f.name for f in sessions.get("you").run.request.loras] == ["style"], "another session has its own"

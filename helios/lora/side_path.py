@@ -107,6 +107,10 @@ class LoraSlots:
             values = [strengths.get(f.name, f.strength) for f in self.files]
             self.strengths.copy_(torch.tensor(values, dtype=self.strengths.dtype))
 
+    def check(self, file: LoraFile) -> None:
+        """BadInput, in words, if the file is no LoRA or none of its layers is one of this model's."""
+        self._layers_of(file)
+
     def _layers_of(self, file: LoraFile) -> dict[str, LoraLayer]:
         if file.sha256 not in self._read:
             layers = read_layers(file)

@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from helios.limits import FRAMES_PER_SEGMENT, MAX_PROMPT_TOKENS, MAX_SEED, Limits
+from helios.lora.file import MAX_STRENGTH
 
 from . import history_tab, timeline_editor
 from .form import RESOLUTIONS, STEP_PRESETS, Form, task_of
@@ -47,6 +48,9 @@ class GenerateTab:
     download: gr.File
     editor: timeline_editor.TimelineEditor
     history: history_tab.HistoryPanel
+    lora_files: gr.File
+    lora_strength: gr.Slider
+    lora_status: gr.Markdown
 
     @property
     def form(self) -> list:
@@ -77,6 +81,11 @@ def build(page: Page) -> GenerateTab:
                     api_name="apply_timeline")
     for upload in (tab.image, tab.video):
         upload.change(task_of, [tab.image, tab.video], tab.mode, api_visibility="private")
+    loras = [tab.lora_files, tab.lora_strength]
+    tab.lora_files.upload(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None, api_name="loras")
+    tab.lora_files.clear(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None, api_visibility="private")
+    tab.lora_strength.release(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None,
+                              api_visibility="private")
     timeline_editor.wire(tab.editor, tab, page.limits, page.sessions.settings.adapters)
     history_tab.wire(tab.history, page)
     return tab
@@ -98,6 +107,7 @@ def _inputs(page: Page) -> dict:
             label=f"Continue a video (optional; at most {limits.max_context_frames} frames)", sources=["upload"]
         )
     c["mode"] = gr.Markdown(task_of(None, None), elem_id="mode")
+    c.update(_lora_inputs(page))
     gr.Examples(
         [[str(p)] for p in sorted((ASSETS / "images").glob("*.png"))], inputs=[c["image"]], label="Example images"
     )
@@ -116,6 +126,19 @@ def _inputs(page: Page) -> dict:
         c["seed"] = Seed(value=0, precision=0, label="Seed", info=f"0 to {MAX_SEED}")
         c["randomize"] = gr.Checkbox(value=False, label="Randomize seed")
     gr.Markdown(f"Model: `{html.escape(page.engine.model.label)}`", elem_id="model")
+    return c
+
+
+def _lora_inputs(page: Page) -> dict:
+    own = page.sessions.settings.loras
+    loaded = ", ".join(f"`{f.name}` ({f.strength:g})" for f in own) or "none"
+    with gr.Accordion("LoRA adapters", open=False):
+        gr.Markdown(f"Loaded with the app (a strength column each in the timeline): {loaded}.")
+        c = dict(lora_files=gr.File(label="Add adapters for this session (.safetensors)", file_count="multiple",
+                                    file_types=[".safetensors"], type="filepath", elem_id="lora-files"),
+                 lora_strength=gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, value=1.0, step=0.05,
+                                         label="Strength of the added adapters (every segment)"),
+                 lora_status=gr.Markdown("", elem_id="lora-status"))
     return c
 
 
@@ -195,6 +218,21 @@ class Generating:
         form = Form(rows, unit, crossfade, image, video, segments, steps, seed, resolution)
         updates = self.sessions.extend(request.session_hash, form)
         yield from self._stream(seed, updates, self.page.live.open())
+
+    @in_words
+    def set_loras(self, files: list[str] | None, strength: float, request: gr.Request) -> str:
+        """Add LoRA adapters to this session's runs (Generate, Continue, Compare, Live), beside the app's own; none
+        removes the session's.
+
+        Args:
+            files: LoRA adapter files (.safetensors), each named in timelines by its file's stem.
+            strength: their strength in every segment, from -2 to 2.
+        """
+        loras = self.sessions.set_loras(request.session_hash, files or [], strength)
+        if not loras:
+            return "No adapters of this session's: the app's own only."
+        return "Added for this session: " + ", ".join(f"`{f.name}` at {f.strength:g} (sha256 {f.sha256[:12]})"
+                                                       for f in loras) + "."
 
     def stop(self, request: gr.Request):
         """Stop this session's running generation or comparison after its current denoising step; what was made

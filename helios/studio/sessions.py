@@ -14,6 +14,7 @@ from typing import Iterator
 
 from helios.engine import Engine
 from helios.errors import BadInput, Cancelled
+from helios.lora.file import LoraFile
 from helios.reference import run_with
 from helios.run import Run
 
@@ -51,6 +52,8 @@ class Sessions:
         self._comparisons: dict[str, Comparison] = {}
         self._live: dict[str, LiveSession] = {}
         self._pads: dict[str, list[str]] = {}
+        self._loras: dict[str, tuple[LoraFile, ...]] = {}
+        """Each session's uploaded LoRA adapters, beside the app's own (`settings.loras`)."""
         self._lock = threading.Lock()
 
     def sweep(self) -> None:
@@ -147,7 +150,7 @@ class Sessions:
         if randomize:
             form = replace(form, seed=random.randrange(2**31))
         self.ready.wait()
-        _, updates = self._begin(session, Run(self.engine, self._request(form)))
+        _, updates = self._begin(session, Run(self.engine, self._request(session, form)))
         return form.seed, updates
 
     def compare(self, session: str, form: Form, a: SideSettings, b: SideSettings) -> Comparison:
@@ -156,9 +159,9 @@ class Sessions:
         self._starting(session)
         self._own_files_only(session, form)
         self.ready.wait()
-        first = self._request(a.applied_to(form))
+        first = self._request(session, a.applied_to(form))
         uploads_read = replace(b.applied_to(form), image=None, video=None)
-        second = replace(self._request(uploads_read), image=first.image, video=first.video)
+        second = replace(self._request(session, uploads_read), image=first.image, video=first.video)
         for side, request in ((a, first), (b, second)):
             self.choices.plan(side.model)
             run_with(self.engine, request, side.model.engine)
@@ -187,10 +190,25 @@ class Sessions:
             raise BadInput("A video is still being generated: wait for it or stop it, then continue.")
         if previous is None or previous.continuation is None:
             raise BadInput("Nothing to continue yet: generate a video first.")
-        return self._begin(session, Run(self.engine, self._request(form, previous.continuation)), previous.video)[1]
+        run = Run(self.engine, self._request(session, form, previous.continuation))
+        return self._begin(session, run, previous.video)[1]
 
-    def _request(self, form: Form, after=None):
-        return build_request(form, after, self.engine.options.limits, self.settings.loras)
+    def _request(self, session: str, form: Form, after=None):
+        with self._lock:
+            loras = self.settings.loras + self._loras.get(session, ())
+        return build_request(form, after, self.engine.options.limits, loras)
+
+    def set_loras(self, session: str, paths: list[str], strength: float) -> tuple[LoraFile, ...]:
+        """The session's uploaded adapters from now on (none: the app's alone), each checked against the model."""
+        loras = tuple(LoraFile.of(Path(p), strength) for p in paths or [])
+        for lora in loras:
+            self.engine.model.lora.check(lora)
+        names = [f.name for f in (*self.settings.loras, *loras)]
+        if len(set(names)) < len(names):
+            raise BadInput("Two LoRA adapters share a name (their files' stem): rename one of the files.")
+        with self._lock:
+            self._loras[session] = loras
+        return loras
 
     def _touching(self, session: str, updates: Iterator[RunUpdate]) -> Iterator[RunUpdate]:
         """A session is active while its run streams: idle time counts from its last update; a finished run sweeps."""
@@ -231,7 +249,7 @@ class Sessions:
         if current is not None and current.state == LiveState.RUNNING:
             raise BadInput("A live stream is already playing in this session: steer it, or stop it first.")
         self.ready.wait()
-        request = self._request(form)
+        request = self._request(session, form)
         quota = self.settings.live_recording_bytes
         live = LiveSession(lambda r: Run(self.engine, r), request, self._live_root(), quota)
         with self._lock:
@@ -280,6 +298,7 @@ class Sessions:
         with self._lock:
             live = self._live.pop(session, None)
             self._pads.pop(session, None)
+            self._loras.pop(session, None)
         if live is not None:
             live.close()
         with self._lock:
