@@ -4,7 +4,9 @@ in GPU memory (as `benchmarks.gpu_soak`), beside Generate at the same settings o
 Generate's FPS is measured as `benchmarks.bench` measures it (`run_engine`: a 2-segment warm run, then 10 segments,
 made-up prompt embeddings). Then one live stream plays for N minutes as the Live tab plays it (`Sessions.live_start`,
 every clip encoded and recorded within the disk quota), steered every 30 s through the text encoder. Each segment's
-arrival is timed; every 10 segments GPU memory, resident host memory and the session's disk are sampled. Exit status 1
+arrival is timed, and each steer's time to the first frames of the segment it landed on leaving the engine (the
+browser adds its delivery: `benchmarks.live_latency`); every 10 segments GPU memory, resident host memory and the
+session's disk are sampled. Exit status 1
 if the last quarter's FPS is more than 3% below the first's, live FPS more than 2% below Generate's, memory grows
 (`benchmarks.live_soak.verdict`), or the disk holds more than the recording. `--out` is rewritten after every sample,
 so a cut run leaves what it measured."""
@@ -13,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import torch
+
+from helios.limits import FRAMES_PER_SEGMENT
 
 from .live_soak import PROMPTS, verdict
 
@@ -57,8 +62,9 @@ def play(sessions, seconds: float, resolution: str, steps: str, report) -> dict:
             live.pause()
     recording = live.recording()
     result = dict(arrivals=arrivals, samples=samples, steers=len(live.steers),
-                  landed=sum(s.segment is not None for s in live.steers), recording_mib=round(
-                      recording.stat().st_size / 2**20, 2))
+                  landed=sum(s.segment is not None for s in live.steers),
+                  steer_to_frames_out_s=[round(s.latency_s, 3) for s in live.steers if s.latency_s is not None],
+                  recording_mib=round(recording.stat().st_size / 2**20, 2))
     live.close()
     return result
 
@@ -78,6 +84,11 @@ def judged(live: dict, generate_fps: float, quota: int) -> dict:
                                grows=quarters[-1] < 0.97 * quarters[0])
     out["live_vs_generate"] = dict(live_fps=round(fps, 3), generate_fps=round(generate_fps, 3),
                                    ratio=round(fps / generate_fps, 4), grows=fps < 0.98 * generate_fps)
+    if live["steer_to_frames_out_s"]:
+        segment_s = FRAMES_PER_SEGMENT / fps
+        median = statistics.median(live["steer_to_frames_out_s"])
+        out["steer_latency"] = dict(median_s=round(median, 3), segment_s=round(segment_s, 3),
+                                    budget_s=round(1.5 * segment_s + 0.5, 3), grows=median > 1.5 * segment_s + 0.5)
     extra = max(s["disk_mib"] - s["recording_mib"] for s in live["samples"])
     out["disk_beside_recording_mib"] = dict(most=extra, grows=extra > 0)
     return out

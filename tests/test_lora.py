@@ -289,3 +289,14 @@ def test_a_session_adds_its_own_adapters_checked_as_they_arrive(tmp_path, engine
     _, updates = sessions.generate("you", Form([[0, PROMPT, "0"]], "segments", 0, None, None, 1, "1,1,1", 3, "64x128"))
     list(updates)
     assert [f.name for f in sessions.get("you").run.request.loras] == ["style"], "another session has its own"
+
+
+def test_adapters_run_on_the_fp8_form_too(style):
+    from helios.loading import LoadOptions
+    from helios.placement import Placement, WeightForm
+
+    fp8 = Engine(load_model("tiny", LoadOptions(device="cpu", placement=Placement(weights=WeightForm(fp8=True)))))
+    assert fp8.model.fit.tier.fp8_weights
+    plain = frames(fp8)
+    assert same(frames(fp8, [LoraFile.of(style, 0.0)]), plain)
+    assert np.abs(frames(fp8, [LoraFile.of(style, 1.0)])[0].astype(int) - plain[0].astype(int)).mean() > 2
