@@ -103,9 +103,9 @@ def run_reference(pipe, embeds, steps, segments):
     return dict(frames=len(frames), wall_s=wall, transformer_s=tr.total, vae_decode_s=vae.total, first_frame_s=None)
 
 
-def run_engine(engine, steps, segments, **context):
+def run_engine(engine, steps, segments, timeline: PromptTimeline | None = None, **context):
     settings = GenerationSettings(num_frames=33 * segments, pyramid_steps=tuple(steps), seed=0)
-    request = GenerationRequest(PromptTimeline.single("benchmark"), settings, **context)
+    request = GenerationRequest(timeline or PromptTimeline.single("benchmark"), settings, **context)
     torch.cuda.synchronize()
     start = time.perf_counter()
     first, frames, denoise, decode = None, 0, 0.0, 0.0

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from lora_files import write_lora
 from safetensors.torch import save_file
 
+from benchmarks.random_lora import write_lora
 from helios.engine import Engine
 from helios.errors import BadInput
 from helios.lora.file import LoraFile

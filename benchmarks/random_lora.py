@@ -1,4 +1,5 @@
-"""LoRA adapter files for the tiny checkpoints, in the layouts diffusers' Helios loader reads."""
+"""Random LoRA adapter files for a Helios transformer (a tiny one in the tests, the full-size one in
+`benchmarks.lora_speed`), in the key layouts diffusers' Helios loader reads."""
 
 import json
 from pathlib import Path
@@ -11,7 +12,7 @@ TARGETS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to
 
 
 def write_lora(path: Path, transformer, rank: int = 4, seed: int = 0, targets=TARGETS, metadata: dict | None = None,
-               keys: str = "diffusers") -> Path:
+               keys: str = "diffusers", dtype: torch.dtype = torch.float32) -> Path:
     """Random down and up matrices (both non-zero, so the adapter changes the frames) for every block's `targets`;
     `keys="wan"` writes the original Wan/ComfyUI names (`diffusion_model.blocks.0.self_attn.q.lora_down.weight`)."""
     wan = {"attn1.to_q": "self_attn.q", "attn1.to_k": "self_attn.k", "attn1.to_v": "self_attn.v",
@@ -24,8 +25,8 @@ def write_lora(path: Path, transformer, rank: int = 4, seed: int = 0, targets=TA
         for target in targets:
             layer = transformer.get_submodule(f"blocks.{i}.{target}")
             out_features, in_features = getattr(layer, "base", layer).weight.shape  # an adapter may be installed
-            down = torch.randn(rank, in_features, generator=g) * 0.3
-            up = torch.randn(out_features, rank, generator=g) * 0.3
+            down = (torch.randn(rank, in_features, generator=g) * 0.3).to(dtype)
+            up = (torch.randn(out_features, rank, generator=g) * 0.3).to(dtype)
             if keys == "wan":
                 name = f"diffusion_model.blocks.{i}.{wan[target]}"
                 state[f"{name}.lora_down.weight"], state[f"{name}.lora_up.weight"] = down, up
