@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from gradio_client import Client
 
+from benchmarks.random_lora import write_lora
 from helios.engine import Engine
+from helios.lora.file import LoraFile
 from helios.model_cache import load_model
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
@@ -26,7 +28,8 @@ pytestmark = pytest.mark.ranks
 
 pytest.importorskip("diffusers.models._modeling_parallel")
 ROOT = Path(__file__).resolve().parents[1]
-TIMELINE = "id,prompt_index,prompt\n0,0,a paper boat on a pond\n0,1,a paper boat in the rain\n"
+TIMELINE = "id,prompt_index,prompt,lora:grain\n0,0,a paper boat on a pond,0\n0,1,a paper boat in the rain,1.5\n"
+"""Its second segment brings in a LoRA adapter: every rank runs it beside its share of the blocks' work."""
 
 
 def torchrun(ranks: int, *args: str) -> list[str]:
@@ -38,12 +41,14 @@ def test_two_ranks_give_the_frames_of_one(tmp_path):
     model = load_model("tiny")
     assert model.transformer.blocks[0].attn1.is_amplify_history, "the history correction must be exercised"
     (tmp_path / "timeline.csv").write_text(TIMELINE)
+    grain = LoraFile.of(write_lora(tmp_path / "grain.safetensors", model.transformer))
     settings = GenerationSettings(height=64, width=128, num_frames=66, pyramid_steps=(1, 1, 1), seed=3)
-    request = GenerationRequest(PromptTimeline.from_csv(TIMELINE), settings)
+    request = GenerationRequest(PromptTimeline.from_csv(TIMELINE), settings, loras=(grain,))
     one = np.concatenate([s.frames for s in Run(Engine(model), request).segments()])
     done = subprocess.run(
         torchrun(2, "helios", "generate", "--model", "tiny", "--timeline", "timeline.csv", "--height", "64", "--width",
-                 "128", "--frames", "66", "--steps", "1,1,1", "--seed", "3", "--out", "two.npy"),
+                 "128", "--frames", "66", "--steps", "1,1,1", "--seed", "3", "--lora", "grain.safetensors", "--out",
+                 "two.npy"),
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
