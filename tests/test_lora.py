@@ -300,3 +300,25 @@ def test_adapters_run_on_the_fp8_form_too(style):
     plain = frames(fp8)
     assert same(frames(fp8, [LoraFile.of(style, 0.0)]), plain)
     assert np.abs(frames(fp8, [LoraFile.of(style, 1.0)])[0].astype(int) - plain[0].astype(int)).mean() > 2
+
+
+def test_adapters_reach_streamed_blocks_and_are_refused_with_aot_blocks(tmp_path, engine, style):
+    """Streamed blocks wrap the block a LoRA key names: the adapter must reach them too (streaming runs on the CPU
+    too, its copies then synchronous)."""
+    from dataclasses import replace
+
+    from helios.tiny import build_tiny
+    from helios.weights.streaming import apply_streaming
+
+    streamed = Engine(load_model(str(build_tiny(tmp_path / "tiny"))))
+    apply_streaming(streamed.model.transformer.blocks, [0, 1], torch.device("cpu"))
+    keyed = rows((0, {"style": 0.0}), (1, {"style": 1.0}))
+    assert same(frames(streamed, [LoraFile.of(style)], keyed, segments=2),
+                frames(engine, [LoraFile.of(style)], keyed, segments=2))
+    fit = engine.model.fit
+    engine.model.fit = replace(fit, placement=replace(fit.placement, faster=replace(fit.placement.faster, aot="aot")))
+    try:
+        with pytest.raises(BadInput, match="compiled ahead of time without LoRA layers: start with --aot off"):
+            frames(engine, [LoraFile.of(style)])
+    finally:
+        engine.model.fit = fit

@@ -96,7 +96,7 @@ class LoraSlots:
         self._remove()
         self.strengths = torch.zeros(len(files), device=self.device)
         for name, parts in by_module.items():
-            layer = self.transformer.get_submodule(name)
+            layer = _submodule(self.transformer, name)
             self.layers[name] = LoraSide(layer, self.strengths, parts, self.device, self.dtype)
         self.files, self.layout = files, layout
         self.installs += 1
@@ -159,7 +159,13 @@ class LoraSlots:
 
 
 def _submodule(root: nn.Module, name: str) -> nn.Module | None:
-    try:
-        return root.get_submodule(name)
-    except AttributeError:
-        return None
+    """The module a LoRA key names, through the wrappers our tiers put around a block (a streamed block's `block`)."""
+    module = root
+    for part in name.split("."):
+        inner = module._modules.get("block")
+        if part not in module._modules and inner is not None:
+            module = inner
+        module = module._modules.get(part)
+        if module is None:
+            return None
+    return module
