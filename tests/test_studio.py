@@ -269,7 +269,7 @@ def test_a_sessions_runs_are_kept_newest_first_to_replay_download_and_load(sessi
     video, recipe = history.files(runs[1])
     assert imageio_ffmpeg.count_frames_and_secs(str(video))[0] == 33
     assert json.loads(recipe.read_text())["settings"]["seed"] == 12
-    rows, unit, crossfade, segments, steps, seed, resolution = history.form_values(runs[1])
+    rows, unit, crossfade, segments, steps, seed, resolution = history.form_values(runs[1], ())
     assert (rows[0][1], segments, steps, seed, resolution) == ("a kite 12", 1, "2,1,1", 12, "64x128")
     row = history.summary(2, runs[1])
     assert row[1] == "a kite 12" and row[6] > 0 and row[8] == "done"

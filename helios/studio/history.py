@@ -36,10 +36,11 @@ def files(run: StreamedRun) -> list[Path]:
     return [run.video, sidecar(run.video)] if run.video is not None else []
 
 
-def form_values(run: StreamedRun) -> tuple:
-    """What the form needs to ask for this run again: rows, unit, crossfade, segments, steps, seed, resolution."""
+def form_values(run: StreamedRun, adapters: tuple[str, ...]) -> tuple:
+    """What the form needs to ask for this run again: rows (a strength column per adapter of the editor's
+    `adapters`), unit, crossfade, segments, steps, seed, resolution."""
     request = run.run.request
     s = request.settings
-    rows, unit, crossfade = rows_from_timeline(request.timeline, tuple(f.name for f in request.loras))
+    rows, unit, crossfade = rows_from_timeline(request.timeline, adapters)
     resolution = next(k for k, v in RESOLUTIONS.items() if v == (s.height, s.width))
     return rows, unit, crossfade, s.num_segments, ",".join(map(str, run.run.plan.pyramid_steps)), s.seed, resolution

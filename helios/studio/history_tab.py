@@ -84,7 +84,7 @@ class Runs:
         Args:
             number: the run's number in this session's table of runs (1 is the newest).
         """
-        return history.form_values(self._picked(number, request.session_hash))
+        return history.form_values(self._picked(number, request.session_hash), self.sessions.settings.adapters)
 
     def _picked(self, number, session: str) -> StreamedRun:
         runs = self.sessions.history(session)
