@@ -115,27 +115,27 @@ def test_strengths_fade_as_prompts_do_and_unnamed_adapters_keep_their_files_stre
     assert "lora:style" in timeline.to_csv().splitlines()[0]
 
 
-def test_changing_strengths_and_swapping_a_like_adapter_never_recompile(engine, style, tmp_path):
-    """Dynamo's guards, counted on the CPU with the eager backend: what would make inductor recompile makes this
-    count grow too."""
+def test_one_compiled_block_serves_every_block_and_strengths_or_a_like_adapter_never_recompile(tmp_path, engine,
+                                                                                               style):
+    """Dynamo's graphs, counted on the CPU with the eager backend over the blocks compiled as the engine compiles them
+    (one compiled block for all): installing an adapter recompiles once, not once per block (a guard on each layer's
+    identity would), and what would make inductor recompile makes this count grow too."""
     from torch._dynamo.utils import counters
 
+    from helios.tiny import build_tiny
+
     other = write_lora(tmp_path / "other.safetensors", engine.model.transformer, seed=1)
-    reference = frames(Engine(load_model("tiny")), [LoraFile.of(other, 0.5)], segments=2)
+    reference = frames(engine, [LoraFile.of(other, 0.5)], segments=2)
+    compiled = Engine(load_model(str(build_tiny(tmp_path / "tiny"))))
     torch._dynamo.reset()
-    blocks = engine.model.transformer.blocks
-    forwards = [block.forward for block in blocks]
-    for block in blocks:
-        block.forward = torch.compile(block.forward, backend="eager", dynamic=False)
-    try:
-        frames(engine, [LoraFile.of(style)], rows((0, {"style": 0.2}), (1, {"style": 0.9})), segments=2)
-        compiled = counters["stats"]["unique_graphs"]
-        frames(engine, [LoraFile.of(style)], rows((0, {"style": -0.4}), (1, {"style": 1.3})), segments=2)
-        swapped = frames(engine, [LoraFile.of(other, 0.5)], segments=2)
-        assert counters["stats"]["unique_graphs"] == compiled, "a strength or a like adapter recompiled"
-    finally:
-        for block, forward in zip(blocks, forwards):
-            block.forward = forward
+    compiled.model.transformer.compile_repeated_blocks(backend="eager", fullgraph=True)
+    frames(compiled, segments=2)
+    plain = counters["stats"]["unique_graphs"]
+    frames(compiled, [LoraFile.of(style)], rows((0, {"style": 0.2}), (1, {"style": 0.9})), segments=2)
+    assert counters["stats"]["unique_graphs"] == plain + 1, "one recompile for the layers' new class, for all blocks"
+    frames(compiled, [LoraFile.of(style)], rows((0, {"style": -0.4}), (1, {"style": 1.3})), segments=2)
+    swapped = frames(compiled, [LoraFile.of(other, 0.5)], segments=2)
+    assert counters["stats"]["unique_graphs"] == plain + 1, "a strength or a like adapter recompiled"
     assert same(swapped, reference)
 
 

@@ -10,8 +10,6 @@ parameters, 0.61 GB in bf16, by count).
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,46 +21,64 @@ Layout = tuple[tuple[tuple[str, int, bool], ...], ...]
 """Per adapter, in order: (module, rank, has a bias) for each layer it targets."""
 
 
-class LoraSide:
-    """The adapters that target one linear layer of any form (nn.Linear, FP8), run after it on the same input. It is
-    set on the layer's `forward`, not wrapped around the layer: the model's module names and state dict stay the
-    same, so a copy of the loaded model into another weight form, AoT capture and streaming see the plain model."""
+_SIDED: dict[type, type] = {}
+"""Each linear class's subclass with the side path: a layer's class is swapped in place, so its module names, its
+state dict and the guards torch.compile puts on it (on its class, not its identity: one compiled block serves all 40)
+stay as they were; the adapter tensors are plain attributes."""
 
-    def __init__(self, layer: nn.Module, strengths: torch.Tensor, parts: list[tuple[int, LoraLayer]], device, dtype):
-        self.layer, self.base_forward = layer, layer.__dict__.get("forward")
-        self.strengths = strengths
-        self.down = torch.cat([p.down for _, p in parts]).to(device, dtype)
-        self.up = torch.cat([p.up for _, p in parts], dim=1).to(device, dtype)
-        self.owner = torch.tensor([a for a, p in parts for _ in range(p.rank)], device=device)
-        self.scale = torch.tensor([p.scale for _, p in parts for _ in range(p.rank)], device=device)
-        biased = [(a, p) for a, p in parts if p.bias is not None]
-        self.bias = torch.stack([p.bias for _, p in biased]).to(device, dtype) if biased else None
-        self.bias_owner = torch.tensor([a for a, _ in biased], device=device)
-        self.bias_scale = torch.tensor([p.scale for _, p in biased], device=device)
-        self._forward = self.base_forward or partial(type(layer).forward, layer)
-        layer.forward = self
 
-    def remove(self) -> None:
-        if self.base_forward is None:
-            del self.layer.forward
-        else:
-            self.layer.forward = self.base_forward
+def _sided(cls: type) -> type:
+    if cls not in _SIDED:
+        base_forward = cls.forward
 
-    def copy_from(self, parts: list[tuple[int, LoraLayer]]) -> None:
-        self.down.copy_(torch.cat([p.down for _, p in parts]))
-        self.up.copy_(torch.cat([p.up for _, p in parts], dim=1))
-        self.scale.copy_(torch.tensor([p.scale for _, p in parts for _ in range(p.rank)]))
-        if self.bias is not None:
-            self.bias.copy_(torch.stack([p.bias for _, p in parts if p.bias is not None]))
-            self.bias_scale.copy_(torch.tensor([p.scale for _, p in parts if p.bias is not None]))
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = base_forward(self, x)
+            rows = (self.lora_strengths[self.lora_owner] * self.lora_scale).to(self.lora_down.dtype)
+            y = y + F.linear(F.linear(x.to(self.lora_down.dtype), self.lora_down) * rows, self.lora_up).to(y.dtype)
+            if self.lora_bias is not None:
+                strengths = (self.lora_strengths[self.lora_bias_owner] * self.lora_bias_scale).to(self.lora_bias.dtype)
+                y = y + (strengths @ self.lora_bias).to(y.dtype)
+            return y
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = self._forward(x)
-        rows = (self.strengths[self.owner] * self.scale).to(self.down.dtype)
-        y = y + F.linear(F.linear(x.to(self.down.dtype), self.down) * rows, self.up).to(y.dtype)
-        if self.bias is not None:
-            y = y + ((self.strengths[self.bias_owner] * self.bias_scale).to(self.bias.dtype) @ self.bias).to(y.dtype)
-        return y
+        _SIDED[cls] = type(f"Lora{cls.__name__}", (cls,), {"forward": forward, "__module__": __name__})
+    return _SIDED[cls]
+
+
+_ATTRIBUTES = ("lora_strengths", "lora_down", "lora_up", "lora_owner", "lora_scale", "lora_bias", "lora_bias_owner",
+               "lora_bias_scale")
+
+
+def add_side(layer: nn.Module, strengths: torch.Tensor, parts: list[tuple[int, LoraLayer]], device, dtype) -> None:
+    """The adapters that target this linear layer (of any form: nn.Linear, FP8), run after it on the same input."""
+    biased = [(a, p) for a, p in parts if p.bias is not None]
+    values = dict(
+        lora_strengths=strengths,
+        lora_down=torch.cat([p.down for _, p in parts]).to(device, dtype),
+        lora_up=torch.cat([p.up for _, p in parts], dim=1).to(device, dtype),
+        lora_owner=torch.tensor([a for a, p in parts for _ in range(p.rank)], device=device),
+        lora_scale=torch.tensor([p.scale for _, p in parts for _ in range(p.rank)], device=device),
+        lora_bias=torch.stack([p.bias for _, p in biased]).to(device, dtype) if biased else None,
+        lora_bias_owner=torch.tensor([a for a, _ in biased], device=device),
+        lora_bias_scale=torch.tensor([p.scale for _, p in biased], device=device),
+    )
+    layer.__dict__.update(values)
+    layer.__class__ = _sided(type(layer))
+
+
+def copy_side(layer: nn.Module, parts: list[tuple[int, LoraLayer]]) -> None:
+    """Another adapter of the same ranks and targets into the same tensors: what was compiled or captured holds."""
+    layer.lora_down.copy_(torch.cat([p.down for _, p in parts]))
+    layer.lora_up.copy_(torch.cat([p.up for _, p in parts], dim=1))
+    layer.lora_scale.copy_(torch.tensor([p.scale for _, p in parts for _ in range(p.rank)]))
+    if layer.lora_bias is not None:
+        layer.lora_bias.copy_(torch.stack([p.bias for _, p in parts if p.bias is not None]))
+        layer.lora_bias_scale.copy_(torch.tensor([p.scale for _, p in parts if p.bias is not None]))
+
+
+def remove_side(layer: nn.Module) -> None:
+    layer.__class__ = layer.__class__.__bases__[0]
+    for name in _ATTRIBUTES:
+        layer.__dict__.pop(name, None)
 
 
 class LoraSlots:
@@ -74,7 +90,7 @@ class LoraSlots:
         self.transformer, self.device, self.dtype = transformer, device, dtype
         self.files: tuple[LoraFile, ...] = ()
         self.layout: Layout = ()
-        self.layers: dict[str, LoraSide] = {}
+        self.layers: dict[str, nn.Module] = {}
         self.strengths = torch.zeros(0, device=device)
         self.installs = 0
         self._read: dict[str, dict[str, LoraLayer]] = {}
@@ -89,15 +105,15 @@ class LoraSlots:
         by_module = self._by_module(read)
         if layout == self.layout and files:
             for name, parts in by_module.items():
-                self.layers[name].copy_from(parts)
+                copy_side(self.layers[name], parts)
             self.files = files
             return
         self._check_room(read)
         self._remove()
         self.strengths = torch.zeros(len(files), device=self.device)
         for name, parts in by_module.items():
-            layer = _submodule(self.transformer, name)
-            self.layers[name] = LoraSide(layer, self.strengths, parts, self.device, self.dtype)
+            self.layers[name] = _submodule(self.transformer, name)
+            add_side(self.layers[name], self.strengths, parts, self.device, self.dtype)
         self.files, self.layout = files, layout
         self.installs += 1
 
@@ -153,8 +169,8 @@ class LoraSlots:
                 )
 
     def _remove(self) -> None:
-        for side in self.layers.values():
-            side.remove()
+        for layer in self.layers.values():
+            remove_side(layer)
         self.layers = {}
 
 
