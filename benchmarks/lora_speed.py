@@ -3,8 +3,9 @@
 For bf16, then FP8 (torchao's linears): Generate's FPS without an adapter and with a rank-64 adapter on every attention
 and feed-forward linear of the 40 blocks at strength 1, at [2,2,2] and [1,1,1] (`benchmarks.bench.run_engine`, 10
 segments after a 2-segment warm run); then a run whose strength changes every segment, counting the graphs Dynamo
-compiled and the CUDA graphs captured across it (neither may grow). Once: the seconds from a ~300 MB adapter file
-(rank 32) to a run using it (hashing, reading, installing). Written after every measurement."""
+compiled and the CUDA graphs captured across it (neither may grow), and whether an adapter keyframed in at segment 3
+leaves segments 1-2 bit-identical to the run without it (compiled blocks, CUDA graphs). Once: the seconds from a ~300 MB
+adapter file (rank 32) to a run using it (hashing, reading, installing). Written after every measurement."""
 
 from __future__ import annotations
 
@@ -41,6 +42,23 @@ def measure(engine, lora, steps_sets, results: list, label: str, out: Path) -> N
     run_engine(engine, steps_sets[-1], 10, loras=(lora,), timeline=PromptTimeline(rows, 0))
     record(strength_changes=9, new_dynamo_graphs=counters["stats"]["unique_graphs"] - graphs,
            new_cuda_graphs=(len(engine.forward.graphs) if engine.forward else 0) - captured)
+    plain = segment_frames(engine, steps_sets[-1], ())
+    keyed = segment_frames(engine, steps_sets[-1], (lora,), PromptTimeline((
+        TimelineEntry(0, "benchmark", lora=(("adapter", 0.0),)), TimelineEntry(2, "benchmark", lora=(("adapter", 1.0),))
+    ), 0))
+    later = [round((a.float() - b.float()).abs().mean().item(), 2) for a, b in zip(plain[2:], keyed[2:])]
+    record(keyframed_at_segment=3, first_two_identical=all(torch.equal(a, b) for a, b in zip(plain[:2], keyed[:2])),
+           later_mean_abs_diff=later)
+
+
+def segment_frames(engine, steps, loras, timeline=None) -> list[torch.Tensor]:
+    from helios.request import GenerationRequest, GenerationSettings
+    from helios.run import Run
+    from helios.timeline import PromptTimeline
+
+    settings = GenerationSettings(num_frames=33 * 4, pyramid_steps=tuple(steps), seed=0)
+    request = GenerationRequest(timeline or PromptTimeline.single("benchmark"), settings, loras=loras)
+    return [torch.from_numpy(seg.frames) for seg in Run(engine, request).segments()]
 
 
 def main(argv=None) -> int:
