@@ -174,7 +174,8 @@ def suite_rows(
             t = recipe.timings
             rows.append(dict(
                 prompt_id=pid, prompt=prompt, config=config.name, file=str(video.relative_to(out)), model=recipe.model,
-                tier=recipe.placement["tier"], fp8=recipe.placement["fp8"], seed=recipe.settings["seed"],
+                tier=recipe.placement["tier"], fp8=recipe.placement["fp8"],
+                loras=" ".join(f"{a['file']}:{a['strength']:g}" for a in recipe.loras), seed=recipe.settings["seed"],
                 steps=recipe.settings["pyramid_steps"], frames=t["frames"], elapsed_s=t["elapsed_s"],
                 overall_fps=t["overall_fps"], first_frame_s=t["first_frame_s"], peak_gpu_gib=t["peak_gpu_gib"],
                 **columns(recipe.measures), **against(out, configs, baseline, config, pid, recipe),

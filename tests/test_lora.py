@@ -322,3 +322,19 @@ def test_adapters_reach_streamed_blocks_and_are_refused_with_aot_blocks(tmp_path
             frames(engine, [LoraFile.of(style)])
     finally:
         engine.model.fit = fit
+
+
+def test_a_suite_compares_a_configuration_with_an_adapter_against_one_without(tmp_path, cli, style):
+    (tmp_path / "prompts.txt").write_text(f"{PROMPT}\n")
+    done = cli("--prompts", tmp_path / "prompts.txt", "--common", "--model tiny --height 64 --width 64 --frames 33",
+               "--config", "plain=--steps 1,1,1", "--config", f"styled=--steps 1,1,1 --lora {style}:0.8",
+               "--baseline", "plain", "--out", tmp_path / "suite", command="suite")
+    assert done.returncode == 0, done.stderr
+    recipe = json.loads((tmp_path / "suite" / "styled" / "p001.json").read_text())
+    assert recipe["loras"][0]["strength"] == 0.8 and not json.loads(
+        (tmp_path / "suite" / "plain" / "p001.json").read_text())["loras"]
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "suite" / "suite.csv").read_text().splitlines()))
+    assert [(r["config"], r["loras"]) for r in rows] == [("plain", ""), ("styled", "style.safetensors:0.8")]
+    assert float(rows[1]["psnr_vs_baseline"]) < 40, "the adapter changed the frames"
