@@ -121,6 +121,32 @@ def test_oversized_upload_is_refused_with_the_limit(client, tmp_path):
         client.predict(*form(image=handle_file(str(big))), api_name="/generate")
 
 
+def test_a_session_adds_a_lora_adapter_and_bad_or_oversized_ones_are_refused_in_words(app_url, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from benchmarks.random_lora import write_lora
+    from helios.model_cache import load_model
+
+    client = Client(app_url, verbose=False)
+    style = write_lora(tmp_path / "style.safetensors", load_model("tiny").transformer)
+    said = client.predict([handle_file(str(style))], 0.5, api_name="/loras")
+    assert said.startswith("Added for this session: `style` at 0.5")
+    *_, download, _ = client.predict(*form(segments=1), api_name="/generate")
+    tag = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of", "json", download],
+                         capture_output=True, text=True)
+    recipe = json.loads(json.loads(tag.stdout)["format"]["tags"]["comment"])
+    assert [(a["file"], a["strength"]) for a in recipe["loras"]] == [("style.safetensors", 0.5)]
+    save_file({"weight": torch.zeros(2, 2)}, str(tmp_path / "weights.safetensors"))
+    with pytest.raises(AppError) as refused:
+        client.predict([handle_file(str(tmp_path / "weights.safetensors"))], 1.0, api_name="/loras")
+    assert "no LoRA weight" in str(refused.value)
+    assert_in_our_words(str(refused.value))
+    save_file({"big": torch.zeros(1_000_000)}, str(tmp_path / "big.safetensors"))
+    with pytest.raises(Exception, match="exceeds the maximum file size"):
+        client.predict([handle_file(str(tmp_path / "big.safetensors"))], 1.0, api_name="/loras")
+
+
 def test_continue_before_any_video_says_so(app_url):
     with pytest.raises(AppError, match="Nothing to continue yet"):
         Client(app_url, verbose=False).predict(*form(), api_name="/continue")
