@@ -195,11 +195,11 @@ class Comparing:
         of where they differ. A side that cannot run on this machine is refused before A starts.
 
         Args:
-            rows_a: A's prompt timeline, rows of [start, prompt].
+            rows_a: A's prompt timeline, rows of [start, prompt, LoRA strengths].
             crossfade_a: A's crossfade, in segments.
             steps_a: A's denoising steps per pyramid stage, like "1,1,1".
             seed_a: A's random seed.
-            rows_b: B's prompt timeline, rows of [start, prompt].
+            rows_b: B's prompt timeline, rows of [start, prompt, LoRA strengths].
             crossfade_b: B's crossfade, in segments.
             steps_b: B's denoising steps per pyramid stage, like "2,2,2".
             seed_b: B's random seed.

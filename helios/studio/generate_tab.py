@@ -182,7 +182,8 @@ class Generating:
         (image-to-video), a video is continued (video-to-video), neither is text-to-video.
 
         Args:
-            rows: the prompt timeline, rows of [start, prompt]: each prompt runs from its start (in `unit`) on.
+            rows: the prompt timeline, rows of [start, prompt, a strength per LoRA adapter the app loaded (blank: the
+                row before's)]: each prompt runs from its start (in `unit`) on.
             unit: "seconds" or "segments", the unit of the rows' starts.
             crossfade: over how many segments one prompt's embedding fades into the next (0 to 4).
             image: an image to start the video from, or none.
@@ -204,7 +205,7 @@ class Generating:
         state), under the timeline given; the result is the whole video so far.
 
         Args:
-            rows: the prompt timeline for the new segments, rows of [start, prompt].
+            rows: the prompt timeline for the new segments, rows of [start, prompt, LoRA strengths].
             unit: "seconds" or "segments", the unit of the rows' starts.
             crossfade: over how many segments one prompt's embedding fades into the next (0 to 4).
             image: ignored: a continued video keeps its start.
@@ -248,7 +249,7 @@ class Generating:
         """Change the prompt timeline of this session's running generation from its next segment on.
 
         Args:
-            rows: the new prompt timeline, rows of [start, prompt].
+            rows: the new prompt timeline, rows of [start, prompt, LoRA strengths].
             unit: "seconds" or "segments", the unit of the rows' starts.
             crossfade: over how many segments one prompt's embedding fades into the next.
         """
