@@ -3,18 +3,20 @@ in GPU memory (as `benchmarks.gpu_soak`), beside Generate at the same settings o
 
 Generate's FPS is measured as `benchmarks.bench` measures it (`run_engine`: a 2-segment warm run, then 10 segments,
 made-up prompt embeddings). Then one live stream plays for N minutes as the Live tab plays it (`Sessions.live_start`,
-every clip encoded and recorded within the disk quota), steered every 30 s through the text encoder. Each segment's
-arrival is timed, and each steer's time to the first frames of the segment it landed on leaving the engine (the
-browser adds its delivery: `benchmarks.live_latency`); every 10 segments GPU memory, resident host memory and the
-session's disk are sampled. Exit status 1
-if the last quarter's FPS is more than 3% below the first's, live FPS more than 2% below Generate's, memory grows
-(`benchmarks.live_soak.verdict`), or the disk holds more than the recording. `--out` is rewritten after every sample,
-so a cut run leaves what it measured."""
+every clip encoded and recorded within the disk quota), steered about every 30 s, at a random moment of a segment,
+through the text encoder. Each segment's arrival is timed, and each steer's time to the first frames of the segment
+it landed on leaving the engine (the browser adds its delivery: `benchmarks.live_latency`); every 10 segments GPU
+memory, resident host memory and the session's disk are sampled. Exit status 1 if the last quarter's FPS is more
+than 3% below the first's, live FPS more than 2% below Generate's, the median steer past 1.5 segments + 0.5 s, memory
+grows (`benchmarks.live_soak.verdict`), or the disk holds more than the recording. `--out` is rewritten after every
+sample, so a cut run leaves what it measured."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import random
 import statistics
 import tempfile
 import threading
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 
 from helios.limits import FRAMES_PER_SEGMENT
+from helios.studio.live_session import LiveState
 
 from .live_soak import PROMPTS, verdict
 
@@ -40,26 +43,39 @@ def sample(live, start: float) -> dict:
                 recording_mib=round(sum(c.stat().st_size for c in live.clips) / 2**20, 2))
 
 
+def steer_now_and_then(live, stop: threading.Event) -> None:
+    """A steer about every `STEER_EVERY_S`, at a random moment of a segment, as a key press comes: a steer made just
+    as a segment comes out waits longest (the next one is already being denoised)."""
+    rng = random.Random(0)
+    for n in itertools.count(1):
+        if stop.wait(STEER_EVERY_S + rng.uniform(0, 2)) or live.state != LiveState.RUNNING:
+            return
+        live.steer(PROMPTS[n % len(PROMPTS)], 1)
+
+
 def play(sessions, seconds: float, resolution: str, steps: str, report) -> dict:
-    """One live stream for `seconds`, steered every `STEER_EVERY_S`; `report(result)` after every sample."""
+    """One live stream for `seconds`, steered from another thread (`steer_now_and_then`); `report(result)` after
+    every sample."""
     from helios.studio.form import Form
 
     form = Form([[0, PROMPTS[0]]], "segments", 1, None, None, 1, steps, 7, resolution)
     live = sessions.live_start("gpu-live", form, [])
-    arrivals, samples, steered = [], [], 0
+    arrivals, samples, stop = [], [], threading.Event()
     start = time.perf_counter()
+    steering = threading.Thread(target=steer_now_and_then, args=(live, stop), daemon=True)
     for update in live.updates():
         if not update.clip:
             continue
         arrivals.append((round(time.perf_counter() - start, 3), live.stats.frames))
-        if arrivals[-1][0] >= (steered + 1) * STEER_EVERY_S:
-            steered += 1
-            live.steer(PROMPTS[steered % len(PROMPTS)], 1)
+        if not steering.is_alive() and len(arrivals) == 1:
+            steering.start()
         if live.stats.segments % 10 == 0:
             samples.append(sample(live, start))
             report(dict(arrivals=arrivals, samples=samples))
         if arrivals[-1][0] >= seconds:
+            stop.set()
             live.pause()
+    stop.set()
     recording = live.recording()
     result = dict(arrivals=arrivals, samples=samples, steers=len(live.steers),
                   landed=sum(s.segment is not None for s in live.steers),
