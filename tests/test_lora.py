@@ -157,7 +157,12 @@ def test_bad_adapters_are_refused_in_words(engine, style, tmp_path):
     assert "not a LoRA file" in file_refused(tmp_path / "broken.safetensors")
     other_model = write_lora(tmp_path / "elsewhere.safetensors", engine.model.transformer)
     save_file({k.replace("blocks.", "layers."): v for k, v in _tensors(other_model).items()}, str(other_model))
-    assert "0 matched" in file_refused(other_model)
+    assert "(0 matched" in file_refused(other_model)
+    partial = _tensors(style) | {"transformer.blocks.0.attn3.to_q.lora_A.weight": torch.zeros(4, 32),
+                                 "transformer.blocks.0.attn3.to_q.lora_B.weight": torch.zeros(32, 4)}
+    save_file(partial, str(tmp_path / "partial.safetensors"))
+    assert "1 of its 21 layers match no linear layer of this model (20 matched; blocks.0.attn3.to_q" in file_refused(
+        tmp_path / "partial.safetensors")
     with pytest.raises(BadInput, match="must be a .safetensors"):
         LoraFile.parse(str(tmp_path / "style.pt"))
     with pytest.raises(BadInput, match="between -2 and 2"):

@@ -131,10 +131,12 @@ class LoraSlots:
         if file.sha256 not in self._read:
             layers = read_layers(file)
             matched = {name: layer for name, layer in layers.items() if self._fits(name, layer, file)}
-            if not matched:
+            unmatched = [name for name in layers if name not in matched]
+            if unmatched:
                 raise BadInput(
-                    f"LoRA {file.path.name}: none of its {len(layers)} layers match a linear layer of this model "
-                    "(0 matched): it was made for another model."
+                    f"LoRA {file.path.name}: {len(unmatched)} of its {len(layers)} layers match no linear layer of "
+                    f"this model ({len(matched)} matched; {unmatched[0]} is one that does not): it was made for "
+                    "another model."
                 )
             self._read = {**dict(list(self._read.items())[-7:]), file.sha256: matched}
         return self._read[file.sha256]
