@@ -147,6 +147,7 @@ class Engine:
                 "These transformer blocks were compiled ahead of time without LoRA layers: start with --aot off to "
                 "use LoRA adapters."
             )
+        self.model.lora.check(request.loras)
         self.check_timeline(request.timeline, request.total_segments, names)
         return SamplingPlan(flavour, tuple(int(n) for n in pyramid_steps), steps, guidance)
 

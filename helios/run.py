@@ -168,7 +168,7 @@ class Run(RunBase):
         second steer before that segment replaces the first's prompt and adds its strengths to the first's."""
         with self._lock:
             pending = self._steer or (self._timeline.entries[-1].prompt, None, ())
-        prompt = self.next_prompt if prompt is None else prompt
+        prompt = pending[0] if prompt is None else prompt
         lora = tuple({**dict(pending[2]), **dict(lora)}.items())
         changed = self.timeline.changed_at(self.timeline.last_segment + 1, prompt, crossfade, lora)
         self.engine.check_timeline(changed, None, [f.name for f in self.request.loras])

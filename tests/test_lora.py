@@ -153,6 +153,7 @@ def test_bad_adapters_are_refused_in_words(engine, style, tmp_path):
 
     save_file({"weight": torch.zeros(2, 2)}, str(tmp_path / "weights.safetensors"))
     assert "no LoRA weight" in file_refused(tmp_path / "weights.safetensors")
+    assert "no LoRA weight" in refused([LoraFile.of(tmp_path / "weights.safetensors")]), "refused as the run is made"
     (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
     assert "not a LoRA file" in file_refused(tmp_path / "broken.safetensors")
     other_model = write_lora(tmp_path / "elsewhere.safetensors", engine.model.transformer)
@@ -167,6 +168,8 @@ def test_bad_adapters_are_refused_in_words(engine, style, tmp_path):
         LoraFile.parse(str(tmp_path / "style.pt"))
     with pytest.raises(BadInput, match="between -2 and 2"):
         LoraFile.parse(f"{style}:7")
+    with pytest.raises(BadInput, match="the strength after ':' must be a number, like style.safetensors:0.8"):
+        LoraFile.parse(f"{style}:strong")
     assert "'grain', which is not loaded" in refused([LoraFile.of(style)], rows((0, {"grain": 0.5})))
     assert "between -2 and 2" in refused([LoraFile.of(style)], rows((0, {"style": -3})))
     copy = tmp_path / "copy"
@@ -207,6 +210,10 @@ def test_the_cli_records_each_adapter_and_its_recipe_asks_for_the_same_file(tmp_
     assert np.array_equal(np.load(tmp_path / "again.npy"), np.load(first))
     bad = cli(*fast, "--prompt", "rain", "--lora", f"{style}:9", "--out", tmp_path / "x.npy")
     assert bad.returncode == 2 and "between -2 and 2" in bad.stderr and bad.stderr.count("\n") == 1
+    save_file({"weight": torch.zeros(2, 2)}, str(tmp_path / "weights.safetensors"))
+    bad = cli(*fast, "--prompt", "rain", "--lora", str(tmp_path / "weights.safetensors"), "--out", tmp_path / "x.mp4")
+    assert bad.returncode == 2 and "no LoRA weight" in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+    assert not list(tmp_path.glob("x.*")), "refused before the run: no file"
 
 
 def test_the_app_carries_its_adapters_into_generate_the_editor_and_live_faders(tmp_path, engine, style):

@@ -49,12 +49,17 @@ class LoraFile:
     @classmethod
     def parse(cls, text: str) -> "LoraFile":
         """`PATH[:STRENGTH]`, as `--lora` takes it; the file is hashed here (the recipe records the digest)."""
-        path, _, tail = str(text).rpartition(":")
+        path, sep, tail = str(text).rpartition(":")
+        if not sep or not path.lower().endswith(".safetensors"):
+            return cls.of(Path(text))
         try:
-            strength = float(tail) if path else 1.0
+            strength = float(tail)
         except ValueError:
-            path, strength = str(text), 1.0
-        return cls.of(Path(path or text), strength)
+            raise BadInput(
+                f"LoRA {Path(path).name}: the strength after ':' must be a number, like {Path(path).name}:0.8 (got "
+                f"{tail!r})."
+            ) from None
+        return cls.of(Path(path), strength)
 
     @classmethod
     def of(cls, path: Path, strength: float = 1.0) -> "LoraFile":

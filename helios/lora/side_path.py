@@ -93,6 +93,8 @@ class LoraSlots:
         self.layers: dict[str, nn.Module] = {}
         self.strengths = torch.zeros(0, device=device)
         self.installs = 0
+        self._set: list[float] = []
+        """The strengths last copied to `strengths`."""
         self._read: dict[str, dict[str, LoraLayer]] = {}
 
     def use(self, files: tuple[LoraFile, ...]) -> None:
@@ -111,6 +113,7 @@ class LoraSlots:
         self._check_room(read)
         self._remove()
         self.strengths = torch.zeros(len(files), device=self.device)
+        self._set = [0.0] * len(files)
         for name, parts in by_module.items():
             self.layers[name] = _submodule(self.transformer, name)
             add_side(self.layers[name], self.strengths, parts, self.device, self.dtype)
@@ -118,14 +121,20 @@ class LoraSlots:
         self.installs += 1
 
     def set(self, strengths: dict[str, float]) -> None:
-        """Each installed adapter's strength (its file's where `strengths` names it not)."""
-        if self.files:
-            values = [strengths.get(f.name, f.strength) for f in self.files]
-            self.strengths.copy_(torch.tensor(values, dtype=self.strengths.dtype))
+        """Each installed adapter's strength (its file's where `strengths` names it not). Copied only when they
+        change, from pinned memory on a GPU: a copy from pageable memory would make the generation loop wait for the
+        GPU."""
+        values = [strengths.get(f.name, f.strength) for f in self.files]
+        if values == self._set:
+            return
+        cuda = self.device.type == "cuda"
+        self.strengths.copy_(torch.tensor(values, dtype=self.strengths.dtype, pin_memory=cuda), non_blocking=cuda)
+        self._set = values
 
-    def check(self, file: LoraFile) -> None:
-        """BadInput, in words, if the file is no LoRA or none of its layers is one of this model's."""
-        self._layers_of(file)
+    def check(self, files: tuple[LoraFile, ...]) -> None:
+        """BadInput, in words, if a file is no LoRA or has a layer this model lacks; read once, for `use`."""
+        for file in files:
+            self._layers_of(file)
 
     def _layers_of(self, file: LoraFile) -> dict[str, LoraLayer]:
         if file.sha256 not in self._read:

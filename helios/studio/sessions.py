@@ -201,8 +201,7 @@ class Sessions:
     def set_loras(self, session: str, paths: list[str], strength: float) -> tuple[LoraFile, ...]:
         """The session's uploaded adapters from now on (none: the app's alone), each checked against the model."""
         loras = tuple(LoraFile.of(Path(p), strength) for p in paths or [])
-        for lora in loras:
-            self.engine.model.lora.check(lora)
+        self.engine.model.lora.check(loras)
         names = [f.name for f in (*self.settings.loras, *loras)]
         if len(set(names)) < len(names):
             raise BadInput("Two LoRA adapters share a name (their files' stem): rename one of the files.")

@@ -70,7 +70,7 @@ def wire(editor: TimelineEditor, tab: GenerateTab, limits: Limits, adapters: tup
     timeline = [tab.rows, tab.unit, tab.crossfade]
     private = dict(api_visibility="private")
     editor.add_row.click(lambda rows: add_row(rows, len(adapters)), tab.rows, tab.rows, **private)
-    editor.remove_row.click(remove_row, tab.rows, tab.rows, **private)
+    editor.remove_row.click(lambda rows: remove_row(rows, len(adapters)), tab.rows, tab.rows, **private)
     editor.sort_rows.click(sort_rows, tab.rows, tab.rows, **private)
     covered = [*timeline, tab.segments]
 
@@ -106,9 +106,9 @@ def add_row(rows, adapters: int = 0):
     return rows + [[last + 2, "", *([""] * adapters)]]
 
 
-def remove_row(rows):
+def remove_row(rows, adapters: int = 0):
     rows = [list(r) for r in rows or []]
-    return rows[:-1] if len(rows) > 1 else [[0, "", *([""] * (len(rows[0]) - 2 if rows else 0))]]
+    return rows[:-1] if len(rows) > 1 else [[0, "", *([""] * adapters)]]
 
 
 def sort_rows(rows):
