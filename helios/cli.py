@@ -93,9 +93,12 @@ def generate(args) -> int:
 
 def compile_blocks(args) -> int:
     """Loads the model as a run would (blocks not compiled), runs one block call of a real request to learn its
-    inputs, and builds the package that every later run of this GPU, torch and weight form starts from."""
+    inputs, and builds the package that every later run of this GPU, torch and weight form starts from; with FP8
+    weights, first saves their FP8 form (weights/fp8_saved.py), unless they were loaded from it."""
+    from .cache import fp8_form_cache
     from .engine import Engine
     from .faster.aot import META, aot_cache, aot_key, build, capture_block_inputs
+    from .weights import fp8_saved
 
     if args.out is not None and args.out.exists() and not (args.out / META).is_file():
         raise BadInput(
@@ -117,6 +120,11 @@ def compile_blocks(args) -> int:
     block = getattr(block, "block", block)
     inputs = capture_block_inputs(block, lambda: next(Run(Engine(model), request).segments()))
     key = aot_key(model.transformer.config, model.dtype, model.fit, model.capabilities)
+    if model.fit.tier.fp8_weights and model.fit.fp8_form is None:
+        form = fp8_saved.form_key(model.folder, key.weights, model.dtype)
+        seconds = fp8_saved.save(model.transformer.blocks, form, model.folder, fp8_form_cache() / form.name)
+        print(f"wrote the FP8 form {fp8_form_cache() / form.name} in {seconds:.0f} s: FP8 starts here read it instead "
+              "of quantizing.", flush=True)
     out = args.out or aot_cache() / key.name
     print(f"{model.describe()}\ncompiling {type(block).__name__} for {key.name} ...", flush=True)
     seconds = build(block, inputs, key, out)

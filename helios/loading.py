@@ -212,13 +212,15 @@ def load_checkpoint(source: str, options: LoadOptions, capabilities: Capabilitie
         raise ModelUnavailable(f"{folder} lacks {', '.join(missing)}: the checkpoint is incomplete; download it again.")
     check_hardware(folder, device)
     diffusers, transformers = _import_libraries()
-    ahead = ReadAhead.of(source, folder) if donor is None else None  # until the load ends: the disk is what it waits on
+    # until the load ends: the disk is what it waits on
+    ahead = ReadAhead.of(source, folder, options.placement.weights.fp8) if donor is None else None
     try:
         # compiled kernels persist beside the models, so a restart on this machine is warm in seconds
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
         caps = capabilities or Capabilities.detect(device, options.gpu_memory_gib, options.host_memory_gib)
         transformer_config = diffusers.HeliosTransformer3DModel.load_config(folder / "transformer")
-        fit = decide(options.placement, caps, model_size(folder), transformer_config, dtype, aot_folder)
+        fit = decide(options.placement, caps, model_size(folder), transformer_config, dtype, aot_folder,
+                     checkpoint=folder if donor is None else None)
         scheduler_cls = getattr(diffusers, index["scheduler"][1])
         text_config = transformers.UMT5Config.from_pretrained(folder / "text_encoder")
         shares_vae = donor is not None and donor.vae.dtype == vae_dtype and _vae_form(donor.fit) == _vae_form(fit)

@@ -5,6 +5,7 @@ budget, until stopped or orphaned."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -31,11 +32,29 @@ def chunks_of(file: Path) -> list[Chunk]:
     return [Chunk(file, start, min(CHUNK, size - start)) for start in range(0, size, CHUNK)]
 
 
-def checkpoint_chunks(folder: Path) -> list[Chunk]:
-    """The VAE's chunks, then the transformer's and the text encoder's interleaved by their share of each."""
-    first, *pair = ([c for f in sorted((folder / p).glob("*.safetensors")) for c in chunks_of(f)] for p in ORDER)
+def checkpoint_chunks(folder: Path, fp8_forms: Path | None = None) -> list[Chunk]:
+    """The VAE's chunks, then the transformer's and the text encoder's interleaved by their share of each. With
+    `fp8_forms` (an FP8 start), a saved FP8 form of this checkpoint found there is read in place of the transformer's
+    files, which that load reads only a few small tensors of (weights/fp8_saved.py)."""
+    form = saved_fp8_form(folder, fp8_forms) if fp8_forms is not None else None
+    sources = {p: sorted((folder / p).glob("*.safetensors")) for p in ORDER}
+    if form is not None:
+        sources["transformer"] = sorted(form.glob("*.safetensors"))
+    first, *pair = ([c for f in sources[p] for c in chunks_of(f)] for p in ORDER)
     ranked = sorted((i / len(part), n, i) for n, part in enumerate(pair) for i in range(len(part)))
     return first + [pair[n][i] for _, n, i in ranked]
+
+
+def saved_fp8_form(folder: Path, forms: Path) -> Path | None:
+    """The newest saved FP8 form made from `folder`'s checkpoint, by the folder its meta names."""
+    made = []
+    for meta in forms.glob("*/helios-fp8.json"):
+        try:
+            if json.loads(meta.read_text()).get("checkpoint_folder") == str(folder.resolve()):
+                made.append((meta.stat().st_mtime, meta.parent))
+        except (OSError, ValueError):
+            continue
+    return max(made)[1] if made else None
 
 
 def code_paths(code_list: Path) -> list[str]:
@@ -108,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     from .fit.host import available_memory
 
     parser = argparse.ArgumentParser()
-    for flag, kind in (("--model", str), ("--code-list", Path), ("--budget", int)):
+    for flag, kind in (("--model", str), ("--code-list", Path), ("--budget", int), ("--fp8-forms", Path)):
         parser.add_argument(flag, type=kind)
     args = parser.parse_args(argv)
     parent, stopped = os.getppid(), []
@@ -125,5 +144,5 @@ def main(argv: list[str] | None = None) -> None:
     read = read_code(code_paths(args.code_list), halted) if args.code_list else 0
     folder = checkpoint_folder(args.model) if args.model and not halted() else None
     if folder is not None:
-        read += read_chunks(checkpoint_chunks(folder), budget - read, halted)
+        read += read_chunks(checkpoint_chunks(folder, args.fp8_forms), budget - read, halted)
     print(read, flush=True)

@@ -19,22 +19,26 @@ import sys
 from pathlib import Path
 
 from . import DEFAULT_MODEL
-from .cache import cache_dir
+from .cache import cache_dir, fp8_form_cache
 
 CODE_FILES = "code-files.txt"
 WEIGHTS = (".safetensors", ".bin", ".gguf")
 
 
 class ReadAhead:
-    """The child reading `code_list`'s files, then `model`'s checkpoint where it is on this machine. `stop` ends it
-    within a chunk and returns the bytes it read."""
+    """The child reading `code_list`'s files, then `model`'s checkpoint where it is on this machine (for an `fp8`
+    start, its saved FP8 form in place of the transformer's files, if one was made). `stop` ends it within a chunk and
+    returns the bytes it read."""
 
-    def __init__(self, model: str | None, code_list: Path | None = None, budget: int | None = None):
-        self.model = model
+    def __init__(self, model: str | None, code_list: Path | None = None, budget: int | None = None,
+                 fp8: bool = False):
+        self.model, self.fp8 = model, fp8
+        forms = fp8_form_cache() if fp8 else None
         root = str(Path(__file__).resolve().parents[1])
         child = f"import sys; sys.path.insert(0, {root!r}); from helios.read_ahead import main; main()"
         command = [sys.executable, "-c", child]
-        for flag, value in (("--model", model), ("--code-list", code_list), ("--budget", budget)):
+        for flag, value in (("--model", model), ("--code-list", code_list), ("--budget", budget),
+                            ("--fp8-forms", forms)):
             command += [flag, str(value)] if value is not None else []
         try:
             self._child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -44,15 +48,15 @@ class ReadAhead:
         self.pid = self._child.pid if self._child else None
 
     @classmethod
-    def of(cls, model: str, folder: Path) -> ReadAhead:
+    def of(cls, model: str, folder: Path, fp8: bool = False) -> ReadAhead:
         """The one this process's start began for `model`, or a new one reading `folder`."""
         global _early
         early, _early = _early, None
-        if early is not None and early.model == model:
+        if early is not None and (early.model, early.fp8) == (model, fp8):
             return early
         if early is not None:
             early.stop()
-        return cls(str(folder))
+        return cls(str(folder), fp8=fp8)
 
     def is_alive(self) -> bool:
         return self._child is not None and self._child.poll() is None
@@ -103,7 +107,7 @@ def read_ahead_from_here(argv: list[str]) -> None:
         sys.addaudithook(_audit)
     noted = cache_dir() / CODE_FILES
     if noted.is_file():
-        _early = ReadAhead(model_named(argv), noted)
+        _early = ReadAhead(model_named(argv), noted, fp8="--fp8" in argv)
 
 
 def note_code_files(cache: Path) -> None:

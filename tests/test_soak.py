@@ -1,10 +1,10 @@
 """The app soaked with a mix of runs, stops, dropped streams, continues, live edits, bad inputs and concurrent
 clients: nothing it holds may keep growing. The default run soaks the page's handlers 28 times in a process of their
 own (~1 min on 2 cores, tiny model, the CPU preview's 64x128) and decides what 28 runs can: the objects and tensors
-the process holds, its descriptors, threads and files (medians rule), and its resident memory after `malloc_trim` by
-the floor rule (a leak of ~5 MiB a run or more); `python -m pytest -m soak` soaks the app itself through its API (HELIOS_SOAK_RUNS,
-default 28, ~2 min). Smaller leaks of resident memory are the 300-run soaks' to find: `python -m benchmarks.soak
---runs 300 [--in-process]` (tests/results/)."""
+the process holds, its descriptors, threads and files (medians rule), and its resident memory after `malloc_trim`
+by the floor rule (a leak of ~5 MiB a run or more); `python -m pytest -m soak` soaks the app itself through its API
+(HELIOS_SOAK_RUNS, default 28, ~2 min). Smaller leaks of resident memory are the 300-run soaks' to find:
+`python -m benchmarks.soak --runs 300 [--in-process]` (tests/results/)."""
 
 import json
 import os

@@ -180,7 +180,7 @@ def test_the_load_takes_over_the_early_start_and_stops_it_when_done(endless, tmp
     made, alive = [], []
     of, place = ReadAhead.of, loading.assemble
 
-    def reading_endlessly(model, folder):  # the tiny model's files are read in an instant; these last until stopped
+    def reading_endlessly(model, folder, fp8):  # the tiny model's files are read in an instant; these, until stopped
         made.append(of(model, endless))
         return made[-1]
 
@@ -214,7 +214,8 @@ def test_a_start_reads_ahead_the_model_its_command_line_names_before_importing_t
     assert model_named(["generate", "--prompt", "x"]) == os.environ.get("HELIOS_MODEL", "BestWishYsh/Helios-Distilled")
     code = ("import runpy, sys; from helios import startup\n"
             "seen, real = [], startup.ReadAhead.__init__\n"
-            "def watched(self, model, *args): seen.append((model, 'torch' in sys.modules)); real(self, model, *args)\n"
+            "def watched(self, model, *args, **kw):\n"
+            "    seen.append((model, 'torch' in sys.modules)); real(self, model, *args, **kw)\n"
             "startup.ReadAhead.__init__ = watched\n"
             "sys.argv = ['helios', 'generate', '--model', 'tiny', '--help']\n"
             "try: runpy.run_module('helios', run_name='__main__')\n"

@@ -109,6 +109,8 @@ class Fit:
     cuda_graphs: bool = True
     host_budget: int | None = None
     """Host bytes this load may hold (available memory, or --host-memory); None on the CPU preview."""
+    fp8_form: str | None = None
+    """A saved FP8 form of the blocks to load instead of quantizing them (weights/fp8_saved.py)."""
 
     def with_aot(self, folder, note: str) -> Fit:
         """Blocks from an AoT folder are not compiled again; without one, `aot` says "off"."""
@@ -118,6 +120,10 @@ class Fit:
         faster = dataclasses.replace(self.placement.faster, **switches)
         placement = dataclasses.replace(self.placement, faster=faster)
         return dataclasses.replace(self, placement=placement, notes=self.notes + ((note,) if note else ()))
+
+    def with_fp8_form(self, folder, note: str) -> Fit:
+        return dataclasses.replace(self, fp8_form=str(folder) if folder else None,
+                                   notes=self.notes + ((note,) if note else ()))
 
     def describe(self) -> str:
         streamed = f", {self.resident_blocks} blocks resident" if self.tier.streamed_blocks else ""

@@ -127,7 +127,7 @@ class FromLoaded(Weights):
                 )
             source = tensor if source is None else source
             values[name] = source.to(device, dtype_of(prefix + name, source.dtype), copy=True)
-        _set_tensors(module, values)
+        set_tensors(module, values)
 
 
 class WeightFiles(Weights):
@@ -156,7 +156,7 @@ class WeightFiles(Weights):
                 raise ModelUnavailable(f"{self.folder} lacks {key}: the checkpoint is incomplete; download it again.")
             else:
                 values[name] = tensor.to(device)  # computed when the module was built (rotary tables)
-        _set_tensors(module, values)
+        set_tensors(module, values)
 
     def _read(self, stored: Stored, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         if device.type != "cuda":
@@ -185,7 +185,7 @@ class WeightFiles(Weights):
         return buffer
 
 
-def _set_tensors(module: nn.Module, values: dict[str, torch.Tensor]) -> None:
+def set_tensors(module: nn.Module, values: dict[str, torch.Tensor]) -> None:
     """One by one: load_state_dict skips non-persistent buffers."""
     for name, value in values.items():
         owner, _, leaf = name.rpartition(".")

@@ -1,6 +1,7 @@
 """Put each part of the model where its placement says, filling its weights module by module on the way, so loading
 never holds more on the GPU than the tier allows, nor a whole model in host memory: a transformer block is filled on
-the GPU, turned to FP8 there if the tier says so, and moved to pinned host memory if it is streamed.
+the GPU, turned to FP8 there if the tier says so (or filled from its saved FP8 form), and moved to pinned host memory
+if it is streamed.
 
 Weights come from a checkpoint's files or from modules already built in memory (weights/files.py).
 """
@@ -8,6 +9,7 @@ Weights come from a checkpoint's files or from modules already built in memory (
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 
 import torch
@@ -22,6 +24,7 @@ from ..parallel.context_parallel import apply_context_parallel
 from ..parallel.ranks import Ranks
 from ..placement import ATTENTION
 from .fp8 import apply_float8
+from .fp8_saved import SavedFp8
 from .int8 import apply_int8, quantize_rows
 from .streaming import BlockStream, apply_streaming, streamed_positions
 
@@ -122,10 +125,15 @@ def place_transformer(
         weights.fill(transformer, "", device, dtype_of)
     resident = len(blocks) if fit.resident_blocks is None else fit.resident_blocks
     streamed = streamed_positions(len(blocks), resident)
+    fp8 = functools.partial(apply_float8, fp8_matmul=fit.fp8_matmul, library=fit.placement.weights.fp8_linears)
+    saved = SavedFp8(Path(fit.fp8_form), fp8, weights.ledger, weights.slabs) if fit.fp8_form else None
     for i, block in enumerate(blocks):
-        weights.fill(block, f"blocks.{i}.", device, dtype_of)
-        if fit.tier.fp8_weights:
-            apply_float8(block, fit.fp8_matmul, fit.placement.weights.fp8_linears)
+        if saved is not None:
+            saved.fill(block, f"blocks.{i}.", device, dtype_of)
+        else:
+            weights.fill(block, f"blocks.{i}.", device, dtype_of)
+            if fit.tier.fp8_weights:
+                fp8(block)
         if i in streamed:
             weights.pin(block, device)
     if faster.attention == "fp8":
