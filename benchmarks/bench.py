@@ -212,9 +212,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-compile", action="store_true", help="the engine's blocks not compiled")
     parser.add_argument(
         "--aot",
-        default=os.environ.get("HELIOS_AOT", "auto"),
+        default=os.environ.get("HELIOS_AOT", "jit"),
         metavar="DIR",
-        help="ahead-of-time compiled blocks from DIR (python -m helios compile); auto: the cache's; off: JIT",
+        help="ahead-of-time compiled blocks from DIR (python -m helios compile); jit: the cache's, else JIT; off: JIT",
     )
     parser.add_argument("--memory", help="measure this memory tier alone, loading --model (needs --cap-gib)")
     parser.add_argument("--model", help="with --memory: a checkpoint folder (python -m benchmarks.random_checkpoint)")

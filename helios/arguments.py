@@ -136,7 +136,8 @@ def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) 
         default=os.environ.get("HELIOS_AOT", "auto"),
         metavar="DIR",
         help="ahead-of-time compiled blocks from DIR (made by python -m helios compile), or from a Hub repo id "
-        "holding such a folder; auto: the cache's, if made for this GPU; off: compile just in time",
+        "holding such a folder; auto: the cache's, if made for this GPU, else built beside the first run (which runs "
+        "the blocks uncompiled until it is made); jit: the cache's, else compiled just in time; off: just in time",
     )
     parser.add_argument(
         "--parallel", choices=PARALLEL_CHOICES, default="auto",
@@ -148,7 +149,7 @@ def add_placement_arguments(parser: argparse.ArgumentParser, runs: bool = True) 
 def load_options_from_args(args, **more) -> LoadOptions:
     """With LoRA adapters the cache's AoT blocks (made without their layers) are not looked for: blocks compile."""
     weights = WeightForm(memory=args.memory, fp8=args.fp8, fp8_linears=args.fp8_linears)
-    aot = "off" if getattr(args, "lora", None) and args.aot == "auto" else args.aot
+    aot = "off" if getattr(args, "lora", None) and args.aot in ("auto", "jit") else args.aot
     placement = Placement(weights=weights, faster=Speedups(attention=args.attention, aot=aot), parallel=args.parallel)
     return LoadOptions(placement=placement, gpu_memory_gib=args.gpu_memory, host_memory_gib=args.host_memory, **more)
 

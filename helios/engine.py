@@ -142,9 +142,9 @@ class Engine:
         names = [f.name for f in request.loras]
         if len(set(names)) < len(names):
             raise BadInput("Two LoRA adapters share a name (their files' stem): rename one of the files.")
-        if request.loras and self.model.fit.placement.faster.aot != "off":
+        if request.loras and (self.model.fit.placement.faster.aot != "off" or self.model.aot_beside is not None):
             raise BadInput(
-                "These transformer blocks were compiled ahead of time without LoRA layers: start with --aot off to "
+                "These transformer blocks are compiled ahead of time, without LoRA layers: start with --aot off to "
                 "use LoRA adapters."
             )
         self.model.lora.check(request.loras)
@@ -192,6 +192,8 @@ class Engine:
         indices = {name: t.to(device) for name, t in _history_indices(s.history_sizes).items()}
         first, total = request.first_segment, request.total_segments
         for k in range(first, total) if total is not None else itertools.count(first):
+            if model.aot_beside is not None and model.aot_beside.switch() and self.forward is not None:
+                self.forward.forget()
             watch = Stopwatch(device)
             watch.mark()
             mix, strengths = cue_at(k)

@@ -22,6 +22,7 @@ import torch
 
 from .cache import cache_dir
 from .errors import ModelUnavailable
+from .faster.aot_beside import AotBeside
 from .fit.capability import Capabilities
 from .fit.here import decide
 from .fit.size import model_size
@@ -78,6 +79,8 @@ class HeliosModel:
     decode_thread: ThreadPoolExecutor
     """Every decode of the model's VAE, the load's warm-up and every run's (`decode_thread`)."""
     block_stream: BlockStream | None = None
+    aot_beside: AotBeside | None = None
+    """The blocks' AoT package being built beside the first run, which `Engine` switches to once made."""
     ranks: Ranks = Ranks()
     load_s: float | None = None
     """Seconds its load took, from disk or from another loaded form of its checkpoint."""
@@ -285,7 +288,9 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, fit: Fit,
         vae = _warm_vae(parts["vae"], fit.default_size, fill, decoder)
     text_encoder = None if "text_encoder" in shared else parts["text_encoder"]
     text = Loading(lambda: place_text_encoder(text_encoder, fit, fill, weights["text_encoder"], dtype), fill)
-    block_stream = place_transformer(parts["transformer"], fit, fill, ranks(), weights["transformer"], dtype)
+    block_stream, aot_beside = place_transformer(
+        parts["transformer"], fit, fill, ranks(), weights["transformer"], dtype
+    )
     text.wait()
     if vae is not None:
         vae.result()
@@ -297,7 +302,8 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, fit: Fit,
     is_tiny = folder is not None and (folder / TINY_MARKER).exists()
     return HeliosModel(
         source=source, folder=folder, flavour=flavour, is_tiny=is_tiny, device=device, dtype=dtype, fit=fit,
-        capabilities=caps, decode_thread=decoder, block_stream=block_stream, ranks=ranks(), **parts,
+        capabilities=caps, decode_thread=decoder, block_stream=block_stream, aot_beside=aot_beside, ranks=ranks(),
+        **parts,
     )
 
 

@@ -70,9 +70,11 @@ class Speedups:
     """torch.compile the VAE's decoder: ~6% on the decode where our kernels bought 1.6x, so off unless asked."""
     cudnn_autotune: bool = True
     """cuDNN tries its convolution algorithms once per shape and keeps the fastest."""
-    aot: str = "auto"
-    """Ahead-of-time compiled blocks: "auto" (the cache's folder made for this GPU, torch and weight form, if any),
-    "off", or a folder made by `python -m helios compile` (faster/aot.py)."""
+    aot: str = "jit"
+    """Ahead-of-time compiled blocks: the cache's folder made for this GPU, torch and weight form if there is one,
+    else "jit" compiles them just in time and "auto" runs them as they are while their package is built beside the
+    first run (faster/aot_beside.py; the CLI's and the app's default, a first start's); "off", or a folder made by
+    `python -m helios compile` (faster/aot.py). Benchmarks keep "jit": they measure the compiled steady state."""
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,106 @@
-"""Ahead-of-time compiled blocks on the CPU (AOTInductor builds CPU code too): `python -m helios compile` writes a
-folder, a run from it makes the frames of the just-in-time run, and a folder made for anything else is refused in
-words, the run falling back to compiling just in time. One build takes ~40 s on 2 cores."""
+"""Ahead-of-time compiled blocks on the CPU (AOTInductor builds CPU code too): a first start builds the package beside
+its run and switches to it, a run from the folder makes the frames of the just-in-time run, and a folder made for
+anything else is refused in words, the run falling back to compiling just in time. One build (~15 s on 2 cores, in a
+child process) serves the module."""
 
+import dataclasses
 import json
 import shutil
 import zipfile
 
 import numpy as np
 import pytest
+import torch
+
+from helios.engine import Engine
+from helios.faster.aot import AotForward, aot_key
+from helios.faster.aot_beside import AotBeside
+from helios.fit.capability import Capabilities
+from helios.fit.here import decide
+from helios.fit.size import model_size
+from helios.loading import LoadOptions, load_checkpoint
+from helios.placement import Placement, Speedups
+from helios.request import GenerationRequest, GenerationSettings
+from helios.run import Run
+from helios.timeline import PromptTimeline
 
 pytestmark = pytest.mark.slow
 
-RUN = ("--model", "tiny", "--prompt", "a kite over the dunes", "--height", "64", "--width", "128", "--frames", "66",
-       "--steps", "1,1,1", "--seed", "5")
+PROMPT, SIZE = "a kite over the dunes", ("--height", "64", "--width", "128")
+RUN = ("--model", "tiny", "--prompt", PROMPT, *SIZE, "--frames", "66", "--steps", "1,1,1", "--seed", "5")
+
+
+def segments(model, after_first=lambda: None) -> np.ndarray:
+    """RUN's request, three segments, in this process; `after_first` runs between the first and the second."""
+    settings = GenerationSettings(height=64, width=128, num_frames=99, seed=5, pyramid_steps=(1, 1, 1))
+    made = []
+    for segment in Run(Engine(model), GenerationRequest(PromptTimeline.single(PROMPT), settings)).segments():
+        made.append(segment.frames)
+        if len(made) == 1:
+            after_first()
+    return np.concatenate(made).astype(int)
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory, cli):
+def first_start(tmp_path_factory):
+    """A first start's run on the tiny model: its blocks uncompiled while their package is built beside it (as a
+    first start on a GPU does; the CPU preview's blocks are never compiled, so it is asked for here), the build
+    awaited after the first segment; and the eager run's frames."""
+    folder = tmp_path_factory.mktemp("tiny")
+    from helios.tiny import build_tiny
+
+    build_tiny(folder)
+    eager = segments(load_checkpoint(str(folder), LoadOptions(device="cpu")))
+    model = load_checkpoint(str(folder), LoadOptions(device="cpu"))
+    model.fit = dataclasses.replace(
+        model.fit, build_aot=aot_key(model.transformer.config, model.dtype, model.fit, model.capabilities)
+    )
+    model.aot_beside = AotBeside(model.transformer, model.fit, model.dtype, model.device)
+    switched = segments(model, lambda: model.aot_beside.wait(600))
+    return model, eager, switched
+
+
+@pytest.fixture(scope="module")
+def folder(first_start, tmp_path_factory):
+    model, _, _ = first_start
     out = tmp_path_factory.mktemp("aot") / "blocks"
-    done = cli("--model", "tiny", "--height", "64", "--width", "128", "--out", out, command="compile")
-    assert done.returncode == 0, done.stderr
-    assert f"wrote {out}" in done.stdout and f"--aot {out}" in done.stdout
+    shutil.copytree(model.aot_beside.folder, out)
     return out
+
+
+def test_a_first_start_runs_uncompiled_then_switches_to_the_package_built_beside_it(first_start):
+    model, eager, switched = first_start
+    assert "built" in model.aot_beside.log.read_text()
+    assert all(isinstance(b.forward, AotForward) for b in model.transformer.blocks)
+    assert switched.shape == eager.shape == (97, 64, 128, 3) and eager.std() > 1
+    assert np.abs(switched - eager).max() <= 1
+
+
+def test_a_first_start_on_a_gpu_builds_beside_and_later_starts_or_other_asks_do_not(tiny_checkpoint, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("HELIOS_STUDIO_CACHE", str(tmp_path))
+    folder = tiny_checkpoint("distilled")
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    h100 = Capabilities("cuda", compute_capability=(9, 0), free_bytes=80 * 2**30, triton=True, cudnn_attention=True)
+
+    def fit(caps=h100, **faster):
+        return decide(Placement(faster=Speedups(**faster)), caps, model_size(folder), config, torch.bfloat16)
+
+    first = fit(aot="auto")
+    assert first.build_aot is not None and not first.placement.faster.compile_blocks
+    assert "built beside the first run" in "; ".join(first.notes)
+    assert fit(aot="jit").build_aot is None and fit(aot="jit").placement.faster.compile_blocks
+    assert fit(aot="auto", kernels=True).build_aot is None, "AoT blocks are built without our kernels"
+    assert fit(dataclasses.replace(h100, ranks=2), aot="auto").build_aot is None
+    assert fit(dataclasses.replace(h100, zero_gpu=True), aot="auto").build_aot is None, "no runtime compile there"
+    (tmp_path / "aot" / first.build_aot.name).mkdir(parents=True)
+    (tmp_path / "aot" / first.build_aot.name / "helios-aot.json").write_text(
+        json.dumps(dict(key=dataclasses.asdict(first.build_aot)))
+    )
+    (tmp_path / "aot" / first.build_aot.name / "HeliosTransformerBlock").mkdir()
+    (tmp_path / "aot" / first.build_aot.name / "HeliosTransformerBlock" / "package.pt2").write_bytes(b"")
+    later = fit(aot="auto")
+    assert later.build_aot is None and later.placement.faster.aot.endswith(first.build_aot.name)
 
 
 def frames(cli, tmp_path, name, *flags):

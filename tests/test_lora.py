@@ -330,7 +330,7 @@ def test_adapters_reach_streamed_blocks_and_are_refused_with_aot_blocks(tmp_path
     fit = engine.model.fit
     engine.model.fit = replace(fit, placement=replace(fit.placement, faster=replace(fit.placement.faster, aot="aot")))
     try:
-        with pytest.raises(BadInput, match="compiled ahead of time without LoRA layers: start with --aot off"):
+        with pytest.raises(BadInput, match="compiled ahead of time, without LoRA layers: start with --aot off"):
             frames(engine, [LoraFile.of(style)])
     finally:
         engine.model.fit = fit

@@ -37,6 +37,8 @@ from ..errors import ModelUnavailable
 from ..placement import ATTENTION
 
 BLOCK = "HeliosTransformerBlock"
+CACHED = ("auto", "jit")
+"""`--aot` values that look in the cache (placement.py says what each does where it has no folder)."""
 PACKAGE = "package.pt2"
 META = "helios-aot.json"
 TUNING = {"coordinate_descent_tuning": True, "coordinate_descent_check_all_directions": True}
@@ -117,15 +119,15 @@ def read_key(folder: Path) -> AotKey:
 def choose(
     asked: str, key: AotKey, cache: Path, ranks: int, own_kernels: bool, locate: Callable[[str], Path]
 ) -> tuple[Path | None, str]:
-    """The folder to run from (None: compile just in time) and the words for the banner. `asked` is "auto" (the
-    cache folder for this key, if one was made), "off", or what `locate` finds a folder by, which must match."""
+    """The folder to run from (None: none here) and the words for the banner. `asked` is "auto" or "jit" (the cache
+    folder for this key, if one was made), "off", or what `locate` finds a folder by, which must match."""
     if asked == "off":
         return None, ""
     if ranks > 1 or own_kernels:
         why = "AoT blocks run on one GPU only" if ranks > 1 else "AoT blocks are built without our Triton kernels"
-        return None, f"blocks compiled just in time: {why}" if asked != "auto" else ""
-    folder = cache / key.name if asked == "auto" else locate(asked)
-    if asked == "auto" and not folder.is_dir():
+        return None, f"blocks compiled just in time: {why}" if asked not in CACHED else ""
+    folder = cache / key.name if asked in CACHED else locate(asked)
+    if asked in CACHED and not folder.is_dir():
         return None, ""
     made_for = read_key(folder)
     if made_for != key:

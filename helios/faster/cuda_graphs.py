@@ -46,6 +46,11 @@ class GraphedForward:
         graph.graph.replay()
         return graph.output.clone()
 
+    def forget(self) -> None:
+        """The blocks changed under the graphs (faster/aot_beside.py): each shape runs, then is captured, again."""
+        self.graphs.clear()
+        self.seen.clear()
+
     def _run(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.transformer(**inputs, return_dict=False)[0]
 

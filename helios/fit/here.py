@@ -1,5 +1,6 @@
 """What runs here, decided in one step: the tier and switches this GPU and host hold (`tiers.resolve`), then the
-ahead-of-time compiled blocks and the saved FP8 form made for exactly that, if there are any."""
+ahead-of-time compiled blocks (or, where this machine has none, their build beside the first run) and the saved FP8
+form made for exactly that."""
 
 from __future__ import annotations
 
@@ -23,8 +24,11 @@ def decide(placement: Placement, caps: Capabilities, size: ModelSize, transforme
     fit = resolve(placement, caps, size)
     faster = fit.placement.faster
     key = aot_key(transformer_config, dtype, fit, caps)
-    folder, note = choose(faster.aot, key, aot_cache(), caps.ranks, faster.kernels or faster.attention == "fp8", locate)
+    own_kernels = faster.kernels or faster.attention == "fp8"
+    folder, note = choose(faster.aot, key, aot_cache(), caps.ranks, own_kernels, locate)
     fit = fit.with_aot(folder, note)
+    if folder is None and faster.aot == "auto" and faster.compile_blocks and caps.ranks == 1 and not own_kernels:
+        fit = fit.building_aot(key)
     if not fit.tier.fp8_weights or checkpoint is None:
         return fit
     form = fp8_saved.form_key(checkpoint, key.weights, dtype)

@@ -7,10 +7,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ModelUnavailable
 from ..placement import ATTENTION, Placement, Speedups, WeightForm
 from .capability import Capabilities
+
+if TYPE_CHECKING:
+    from ..faster.aot import AotKey
 
 GIB = 2**30
 
@@ -111,6 +115,9 @@ class Fit:
     """Host bytes this load may hold (available memory, or --host-memory); None on the CPU preview."""
     fp8_form: str | None = None
     """A saved FP8 form of the blocks to load instead of quantizing them (weights/fp8_saved.py)."""
+    build_aot: AotKey | None = None
+    """This machine has no AoT package for these blocks: they run as they are while one is built beside the first run
+    (faster/aot_beside.py)."""
 
     def with_aot(self, folder, note: str) -> Fit:
         """Blocks from an AoT folder are not compiled again; without one, `aot` says "off"."""
@@ -120,6 +127,13 @@ class Fit:
         faster = dataclasses.replace(self.placement.faster, **switches)
         placement = dataclasses.replace(self.placement, faster=faster)
         return dataclasses.replace(self, placement=placement, notes=self.notes + ((note,) if note else ()))
+
+    def building_aot(self, key: AotKey) -> Fit:
+        faster = dataclasses.replace(self.placement.faster, compile_blocks=False, aot="off")
+        return dataclasses.replace(
+            self, placement=dataclasses.replace(self.placement, faster=faster), build_aot=key,
+            notes=self.notes + ("blocks run as they are while their AoT package is built beside the first run",),
+        )
 
     def with_fp8_form(self, folder, note: str) -> Fit:
         return dataclasses.replace(self, fp8_form=str(folder) if folder else None,
