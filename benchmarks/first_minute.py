@@ -42,29 +42,39 @@ class Case:
     without it that names an AoT case's cache runs from that case's folder, with what its run left cached."""
 
 
+JIT = ("--aot", "jit")
 CASES = {
-    "bf16-cold": Case("bf16, JIT, empty compile cache", cache="bf16"),
-    "bf16-kept": Case("bf16, JIT, compile cache kept", cache="bf16"),
-    "fp8-cold": Case("--fp8, JIT, empty compile cache", ("--fp8",), "fp8", {"TORCH_LOGS": "recompiles,graph_breaks"}),
+    "bf16-first": Case("bf16, a machine's first start: no AoT folder, empty caches (--aot auto: blocks uncompiled "
+                       "until their package, built beside, is made)", cache="first-bf16"),
+    "bf16-first-again": Case("bf16, the start after it, from the package the first start built", cache="first-bf16"),
+    "fp8-first": Case("--fp8, a machine's first start (as bf16-first)", ("--fp8",), "first-fp8"),
+    "bf16-cold": Case("bf16, JIT, empty compile cache", JIT, cache="bf16"),
+    "bf16-kept": Case("bf16, JIT, compile cache kept", JIT, cache="bf16"),
+    "fp8-cold": Case(
+        "--fp8, JIT, empty compile cache", ("--fp8", *JIT), "fp8", {"TORCH_LOGS": "recompiles,graph_breaks"}
+    ),
     "fp8-ours-cold": Case(
         "--fp8 --fp8-linears ours, JIT, empty compile cache",
-        ("--fp8", "--fp8-linears", "ours"),
+        ("--fp8", "--fp8-linears", "ours", *JIT),
         "fp8-ours",
         {"TORCH_LOGS": "recompiles,graph_breaks"},
     ),
-    "fp8-kept": Case("--fp8, JIT, compile cache kept", ("--fp8",), "fp8"),
+    "fp8-kept": Case("--fp8, JIT, compile cache kept", ("--fp8", *JIT), "fp8"),
     "aot-bf16": Case("bf16, AoT blocks, no JIT cache", cache="aot-bf16", aot=True),
-    "aot-fp8": Case("--fp8, AoT blocks, no JIT cache", ("--fp8",), "aot-fp8", aot=True),
+    "aot-fp8": Case("--fp8, AoT blocks and the saved FP8 form (both from helios compile --fp8), no JIT cache",
+                    ("--fp8",), "aot-fp8", aot=True),
     "aot-bf16-again": Case("bf16, AoT blocks, a second start (the first's Triton cache kept)", cache="aot-bf16"),
-    "40gib": Case("40 GiB GPU", ("--gpu-memory", "40"), "tiers"),
-    "32gib": Case("32 GiB GPU", ("--gpu-memory", "32"), "tiers"),
-    "24gib": Case("24 GiB GPU (the fp8 tier: after fp8-cold, its compile cache kept)", ("--gpu-memory", "24"), "fp8"),
-    "16gib": Case("16 GiB GPU, 24 GiB host", ("--gpu-memory", "16", "--host-memory", "24"), "streamed"),
-    "12gib": Case("12 GiB GPU, 24 GiB host", ("--gpu-memory", "12", "--host-memory", "24"), "streamed"),
-    "8gib": Case("8 GiB GPU, 24 GiB host", ("--gpu-memory", "8", "--host-memory", "24"), "streamed"),
+    "40gib": Case("40 GiB GPU", ("--gpu-memory", "40", *JIT), "tiers"),
+    "32gib": Case("32 GiB GPU", ("--gpu-memory", "32", *JIT), "tiers"),
+    "24gib": Case(
+        "24 GiB GPU (the fp8 tier: after fp8-cold, its compile cache kept)", ("--gpu-memory", "24", *JIT), "fp8"
+    ),
+    "16gib": Case("16 GiB GPU, 24 GiB host", ("--gpu-memory", "16", "--host-memory", "24", *JIT), "streamed"),
+    "12gib": Case("12 GiB GPU, 24 GiB host", ("--gpu-memory", "12", "--host-memory", "24", *JIT), "streamed"),
+    "8gib": Case("8 GiB GPU, 24 GiB host", ("--gpu-memory", "8", "--host-memory", "24", *JIT), "streamed"),
     "6gib": Case(
         "6 GiB GPU, 24 GiB host, 256x448 (the largest size the tier takes on such a card)",
-        ("--gpu-memory", "6", "--host-memory", "24", "--height", "256", "--width", "448"),
+        ("--gpu-memory", "6", "--host-memory", "24", "--height", "256", "--width", "448", *JIT),
         "streamed",
     ),
     "zerogpu-eager": Case(
@@ -134,6 +144,7 @@ def ours(case: Case, model: str, segments: int, work: Path, logs: Path, key: str
         wall_s=round(wall, 1),
         host_peak_gib=round(host, 1),
         **built,
+        **awaited_build(cache, wall),
     )
     banner = next(((t, line) for t, line in lines if line.startswith("Model:")), None)
     if code or banner is None:
@@ -158,6 +169,19 @@ def ours(case: Case, model: str, segments: int, work: Path, logs: Path, key: str
         peak_gpu_gib=timings["peak_gpu_gib"],
         host_link_gib=timings.get("host_link_gib"),
     )
+
+
+def awaited_build(cache: Path, wall: float, limit_s: float = 900) -> dict:
+    """A first start's package, built beside its run (helios/aot_beside.py), awaited after the run so the next
+    case meets the machine that start left; its seconds since that run's start."""
+    start = time.perf_counter()
+    building = list((cache / "aot").glob(".*.building"))
+    if not building:
+        return {}
+    while any(b.exists() for b in building) and time.perf_counter() - start < limit_s:
+        time.sleep(1)
+    made = [p.name for p in (cache / "aot").iterdir() if not p.name.startswith(".")]
+    return dict(beside_build_done_s=round(wall + time.perf_counter() - start, 1), beside_built=made)
 
 
 def build_aot(case: Case, model: str, env: dict, cache: Path, log: Path, drop: bool) -> dict:

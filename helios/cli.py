@@ -121,7 +121,7 @@ def compile_blocks(args) -> int:
     inputs = capture_block_inputs(block, lambda: next(Run(Engine(model), request).segments()))
     key = aot_key(model.transformer.config, model.dtype, model.fit, model.capabilities)
     if model.fit.tier.fp8_weights and model.fit.fp8_form is None:
-        form = fp8_saved.form_key(model.folder, key.weights, model.dtype)
+        form = fp8_saved.form_key(model.folder, model.fit, model.dtype)
         seconds = fp8_saved.save(model.transformer.blocks, form, model.folder, fp8_form_cache() / form.name)
         print(f"wrote the FP8 form {fp8_form_cache() / form.name} in {seconds:.0f} s: FP8 starts here read it instead "
               "of quantizing.", flush=True)

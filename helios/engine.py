@@ -65,8 +65,8 @@ class Engine:
         self.options = options
         self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device, model.dtype)
         self.context = ContextLatents(model, options.vae_latents_per_pass)
-        self._layers_graphed = 0
-        """The LoRA layers (`LoraSlots.installs`) the CUDA graphs in `forward` were captured with."""
+        self._graphed_blocks = (0, False)
+        """The blocks (`HeliosModel.blocks_version`) the CUDA graphs in `forward` were captured with."""
 
     @property
     def uses_cuda_graphs(self) -> bool:
@@ -173,9 +173,6 @@ class Engine:
         model, s = self.model, request.settings
         device = model.device
         model.lora.use(request.loras)
-        if model.lora.installs != self._layers_graphed:
-            self.__dict__.pop("forward", None)
-            self._layers_graphed = model.lora.installs
         generator = torch.Generator(device=device).manual_seed(s.seed)
         latent_shape = (LATENT_FRAMES, s.height // SPATIAL_COMPRESSION, s.width // SPATIAL_COMPRESSION)
         denoise = Denoiser(model.transformer, model.scheduler, plan, generator, device, latent_shape, self.forward)
@@ -192,8 +189,11 @@ class Engine:
         indices = {name: t.to(device) for name, t in _history_indices(s.history_sizes).items()}
         first, total = request.first_segment, request.total_segments
         for k in range(first, total) if total is not None else itertools.count(first):
-            if model.aot_beside is not None and model.aot_beside.switch() and self.forward is not None:
+            if model.aot_beside is not None:
+                model.aot_beside.switch()
+            if self._graphed_blocks != model.blocks_version and self.forward is not None:
                 self.forward.forget()
+            self._graphed_blocks = model.blocks_version
             watch = Stopwatch(device)
             watch.mark()
             mix, strengths = cue_at(k)

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
+from .aot_beside import AotBeside
 from .cache import cache_dir
 from .errors import ModelUnavailable
-from .faster.aot_beside import AotBeside
 from .fit.capability import Capabilities
 from .fit.here import decide
 from .fit.size import model_size
@@ -34,6 +34,7 @@ from .parallel.ranks import Ranks, ranks
 from .placement import Placement
 from .startup import ReadAhead, note_code_files
 from .tiny import FLAVOURS, TINY_MARKER, TinySpec, build_tiny, marker
+from .weights import fp8_saved
 from .weights.files import FromLoaded, HostLedger, InMemory, Loading, PinnedSlabs, WeightFiles, empty, on_side_stream
 from .weights.streaming import BlockStream
 
@@ -91,6 +92,12 @@ class HeliosModel:
         return LoraSlots(self.transformer, self.device, self.dtype)
 
     @property
+    def blocks_version(self) -> tuple[int, bool]:
+        """Changes whenever the blocks do (adapters installed, the switch to a package built beside): each engine
+        captures its CUDA graphs again."""
+        return self.lora.installs, self.aot_beside is not None and self.aot_beside.done
+
+    @property
     def label(self) -> str:
         if self.is_tiny:
             return f"{self.source} (tiny random-weight preview: its frames are noise)"
@@ -98,7 +105,7 @@ class HeliosModel:
 
     def describe(self) -> str:
         """Which tier was chosen and why, for the app's banner and the CLI's first line."""
-        notes = list(self.fit.notes)
+        notes = [*self.fit.notes, *([self.aot_beside.outcome] if self.aot_beside and self.aot_beside.outcome else [])]
         if self.ranks.size > 1:
             heads = self.transformer.config.num_attention_heads
             split = attention_split(self.fit.placement.parallel, heads, self.ranks.size)
@@ -222,8 +229,9 @@ def load_checkpoint(source: str, options: LoadOptions, capabilities: Capabilitie
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
         caps = capabilities or Capabilities.detect(device, options.gpu_memory_gib, options.host_memory_gib)
         transformer_config = diffusers.HeliosTransformer3DModel.load_config(folder / "transformer")
-        fit = decide(options.placement, caps, model_size(folder), transformer_config, dtype, aot_folder,
-                     checkpoint=folder if donor is None else None)
+        fit = decide(options.placement, caps, model_size(folder), transformer_config, dtype, aot_folder)
+        if donor is None:
+            fit = fp8_saved.with_saved_form(fit, folder, dtype, transformer_config["num_layers"])
         scheduler_cls = getattr(diffusers, index["scheduler"][1])
         text_config = transformers.UMT5Config.from_pretrained(folder / "text_encoder")
         shares_vae = donor is not None and donor.vae.dtype == vae_dtype and _vae_form(donor.fit) == _vae_form(fit)
@@ -288,9 +296,8 @@ def assemble(source, folder, flavour, parts: dict, device, dtype, fit: Fit,
         vae = _warm_vae(parts["vae"], fit.default_size, fill, decoder)
     text_encoder = None if "text_encoder" in shared else parts["text_encoder"]
     text = Loading(lambda: place_text_encoder(text_encoder, fit, fill, weights["text_encoder"], dtype), fill)
-    block_stream, aot_beside = place_transformer(
-        parts["transformer"], fit, fill, ranks(), weights["transformer"], dtype
-    )
+    block_stream = place_transformer(parts["transformer"], fit, fill, ranks(), weights["transformer"], dtype)
+    aot_beside = AotBeside(parts["transformer"], fit, dtype, device) if fit.build_aot else None
     text.wait()
     if vae is not None:
         vae.result()

@@ -73,7 +73,7 @@ class Speedups:
     aot: str = "jit"
     """Ahead-of-time compiled blocks: the cache's folder made for this GPU, torch and weight form if there is one,
     else "jit" compiles them just in time and "auto" runs them as they are while their package is built beside the
-    first run (faster/aot_beside.py; the CLI's and the app's default, a first start's); "off", or a folder made by
+    first run (helios/aot_beside.py; the CLI's and the app's default, a first start's); "off", or a folder made by
     `python -m helios compile` (faster/aot.py). Benchmarks keep "jit": they measure the compiled steady state."""
 
 

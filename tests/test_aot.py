@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from helios.aot_beside import AotBeside
 from helios.engine import Engine
 from helios.faster.aot import AotForward, aot_key
-from helios.faster.aot_beside import AotBeside
 from helios.fit.capability import Capabilities
 from helios.fit.here import decide
 from helios.fit.size import model_size
@@ -23,6 +23,7 @@ from helios.placement import Placement, Speedups
 from helios.request import GenerationRequest, GenerationSettings
 from helios.run import Run
 from helios.timeline import PromptTimeline
+from helios.tiny import build_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -45,17 +46,17 @@ def segments(model, after_first=lambda: None) -> np.ndarray:
 def first_start(tmp_path_factory):
     """A first start's run on the tiny model: its blocks uncompiled while their package is built beside it (as a
     first start on a GPU does; the CPU preview's blocks are never compiled, so it is asked for here), the build
-    awaited after the first segment; and the eager run's frames."""
-    folder = tmp_path_factory.mktemp("tiny")
-    from helios.tiny import build_tiny
-
-    build_tiny(folder)
+    awaited after the first segment; and the eager run's frames. In a cache of its own: the worker's would give
+    every later test's tiny model these blocks."""
+    folder = build_tiny(tmp_path_factory.mktemp("tiny"))
     eager = segments(load_checkpoint(str(folder), LoadOptions(device="cpu")))
     model = load_checkpoint(str(folder), LoadOptions(device="cpu"))
-    model.fit = dataclasses.replace(
-        model.fit, build_aot=aot_key(model.transformer.config, model.dtype, model.fit, model.capabilities)
-    )
-    model.aot_beside = AotBeside(model.transformer, model.fit, model.dtype, model.device)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HELIOS_STUDIO_CACHE", str(tmp_path_factory.mktemp("cache")))
+        model.fit = dataclasses.replace(
+            model.fit, build_aot=aot_key(model.transformer.config, model.dtype, model.fit, model.capabilities)
+        )
+        model.aot_beside = AotBeside(model.transformer, model.fit, model.dtype, model.device)
     switched = segments(model, lambda: model.aot_beside.wait(600))
     return model, eager, switched
 
@@ -72,6 +73,7 @@ def test_a_first_start_runs_uncompiled_then_switches_to_the_package_built_beside
     model, eager, switched = first_start
     assert "built" in model.aot_beside.log.read_text()
     assert all(isinstance(b.forward, AotForward) for b in model.transformer.blocks)
+    assert f"blocks switched to their ahead-of-time package, {model.aot_beside.folder}" in model.describe()
     assert switched.shape == eager.shape == (97, 64, 128, 3) and eager.std() > 1
     assert np.abs(switched - eager).max() <= 1
 

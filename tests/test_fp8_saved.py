@@ -11,7 +11,6 @@ import torch
 
 from helios.cache import fp8_form_cache
 from helios.engine import Engine
-from helios.faster.aot import aot_key
 from helios.loading import LoadOptions, load_checkpoint
 from helios.placement import Placement, WeightForm
 from helios.read_ahead import checkpoint_chunks
@@ -39,8 +38,7 @@ def frames(model) -> np.ndarray:
 
 def save_form(model) -> tuple[fp8_saved.Fp8FormKey, object]:
     """What `python -m helios compile --fp8` saves."""
-    key = aot_key(model.transformer.config, model.dtype, model.fit, model.capabilities)
-    form = fp8_saved.form_key(model.folder, key.weights, model.dtype)
+    form = fp8_saved.form_key(model.folder, model.fit, model.dtype)
     folder = fp8_form_cache() / form.name
     fp8_saved.save(model.transformer.blocks, form, model.folder, folder)
     return form, folder
@@ -104,8 +102,8 @@ def test_a_fine_tune_with_the_same_headers_has_another_key(tiny_checkpoint, tmp_
     weights.write_bytes(bytes(data))
     original = tiny_checkpoint("distilled")
     assert model_hash(folder) == model_hash(original)
-    key = fp8_saved.form_key(folder, "fp8-ours-weight-only", torch.float32)
-    assert key != fp8_saved.form_key(original, "fp8-ours-weight-only", torch.float32)
+    fit = load_checkpoint(str(original), FP8).fit
+    assert fp8_saved.form_key(folder, fit, torch.float32) != fp8_saved.form_key(original, fit, torch.float32)
 
 
 def test_torchaos_fp8_weights_come_back_from_their_parts(tiny_checkpoint, tmp_path):

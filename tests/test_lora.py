@@ -177,6 +177,11 @@ def test_bad_adapters_are_refused_in_words(engine, style, tmp_path):
     (copy / "style.safetensors").write_bytes(style.read_bytes())
     assert "share a name" in refused([LoraFile.of(style), LoraFile.of(copy / "style.safetensors")])
     assert LoraFile.parse(f"{style}:0.5") == LoraFile(style, 0.5)
+    need = engine.model.lora._bytes([engine.model.lora._layers_of(LoraFile.of(style))])
+    engine.model.lora.use(())  # installed, the same adapter would need no more memory
+    with pytest.MonkeyPatch.context() as room:
+        room.setattr("helios.lora.side_path.available_memory", lambda: need // 2)
+        assert f"need {need / 2**30:.2f} GiB of host memory and " in refused([LoraFile.of(style)])
 
 
 def _tensors(path) -> dict:

@@ -47,7 +47,7 @@ class GraphedForward:
         return graph.output.clone()
 
     def forget(self) -> None:
-        """The blocks changed under the graphs (faster/aot_beside.py): each shape runs, then is captured, again."""
+        """The blocks changed under the graphs (helios/aot_beside.py): each shape runs, then is captured, again."""
         self.graphs.clear()
         self.seen.clear()
 

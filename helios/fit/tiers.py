@@ -117,7 +117,7 @@ class Fit:
     """A saved FP8 form of the blocks to load instead of quantizing them (weights/fp8_saved.py)."""
     build_aot: AotKey | None = None
     """This machine has no AoT package for these blocks: they run as they are while one is built beside the first run
-    (faster/aot_beside.py)."""
+    (helios/aot_beside.py)."""
 
     def with_aot(self, folder, note: str) -> Fit:
         """Blocks from an AoT folder are not compiled again; without one, `aot` says "off"."""

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BadInput
+from ..fit.host import available_memory
 from .file import LoraFile, LoraLayer, read_layers
 
 Layout = tuple[tuple[tuple[str, int, bool], ...], ...]
@@ -93,6 +94,8 @@ class LoraSlots:
         self.layers: dict[str, nn.Module] = {}
         self.strengths = torch.zeros(0, device=device)
         self.installs = 0
+        self.held_bytes = 0
+        """What the installed adapters' layers hold where the model computes."""
         self._set: list[float] = []
         """The strengths last copied to `strengths`."""
         self._read: dict[str, dict[str, LoraLayer]] = {}
@@ -110,7 +113,6 @@ class LoraSlots:
                 copy_side(self.layers[name], parts)
             self.files = files
             return
-        self._check_room(read)
         self._remove()
         self.strengths = torch.zeros(len(files), device=self.device)
         self._set = [0.0] * len(files)
@@ -118,6 +120,7 @@ class LoraSlots:
             self.layers[name] = _submodule(self.transformer, name)
             add_side(self.layers[name], self.strengths, parts, self.device, self.dtype)
         self.files, self.layout = files, layout
+        self.held_bytes = self._bytes(read)
         self.installs += 1
 
     def set(self, strengths: dict[str, float]) -> None:
@@ -132,9 +135,22 @@ class LoraSlots:
         self._set = values
 
     def check(self, files: tuple[LoraFile, ...]) -> None:
-        """BadInput, in words, if a file is no LoRA or has a layer this model lacks; read once, for `use`."""
-        for file in files:
-            self._layers_of(file)
+        """BadInput, in words, if a file is no LoRA, has a layer this model lacks, or all of them need more memory
+        than is left where the model computes (the installed ones' given back); read once, for `use`."""
+        need = self._bytes([self._layers_of(file) for file in files])
+        if self.device.type == "cuda":
+            free, where = torch.cuda.mem_get_info(self.device)[0], "GPU"
+            advice = "a memory tier that keeps less on the GPU (--memory)"
+        else:
+            free, where, advice = available_memory(), "host", "close what else holds memory here"
+        if free and need > free + self.held_bytes:
+            raise BadInput(
+                f"The LoRA adapters need {need / 2**30:.2f} GiB of {where} memory and "
+                f"{(free + self.held_bytes) / 2**30:.2f} GiB is left: use fewer or smaller adapters, or {advice}."
+            )
+
+    def _bytes(self, read: list[dict[str, LoraLayer]]) -> int:
+        return sum((p.down.numel() + p.up.numel()) * self.dtype.itemsize for r in read for p in r.values())
 
     def _layers_of(self, file: LoraFile) -> dict[str, LoraLayer]:
         if file.sha256 not in self._read:
@@ -168,16 +184,6 @@ class LoraSlots:
             for name, layer in layers.items():
                 out.setdefault(name, []).append((adapter, layer))
         return out
-
-    def _check_room(self, read: list[dict[str, LoraLayer]]) -> None:
-        size = sum((p.down.numel() + p.up.numel()) * self.dtype.itemsize for r in read for p in r.values())
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            if size > free:
-                raise BadInput(
-                    f"The LoRA adapters need {size / 2**30:.2f} GiB of GPU memory and {free / 2**30:.2f} GiB is free: "
-                    "use fewer or smaller adapters, or a memory tier that keeps less on the GPU (--memory)."
-                )
 
     def _remove(self) -> None:
         for layer in self.layers.values():

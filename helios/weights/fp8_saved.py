@@ -24,7 +24,9 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
+from ..cache import fp8_form_cache
 from ..errors import ModelUnavailable
+from ..fit.tiers import Fit
 from .files import HostLedger, PinnedSlabs, WeightFiles, set_tensors
 
 META = "helios-fp8.json"
@@ -72,7 +74,9 @@ def checkpoint_fingerprint(transformer_folder: Path) -> str:
     return digest.hexdigest()[:32]
 
 
-def form_key(checkpoint: Path, weights: str, dtype: torch.dtype) -> Fp8FormKey:
+def form_key(checkpoint: Path, fit: Fit, dtype: torch.dtype) -> Fp8FormKey:
+    """The key of the form `fit`'s FP8 blocks take, quantized from `checkpoint`."""
+    matmul = "matmul" if fit.fp8_matmul else "weight-only"
     try:
         torchao = importlib.metadata.version("torchao")
     except importlib.metadata.PackageNotFoundError:
@@ -81,9 +85,16 @@ def form_key(checkpoint: Path, weights: str, dtype: torch.dtype) -> Fp8FormKey:
         checkpoint=checkpoint_fingerprint(checkpoint / "transformer"),
         torch=torch.__version__.split("+")[0],
         torchao=torchao,
-        weights=weights,
+        weights=f"fp8-{fit.placement.weights.fp8_linears}-{matmul}",
         dtype=str(dtype).removeprefix("torch."),
     )
+
+
+def with_saved_form(fit: Fit, checkpoint: Path, dtype: torch.dtype, blocks: int) -> Fit:
+    """`fit`, its FP8 blocks loaded from their saved form where one was made for exactly them."""
+    if not fit.tier.fp8_weights:
+        return fit
+    return fit.with_fp8_form(*choose(form_key(checkpoint, fit, dtype), blocks, fp8_form_cache()))
 
 
 def choose(key: Fp8FormKey, blocks: int, cache: Path) -> tuple[Path | None, str]:

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from ..faster.aot import apply_aot
-from ..faster.aot_beside import AotBeside
 from ..faster.fp8_attention import apply_fp8_attention
 from ..faster.fused_block import apply_kernels
 from ..faster.vae_kernels import apply_vae_kernels
@@ -119,7 +118,7 @@ def place_text_encoder(text_encoder: nn.Module | None, fit: Fit, device: torch.d
 
 def place_transformer(
     transformer: nn.Module, fit: Fit, device: torch.device, ranks: Ranks, weights, dtype
-) -> tuple[BlockStream | None, AotBeside | None]:
+) -> BlockStream | None:
     faster = fit.placement.faster
     dtype_of = dtype_rule(dtype, tuple(type(transformer)._keep_in_fp32_modules or ()))
     with _without(transformer, "blocks") as blocks:
@@ -151,7 +150,7 @@ def place_transformer(
         apply_aot(blocks, Path(faster.aot))
     elif faster.compile_blocks:
         transformer.compile_repeated_blocks(fullgraph=ranks.size == 1)  # the last block's gather breaks the graph
-    return stream, AotBeside(transformer, fit, dtype, device) if fit.build_aot else None
+    return stream
 
 
 def place_vae(vae: nn.Module, fit: Fit, device: torch.device) -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelUnavailable
-from .aot import AotKey, aot_cache, apply_aot, build, read_key
+from .errors import ModelUnavailable
+from .faster.aot import AotKey, aot_cache, apply_aot, build, read_key
 
 SPEC = "spec.pt"
 STALE_S = 30 * 60
@@ -40,6 +40,7 @@ class AotBeside:
         self.log = self.folder.parent / f".{self.folder.name}.log"
         self.child: subprocess.Popen | None = None
         self.called = self.done = False
+        self.outcome = ""
         self._first = getattr(transformer.blocks[0], "block", transformer.blocks[0])
         self._first.forward = self._first_call
 
@@ -56,8 +57,8 @@ class AotBeside:
         torch.save(dict(config=dict(self.transformer.config), fit=self.fit, dtype=self.dtype,
                         device=str(self.device), inputs=inputs, folder=str(self.folder)), work / SPEC)
         self.folder.parent.mkdir(parents=True, exist_ok=True)
-        root = str(Path(__file__).resolve().parents[2])
-        child = f"import sys; sys.path.insert(0, {root!r}); from helios.faster.aot_beside import main; main()"
+        root = str(Path(__file__).resolve().parents[1])
+        child = f"import sys; sys.path.insert(0, {root!r}); from helios.aot_beside import main; main()"
         with open(self.log, "w") as log:
             return subprocess.Popen([sys.executable, "-c", child, str(work / SPEC)], stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -65,12 +66,11 @@ class AotBeside:
     def building(self) -> bool:
         return self.child.poll() is None if self.child is not None else self.scratch.exists()
 
-    def switch(self) -> str | None:
-        """At a segment boundary, once the build is over: the blocks switched to the package (or, after a failed
-        build, to compiling just in time) and the words for it; None while nothing changed. CUDA graphs captured with
-        the old blocks must go when it changes."""
+    def switch(self) -> None:
+        """At a segment boundary, once the build is over: the blocks switched to the package, or, after a failed
+        build, to compiling just in time (`done`, and `outcome` in words)."""
         if self.done or not self.called or self.building():
-            return None
+            return
         self.done = True
         try:
             built = read_key(self.folder) == self.key
@@ -78,9 +78,10 @@ class AotBeside:
             built = False
         if built:
             apply_aot(self.transformer.blocks, self.folder)
-            return f"blocks switched to their ahead-of-time package, {self.folder}"
-        self.transformer.compile_repeated_blocks(fullgraph=True)
-        return f"the blocks' AoT build failed (its log: {self.log}): blocks compiled just in time"
+            self.outcome = f"blocks switched to their ahead-of-time package, {self.folder}"
+        else:
+            self.transformer.compile_repeated_blocks(fullgraph=True)
+            self.outcome = f"the blocks' AoT build failed (its log: {self.log}): blocks compiled just in time"
 
     def wait(self, timeout: float) -> None:
         """Until the child is done (tests, and a command that must leave the package made)."""
@@ -93,9 +94,9 @@ def main() -> None:
     initialised, built into the package with the parent's first block inputs."""
     import diffusers
 
-    from ..parallel.ranks import Ranks
-    from ..weights.files import HostLedger, InMemory
-    from ..weights.place import place_transformer
+    from .parallel.ranks import Ranks
+    from .weights.files import HostLedger, InMemory
+    from .weights.place import place_transformer
 
     spec_path = Path(sys.argv[1])
     spec = torch.load(spec_path, weights_only=False)
