@@ -18,6 +18,7 @@ from helios.faster.aot import AotForward, aot_key
 from helios.fit.capability import Capabilities
 from helios.fit.here import decide
 from helios.fit.size import model_size
+from helios.fit.tiers import workspace_bytes
 from helios.loading import LoadOptions, load_checkpoint
 from helios.placement import Placement, Speedups
 from helios.request import GenerationRequest, GenerationSettings
@@ -95,6 +96,9 @@ def test_a_first_start_on_a_gpu_builds_beside_and_later_starts_or_other_asks_do_
     assert fit(aot="auto", kernels=True).build_aot is None, "AoT blocks are built without our kernels"
     assert fit(dataclasses.replace(h100, ranks=2), aot="auto").build_aot is None
     assert fit(dataclasses.replace(h100, zero_gpu=True), aot="auto").build_aot is None, "no runtime compile there"
+    tight = fit(dataclasses.replace(h100, free_bytes=int((workspace_bytes(384, 640) + 2**29) / 0.95)), aot="auto")
+    assert tight.build_aot is None and tight.placement.faster.compile_blocks
+    assert "too little GPU memory to build their AoT package beside the run" in "; ".join(tight.notes)
     (tmp_path / "aot" / first.build_aot.name).mkdir(parents=True)
     (tmp_path / "aot" / first.build_aot.name / "helios-aot.json").write_text(
         json.dumps(dict(key=dataclasses.asdict(first.build_aot)))

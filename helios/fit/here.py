@@ -12,7 +12,11 @@ import torch
 from ..faster.aot import aot_cache, aot_key, choose
 from ..placement import Placement
 from .capability import Capabilities
-from .tiers import Fit, ModelSize, resolve
+from .tiers import DEFAULT_RESOLUTION, GIB, Fit, ModelSize, resolve, workspace_bytes
+
+BUILD_CONTEXT = GIB
+"""The build's child holds one block (bf16, `ModelSize.block_bytes`), its CUDA context and the autotuner's buffers
+beside the run: a first start builds beside only where the run's memory for a default-size request leaves that."""
 
 
 def decide(placement: Placement, caps: Capabilities, size: ModelSize, transformer_config: dict, dtype: torch.dtype,
@@ -25,5 +29,11 @@ def decide(placement: Placement, caps: Capabilities, size: ModelSize, transforme
     folder, note = choose(faster.aot, key, aot_cache(), caps.ranks, own_kernels, locate)
     fit = fit.with_aot(folder, note)
     if folder is None and faster.aot == "auto" and faster.compile_blocks and caps.ranks == 1 and not own_kernels:
-        fit = fit.building_aot(key)
+        room = fit.workspace_budget is None or fit.workspace_budget - workspace_bytes(*DEFAULT_RESOLUTION) > (
+            size.block_bytes + BUILD_CONTEXT)
+        if room:
+            fit = fit.building_aot(key)
+        else:
+            fit = fit.with_aot(None, "blocks compiled just in time: too little GPU memory to build their AoT package "
+                                     "beside the run")
     return fit
