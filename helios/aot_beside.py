@@ -84,7 +84,7 @@ class AotBeside:
             self.outcome = f"the blocks' AoT build failed (its log: {self.log}): blocks compiled just in time"
 
     def wait(self, timeout: float) -> None:
-        """Until the child is done (tests, and a command that must leave the package made)."""
+        """Until the child is done (tests: a first start itself never waits for it)."""
         if self.child is not None:
             self.child.wait(timeout)
 
