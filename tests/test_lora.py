@@ -289,6 +289,7 @@ def test_a_session_adds_its_own_adapters_checked_as_they_arrive(tmp_path, engine
     from helios.studio.form import Form
     from helios.studio.sessions import Sessions
     from helios.studio.settings import StudioSettings
+    from helios.studio.timeline_editor import add_row, with_adapters
 
     ready = threading.Event()
     ready.set()
@@ -300,9 +301,16 @@ def test_a_session_adds_its_own_adapters_checked_as_they_arrive(tmp_path, engine
     with pytest.raises(BadInput, match="share a name"):
         sessions.set_loras("me", [str(style)], 1.0)
     assert [f.name for f in sessions.set_loras("me", [str(grain)], 0.4)] == ["grain"]
-    _, updates = sessions.generate("me", Form([[0, PROMPT, "0"]], "segments", 0, None, None, 1, "1,1,1", 3, "64x128"))
+    assert sessions.adapters("me") == ("style", "grain") and sessions.adapters("you") == ("style",)
+    rows = with_adapters([[0, PROMPT, "0"], [1, PROMPT]], sessions.adapters("me"), kept=1)
+    assert rows == [[0, PROMPT, "0", ""], [1, PROMPT, "", ""]], "the editor gains a blank column for the upload"
+    assert add_row(rows)[-1] == [3.0, "", "", ""]
+    rows[1][3] = "1.5"
+    _, updates = sessions.generate("me", Form(rows, "segments", 0, None, None, 2, "1,1,1", 3, "64x128"))
     list(updates)
-    assert [(f.name, f.strength) for f in sessions.get("me").run.request.loras] == [("style", 1.0), ("grain", 0.4)]
+    run = sessions.get("me").run
+    assert [(f.name, f.strength) for f in run.request.loras] == [("style", 1.0), ("grain", 0.4)]
+    assert run.timeline.strengths(1) == {"style": 0.0, "grain": 1.5}, "the upload's column keyframes it"
     _, updates = sessions.generate("you", Form([[0, PROMPT, "0"]], "segments", 0, None, None, 1, "1,1,1", 3, "64x128"))
     list(updates)
     assert [f.name for f in sessions.get("you").run.request.loras] == ["style"], "another session has its own"

@@ -22,6 +22,7 @@ from .worded import Crossfade, ImageUpload, Resolution, Seed, Segments, StartUni
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 FIRST_PROMPT = "A red fox trotting through fresh snow in a sunlit pine forest, cinematic"
+TIMELINE = f"Prompt timeline (prompts of at most {MAX_PROMPT_TOKENS} tokens)"
 RUNS = ("generate", "continue", "compare")
 """The API names of the events that run on the GPU: a Stop also keeps this session's queued ones from starting."""
 
@@ -82,11 +83,14 @@ def build(page: Page) -> GenerateTab:
     for upload in (tab.image, tab.video):
         upload.change(task_of, [tab.image, tab.video], tab.mode, api_visibility="private")
     loras = [tab.lora_files, tab.lora_strength]
-    tab.lora_files.upload(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None, api_name="loras")
-    tab.lora_files.clear(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None, api_visibility="private")
+    columns = dict(fn=handlers.editor_columns, inputs=tab.rows, outputs=tab.rows, api_visibility="private")
+    tab.lora_files.upload(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None,
+                          api_name="loras").success(**columns)
+    tab.lora_files.clear(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None,
+                         api_visibility="private").success(**columns)
     tab.lora_strength.release(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None,
                               api_visibility="private")
-    timeline_editor.wire(tab.editor, tab, page.limits, page.sessions.settings.adapters)
+    timeline_editor.wire(tab.editor, tab, page.limits, page.sessions.adapters)
     history_tab.wire(tab.history, page)
     return tab
 
@@ -94,8 +98,7 @@ def build(page: Page) -> GenerateTab:
 def _inputs(page: Page) -> dict:
     limits, flavour = page.limits, page.engine.model.flavour
     c: dict = {}
-    label = f"Prompt timeline (prompts of at most {MAX_PROMPT_TOKENS} tokens)"
-    c["rows"] = timeline_editor.timeline_rows(page.sessions.settings.adapters, FIRST_PROMPT, label, "timeline")
+    c["rows"] = timeline_editor.timeline_rows(page.sessions.settings.adapters, FIRST_PROMPT, TIMELINE, "timeline")
     editor = timeline_editor.lay_out_buttons()
     with gr.Row():
         c["unit"] = StartUnit(["seconds", "segments"], value="seconds", label="Start in")
@@ -234,6 +237,12 @@ class Generating:
             return "No adapters of this session's: the app's own only."
         return "Added for this session: " + ", ".join(f"`{f.name}` at {f.strength:g} (sha256 {f.sha256[:12]})"
                                                        for f in loras) + "."
+
+    def editor_columns(self, rows, request: gr.Request):
+        """The editor's strength columns for this session's adapters (an upload's columns start blank)."""
+        adapters = self.sessions.adapters(request.session_hash)
+        value = timeline_editor.with_adapters(rows, adapters, len(self.sessions.settings.adapters))
+        return timeline_editor.timeline_rows(adapters, FIRST_PROMPT, TIMELINE, "timeline", value)
 
     def stop(self, request: gr.Request):
         """Stop this session's running generation or comparison after its current denoising step; what was made

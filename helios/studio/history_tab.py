@@ -84,7 +84,8 @@ class Runs:
         Args:
             number: the run's number in this session's table of runs (1 is the newest).
         """
-        return history.form_values(self._picked(number, request.session_hash), self.sessions.settings.adapters)
+        session = request.session_hash
+        return history.form_values(self._picked(number, session), self.sessions.adapters(session))
 
     def _picked(self, number, session: str) -> StreamedRun:
         runs = self.sessions.history(session)

@@ -27,7 +27,8 @@ CSS = """
 .live-player video { width: 100%; max-height: 480px; background: #000; border-radius: 8px; }
 """
 WARMING_UP = (
-    "Warming up with one short run (on a GPU: compiling, capturing CUDA graphs); requests wait until it is done."
+    "Warming up with one short run (on a GPU: compiling the blocks, or beginning their build on a first start, and "
+    "capturing CUDA graphs); requests wait until it is done."
 )
 
 

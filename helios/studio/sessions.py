@@ -194,9 +194,15 @@ class Sessions:
         return self._begin(session, run, previous.video)[1]
 
     def _request(self, session: str, form: Form, after=None):
+        return build_request(form, after, self.engine.options.limits, self.loras(session))
+
+    def loras(self, session: str) -> tuple[LoraFile, ...]:
+        """The app's adapters, then the session's: the order of the timeline's strength columns."""
         with self._lock:
-            loras = self.settings.loras + self._loras.get(session, ())
-        return build_request(form, after, self.engine.options.limits, loras)
+            return self.settings.loras + self._loras.get(session, ())
+
+    def adapters(self, session: str) -> tuple[str, ...]:
+        return tuple(f.name for f in self.loras(session))
 
     def set_loras(self, session: str, paths: list[str], strength: float) -> tuple[LoraFile, ...]:
         """The session's uploaded adapters from now on (none: the app's alone), each checked against the model."""
@@ -237,7 +243,7 @@ class Sessions:
         run = self.get(session)
         if run is None or run.metrics.state != RunState.GENERATING:
             return None
-        run.apply_timeline(timeline_from_rows(rows, unit, crossfade, self.settings.adapters))
+        run.apply_timeline(timeline_from_rows(rows, unit, crossfade, self.adapters(session)))
         running = run.metrics.step.segment if run.metrics.step else 0
         return running + 2
 

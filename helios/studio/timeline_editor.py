@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import gradio as gr
 
@@ -36,11 +36,12 @@ class TimelineEditor:
     exported: gr.File
 
 
-def timeline_rows(adapters: tuple[str, ...], first_prompt: str, label: str, elem_id: str) -> TimelineRows:
+def timeline_rows(adapters: tuple[str, ...], first_prompt: str, label: str, elem_id: str,
+                  value: list | None = None) -> TimelineRows:
     """A prompt timeline's rows: start, prompt, and a strength per LoRA adapter (blank: the row before's)."""
     n = len(adapters)
     return TimelineRows(
-        value=[[0, first_prompt, *([""] * n)]], headers=["start", "prompt", *(f"lora:{a}" for a in adapters)],
+        value=value or [[0, first_prompt, *([""] * n)]], headers=["start", "prompt", *(f"lora:{a}" for a in adapters)],
         datatype=["number", "str", *(["str"] * n)], type="array", interactive=True, column_count=2 + n,
         label=label + (" and a strength per LoRA adapter (blank: the row before's)" if n else ""), elem_id=elem_id,
         wrap=True, column_widths=["16%", f"{84 - 12 * n}%", *(["12%"] * n)],
@@ -66,29 +67,45 @@ def lay_out_files() -> dict:
     return c
 
 
-def wire(editor: TimelineEditor, tab: GenerateTab, limits: Limits, adapters: tuple[str, ...]) -> None:
+def with_adapters(rows, adapters: tuple[str, ...], kept: int) -> list[list]:
+    """The rows with a strength column per adapter: the first `kept` adapters' columns as they were, the others
+    blank (a session's uploads replace its earlier ones)."""
+    width = 2 + kept
+    return [(list(r) + [""] * width)[:width] + [""] * (len(adapters) - kept) for r in rows or [[0, ""]]]
+
+
+def wire(editor: TimelineEditor, tab: GenerateTab, limits: Limits, adapters_of: Callable[[str], tuple[str, ...]]
+         ) -> None:
+    """`adapters_of(session)`: the adapters whose strength columns the session's rows carry."""
     timeline = [tab.rows, tab.unit, tab.crossfade]
     private = dict(api_visibility="private")
-    editor.add_row.click(lambda rows: add_row(rows, len(adapters)), tab.rows, tab.rows, **private)
-    editor.remove_row.click(lambda rows: remove_row(rows, len(adapters)), tab.rows, tab.rows, **private)
+    editor.add_row.click(add_row, tab.rows, tab.rows, **private)
+    editor.remove_row.click(remove_row, tab.rows, tab.rows, **private)
     editor.sort_rows.click(sort_rows, tab.rows, tab.rows, **private)
     covered = [*timeline, tab.segments]
 
     @in_words
-    def load(path, segments):
+    def load(path, segments, request: gr.Request):
         """The timeline's rows, and a length that covers it (never shorter than the one set)."""
         if not path:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         timeline = read_timeline(path)
         covering = min(timeline.covering_segments, limits.max_segments)
         length = max(covering, segments if isinstance(segments, (int, float)) else 1)
-        return *rows_from_timeline(timeline, adapters), length
+        return *rows_from_timeline(timeline, adapters_of(request.session_hash)), length
+
+    def pick(name, segments, request: gr.Request):
+        return load(EXAMPLE_TIMELINES.get(name), segments, request)
+
+    def exporter(kind: str):
+        def export_kind(rows, unit, crossfade, request: gr.Request) -> str:
+            return export(rows, unit, crossfade, kind, adapters_of(request.session_hash))
+        return export_kind
 
     editor.import_file.upload(load, [editor.import_file, tab.segments], covered, **private)
-    editor.example_pick.change(lambda name, segments: load(EXAMPLE_TIMELINES.get(name), segments),
-                               [editor.example_pick, tab.segments], covered, **private)
-    editor.export_json.click(lambda r, u, c: export(r, u, c, "json", adapters), timeline, editor.exported, **private)
-    editor.export_csv.click(lambda r, u, c: export(r, u, c, "csv", adapters), timeline, editor.exported, **private)
+    editor.example_pick.change(pick, [editor.example_pick, tab.segments], covered, **private)
+    editor.export_json.click(exporter("json"), timeline, editor.exported, **private)
+    editor.export_csv.click(exporter("csv"), timeline, editor.exported, **private)
 
 
 @in_words
@@ -100,15 +117,20 @@ def export(rows, unit, crossfade, kind: str, adapters: tuple[str, ...] = ()) -> 
     return str(out)
 
 
-def add_row(rows, adapters: int = 0):
+def add_row(rows):
+    """A row 2 after the last, as wide as the others (a strength column per adapter)."""
     rows = [list(r) for r in rows or []]
     last = float(rows[-1][0]) if rows and str(rows[-1][0]).strip() else -2.0
-    return rows + [[last + 2, "", *([""] * adapters)]]
+    return rows + [[last + 2, "", *([""] * _strengths(rows))]]
 
 
-def remove_row(rows, adapters: int = 0):
+def remove_row(rows):
     rows = [list(r) for r in rows or []]
-    return rows[:-1] if len(rows) > 1 else [[0, "", *([""] * adapters)]]
+    return rows[:-1] if len(rows) > 1 else [[0, "", *([""] * _strengths(rows))]]
+
+
+def _strengths(rows: list[list]) -> int:
+    return max(len(rows[0]) - 2, 0) if rows else 0
 
 
 def sort_rows(rows):
