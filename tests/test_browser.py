@@ -254,6 +254,22 @@ def test_an_example_timeline_sets_a_length_that_covers_it(page):
     assert length.input_value() == "9", "winter starts at segment 6, faded in over 2 more"
 
 
+def test_an_uploaded_adapter_gets_its_editor_column_and_its_live_fader(page, tmp_path):
+    from benchmarks.random_lora import write_lora
+    from helios.model_cache import load_model
+
+    lora = write_lora(tmp_path / "grain.safetensors", load_model("tiny").transformer)
+    page.get_by_text("LoRA adapters").click()
+    page.locator("#lora-files input[type=file]").set_input_files(str(lora))
+    page.wait_for_function("() => document.querySelector('#timeline thead')?.innerText.includes('lora:grain')",
+                           timeout=30_000)
+    assert "Added for this session: grain" in page.locator("#lora-status").inner_text()
+    page.get_by_role("tab", name="Live").click()
+    page.wait_for_selector("#live-session-lora-0", state="visible", timeout=30_000)
+    assert "LoRA grain (this session's)" in page.locator("#live-session-lora-0").inner_text()
+    assert not page.locator("#live-session-lora-1").is_visible()
+
+
 RECORD_LIVE = """() => {
   const rec = window.live = {arrivals: [], stalls: [], said: [], playing: null, last: {time: -1, at: 0}};
   setInterval(() => {

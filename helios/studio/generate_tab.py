@@ -84,10 +84,12 @@ def build(page: Page) -> GenerateTab:
         upload.change(task_of, [tab.image, tab.video], tab.mode, api_visibility="private")
     loras = [tab.lora_files, tab.lora_strength]
     columns = dict(fn=handlers.editor_columns, inputs=tab.rows, outputs=tab.rows, api_visibility="private")
-    tab.lora_files.upload(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None,
-                          api_name="loras").success(**columns)
-    tab.lora_files.clear(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None,
-                         api_visibility="private").success(**columns)
+    page.adapters_changed = (
+        tab.lora_files.upload(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None,
+                              api_name="loras").success(**columns),
+        tab.lora_files.clear(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None,
+                             api_visibility="private").success(**columns),
+    )
     tab.lora_strength.release(handlers.set_loras, loras, tab.lora_status, concurrency_limit=None,
                               api_visibility="private")
     timeline_editor.wire(tab.editor, tab, page.limits, page.sessions.adapters)

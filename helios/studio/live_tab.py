@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from helios.errors import HeliosError
 from helios.limits import FPS, MAX_PROMPT_TOKENS
 from helios.lora.file import MAX_STRENGTH
 
@@ -26,6 +27,8 @@ from .tab import GPU, QUIET, Page, in_words
 from .worded import Crossfade
 
 PADS = 9
+SESSION_FADERS = 4
+"""Faders for a session's uploaded adapters (the API's `live_lora` fades any of them)."""
 LOG_COLUMNS = ["segment", "prompt", "LoRA", "crossfade", "steer latency (s)"]
 LOG_SHOWN = 50
 """The page shows the last 50 steers; the export holds them all."""
@@ -39,6 +42,8 @@ class LiveTab:
     pad_buttons: list[gr.Button]
     faders: list[gr.Slider]
     """One per LoRA adapter the app loaded: its strength from the next segment on."""
+    session_faders: list[gr.Slider]
+    """The same for the session's uploaded adapters, the first `SESSION_FADERS`; hidden until there are some."""
     start: gr.Button
     pause: gr.Button
     resume: gr.Button
@@ -75,6 +80,10 @@ def build(page: Page) -> LiveTab:
     tab.pads.change(live.set_pads, tab.pads, None, **QUIET)
     for adapter, fader in zip(page.sessions.settings.adapters, tab.faders):
         fader.release(live.fader(adapter), [fader, tab.crossfade], tab.status, **steer, api_visibility="private")
+    for n, fader in enumerate(tab.session_faders):
+        fader.release(live.session_fader(n), [fader, tab.crossfade], tab.status, **steer, api_visibility="private")
+    for changed in page.adapters_changed:
+        changed.then(live.show_session_faders, None, tab.session_faders, **QUIET)
     tab.pause.click(live.live_pause, None, tab.status, **steer, api_name="live_pause")
     tab.stop.click(live.live_stop, None, tab.status, **steer, api_name="live_stop")
     tab.download.click(live.live_download, None, tab.files, concurrency_limit=None, api_name="live_download")
@@ -124,6 +133,8 @@ def _lay_out(page: Page) -> LiveTab:
                                     for n in range(1, PADS + 1)]
             c["faders"] = [gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, value=f.strength, step=0.05, label=f"LoRA {f.name}",
                                      elem_id=f"live-lora-{f.name}") for f in page.sessions.settings.loras]
+            c["session_faders"] = [gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, step=0.05, visible=False,
+                                              elem_id=f"live-session-lora-{n}") for n in range(SESSION_FADERS)]
             c["log"] = gr.Dataframe(headers=LOG_COLUMNS, interactive=False, label="Steered", elem_id="live-log")
             with gr.Row():
                 c["download"] = gr.Button("Download so far", elem_id="live-download")
@@ -190,10 +201,11 @@ class Playing:
 
     @in_words
     def live_lora(self, adapter: str, strength: float, crossfade: float, request: gr.Request) -> str:
-        """Fade one of the app's LoRA adapters to a strength from the next segment on, the prompt kept.
+        """Fade one of the LoRA adapters (the app's, or this session's uploads) to a strength from the next segment
+        on, the prompt kept.
 
         Args:
-            adapter: the adapter's name (its file's stem, as the app was started with --lora).
+            adapter: the adapter's name (its file's stem).
             strength: from -2 to 2; 0 turns it off.
             crossfade: over how many segments it fades (0 to 6).
         """
@@ -206,6 +218,24 @@ class Playing:
         def moved(strength: float, crossfade: float, request: gr.Request) -> str:
             return self.live_lora(adapter, strength, crossfade, request)
         return moved
+
+    def session_fader(self, n: int):
+        """The handler of the fader of the session's n-th uploaded adapter."""
+        @in_words
+        def moved(strength: float, crossfade: float, request: gr.Request) -> str:
+            uploaded = self._uploaded(request.session_hash)
+            if n >= len(uploaded):
+                raise HeliosError("That adapter is no longer loaded for this session: upload it again.")
+            return self.live_lora(uploaded[n].name, strength, crossfade, request)
+        return moved
+
+    def show_session_faders(self, request: gr.Request) -> list[gr.Slider]:
+        shown = [gr.Slider(visible=True, label=f"LoRA {f.name} (this session's)", value=f.strength)
+                 for f in self._uploaded(request.session_hash)[:SESSION_FADERS]]
+        return shown + [gr.Slider(visible=False)] * (SESSION_FADERS - len(shown))
+
+    def _uploaded(self, session: str):
+        return self.sessions.loras(session)[len(self.sessions.settings.loras):]
 
     def pad(self, number: int):
         """A pad button's handler: the pad's prompt as the table shows it now (its edit may not have reached the

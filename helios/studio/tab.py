@@ -41,6 +41,9 @@ class Page:
     default_resolution: str
     generate: GenerateTab | None = None
     """The Generate tab's components, once it is built."""
+    adapters_changed: tuple = ()
+    """The events after which a session's uploaded LoRA adapters have changed (the Generate tab's): a tab that shows
+    them chains its update on."""
 
     @property
     def limits(self) -> Limits:
