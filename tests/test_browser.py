@@ -254,7 +254,7 @@ def test_an_example_timeline_sets_a_length_that_covers_it(page):
     assert length.input_value() == "9", "winter starts at segment 6, faded in over 2 more"
 
 
-def test_an_uploaded_adapter_gets_its_editor_column_and_its_live_fader(page, tmp_path):
+def test_an_uploaded_adapter_gets_its_timeline_columns_and_its_live_fader(page, tmp_path):
     from benchmarks.random_lora import write_lora
     from helios.model_cache import load_model
 
@@ -268,6 +268,10 @@ def test_an_uploaded_adapter_gets_its_editor_column_and_its_live_fader(page, tmp
     page.wait_for_selector("#live-session-lora-0", state="visible", timeout=30_000)
     assert "LoRA grain (this session's)" in page.locator("#live-session-lora-0").inner_text()
     assert not page.locator("#live-session-lora-1").is_visible()
+    page.get_by_role("tab", name="Compare").click()
+    for side in "ab":
+        page.wait_for_function(f"() => document.querySelector('#compare-rows-{side} thead')?.innerText"
+                               ".includes('lora:grain')", timeout=30_000)
 
 
 RECORD_LIVE = """() => {

@@ -22,7 +22,7 @@ from .metrics import REAL_TIME
 from .models import FORMS, LOADED, SideModel
 from .scripts import script
 from .tab import GPU, QUIET, Page, in_words
-from .timeline_editor import timeline_rows
+from .timeline_editor import timeline_rows, widened
 from .worded import Checkpoint, Crossfade, EngineChoice, Seed, WeightsChoice
 
 COLOURS = {"A": "#f97316", "B": "#4f46e5"}
@@ -95,6 +95,8 @@ def build(page: Page) -> CompareTab:
     tab.measures.change(handlers.plots, None, [tab.flicker_plot, tab.drift_plot], **QUIET)
     for choice in tab.models:
         choice.change(handlers.plan, tab.models, tab.plan, **QUIET)
+    for changed in page.adapters_changed:
+        changed.then(handlers.columns, [tab.a.rows, tab.b.rows], [tab.a.rows, tab.b.rows], **QUIET)
     page.demo.load(handlers.plan, tab.models, tab.plan, **QUIET)
     return tab
 
@@ -183,6 +185,11 @@ class Comparing:
 
     def __init__(self, page: Page, tab: CompareTab):
         self.sessions, self.tab = page.sessions, tab
+
+    def columns(self, rows_a: list[list], rows_b: list[list], request: gr.Request) -> list:
+        """Both timelines with a strength column per adapter the session has now."""
+        return [widened(rows, self.sessions, request.session_hash, f"Timeline {name}", f"compare-rows-{name.lower()}")
+                for name, rows in (("A", rows_a), ("B", rows_b))]
 
     @in_words
     def compare(self, rows_a: list[list], crossfade_a: float, steps_a: str, seed_a: int, rows_b: list[list],

@@ -241,10 +241,7 @@ class Generating:
                                                        for f in loras) + "."
 
     def editor_columns(self, rows, request: gr.Request):
-        """The editor's strength columns for this session's adapters (an upload's columns start blank)."""
-        adapters = self.sessions.adapters(request.session_hash)
-        value = timeline_editor.with_adapters(rows, adapters, len(self.sessions.settings.adapters))
-        return timeline_editor.timeline_rows(adapters, FIRST_PROMPT, TIMELINE, "timeline", value)
+        return timeline_editor.widened(rows, self.sessions, request.session_hash, TIMELINE, "timeline")
 
     def stop(self, request: gr.Request):
         """Stop this session's running generation or comparison after its current denoising step; what was made

@@ -19,6 +19,7 @@ from .worded import TimelineRows
 
 if TYPE_CHECKING:
     from .generate_tab import GenerateTab
+    from .sessions import Sessions
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "timelines"
 EXAMPLE_TIMELINES = {p.name: p for p in sorted(EXAMPLES.glob("*")) if p.suffix in (".json", ".csv")}
@@ -72,6 +73,13 @@ def with_adapters(rows, adapters: tuple[str, ...], kept: int) -> list[list]:
     blank (a session's uploads replace its earlier ones)."""
     width = 2 + kept
     return [(list(r) + [""] * width)[:width] + [""] * (len(adapters) - kept) for r in rows or [[0, ""]]]
+
+
+def widened(rows, sessions: Sessions, session: str, label: str, elem_id: str) -> TimelineRows:
+    """A timeline table shown again with a strength column per adapter the session has now (its uploads' blank)."""
+    adapters = sessions.adapters(session)
+    value = with_adapters(rows, adapters, len(sessions.settings.adapters))
+    return timeline_rows(adapters, "", label, elem_id, value)
 
 
 def wire(editor: TimelineEditor, tab: GenerateTab, limits: Limits, adapters_of: Callable[[str], tuple[str, ...]]
