@@ -14,10 +14,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from helios.errors import HeliosError
 from helios.limits import FPS, MAX_PROMPT_TOKENS
-from helios.lora.file import MAX_STRENGTH
 
+from . import live_faders
 from .form import Form, whole
 from .generate_tab import RUNS
 from .gpu import on_gpu
@@ -27,8 +26,6 @@ from .tab import GPU, QUIET, Page, in_words
 from .worded import Crossfade
 
 PADS = 9
-SESSION_FADERS = 4
-"""Faders for a session's uploaded adapters (the API's `live_lora` fades any of them)."""
 LOG_COLUMNS = ["segment", "prompt", "LoRA", "crossfade", "steer latency (s)"]
 LOG_SHOWN = 50
 """The page shows the last 50 steers; the export holds them all."""
@@ -40,10 +37,7 @@ class LiveTab:
     crossfade: gr.Slider
     pads: gr.Dataframe
     pad_buttons: list[gr.Button]
-    faders: list[gr.Slider]
-    """One per LoRA adapter the app loaded: its strength from the next segment on."""
-    session_faders: list[gr.Slider]
-    """The same for the session's uploaded adapters, the first `SESSION_FADERS`; hidden until there are some."""
+    faders: live_faders.Faders
     start: gr.Button
     pause: gr.Button
     resume: gr.Button
@@ -78,12 +72,7 @@ def build(page: Page) -> LiveTab:
     for n, button in enumerate(tab.pad_buttons, 1):
         button.click(live.pad(n), [tab.pads, tab.crossfade], tab.status, **steer, api_visibility="private")
     tab.pads.change(live.set_pads, tab.pads, None, **QUIET)
-    for adapter, fader in zip(page.sessions.settings.adapters, tab.faders):
-        fader.release(live.fader(adapter), [fader, tab.crossfade], tab.status, **steer, api_visibility="private")
-    for n, fader in enumerate(tab.session_faders):
-        fader.release(live.session_fader(n), [fader, tab.crossfade], tab.status, **steer, api_visibility="private")
-    for changed in page.adapters_changed:
-        changed.then(live.show_session_faders, None, tab.session_faders, **QUIET)
+    live_faders.wire(tab.faders, page, live.live_lora, tab.crossfade, tab.status, **steer)
     tab.pause.click(live.live_pause, None, tab.status, **steer, api_name="live_pause")
     tab.stop.click(live.live_stop, None, tab.status, **steer, api_name="live_stop")
     tab.download.click(live.live_download, None, tab.files, concurrency_limit=None, api_name="live_download")
@@ -131,10 +120,7 @@ def _lay_out(page: Page) -> LiveTab:
             with gr.Row():
                 c["pad_buttons"] = [gr.Button(str(n), size="sm", min_width=40, elem_id=f"live-pad-{n}")
                                     for n in range(1, PADS + 1)]
-            c["faders"] = [gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, value=f.strength, step=0.05, label=f"LoRA {f.name}",
-                                     elem_id=f"live-lora-{f.name}") for f in page.sessions.settings.loras]
-            c["session_faders"] = [gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, step=0.05, visible=False,
-                                              elem_id=f"live-session-lora-{n}") for n in range(SESSION_FADERS)]
+            c["faders"] = live_faders.lay_out(page)
             c["log"] = gr.Dataframe(headers=LOG_COLUMNS, interactive=False, label="Steered", elem_id="live-log")
             with gr.Row():
                 c["download"] = gr.Button("Download so far", elem_id="live-download")
@@ -212,30 +198,6 @@ class Playing:
         session = self.sessions.live(request.session_hash)
         segment = session.fade(adapter, strength, whole(crossfade, "Crossfade"))
         return f"LoRA {adapter} goes to {strength:g} from segment {segment + 1}."
-
-    def fader(self, adapter: str):
-        @in_words
-        def moved(strength: float, crossfade: float, request: gr.Request) -> str:
-            return self.live_lora(adapter, strength, crossfade, request)
-        return moved
-
-    def session_fader(self, n: int):
-        """The handler of the fader of the session's n-th uploaded adapter."""
-        @in_words
-        def moved(strength: float, crossfade: float, request: gr.Request) -> str:
-            uploaded = self._uploaded(request.session_hash)
-            if n >= len(uploaded):
-                raise HeliosError("That adapter is no longer loaded for this session: upload it again.")
-            return self.live_lora(uploaded[n].name, strength, crossfade, request)
-        return moved
-
-    def show_session_faders(self, request: gr.Request) -> list[gr.Slider]:
-        shown = [gr.Slider(visible=True, label=f"LoRA {f.name} (this session's)", value=f.strength)
-                 for f in self._uploaded(request.session_hash)[:SESSION_FADERS]]
-        return shown + [gr.Slider(visible=False)] * (SESSION_FADERS - len(shown))
-
-    def _uploaded(self, session: str):
-        return self.sessions.loras(session)[len(self.sessions.settings.loras):]
 
     def pad(self, number: int):
         """A pad button's handler: the pad's prompt as the table shows it now (its edit may not have reached the
