@@ -12,6 +12,7 @@ from helios.media import VideoWriter, video_frames
 from helios.studio.compare import SideSettings
 from helios.studio.form import Form
 from helios.studio.models import SideModel
+from helios.tiny import TinySpec, build_tiny
 
 ROWS = [[0, "a paper boat"]]
 
@@ -174,10 +175,12 @@ def test_the_reference_engine_is_refused_a_timeline_before_a_starts(sessions):
     assert sessions.history("fay") == []
 
 
-def test_a_folder_the_app_was_started_with_is_a_checkpoint_choice(sessions, tiny_checkpoint):
+def test_a_folder_the_app_was_started_with_is_a_checkpoint_choice(sessions, tmp_path):
+    """A folder of its own: the session's shared tiny checkpoints may be loaded already by another file's tests (then
+    the plan copies rather than reads)."""
     from helios.studio.models import ModelChoices
 
-    folder = tiny_checkpoint("base")
+    folder = build_tiny(tmp_path / "tiny-base", TinySpec(flavour="base"))
     choices = ModelChoices(sessions.engine, folders=(folder,))
     assert choices.checkpoints[-1] == folder.name
     assert "from disk" in choices.plan(SideModel(folder.name))
