@@ -137,6 +137,8 @@ class LoraSlots:
     def check(self, files: tuple[LoraFile, ...]) -> None:
         """BadInput, in words, if a file is no LoRA, has a layer this model lacks, or all of them need more memory
         than is left where the model computes (the installed ones' given back); read once, for `use`."""
+        if not files:
+            return
         need = self._bytes([self._layers_of(file) for file in files])
         if self.device.type == "cuda":
             free, where = torch.cuda.mem_get_info(self.device)[0], "GPU"
