@@ -29,8 +29,8 @@ def decide(placement: Placement, caps: Capabilities, size: ModelSize, transforme
     folder, note = choose(faster.aot, key, aot_cache(), caps.ranks, own_kernels, locate)
     fit = fit.with_aot(folder, note)
     if folder is None and faster.aot == "auto" and faster.compile_blocks and caps.ranks == 1 and not own_kernels:
-        beside_run = None if fit.workspace_budget is None else fit.workspace_budget - workspace_bytes(*DEFAULT_RESOLUTION)
-        if beside_run is None or beside_run > size.block_bytes + BUILD_CONTEXT:
+        budget = fit.workspace_budget
+        if budget is None or budget - workspace_bytes(*DEFAULT_RESOLUTION) > size.block_bytes + BUILD_CONTEXT:
             fit = fit.building_aot(key)
         else:
             fit = fit.with_aot(None, "blocks compiled just in time: too little GPU memory to build their AoT package "
