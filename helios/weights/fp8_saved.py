@@ -67,9 +67,9 @@ def checkpoint_fingerprint(transformer_folder: Path) -> str:
             length = int.from_bytes(f.read(8), "little")
             digest.update(f.read(length))
             start = 8 + length
+            span = max(size - start - SAMPLE_BYTES, 0)
             for i in range(SAMPLES):
-                f.seek(start + (size - start - SAMPLE_BYTES) * i // (SAMPLES - 1) if size - start > SAMPLE_BYTES
-                       else start)
+                f.seek(start + span * i // (SAMPLES - 1))
                 digest.update(f.read(SAMPLE_BYTES))
     return digest.hexdigest()[:32]
 
